@@ -1,0 +1,48 @@
+/**
+ * Process settings from the environment: where the bus is, where files go, how listeners
+ * are placed on this machine. One place, so every service and the README agree.
+ */
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
+
+export type RuntimeSettings = {
+  natsServers: string[];
+  redisUrl: string;
+  configPath: string;
+  nodeName: string;
+  /** Replaces wildcard bindings (0.0.0.0 / [::]) when set: 127.0.0.1 in the local profile. */
+  listenHost: string | undefined;
+  /** Added to every SMTP listener port (and to the default health ports). */
+  portOffset: number;
+  varDir: string;
+  mailDir: string;
+  pickupDir: string;
+  streamReplicas: number;
+  httpPort: number | undefined;
+};
+
+function intFrom(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer (got "${raw}")`);
+  return n;
+}
+
+export function runtimeSettings(env: NodeJS.ProcessEnv = process.env): RuntimeSettings {
+  const varDir = resolve(env.TRANSIT_VAR_DIR ?? 'var');
+  const httpPort = env.TRANSIT_HTTP_PORT ? intFrom(env, 'TRANSIT_HTTP_PORT', 0) : undefined;
+  return {
+    natsServers: (env.NATS_URL ?? 'nats://127.0.0.1:4222').split(',').map((s) => s.trim()).filter(Boolean),
+    redisUrl: env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+    configPath: resolve(env.TRANSIT_CONFIG ?? 'config/examples/contoso.yaml'),
+    nodeName: env.TRANSIT_NODE_NAME ?? hostname(),
+    listenHost: env.TRANSIT_LISTEN_HOST || undefined,
+    portOffset: intFrom(env, 'TRANSIT_PORT_OFFSET', 0),
+    varDir,
+    mailDir: resolve(env.TRANSIT_MAIL_DIR ?? `${varDir}/mail`),
+    pickupDir: resolve(env.TRANSIT_PICKUP_DIR ?? `${varDir}/pickup`),
+    streamReplicas: intFrom(env, 'TRANSIT_STREAM_REPLICAS', 1),
+    httpPort,
+  };
+}

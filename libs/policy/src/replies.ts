@@ -1,0 +1,43 @@
+/**
+ * Every SMTP reply Transit sends on its own account, defined once (ARCHITECTURE.md §5).
+ * Codes and texts follow Exchange (EXCHANGE.md §7), so administrators and their runbooks
+ * recognise them.
+ */
+export type Reply = { code: number; enhanced: string; text: string };
+
+const r = (code: number, enhanced: string, text: string): Reply => ({ code, enhanced, text });
+
+export const REPLIES = {
+  senderOk: r(250, '2.1.0', 'Sender OK'),
+  recipientOk: r(250, '2.1.5', 'Recipient OK'),
+  notAuthenticated: r(530, '5.7.1', 'Client was not authenticated'),
+  noSubmitPermission: r(550, '5.7.1', 'Client does not have permissions to submit to this server'),
+  cannotSendAsSender: r(550, '5.7.1', 'Client does not have permissions to send as this sender'),
+  unableToRelay: r(550, '5.7.54', 'SMTP; Unable to relay recipient in non-accepted domain'),
+  userUnknown: r(550, '5.1.1', 'User unknown'),
+  invalidRecipient: r(501, '5.1.3', 'Invalid address'),
+  invalidSender: r(501, '5.1.7', 'Invalid address'),
+  tooManyRecipients: r(452, '4.5.3', 'Too many recipients'),
+  messageTooBig: r(552, '5.3.4', 'Message size exceeds fixed maximum message size'),
+  headerTooBig: r(552, '5.3.4', 'Header size exceeds fixed maximum size'),
+  serviceNotAvailable: r(421, '4.3.2', 'Service not available'),
+  insufficientResources: r(452, '4.3.1', 'Insufficient system resources'),
+  queueUnavailable: r(451, '4.3.0', 'Temporary server error. Please try again later'),
+  timeoutWaitingForClient: r(451, '4.7.0', 'Timeout waiting for client input'),
+} as const satisfies Record<string, Reply>;
+
+export type ReplyName = keyof typeof REPLIES;
+
+/** The text after the code: `5.7.54 SMTP; Unable to relay ...` (what smtp-server is handed). */
+export function replyText(reply: Reply): string {
+  return `${reply.enhanced} ${reply.text}`;
+}
+
+export function formatReply(reply: Reply): string {
+  return `${reply.code} ${replyText(reply)}`;
+}
+
+/** `250 2.6.0 <message-id> [InternalId=<n>, Hostname=<fqdn>] Queued mail for delivery`. */
+export function queuedReply(messageId: string, internalId: number, hostname: string): Reply {
+  return r(250, '2.6.0', `${messageId} [InternalId=${internalId}, Hostname=${hostname}] Queued mail for delivery`);
+}
