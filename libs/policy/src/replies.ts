@@ -8,6 +8,9 @@ export type Reply = { code: number; enhanced: string; text: string };
 const r = (code: number, enhanced: string, text: string): Reply => ({ code, enhanced, text });
 
 export const REPLIES = {
+  ok: r(250, '2.0.0', 'OK'),
+  closing: r(221, '2.0.0', 'Service closing transmission channel'),
+  startMailInput: r(354, '', 'Start mail input; end with <CRLF>.<CRLF>'),
   senderOk: r(250, '2.1.0', 'Sender OK'),
   recipientOk: r(250, '2.1.5', 'Recipient OK'),
   notAuthenticated: r(530, '5.7.1', 'Client was not authenticated'),
@@ -30,7 +33,7 @@ export type ReplyName = keyof typeof REPLIES;
 
 /** The text after the code: `5.7.54 SMTP; Unable to relay ...` (what smtp-server is handed). */
 export function replyText(reply: Reply): string {
-  return `${reply.enhanced} ${reply.text}`;
+  return reply.enhanced ? `${reply.enhanced} ${reply.text}` : reply.text;
 }
 
 export function formatReply(reply: Reply): string {

@@ -1,0 +1,34 @@
+/**
+ * One NATS connection per process, reconnecting forever: a service outlives nats-server
+ * restarts and resumes on its own (the issue's "after nats-server returns, mail flows
+ * again without restarting Transit").
+ */
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { connect } from '@nats-io/transport-node';
+import { setSha256Backend } from '@nats-io/obj';
+
+setSha256Backend('native');
+
+export type Bus = { nc: NatsConnection; js: JetStreamClient; jsm: JetStreamManager; connected(): boolean; close(): Promise<void> };
+
+export async function connectBus(servers: string[], name: string): Promise<Bus> {
+  const nc = await connect({ servers, name, maxReconnectAttempts: -1, reconnectTimeWait: 250, waitOnFirstConnect: true, timeout: 5000 });
+  let up = true;
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect') up = false;
+      else if (s.type === 'reconnect') up = true;
+    }
+  })();
+  const jsm = await jetstreamManager(nc, { timeout: 5000 });
+  return {
+    nc,
+    js: jetstream(nc, { timeout: 5000 }),
+    jsm,
+    connected: () => up && !nc.isClosed(),
+    close: async () => {
+      if (!nc.isClosed()) await nc.drain();
+    },
+  };
+}

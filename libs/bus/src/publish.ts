@@ -1,0 +1,29 @@
+import type { PubAck } from '@nats-io/jetstream';
+import type { Bus } from './connection.ts';
+
+export class BusUnavailableError extends Error {
+  readonly code = 'BUS_UNAVAILABLE';
+  constructor(message: string) {
+    super(message);
+    this.name = 'BusUnavailableError';
+  }
+}
+
+/**
+ * Publishes and waits for JetStream's acknowledgement: the only proof that the bytes are
+ * durable. `msgID` makes a retried publish a no-op inside the stream's duplicate window.
+ * Refuses up front while disconnected, so a publish is never left buffered in the client,
+ * to be written after the caller already answered 4xx (and the sender retried).
+ */
+export async function publishDurable(bus: Bus, subject: string, payload: Uint8Array, opts: { msgID: string; timeoutMs?: number; expectStream?: string }): Promise<PubAck> {
+  if (!bus.connected()) throw new BusUnavailableError('not connected to NATS');
+  try {
+    return await bus.js.publish(subject, payload, {
+      msgID: opts.msgID,
+      timeout: opts.timeoutMs ?? 5000,
+      ...(opts.expectStream ? { expect: { streamName: opts.expectStream } } : {}),
+    });
+  } catch (err) {
+    throw new BusUnavailableError(`publish to ${subject} failed: ${(err as Error).message}`);
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * The bus's shape: which streams hold which subjects, which durable consumers read them.
+ * Created idempotently at start-up by every service (add, or update when it exists), so
+ * any replica may start first and a restart never loses configuration.
+ */
+import { AckPolicy, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import { Objm } from '@nats-io/obj';
+import type { Bus } from './connection.ts';
+
+export const STREAMS = { submit: 'MAIL_SUBMIT', deliver: 'MAIL_DELIVER', events: 'MAIL_EVENTS' } as const;
+export const CONSUMERS = { hub: 'hub', mailboxDelivery: 'mailbox-delivery', outboundProxy: 'outbound-proxy' } as const;
+export const BODY_BUCKET = 'transit-bodies';
+export const NODES_BUCKET = 'transit-nodes';
+
+/** A NATS subject token from free text: dots, wildcards and spaces become `_`. */
+export function subjectToken(text: string): string {
+  const token = text.toLowerCase().replace(/[^a-z0-9-]/g, '_');
+  return token === '' ? '_' : token;
+}
+
+export const SUBJECTS = {
+  submit: 'mail.submit',
+  mailbox: (database: string) => `mail.deliver.mailbox.${subjectToken(database)}`,
+  remote: (hop: string) => `mail.deliver.remote.${subjectToken(hop)}`,
+  event: (messageId: string) => `mail.evt.${messageId}`,
+} as const;
+
+const MS = 1_000_000; // nanoseconds
+const DAY_MS = 24 * 3600 * 1000;
+
+export type TopologyOptions = { replicas: number };
+
+async function ensureStream(jsm: JetStreamManager, name: string, config: Parameters<JetStreamManager['streams']['add']>[0]): Promise<void> {
+  try {
+    await jsm.streams.info(name);
+    await jsm.streams.update(name, config);
+  } catch (err) {
+    if (!/stream not found/i.test((err as Error).message)) throw err;
+    await jsm.streams.add({ ...config, name });
+  }
+}
+
+export async function ensureTopology(bus: Bus, opts: TopologyOptions): Promise<void> {
+  const { jsm } = bus;
+  const common = { storage: StorageType.File, num_replicas: opts.replicas, duplicate_window: 2 * 60 * 1000 * MS };
+  // Work queues: a message leaves the stream when its consumer acknowledges it.
+  await ensureStream(jsm, STREAMS.submit, { ...common, name: STREAMS.submit, subjects: [SUBJECTS.submit], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New });
+  await ensureStream(jsm, STREAMS.deliver, { ...common, name: STREAMS.deliver, subjects: ['mail.deliver.>'], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New });
+  // The per-message event log (the fault-tolerance issue builds the actor model on it).
+  await ensureStream(jsm, STREAMS.events, { ...common, name: STREAMS.events, subjects: ['mail.evt.>'], retention: RetentionPolicy.Limits, max_age: 7 * DAY_MS * MS });
+
+  const consumer = (durable: string, filter: string) => ({
+    durable_name: durable,
+    filter_subject: filter,
+    ack_policy: AckPolicy.Explicit,
+    ack_wait: 60_000 * MS,
+    max_ack_pending: 1000,
+  });
+  await jsm.consumers.add(STREAMS.submit, consumer(CONSUMERS.hub, SUBJECTS.submit));
+  await jsm.consumers.add(STREAMS.deliver, consumer(CONSUMERS.mailboxDelivery, 'mail.deliver.mailbox.>'));
+  await jsm.consumers.add(STREAMS.deliver, consumer(CONSUMERS.outboundProxy, 'mail.deliver.remote.>'));
+
+  await new Objm(bus.js).create(BODY_BUCKET, { storage: StorageType.File, replicas: opts.replicas, ttl: 7 * DAY_MS * MS });
+  await new Kvm(bus.js).create(NODES_BUCKET, { replicas: opts.replicas, ttl: 15_000, history: 1 });
+}

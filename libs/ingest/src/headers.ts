@@ -1,0 +1,54 @@
+/**
+ * Reads a message's header block off a stream, bounded, without touching the body: the
+ * caller gets the header bytes, the already-read start of the body, and the rest of the
+ * stream, so the stored bytes after Transit's added headers are exactly what was sent.
+ */
+export class HeaderTooLargeError extends Error {
+  readonly code = 'HEADER_TOO_LARGE';
+  constructor(limit: number) {
+    super(`header block exceeds ${limit} bytes`);
+    this.name = 'HeaderTooLargeError';
+  }
+}
+
+export type SplitMessage = { header: Buffer; bodyStart: Buffer; rest: AsyncIterator<Buffer> };
+
+function endOfHeaders(buf: Buffer): number {
+  if (buf.length >= 2 && buf[0] === 0x0d && buf[1] === 0x0a) return 0; // no headers at all
+  if (buf.length >= 1 && buf[0] === 0x0a) return 0;
+  const crlf = buf.indexOf('\r\n\r\n');
+  const lf = buf.indexOf('\n\n');
+  if (crlf < 0 && lf < 0) return -1;
+  if (crlf < 0) return lf + 1;
+  if (lf < 0) return crlf + 2;
+  return Math.min(crlf + 2, lf + 1);
+}
+
+export async function splitHeader(source: AsyncIterable<Buffer>, maxHeaderSize: number): Promise<SplitMessage> {
+  const it = source[Symbol.asyncIterator]();
+  let buf: Buffer = Buffer.alloc(0);
+  for (;;) {
+    const end = endOfHeaders(buf);
+    if (end >= 0) return { header: buf.subarray(0, end), bodyStart: buf.subarray(end), rest: it };
+    if (buf.length > maxHeaderSize) throw new HeaderTooLargeError(maxHeaderSize);
+    const next = await it.next();
+    if (next.done) return { header: buf, bodyStart: Buffer.alloc(0), rest: it };
+    buf = buf.length === 0 ? next.value : Buffer.concat([buf, next.value]);
+  }
+}
+
+/** Value of the first header `name` (unfolded), or undefined. */
+export function headerValue(header: Buffer | string, name: string): string | undefined {
+  const text = typeof header === 'string' ? header : header.toString('latin1');
+  const re = new RegExp(`^${name}:[ \\t]*((?:.*)(?:\\r?\\n[ \\t].*)*)`, 'im');
+  const m = re.exec(text);
+  return m ? m[1]!.replace(/\r?\n[ \t]+/g, ' ').trim() : undefined;
+}
+
+/** RFC 5322 date-time, as Received and Date headers carry it. */
+export function rfc5322Date(at: Date): string {
+  const days = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+  const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${days[at.getUTCDay()]}, ${at.getUTCDate()} ${months[at.getUTCMonth()]} ${at.getUTCFullYear()} ${p(at.getUTCHours())}:${p(at.getUTCMinutes())}:${p(at.getUTCSeconds())} +0000`;
+}

@@ -1,0 +1,91 @@
+/**
+ * Accepting a message into Transit: store the body (inline or object store), publish the
+ * envelope to `mail.submit`, and return only once JetStream acknowledged it. Used by every
+ * way in (SMTP receive connectors, the pickup directory), so "durable before 250" holds
+ * in one place.
+ */
+import type { Bus, BodyStore } from '@transit/bus';
+import { SUBJECTS, publishDurable, recordEvent, STREAMS } from '@transit/bus';
+import { encodeEnvelope, newMessageId, type BodyRef, type Envelope, type Origin, type Recipient } from '@transit/envelope';
+import { headerValue, splitHeader } from './headers.ts';
+
+export type IngestDeps = { bus: Bus; bodies: BodyStore; nodeName: string; log: { warn(obj: object, msg: string): void } };
+
+export type IngestRequest = {
+  sender: string;
+  recipients: Recipient[];
+  origin: Origin;
+  /** The message as received, header block first. */
+  content: AsyncIterable<Buffer>;
+  /** Header lines Transit adds at the top (e.g. Received:), each ending in CRLF; may use `{id}`. */
+  prependHeaders: (id: string, messageIdHeader: string) => string;
+  /** FQDN used to make a Message-ID when the message has none. */
+  fqdn: string;
+  maxHeaderSize: number;
+  inlineMaxBytes: number;
+  /** Called once the whole message was read; a returned error aborts before publishing. */
+  beforePublish?: (size: number) => Error | undefined;
+  dsn?: Envelope['dsn'];
+  /** Header transform on the original header block (e.g. removing Bcc for pickup). */
+  rewriteHeader?: (header: Buffer) => Buffer;
+};
+
+export type IngestResult = { id: string; messageId: string; internalId: number; size: number };
+
+export async function ingestMessage(deps: IngestDeps, req: IngestRequest): Promise<IngestResult> {
+  const receivedAt = Date.now();
+  const id = newMessageId(receivedAt);
+  const split = await splitHeader(req.content, req.maxHeaderSize);
+  const header = req.rewriteHeader ? req.rewriteHeader(split.header) : split.header;
+  const existing = headerValue(header, 'Message-ID');
+  const messageId = existing ?? `<${id}@${req.fqdn}>`;
+  const added = req.prependHeaders(id, messageId) + (existing ? '' : `Message-ID: ${messageId}\r\n`);
+
+  let size = 0;
+  const buffered: Buffer[] = [];
+  let bufferedBytes = 0;
+  const take = (chunk: Buffer) => {
+    size += chunk.length;
+    buffered.push(chunk);
+    bufferedBytes += chunk.length;
+  };
+  take(Buffer.from(added, 'latin1'));
+  take(header);
+  if (split.bodyStart.length) take(split.bodyStart);
+
+  let body: BodyRef;
+  let next = await split.rest.next();
+  while (!next.done && bufferedBytes + next.value.length <= req.inlineMaxBytes) {
+    take(next.value);
+    next = await split.rest.next();
+  }
+  if (next.done && bufferedBytes <= req.inlineMaxBytes) {
+    body = { kind: 'inline', data: Buffer.concat(buffered) };
+  } else {
+    // Large: stream what we hold and the rest straight into the object store.
+    const first = next;
+    const rest = split.rest;
+    async function* all(): AsyncGenerator<Buffer> {
+      for (const b of buffered.splice(0)) yield b;
+      if (!first.done) {
+        size += first.value.length;
+        yield first.value;
+      }
+      for (let n = await rest.next(); !n.done; n = await rest.next()) {
+        size += n.value.length;
+        yield n.value;
+      }
+    }
+    body = await deps.bodies.putStream(id, all());
+  }
+
+  const refusal = req.beforePublish?.(size);
+  if (refusal) throw refusal;
+
+  const envelope: Envelope = { v: 1, id, messageId, receivedAt, sender: req.sender, recipients: req.recipients, origin: req.origin, body, size, dsn: req.dsn };
+  const ack = await publishDurable(deps.bus, SUBJECTS.submit, encodeEnvelope(envelope), { msgID: id, expectStream: STREAMS.submit });
+  await recordEvent(deps.bus, id, { type: 'Received', connector: req.origin.connector, source: req.origin.kind === 'pickup' ? 'PICKUP' : 'SMTP', sender: req.sender, recipients: req.recipients.map((r) => r.address), size }, deps.nodeName).catch(
+    (err: unknown) => deps.log.warn({ err, id }, 'could not record Received event'),
+  );
+  return { id, messageId, internalId: ack.seq, size };
+}

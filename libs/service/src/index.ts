@@ -1,0 +1,3 @@
+export { createLogger, type Logger } from './logger.ts';
+export { startHttpServer, type HealthChecks, type HttpRoute } from './health.ts';
+export { DEFAULT_HTTP_PORTS, ROLES, runService, type NodeHeartbeat, type Role, type RunningService, type ServiceContext } from './run.ts';

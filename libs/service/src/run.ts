@@ -1,0 +1,106 @@
+/**
+ * The imperative shell every role shares: settings, configuration, the bus and its
+ * topology, health endpoints, a heartbeat in the nodes bucket, and an orderly stop on
+ * SIGTERM/SIGINT. A role's main.ts only supplies what it starts and how it stops.
+ */
+import type { Server } from 'node:http';
+import { Kvm, type KV } from '@nats-io/kv';
+import { connectBus, ensureTopology, NODES_BUCKET, type Bus } from '@transit/bus';
+import { loadOrganizationConfig, runtimeSettings, type OrganizationConfig, type RuntimeSettings } from '@transit/config';
+import { startHttpServer, type HttpRoute } from './health.ts';
+import { createLogger, type Logger } from './logger.ts';
+
+export const ROLES = ['frontend', 'hub', 'mailbox-delivery', 'submission', 'outbound-proxy', 'admin'] as const;
+export type Role = (typeof ROLES)[number];
+
+/** Default health/HTTP port per role (plus TRANSIT_PORT_OFFSET); TRANSIT_HTTP_PORT overrides. */
+export const DEFAULT_HTTP_PORTS: Record<Role, number> = {
+  admin: 8080,
+  frontend: 8081,
+  hub: 8082,
+  'mailbox-delivery': 8083,
+  submission: 8084,
+  'outbound-proxy': 8085,
+};
+
+export type ServiceContext = {
+  role: Role;
+  settings: RuntimeSettings;
+  config: OrganizationConfig;
+  bus: Bus;
+  log: Logger;
+  /** Facts shown in /healthz and the heartbeat, e.g. listeners. */
+  facts: Record<string, unknown>;
+};
+
+export type RunningService = { stop(): Promise<void>; ready?(): boolean; routes?: HttpRoute[] };
+
+export type NodeHeartbeat = { role: Role; node: string; pid: number; startedAt: number; at: number; ready: boolean; http: string; facts: Record<string, unknown> };
+
+async function untilTopology(bus: Bus, replicas: number, log: Logger): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await ensureTopology(bus, { replicas });
+      return;
+    } catch (err) {
+      if (attempt % 10 === 1) log.warn({ err: (err as Error).message, attempt }, 'JetStream not ready; retrying');
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+}
+
+export async function runService(role: Role, start: (ctx: ServiceContext) => Promise<RunningService>): Promise<void> {
+  const settings = runtimeSettings();
+  const log = createLogger(role, settings.nodeName);
+  let config: OrganizationConfig;
+  try {
+    config = await loadOrganizationConfig(settings.configPath);
+  } catch (err) {
+    log.fatal({ err: (err as Error).message }, 'configuration refused');
+    process.exit(78); // EX_CONFIG
+  }
+  const bus = await connectBus(settings.natsServers, `${role}@${settings.nodeName}`);
+  await untilTopology(bus, settings.streamReplicas, log);
+
+  const ctx: ServiceContext = { role, settings, config, bus, log, facts: {} };
+  const service = await start(ctx);
+  const startedAt = Date.now();
+  const httpHost = settings.listenHost ?? '0.0.0.0';
+  const httpPort = settings.httpPort ?? DEFAULT_HTTP_PORTS[role] + settings.portOffset;
+  const ready = () => bus.connected() && (service.ready?.() ?? true);
+  const http: Server = await startHttpServer(httpHost, httpPort, { ready, details: () => ({ role, node: settings.nodeName, pid: process.pid, nats: bus.connected() ? 'connected' : 'disconnected', ...ctx.facts }) }, service.routes);
+
+  const kv: KV = await new Kvm(bus.js).open(NODES_BUCKET);
+  const key = `${role}.${settings.nodeName.replace(/[^A-Za-z0-9_-]/g, '_')}.${process.pid}`;
+  const beat = async () => {
+    const hb: NodeHeartbeat = { role, node: settings.nodeName, pid: process.pid, startedAt, at: Date.now(), ready: ready(), http: `${httpHost}:${httpPort}`, facts: ctx.facts };
+    await kv.put(key, JSON.stringify(hb)).catch(() => undefined);
+  };
+  await beat();
+  const heartbeat = setInterval(() => void beat(), 5000);
+  log.info({ http: `${httpHost}:${httpPort}`, ...ctx.facts }, `${role} started`);
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, `${role} stopping`);
+    clearInterval(heartbeat);
+    const force = setTimeout(() => {
+      log.error('graceful stop timed out; exiting');
+      process.exit(1);
+    }, 30_000);
+    force.unref();
+    try {
+      await service.stop();
+      await kv.delete(key).catch(() => undefined);
+      http.close();
+      await bus.close();
+    } finally {
+      log.info(`${role} stopped`);
+      process.exit(0);
+    }
+  };
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+}

@@ -1,0 +1,64 @@
+/**
+ * Hub Transport: the categorizer. Consumes `mail.submit` through the shared durable
+ * consumer (any number of replicas), resolves and routes recipients, publishes one
+ * delivery item per next hop and only then acknowledges the submit item — so a hub that
+ * dies mid-way leaves the message in `mail.submit` for another. Delivery items are
+ * de-duplicated by (message id, hop), so that redelivery never doubles a hop.
+ * Also listens on 2525 ("Default", HubTransport) for trusted servers.
+ */
+import { BodyStore, CONSUMERS, STREAMS, ack, publishDurable, recordEvent, startWorker, term } from '@transit/bus';
+import { decodeEnvelope, encodeDeliveryItem, DecodeError } from '@transit/envelope';
+import { Directory } from '@transit/policy';
+import { receiveConnectorsFor, startReceiveEngine } from '@transit/receive';
+import { runService } from '@transit/service';
+import { categorize } from './categorize.ts';
+
+await runService('hub', async (ctx) => {
+  const directory = new Directory(ctx.config.Mailboxes);
+  const worker = startWorker(ctx.bus, {
+    stream: STREAMS.submit,
+    consumer: CONSUMERS.hub,
+    concurrency: 32,
+    onError: (err, msg) => ctx.log.error({ err: (err as Error).message, seq: msg?.seq }, 'categorization failed'),
+    handle: async (msg) => {
+      let envelope;
+      try {
+        envelope = decodeEnvelope(msg.data);
+      } catch (err) {
+        if (err instanceof DecodeError) {
+          ctx.log.error({ err: err.message, seq: msg.seq }, 'undecodable submit item terminated');
+          return term(err.message);
+        }
+        throw err;
+      }
+      const result = categorize(ctx.config, directory, { ...envelope, internalId: envelope.internalId ?? msg.seq });
+      for (const group of result.groups) {
+        const item = { v: 1 as const, envelope: { ...envelope, internalId: envelope.internalId ?? msg.seq, recipients: group.recipients }, hop: group.hop, attempt: 0, notBefore: 0 };
+        await publishDurable(ctx.bus, group.subject, encodeDeliveryItem(item), { msgID: `${envelope.id}:${group.key}`, expectStream: STREAMS.deliver });
+        await recordEvent(ctx.bus, envelope.id, { type: 'Routed', hop: group.key, recipients: group.recipients.map((r) => r.address) }, ctx.settings.nodeName);
+      }
+      if (result.unroutable.length) {
+        // DSN generation arrives with the fault-tolerance issue; until then the failure is recorded.
+        await recordEvent(ctx.bus, envelope.id, { type: 'Failed', hop: 'categorizer', recipients: result.unroutable.map((u) => u.recipient.address), reason: result.unroutable.map((u) => `${u.code} ${u.reason}`).join('; ') }, ctx.settings.nodeName);
+        ctx.log.warn({ id: envelope.id, unroutable: result.unroutable.map((u) => `${u.recipient.address}: ${u.code} ${u.reason}`) }, 'recipients failed in categorization');
+      }
+      ctx.log.info({ id: envelope.id, hops: result.groups.map((g) => g.key) }, 'message routed');
+      return ack;
+    },
+  });
+  const engine = await startReceiveEngine({
+    connectors: receiveConnectorsFor('hub', ctx.config.ReceiveConnectors),
+    config: ctx.config,
+    settings: ctx.settings,
+    bus: ctx.bus,
+    bodies: new BodyStore(ctx.bus),
+    log: ctx.log,
+  });
+  ctx.facts.listeners = engine.endpoints.map((e) => ({ address: `${e.host}:${e.port}`, connectors: e.connectors.map((c) => c.Name) }));
+  return {
+    stop: async () => {
+      await engine.close();
+      await worker.stop();
+    },
+  };
+});

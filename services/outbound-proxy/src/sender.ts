@@ -1,0 +1,87 @@
+/**
+ * SMTP delivery to a next hop with nodemailer's pooled transport: one pool per
+ * destination host, raw bytes as stored (no re-composition), envelope from the work item.
+ */
+import { promises as dns } from 'node:dns';
+import type { Readable } from 'node:stream';
+import { createTransport, type Transporter } from 'nodemailer';
+import type { NextHop } from '@transit/envelope';
+import type { SendReport } from './outcome.ts';
+
+export type Destination = { host: string; port: number };
+
+export function parseSmartHost(spec: string, defaultPort: number): Destination {
+  const m = /^\[?([^\]]+?)\]?(?::(\d+))?$/.exec(spec.trim());
+  if (!m) throw new Error(`invalid smart host ${spec}`);
+  return { host: m[1]!, port: m[2] ? Number(m[2]) : defaultPort };
+}
+
+/** Smart hosts in order, or the domain's MX hosts by preference (the domain itself when it has none). */
+export async function destinationsFor(hop: Extract<NextHop, { type: 'smtp' }>): Promise<Destination[]> {
+  if (hop.smartHosts?.length) return hop.smartHosts.map((h) => parseSmartHost(h, hop.port));
+  try {
+    const mx = await dns.resolveMx(hop.domain);
+    if (mx.length) return mx.sort((a, b) => a.priority - b.priority).map((r) => ({ host: r.exchange, port: hop.port }));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENODATA' && (err as NodeJS.ErrnoException).code !== 'ENOTFOUND') throw err;
+  }
+  return [{ host: hop.domain, port: hop.port }];
+}
+
+type SmtpError = Error & { responseCode?: number; response?: string; code?: string; rejectedErrors?: SmtpError[]; rejected?: string[] };
+
+export class SmtpSender {
+  readonly #pools = new Map<string, Transporter>();
+  readonly #heloName: string;
+  constructor(heloName: string) {
+    this.#heloName = heloName;
+  }
+
+  #pool(dest: Destination): Transporter {
+    const key = `${dest.host}:${dest.port}`;
+    let t = this.#pools.get(key);
+    if (!t) {
+      t = createTransport({
+        host: dest.host,
+        port: dest.port,
+        secure: false,
+        pool: true,
+        maxConnections: 5,
+        maxMessages: 1000,
+        name: this.#heloName,
+        connectionTimeout: 30_000,
+        greetingTimeout: 30_000,
+        socketTimeout: 600_000,
+        // Opportunistic STARTTLS (EncryptionOnly): encrypt when offered, do not require a valid chain.
+        tls: { rejectUnauthorized: false },
+      });
+      this.#pools.set(key, t);
+    }
+    return t;
+  }
+
+  /** Resolves with per-recipient answers; rejects when the whole transaction failed (with responseCode when the server answered). */
+  async send(dest: Destination, sender: string, recipients: string[], raw: Readable): Promise<SendReport> {
+    try {
+      const info = (await this.#pool(dest).sendMail({ envelope: { from: sender, to: recipients }, raw })) as { accepted: string[]; rejected: string[]; rejectedErrors?: SmtpError[] };
+      return { accepted: info.accepted.map(String), rejected: rejectedOf(info.rejected, info.rejectedErrors) };
+    } catch (err) {
+      const e = err as SmtpError;
+      // Every recipient refused: nodemailer reports it as an envelope error, with per-recipient errors.
+      if (e.code === 'EENVELOPE' && e.rejected?.length) return { accepted: [], rejected: rejectedOf(e.rejected, e.rejectedErrors) };
+      throw err;
+    }
+  }
+
+  close(): void {
+    for (const t of this.#pools.values()) t.close();
+    this.#pools.clear();
+  }
+}
+
+function rejectedOf(addresses: string[], errors: SmtpError[] | undefined): SendReport['rejected'] {
+  return addresses.map((address, i) => {
+    const e = errors?.[i];
+    return { address: String(address), code: e?.responseCode, response: e?.response ?? e?.message ?? 'rejected' };
+  });
+}
