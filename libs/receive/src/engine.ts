@@ -99,6 +99,9 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
       authOptional: true,
       // AUTH and STARTTLS arrive with the receive-connector security issue; until then they are not offered.
       disabledCommands: ['AUTH', 'STARTTLS'],
+      hideENHANCEDSTATUSCODES: false,
+      // DSN parameters are honoured with the fault-tolerance issue; until then DSN is not advertised.
+      hideDSN: true,
       size: maxSize,
       maxClients: endpoint.connectors.reduce((n, c) => n + c.MaxInboundConnection, 0),
       socketTimeout: Math.min(...endpoint.connectors.map((c) => c.ConnectionInactivityTimeout)) * 1000,

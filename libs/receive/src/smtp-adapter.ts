@@ -82,6 +82,14 @@ export function installSmtpServerAdapter(): void {
   };
 
   proto.send = function (this: Internals, code: number, data?: string | string[], context?: string | false) {
+    if (Array.isArray(data) || (typeof data === 'string' && code === 250 && context === false)) {
+      // EHLO/HELO greeting line: Exchange answers `<fqdn> Hello [<client ip>]`.
+      const lines = Array.isArray(data) ? [...data] : [data];
+      if (lines[0] && / Nice to meet you, /.test(lines[0])) {
+        lines[0] = `${this.name} Hello [${this.remoteAddress}]`;
+        return originalSend.call(this, code, Array.isArray(data) ? lines : lines[0], context);
+      }
+    }
     if (typeof data === 'string') {
       const stock = STOCK.get(`${code}|${data}|${context || ''}`);
       if (stock) return originalSend.call(this, code, replyText(stock), false);

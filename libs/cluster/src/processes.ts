@@ -1,0 +1,69 @@
+/**
+ * Starting and stopping the processes of a local cluster: nats-server, redis-server and
+ * Transit's roles, each a child process ended only by its own PID.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, existsSync } from 'node:fs';
+import { connect } from 'node:net';
+
+export function findBinary(name: string, candidates: string[]): string {
+  for (const c of candidates) if (existsSync(c)) return c;
+  const onPath = (process.env.PATH ?? '').split(':').map((d) => `${d}/${name}`).find((p) => existsSync(p));
+  if (onPath) return onPath;
+  throw new Error(`${name} not found: install it with "apt-get install ${name}" (or run "bash scripts/setup.sh")`);
+}
+
+export async function waitForPort(host: string, port: number, timeoutMs: number, what: string, alive: () => boolean = () => true): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect({ host, port });
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (!alive()) throw new Error(`${what} exited before listening on ${host}:${port}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what} on ${host}:${port}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export type Supervised = { name: string; child: ChildProcess; exited: Promise<number | null>; alive(): boolean };
+
+export function startProcess(name: string, command: string, args: string[], opts: { env?: NodeJS.ProcessEnv; logFile?: string; cwd?: string }): Supervised {
+  const child = spawn(command, args, { env: opts.env ?? process.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  if (opts.logFile) {
+    const log = createWriteStream(opts.logFile, { flags: 'a' });
+    child.stdout?.pipe(log);
+    child.stderr?.pipe(log);
+  } else {
+    child.stdout?.resume();
+    child.stderr?.resume();
+  }
+  let running = true;
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => {
+      running = false;
+      resolve(code);
+    }),
+  );
+  return { name, child, exited, alive: () => running };
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves when the process is gone. */
+export async function stopProcess(p: Supervised, graceMs = 10_000): Promise<void> {
+  if (!p.alive()) return;
+  p.child.kill('SIGTERM');
+  const timer = setTimeout(() => p.child.kill('SIGKILL'), graceMs);
+  await p.exited;
+  clearTimeout(timer);
+}
+
+export async function killProcess(p: Supervised): Promise<void> {
+  if (!p.alive()) return;
+  p.child.kill('SIGKILL');
+  await p.exited;
+}

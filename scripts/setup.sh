@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what a fresh clone lacks, then returns quickly on every later run:
+# npm dependencies (including Node 24 from the npm registry's `node` package) and
+# nats-server, redis-server and swaks from Debian's packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_npm=0
+[ -x node_modules/.bin/node ] || need_npm=1
+[ -f node_modules/.package-lock.json ] || need_npm=1
+if [ $need_npm -eq 0 ] && [ package-lock.json -nt node_modules/.package-lock.json ]; then need_npm=1; fi
+if [ $need_npm -eq 1 ]; then
+  echo "setup: installing npm dependencies (npm ci)"
+  npm ci --no-audit --no-fund
+fi
+if ! node_modules/.bin/node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 24 ? 0 : 1)'; then
+  echo "setup: node_modules/.bin/node is not Node 24; remove node_modules and run again" >&2
+  exit 1
+fi
+
+missing=()
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
+command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing+=(redis-server)
+command -v swaks >/dev/null 2>&1 || missing+=(swaks)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing ${missing[*]} from Debian's packages"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "setup: missing ${missing[*]}. Install them with: sudo apt-get install ${missing[*]}" >&2
+    echo "       (nats-server 2.9+ with JetStream and redis-server 7 are required)" >&2
+    exit 1
+  fi
+fi
+# Debian's packages start their own services where an init system runs; Transit never uses them.

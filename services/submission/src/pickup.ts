@@ -1,0 +1,110 @@
+/**
+ * The pickup directory (EXCHANGE.md §12): plain RFC 5322 `.eml` files become messages.
+ * Envelope sender from Sender, else From; recipients from To/Cc/Bcc; Bcc (and Received,
+ * Resent-*) removed. A file is claimed by renaming it `.tmp` (atomic, so several replicas
+ * may share the directory), deleted once queued, renamed `.bad` with a logged reason when
+ * unusable, and put back as `.eml` when the queue is unavailable.
+ * Security: this path skips receive connectors; the directory's permissions are the boundary.
+ */
+import { createReadStream } from 'node:fs';
+import { mkdir, readdir, rename, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import addressparser from 'nodemailer/lib/addressparser';
+import type { Envelope } from '@transit/envelope';
+import { headerValue, rfc5322Date, splitHeader } from '@transit/ingest';
+import { isValidAddress } from '@transit/policy';
+
+export type PickupEnvelope = { sender: string; recipients: string[] };
+export type PickupParse = { ok: true; envelope: PickupEnvelope } | { ok: false; reason: string };
+
+const REMOVED_HEADERS = /^(bcc|received|resent-[a-z-]+):/i;
+
+function addresses(value: string | undefined): string[] {
+  if (!value) return [];
+  return addressparser(value, { flatten: true }).map((a) => ('address' in a ? a.address : '')).filter((a): a is string => !!a);
+}
+
+/** Derives the envelope from the header block; pure. */
+export function parsePickupHeader(header: Buffer, maxRecipients: number): PickupParse {
+  const sender = addresses(headerValue(header, 'Sender'))[0] ?? addresses(headerValue(header, 'From'))[0];
+  if (!sender) return { ok: false, reason: 'no Sender or From address' };
+  if (!isValidAddress(sender)) return { ok: false, reason: `sender ${sender} is not a valid address` };
+  const recipients = [...new Set(['To', 'Cc', 'Bcc'].flatMap((h) => allHeaderValues(header, h).flatMap(addresses)))];
+  if (recipients.length === 0) return { ok: false, reason: 'no recipients in To, Cc or Bcc' };
+  if (recipients.length > maxRecipients) return { ok: false, reason: `${recipients.length} recipients exceed the limit of ${maxRecipients}` };
+  const bad = recipients.find((r) => !isValidAddress(r));
+  if (bad) return { ok: false, reason: `recipient ${bad} is not a valid address` };
+  return { ok: true, envelope: { sender, recipients } };
+}
+
+function headerFields(header: Buffer): string[] {
+  // One entry per field, folded continuation lines kept with their field.
+  return header.toString('latin1').split(/(?<=\n)(?=[^ \t])/);
+}
+
+function allHeaderValues(header: Buffer, name: string): string[] {
+  const re = new RegExp(`^${name}:`, 'i');
+  return headerFields(header)
+    .filter((f) => re.test(f))
+    .map((f) => f.slice(name.length + 1).replace(/\r?\n[ \t]+/g, ' ').trim());
+}
+
+/** The header block without Bcc, Received and Resent-* fields (byte for byte otherwise), with a Date when it had none. */
+export function stripPickupHeaders(header: Buffer, now: Date = new Date()): Buffer {
+  const kept = headerFields(header).filter((f) => !REMOVED_HEADERS.test(f)).join('');
+  return Buffer.from((headerValue(kept, 'Date') ? '' : `Date: ${rfc5322Date(now)}\r\n`) + kept, 'latin1');
+}
+
+export type PickupOptions = {
+  dir: string;
+  maxRecipients: number;
+  maxHeaderSize: number;
+  submit: (file: string, envelope: PickupEnvelope, header: (h: Buffer) => Buffer) => Promise<Pick<Envelope, 'id'>>;
+  log: { info(o: object, m: string): void; warn(o: object, m: string): void; error(o: object, m: string): void };
+};
+
+/** Puts back files a previous run left claimed (a crash mid-way); they may be submitted twice, as in Exchange. */
+export async function recoverClaimed(dir: string): Promise<number> {
+  await mkdir(dir, { recursive: true });
+  const leftovers = (await readdir(dir)).filter((f) => f.endsWith('.tmp'));
+  for (const f of leftovers) await rename(join(dir, f), join(dir, f.slice(0, -4) + '.eml')).catch(() => undefined);
+  return leftovers.length;
+}
+
+/** One pass over the directory; returns how many files were queued. */
+export async function pickupPass(opts: PickupOptions, limit = 100): Promise<number> {
+  const names = (await readdir(opts.dir)).filter((f) => f.toLowerCase().endsWith('.eml')).sort().slice(0, limit);
+  let queued = 0;
+  for (const name of names) {
+    const base = join(opts.dir, name.slice(0, -4));
+    const claimed = `${base}.tmp`;
+    try {
+      await rename(join(opts.dir, name), claimed);
+    } catch {
+      continue; // another replica took it
+    }
+    let parse: PickupParse;
+    try {
+      const split = await splitHeader(createReadStream(claimed), opts.maxHeaderSize);
+      parse = parsePickupHeader(split.header, opts.maxRecipients);
+    } catch (err) {
+      parse = { ok: false, reason: (err as Error).message };
+    }
+    if (!parse.ok) {
+      await rename(claimed, `${base}.bad`);
+      opts.log.warn({ file: name, reason: parse.reason }, 'pickup file unusable; renamed .bad (BADMAIL)');
+      continue;
+    }
+    try {
+      const { id } = await opts.submit(claimed, parse.envelope, (h) => stripPickupHeaders(h));
+      await unlink(claimed);
+      queued++;
+      opts.log.info({ file: name, id, recipients: parse.envelope.recipients.length }, 'pickup file queued');
+    } catch (err) {
+      await rename(claimed, join(opts.dir, name)).catch(() => undefined);
+      opts.log.error({ file: name, err: (err as Error).message }, 'pickup file not queued; will retry');
+      break; // the queue is unavailable: stop this pass
+    }
+  }
+  return queued;
+}
