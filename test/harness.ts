@@ -1,0 +1,54 @@
+/**
+ * A whole Transit cluster for a test file: real nats-server, redis-server and one process
+ * per role, with the example organisation plus a send connector to a local SMTP sink.
+ */
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify, parse } from 'yaml';
+import { startLocalCluster, type LocalCluster } from '@transit/cluster';
+import { freePort, freePortOffset, startSmtpSink, waitFor, type SinkReply, type SmtpSink } from '@transit/testkit';
+
+export type Harness = { cluster: LocalCluster; sink: SmtpSink; dir: string; maildirFiles(address: string): Promise<string[]>; close(): Promise<void> };
+
+const TRANSIT_PORTS = [25, 587, 717, 2525, 8080, 8081, 8082, 8083, 8084, 8085];
+
+export async function startHarness(opts: { rejectRecipient?: (rcpt: string) => SinkReply | undefined; transport?: Record<string, unknown> } = {}): Promise<Harness> {
+  const dir = await mkdtemp(join(tmpdir(), 'transit-e2e-'));
+  const sink = await startSmtpSink({ rejectRecipient: opts.rejectRecipient });
+  const base = parse(await readFile(new URL('../config/examples/contoso.yaml', import.meta.url), 'utf8')) as Record<string, unknown>;
+  const config = {
+    ...base,
+    TransportSettings: { PickupDirectoryPollInterval: 200, TransientRetrySchedule: [1], ...opts.transport },
+    SendConnectors: [{ Name: 'Sink', AddressSpaces: ['*'], DNSRoutingEnabled: false, SmartHosts: [`${sink.host}:${sink.port}`] }],
+  };
+  const configPath = join(dir, 'org.yaml');
+  await writeFile(configPath, stringify(config));
+  const cluster = await startLocalCluster({ varDir: join(dir, 'var'), configPath, portOffset: await freePortOffset(TRANSIT_PORTS), natsPort: await freePort(), redisPort: await freePort() });
+  return {
+    cluster,
+    sink,
+    dir,
+    maildirFiles: async (address) => {
+      const [local, domain] = address.split('@');
+      const path = join(cluster.mailDir, domain!, local!, 'new');
+      const names = await readdir(path).catch(() => [] as string[]);
+      return Promise.all(names.sort().map((n) => readFile(join(path, n), 'latin1')));
+    },
+    close: async () => {
+      await cluster.stop();
+      await sink.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function waitForMaildir(h: Harness, address: string, count: number, timeoutMs = 20_000): Promise<string[]> {
+  return waitFor(
+    async () => {
+      const files = await h.maildirFiles(address);
+      return files.length >= count ? files : undefined;
+    },
+    { timeoutMs, what: `${count} message(s) in ${address}'s Maildir` },
+  );
+}
