@@ -35,7 +35,7 @@ export class BodyStore {
     const store = await new Objm(this.#bus.js).open(body.bucket);
     const result = await store.get(body.name);
     if (!result) throw new Error(`body ${body.bucket}/${body.name} is missing from the object store`);
-    return Readable.fromWeb(result.data as import('node:stream/web').ReadableStream<Uint8Array>);
+    return Readable.fromWeb(result.data);
   }
 
   async read(body: BodyRef): Promise<Buffer> {

@@ -1,9 +1,8 @@
+import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { HeaderTooLargeError, headerValue, rfc5322Date, splitHeader } from './index.ts';
 
-async function* chunks(...parts: string[]) {
-  for (const p of parts) yield Buffer.from(p);
-}
+const chunks = (...parts: string[]): AsyncIterable<Buffer> => Readable.from(parts.map((p) => Buffer.from(p)));
 async function restOf(it: AsyncIterator<Buffer>) {
   const out: Buffer[] = [];
   for (let n = await it.next(); !n.done; n = await it.next()) out.push(n.value);

@@ -4,7 +4,8 @@
  * and sends whatever reply comes back.
  */
 import type { OrganizationConfig } from '@transit/config';
-import { Directory, domainOf, matchAcceptedDomain } from './domains.ts';
+import type { Directory} from './domains.ts';
+import { domainOf, matchAcceptedDomain } from './domains.ts';
 import { REPLIES, type Reply } from './replies.ts';
 import { PRINCIPALS, type ExtendedRight, type Principal } from './rights.ts';
 

@@ -27,11 +27,11 @@ export type OpenHook = (conn: ConnectionView) => ConnectionOpening;
 type Internals = ConnectionView & {
   name: string;
   _server: { options: { transitOnOpen?: OpenHook; maxClients?: number }; connections: Set<unknown> };
-  _setListeners(cb: () => void): void;
-  connectionReady(): void;
-  send(code: number, data?: string | string[], context?: string | false): void;
-  close(): void;
-  _sendGreeting(): void;
+  _setListeners: (this: Internals, cb: () => void) => void;
+  connectionReady: (this: Internals) => void;
+  send: (this: Internals, code: number, data?: string | string[], context?: string | false) => void;
+  close: (this: Internals) => void;
+  _sendGreeting: (this: Internals) => void;
   transitBanner?: string;
 };
 
@@ -50,7 +50,7 @@ let installed = false;
 export function installSmtpServerAdapter(): void {
   if (installed) return;
   installed = true;
-  const proto = (SMTPConnection as unknown as { prototype: Internals & { init(): void } }).prototype;
+  const proto = (SMTPConnection as { prototype: Internals & { init: (this: Internals) => void } }).prototype;
   for (const method of ['init', 'connectionReady', 'send', '_sendGreeting', '_setListeners'] as const) {
     if (typeof proto[method] !== 'function') throw new Error(`smtp-server changed: SMTPConnection.${method} is missing; review libs/receive/src/smtp-adapter.ts`);
   }

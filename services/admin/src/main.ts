@@ -19,7 +19,7 @@ await runService('admin', async (ctx) => {
     return beats;
   };
   return {
-    stop: async () => undefined,
+    stop: () => Promise.resolve(),
     routes: [
       async (req, res) => {
         if (req.url !== '/api/health') return false;

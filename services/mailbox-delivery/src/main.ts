@@ -9,7 +9,7 @@ import { DecodeError, decodeDeliveryItem } from '@transit/envelope';
 import { runService } from '@transit/service';
 import { MaildirError, deliverToMaildir } from './maildir.ts';
 
-await runService('mailbox-delivery', async (ctx) => {
+await runService('mailbox-delivery', (ctx) => {
   const bodies = new BodyStore(ctx.bus);
   ctx.facts.mailDir = ctx.settings.mailDir;
   const worker = startWorker(ctx.bus, {
@@ -42,5 +42,5 @@ await runService('mailbox-delivery', async (ctx) => {
       return ack;
     },
   });
-  return { stop: () => worker.stop() };
+  return Promise.resolve({ stop: () => worker.stop() });
 });

@@ -1,0 +1,29 @@
+import { describe, expect, it } from 'vitest';
+import { classifyFailure, classifyReport, nextAttempt } from './outcome.ts';
+import { parseSmartHost } from './sender.ts';
+
+describe('outbound outcomes', () => {
+  it('classifies each recipient from the remote answers', () => {
+    const r = classifyReport(['a@x', 'b@x', 'c@x'], { accepted: ['a@x'], rejected: [{ address: 'B@x', code: 550, response: '550 no' }, { address: 'c@x', code: 451, response: '451 later' }] });
+    expect(r.map((x) => x.status)).toEqual(['delivered', 'permanent', 'transient']);
+  });
+  it.each([
+    [undefined, 'transient'], // connection refused, timeout
+    [421, 'transient'],
+    [554, 'permanent'],
+  ])('a whole-transaction failure with code %s is %s', (code, status) => {
+    expect(classifyFailure(['a@x'], code, 'x')[0]!.status).toBe(status);
+  });
+  it('follows the schedule, holds on its last step, and expires past MessageExpirationTimeout', () => {
+    expect(nextAttempt([60, 300], 0, 0, 1000, 3600)).toEqual({ kind: 'retry', notBefore: 61_000 });
+    expect(nextAttempt([60, 300], 5, 0, 1000, 3600)).toEqual({ kind: 'retry', notBefore: 301_000 });
+    expect(nextAttempt([60, 300], 5, 0, 3_400_000, 3600)).toEqual({ kind: 'expire' });
+  });
+  it.each([
+    ['mx.example.net', { host: 'mx.example.net', port: 25 }],
+    ['127.0.0.1:2525', { host: '127.0.0.1', port: 2525 }],
+    ['[::1]:2526', { host: '::1', port: 2526 }],
+  ])('parses smart host %s', (spec, dest) => {
+    expect(parseSmartHost(spec, 25)).toEqual(dest);
+  });
+});
