@@ -1,0 +1,79 @@
+# syntax=docker/dockerfile:1
+#
+# One image for every Transit role; the role is the command:
+#   docker build -t transit .
+#   docker run transit frontend        # runs services/frontend/src/main.ts
+#
+# Node 24 runs the TypeScript sources directly (type stripping), so there is no build step.
+# The repo's `node` devDependency (Node from the npm registry) is left out by --omit=dev:
+# the image runs the base image's Node 24.
+
+ARG NODE_IMAGE=node:24-slim
+
+# --- manifests: only the package.json files of the workspaces, at their paths ----------
+# Copying the sources and deleting everything else keeps the next stage's layer identical
+# while no manifest changes, so `npm ci` stays cached across source edits, and a new
+# workspace under libs/ or services/ needs no edit here.
+FROM ${NODE_IMAGE} AS manifests
+WORKDIR /src
+COPY libs/ libs/
+COPY services/ services/
+RUN find libs services -type f ! -name package.json -delete \
+ && find libs services -depth -type d -empty -delete
+
+# --- deps: production dependencies only --------------------------------------------------
+FROM ${NODE_IMAGE} AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+COPY --from=manifests /src/ ./
+# No production dependency has an install script (only the omitted `node` devDependency does).
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+ && npm cache clean --force
+
+# --- runtime -------------------------------------------------------------------------------
+FROM ${NODE_IMAGE} AS runtime
+
+# tini as PID 1: forwards SIGTERM to node (which stops gracefully once its handlers are
+# installed, and is ended by the signal before that, e.g. while it waits for NATS).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tini \
+ && rm -rf /var/lib/apt/lists/*
+
+RUN groupadd --system --gid 10001 transit \
+ && useradd --system --uid 10001 --gid transit --home-dir /nonexistent --no-create-home \
+      --shell /usr/sbin/nologin transit \
+ && mkdir -p /var/lib/transit/mail /var/lib/transit/pickup /etc/transit \
+ && chown -R transit:transit /var/lib/transit
+
+WORKDIR /app
+# Application files stay owned by root: the service user can read them, not change them.
+COPY --from=deps /app/package.json /app/package-lock.json ./
+COPY --from=deps /app/node_modules ./node_modules
+COPY libs/ libs/
+COPY services/ services/
+COPY config/ config/
+COPY deploy/docker/entrypoint.sh /usr/local/bin/transit-entrypoint
+
+# The role to run when no command is given (`docker build --build-arg TRANSIT_ROLE=hub`).
+ARG TRANSIT_ROLE=""
+ENV TRANSIT_ROLE=${TRANSIT_ROLE} \
+    NODE_ENV=production \
+    TRANSIT_CONFIG=/app/config/examples/contoso.yaml \
+    TRANSIT_LISTEN_HOST=0.0.0.0 \
+    TRANSIT_HTTP_PORT=8080 \
+    TRANSIT_VAR_DIR=/var/lib/transit
+
+USER 10001:10001
+
+# SMTP: 25 Default Frontend, 587 Client Frontend, 2525 hub, 717 outbound proxy; 8080 HTTP
+# (health on every role, the admin API on admin). Ports below 1024 need
+# net.ipv4.ip_unprivileged_port_start=0 for this non-root user: Docker sets it by default,
+# Kubernetes pods set it through securityContext.sysctls (see deploy/k8s).
+EXPOSE 25 587 2525 717 8080
+
+# Liveness: the health server starts only after NATS is reached and the streams exist,
+# hence the start period.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.TRANSIT_HTTP_PORT || '8080') + '/healthz', { signal: AbortSignal.timeout(4000) }).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+
+ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/transit-entrypoint"]
