@@ -1,0 +1,94 @@
+/**
+ * A real SMTP server (smtp-server) that plays the remote mail host: it records every
+ * message it accepts, with its envelope, and can refuse chosen recipients at RCPT with
+ * any reply the test names. No TLS, no authentication required, no size limit.
+ */
+import { SMTPServer } from 'smtp-server';
+import { TestkitError } from './errors.ts';
+
+export type ReceivedMessage = { mailFrom: string; rcptTo: string[]; data: Buffer };
+export type SinkReply = { code: number; message: string };
+export type SmtpSinkOptions = {
+  port?: number;
+  host?: string;
+  /** The reply for a recipient the sink refuses at RCPT (e.g. 550 '5.1.1 no such user', or a 4xx); undefined accepts it. */
+  /** Answer RCPT TO for chosen recipients with this reply (e.g. 550 or 451) instead of accepting. */
+  rejectRecipient?: (rcpt: string) => SinkReply | undefined;
+};
+export type SmtpSink = {
+  readonly host: string;
+  readonly port: number;
+  /** Every accepted message, in arrival order. */
+  readonly messages: ReceivedMessage[];
+  /** Resolves with a copy of `messages` once it holds at least `count`. */
+  waitFor(count: number, timeoutMs?: number): Promise<ReceivedMessage[]>;
+  close(): Promise<void>;
+};
+
+export async function startSmtpSink(opts: SmtpSinkOptions = {}): Promise<SmtpSink> {
+  const host = opts.host ?? '127.0.0.1';
+  const refuse = opts.rejectRecipient;
+  const messages: ReceivedMessage[] = [];
+  const arrivals = new Set<() => void>();
+
+  const server = new SMTPServer({
+    logger: false,
+    authOptional: true,
+    disabledCommands: ['STARTTLS'],
+    disableReverseLookup: true,
+    // A client that keeps its connection open (a pool) must not hold close() for the default 30 s.
+    closeTimeout: 1_000,
+    onRcptTo(address, _session, callback) {
+      const reply = refuse?.(address.address);
+      if (!reply) return callback();
+      callback(Object.assign(new Error(reply.message), { responseCode: reply.code }));
+    },
+    onData(stream, session, callback) {
+      const chunks: Buffer[] = [];
+      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+      stream.once('error', (err) => callback(err));
+      stream.once('end', () => {
+        const mailFrom = session.envelope.mailFrom;
+        messages.push({ mailFrom: mailFrom ? mailFrom.address : '', rcptTo: session.envelope.rcptTo.map((r) => r.address), data: Buffer.concat(chunks) });
+        for (const notify of arrivals) notify();
+        callback();
+      });
+    },
+  });
+
+  let starting: ((err: Error) => void) | undefined;
+  // smtp-server re-emits every connection's socket errors (a client that resets, a sender
+  // the test SIGKILLs); unheard, one of those would crash the test process.
+  server.on('error', (err) => starting?.(err));
+  await new Promise<void>((resolve, reject) => {
+    starting = reject;
+    server.listen(opts.port ?? 0, host, () => resolve());
+  });
+  starting = undefined;
+  const address = server.server.address();
+  if (!address || typeof address !== 'object') throw new TestkitError('NOT_READY', `SMTP sink has no port on ${host}`);
+  const port = address.port;
+
+  let closing: Promise<void> | undefined;
+  return {
+    host,
+    port,
+    messages,
+    waitFor: (count, timeoutMs = 20_000) =>
+      new Promise((resolve, reject) => {
+        const check = () => {
+          if (messages.length < count) return;
+          arrivals.delete(check);
+          clearTimeout(timer);
+          resolve(messages.slice());
+        };
+        const timer = setTimeout(() => {
+          arrivals.delete(check);
+          reject(new TestkitError('TIMEOUT', `timed out after ${timeoutMs}ms waiting for ${count} message(s) at the SMTP sink on ${host}:${port}; it has received ${messages.length}`));
+        }, timeoutMs);
+        arrivals.add(check);
+        check();
+      }),
+    close: () => (closing ??= new Promise<void>((resolve) => server.close(() => resolve()))),
+  };
+}

@@ -1,0 +1,101 @@
+/**
+ * A raw SMTP dialogue for tests that assert exact reply lines, byte for byte what a
+ * client would see: no client library in between to retry, pipeline or reinterpret.
+ */
+import { connect } from 'node:net';
+import { TestkitError } from './errors.ts';
+
+export type TranscriptOptions = {
+  host: string;
+  port: number;
+  /** Source address, e.g. '127.0.0.2', for connectors scoped by remote IP. */
+  localAddress?: string;
+  /**
+   * Each entry is sent with CRLF appended, then one complete reply is read. An entry
+   * 'DATA-BODY:<text>' sends <text> exactly as given (already dot-stuffed, ending with
+   * CRLF.CRLF for the server to answer).
+   */
+  lines: string[];
+  /** Bound on the whole dialogue; default 10 s. */
+  timeoutMs?: number;
+};
+
+const DATA_BODY = 'DATA-BODY:';
+
+/** Returns the greeting and then one reply per entry; a multi-line reply's lines joined with '\n'. */
+export async function smtpTranscript(opts: TranscriptOptions): Promise<string[]> {
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  const peer = `${opts.host}:${opts.port}`;
+  const socket = connect({ host: opts.host, port: opts.port, localAddress: opts.localAddress });
+  let buffer = '';
+  let failure: Error | undefined;
+  let ended = false;
+  let wake: (() => void) | undefined;
+  const notify = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  socket.on('data', (chunk: Buffer) => {
+    buffer += chunk.toString('latin1');
+    notify();
+  });
+  socket.on('error', (err) => {
+    failure ??= err;
+    notify();
+  });
+  const closed = new Promise<void>((resolve) =>
+    socket.once('close', () => {
+      ended = true;
+      notify();
+      resolve();
+    }),
+  );
+  const timer = setTimeout(() => {
+    failure ??= new TestkitError('TIMEOUT', `SMTP dialogue with ${peer} timed out after ${timeoutMs}ms`);
+    socket.destroy();
+    notify();
+  }, timeoutMs);
+
+  const replies: string[] = [];
+  const readReply = async (): Promise<string> => {
+    for (;;) {
+      const reply = takeReply();
+      if (reply !== undefined) return reply;
+      if (failure || ended) {
+        const why = failure ? failure.message : `${peer} closed the connection`;
+        throw new TestkitError(failure instanceof TestkitError ? failure.code : 'CONNECTION', `${why}; replies so far: ${JSON.stringify(replies)}; unread: ${JSON.stringify(buffer)}`);
+      }
+      await new Promise<void>((resolve) => (wake = resolve));
+    }
+  };
+  // A reply is complete at its first line whose 4th character is a space (or that is just the code).
+  const takeReply = (): string | undefined => {
+    const lines: string[] = [];
+    let consumed = 0;
+    for (;;) {
+      const eol = buffer.indexOf('\n', consumed);
+      if (eol < 0) return undefined;
+      const line = buffer.slice(consumed, eol).replace(/\r$/, '');
+      consumed = eol + 1;
+      lines.push(line);
+      if (line.length === 3 || line[3] === ' ') {
+        buffer = buffer.slice(consumed);
+        return lines.join('\n');
+      }
+    }
+  };
+
+  try {
+    replies.push(await readReply());
+    for (const line of opts.lines) {
+      socket.write(line.startsWith(DATA_BODY) ? line.slice(DATA_BODY.length) : `${line}\r\n`);
+      replies.push(await readReply());
+    }
+    return replies;
+  } finally {
+    clearTimeout(timer);
+    socket.destroy();
+    await closed;
+  }
+}

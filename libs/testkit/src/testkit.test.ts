@@ -1,0 +1,162 @@
+import { existsSync } from 'node:fs';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
+import { Redis } from 'ioredis';
+import { createTransport } from 'nodemailer';
+import { afterAll, describe, expect, it } from 'vitest';
+import { startNats, startRedis, startSmtpSink, smtpTranscript, waitFor, type NatsHandle, type RedisHandle, type SmtpSink } from './index.ts';
+
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('startNats', () => {
+  let nats: NatsHandle | undefined;
+  afterAll(async () => {
+    await nats?.cleanup();
+  });
+
+  it('accepts NATS clients on a loopback port, with JetStream enabled', async () => {
+    nats = await startNats();
+    expect(nats.url).toBe(`nats://127.0.0.1:${nats.port}`);
+    const nc = await connect({ servers: nats.url });
+    try {
+      const jsm = await jetstreamManager(nc);
+      const account = await jsm.getAccountInfo();
+      expect(account.streams).toBe(0);
+    } finally {
+      await nc.close();
+    }
+  });
+
+  it('keeps a JetStream stream across restart() on the same port and store, with a new pid', async () => {
+    const handle = nats!;
+    let nc = await connect({ servers: handle.url });
+    await (await jetstreamManager(nc)).streams.add({ name: 'T', subjects: ['t.>'] });
+    await nc.close();
+
+    const before = handle.pid;
+    await handle.restart();
+    expect(handle.pid).not.toBe(before);
+    expect(processExists(before)).toBe(false);
+
+    nc = await connect({ servers: handle.url });
+    try {
+      const info = await (await jetstreamManager(nc)).streams.info('T');
+      expect(info.config.subjects).toEqual(['t.>']);
+    } finally {
+      await nc.close();
+    }
+  });
+
+  it('kill() ends the process at once, and the stream survives the SIGKILL too', async () => {
+    const handle = nats!;
+    const pid = handle.pid;
+    await handle.kill();
+    expect(processExists(pid)).toBe(false);
+    await handle.restart();
+    const nc = await connect({ servers: handle.url });
+    try {
+      const info = await (await jetstreamManager(nc)).streams.info('T');
+      expect(info.config.name).toBe('T');
+    } finally {
+      await nc.close();
+    }
+  });
+
+  it('cleanup() stops the server (twice is harmless) and removes the store directory', async () => {
+    const handle = nats!;
+    const pid = handle.pid;
+    await handle.cleanup();
+    await handle.stop();
+    expect(processExists(pid)).toBe(false);
+    expect(existsSync(handle.storeDir)).toBe(false);
+  });
+});
+
+describe('startRedis', () => {
+  let redis: RedisHandle | undefined;
+  afterAll(async () => {
+    await redis?.cleanup();
+  });
+
+  it('answers PING on a loopback port and stops by its pid', async () => {
+    redis = await startRedis();
+    expect(redis.url).toBe(`redis://127.0.0.1:${redis.port}`);
+    const client = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+    try {
+      expect(await client.ping()).toBe('PONG');
+    } finally {
+      await client.quit();
+    }
+    const pid = redis.pid;
+    await redis.stop();
+    expect(processExists(pid)).toBe(false);
+  });
+});
+
+describe('startSmtpSink and smtpTranscript', () => {
+  let sink: SmtpSink | undefined;
+  afterAll(async () => {
+    await sink?.close();
+  });
+
+  it('records a message sent by nodemailer, with its envelope', async () => {
+    sink = await startSmtpSink({ rejectRecipient: (rcpt) => (rcpt === 'nobody@example.net' ? { code: 550, message: '5.1.1 no such user' } : undefined) });
+    const transport = createTransport({ host: '127.0.0.1', port: sink.port, secure: false, ignoreTLS: true });
+    try {
+      await transport.sendMail({ envelope: { from: 'alice@example.org', to: ['bob@example.net'] }, raw: 'From: alice@example.org\r\nTo: bob@example.net\r\nSubject: hello\r\n\r\nbody text\r\n' });
+    } finally {
+      transport.close();
+    }
+    const [msg] = await sink.waitFor(1);
+    expect(msg!.mailFrom).toBe('alice@example.org');
+    expect(msg!.rcptTo).toEqual(['bob@example.net']);
+    expect(msg!.data.toString()).toMatch(/Subject: hello\r\n\r\nbody text\r\n$/);
+  });
+
+  it('gives the exact replies of a raw dialogue, including a refused recipient', async () => {
+    const s = sink!;
+    const replies = await smtpTranscript({
+      host: s.host,
+      port: s.port,
+      lines: ['EHLO x', 'MAIL FROM:<a@example.org>', 'RCPT TO:<nobody@example.net>', 'RCPT TO:<b@example.net>', 'DATA', 'DATA-BODY:Subject: raw\r\n\r\n..dot\r\n.\r\n', 'QUIT'],
+    });
+    expect(replies).toHaveLength(8);
+    expect(replies[0]).toMatch(/^220 /);
+    const ehlo = replies[1]!.split('\n');
+    expect(ehlo.every((l) => l.startsWith('250'))).toBe(true);
+    expect(ehlo.at(-1)).toMatch(/^250 /);
+    expect(replies[2]).toMatch(/^250 /);
+    expect(replies[3]).toBe('550 5.1.1 no such user');
+    expect(replies[4]).toMatch(/^250 /);
+    expect(replies[5]).toMatch(/^354 /);
+    expect(replies[6]).toMatch(/^250 /);
+    expect(replies[7]).toMatch(/^221 /);
+
+    const [, raw] = await s.waitFor(2);
+    expect(raw!.rcptTo).toEqual(['b@example.net']);
+    expect(raw!.data.toString()).toBe('Subject: raw\r\n\r\n.dot\r\n');
+  });
+
+  it('says how many messages arrived when waitFor gives up', async () => {
+    await expect(sink!.waitFor(99, 50)).rejects.toThrow(/timed out after 50ms .* it has received 2$/);
+  });
+});
+
+describe('waitFor', () => {
+  it('returns the first defined value the probe gives', async () => {
+    let calls = 0;
+    const value = await waitFor(() => (++calls >= 3 ? calls : undefined), { timeoutMs: 5_000, intervalMs: 1, what: 'three calls' });
+    expect(value).toBe(3);
+  });
+
+  it('names what it waited for when it times out', async () => {
+    await expect(waitFor(() => undefined, { timeoutMs: 20, intervalMs: 5, what: 'nothing' })).rejects.toThrow('timed out after 20ms waiting for nothing');
+  });
+});
