@@ -52,3 +52,8 @@ export async function waitForMaildir(h: Harness, address: string, count: number,
     { timeoutMs, what: `${count} message(s) in ${address}'s Maildir` },
   );
 }
+
+/** The one message in `address`'s Maildir containing `marker` (tests share mailboxes, so counts alone race). */
+export async function waitForMaildirMessage(h: Harness, address: string, marker: string, timeoutMs = 20_000): Promise<string> {
+  return waitFor(async () => (await h.maildirFiles(address)).find((f) => f.includes(marker)), { timeoutMs, what: `a message containing ${JSON.stringify(marker)} in ${address}'s Maildir` });
+}
