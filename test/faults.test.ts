@@ -1,7 +1,9 @@
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { createTransport } from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { smtpTranscript } from '@transit/testkit';
-import { startHarness, waitForMaildir, type Harness } from './harness.ts';
+import { smtpTranscript, waitFor } from '@transit/testkit';
+import { startHarness, waitForMaildir, waitForMaildirMessage, type Harness } from './harness.ts';
 
 let h: Harness;
 beforeAll(async () => {
@@ -76,5 +78,23 @@ describe('faults', () => {
     expect(fresh[1]!.rcptTo).toEqual(['later@example.net']); // the retry carries only the deferred recipient
     await new Promise((r) => setTimeout(r, 1500));
     expect(h.sink.messages.slice(before).flatMap((m) => m.rcptTo).sort()).toEqual(['later@example.net', 'now@example.net']);
+  });
+
+  it('terminates an undecodable submit item instead of retrying it, and mail behind it still flows', async () => {
+    const nc = await connect({ servers: h.cluster.natsUrl });
+    try {
+      await jetstream(nc).publish('mail.submit', new Uint8Array([0xc1, 0x00, 0xff]), { msgID: 'garbage-1' });
+      const sent = await send('bob@contoso.test', 'behind-garbage');
+      expect(sent[5]).toMatch(/^250 2\.6\.0 /);
+      await waitForMaildirMessage(h, 'bob@contoso.test', 'behind-garbage', 30_000);
+      expect((await h.maildirFiles('bob@contoso.test')).filter((f) => f.includes('behind-garbage'))).toHaveLength(1);
+      const jsm = await jetstreamManager(nc);
+      // The garbage leaves the work queue (terminated), instead of waiting for redelivery.
+      await waitFor(async () => ((await jsm.streams.info('MAIL_SUBMIT')).state.messages === 0 ? true : undefined), { timeoutMs: 5000, what: 'mail.submit to be empty' });
+      const hub = await jsm.consumers.info('MAIL_SUBMIT', 'hub');
+      expect(hub.num_ack_pending + hub.num_pending).toBe(0);
+    } finally {
+      await nc.close();
+    }
   });
 });

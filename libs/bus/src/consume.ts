@@ -1,27 +1,28 @@
 /**
  * A worker loop over a durable pull consumer with bounded concurrency. Workers are
- * stateless: the outcome of a handler decides the message's fate — ack (done), nak with a
- * delay (try again later), or term (never again; the handler has recorded why).
+ * stateless: the outcome of a handler decides the message's fate — ack (done) or nak with a
+ * delay (try again later). A payload that cannot be decoded is terminated: it never will be.
  */
 import type { JsMsg } from '@nats-io/jetstream';
 import type { Bus } from './connection.ts';
 
-export type Outcome = { kind: 'ack' } | { kind: 'retry'; delayMs: number } | { kind: 'term'; reason: string };
+export type Outcome = { kind: 'ack' } | { kind: 'retry'; delayMs: number };
 export const ack: Outcome = { kind: 'ack' };
 export const retry = (delayMs: number): Outcome => ({ kind: 'retry', delayMs });
-export const term = (reason: string): Outcome => ({ kind: 'term', reason });
 
 export type Worker = { stop(): Promise<void>; inFlight(): number };
 
-export type WorkerOptions = {
+export type WorkerOptions<T> = {
   stream: string;
   consumer: string;
   concurrency: number;
-  handle: (msg: JsMsg) => Promise<Outcome>;
+  /** Turns the payload into a work item; a payload it refuses can never succeed, so it is terminated. */
+  decode: (data: Uint8Array) => T;
+  handle: (item: T, msg: JsMsg) => Promise<Outcome>;
   onError: (err: unknown, msg: JsMsg | undefined) => void;
 };
 
-export function startWorker(bus: Bus, opts: WorkerOptions): Worker {
+export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
   let stopping = false;
   let active = 0;
   const idle: Array<() => void> = [];
@@ -29,16 +30,25 @@ export function startWorker(bus: Bus, opts: WorkerOptions): Worker {
   let messages: { stop(): void } | undefined;
 
   const settle = async (msg: JsMsg): Promise<void> => {
+    let item: T;
+    try {
+      item = opts.decode(msg.data);
+    } catch (err) {
+      opts.onError(err, msg);
+      // No reason text: nats-server 2.9 ignores `+TERM <reason>` (reasons arrived in 2.10),
+      // which would leave the item to be redelivered forever. The reason is in the log above.
+      msg.term();
+      return;
+    }
     let outcome: Outcome;
     try {
-      outcome = await opts.handle(msg);
+      outcome = await opts.handle(item, msg);
     } catch (err) {
       opts.onError(err, msg);
       outcome = retry(Math.min(60_000, 1000 * 2 ** Math.min(msg.info.deliveryCount, 6)));
     }
     if (outcome.kind === 'ack') await msg.ackAck().catch((err: unknown) => opts.onError(err, msg));
-    else if (outcome.kind === 'retry') msg.nak(outcome.delayMs);
-    else msg.term(outcome.reason);
+    else msg.nak(outcome.delayMs);
   };
 
   const loop = async (): Promise<void> => {

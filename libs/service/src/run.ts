@@ -91,15 +91,18 @@ export async function runService(role: Role, start: (ctx: ServiceContext) => Pro
       process.exit(1);
     }, 30_000);
     force.unref();
+    let code = 0;
     try {
       await service.stop();
       await kv.delete(key).catch(() => undefined);
       http.close();
       await bus.close();
-    } finally {
       log.info(`${role} stopped`);
-      process.exit(0);
+    } catch (err) {
+      code = 1;
+      log.error({ err: (err as Error).message }, `${role} did not stop cleanly`);
     }
+    process.exit(code);
   };
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
   process.once('SIGINT', () => void shutdown('SIGINT'));

@@ -6,10 +6,10 @@
  * de-duplicated by (message id, hop), so that redelivery never doubles a hop.
  * Also listens on 2525 ("Default", HubTransport) for trusted servers.
  */
-import { BodyStore, CONSUMERS, STREAMS, ack, publishDurable, recordEvent, startWorker, term } from '@transit/bus';
-import { decodeEnvelope, encodeDeliveryItem, DecodeError } from '@transit/envelope';
+import { CONSUMERS, STREAMS, ack, publishDurable, recordEvent, startWorker } from '@transit/bus';
+import { decodeEnvelope, encodeDeliveryItem } from '@transit/envelope';
 import { Directory } from '@transit/policy';
-import { receiveConnectorsFor, startReceiveEngine } from '@transit/receive';
+import { startListenersFor } from '@transit/receive';
 import { runService } from '@transit/service';
 import { categorize } from './categorize.ts';
 
@@ -20,17 +20,8 @@ await runService('hub', async (ctx) => {
     consumer: CONSUMERS.hub,
     concurrency: 32,
     onError: (err, msg) => ctx.log.error({ err: (err as Error).message, seq: msg?.seq }, 'categorization failed'),
-    handle: async (msg) => {
-      let envelope;
-      try {
-        envelope = decodeEnvelope(msg.data);
-      } catch (err) {
-        if (err instanceof DecodeError) {
-          ctx.log.error({ err: err.message, seq: msg.seq }, 'undecodable submit item terminated');
-          return term(err.message);
-        }
-        throw err;
-      }
+    decode: decodeEnvelope,
+    handle: async (envelope, msg) => {
       const result = categorize(ctx.config, directory, { ...envelope, internalId: envelope.internalId ?? msg.seq });
       for (const group of result.groups) {
         const item = { v: 1 as const, envelope: { ...envelope, internalId: envelope.internalId ?? msg.seq, recipients: group.recipients }, hop: group.hop, attempt: 0, notBefore: 0 };
@@ -46,15 +37,7 @@ await runService('hub', async (ctx) => {
       return ack;
     },
   });
-  const engine = await startReceiveEngine({
-    connectors: receiveConnectorsFor('hub', ctx.config.ReceiveConnectors),
-    config: ctx.config,
-    settings: ctx.settings,
-    bus: ctx.bus,
-    bodies: new BodyStore(ctx.bus),
-    log: ctx.log,
-  });
-  ctx.facts.listeners = engine.endpoints.map((e) => ({ address: `${e.host}:${e.port}`, connectors: e.connectors.map((c) => c.Name) }));
+  const engine = await startListenersFor('hub', ctx);
   return {
     stop: async () => {
       await engine.close();

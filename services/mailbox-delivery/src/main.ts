@@ -4,8 +4,8 @@
  * renamed into new/ and synced; a crash before that redelivers the item, and the
  * deterministic file names make the redelivery overwrite rather than duplicate.
  */
-import { BodyStore, CONSUMERS, STREAMS, ack, recordEvent, startWorker, term } from '@transit/bus';
-import { DecodeError, decodeDeliveryItem } from '@transit/envelope';
+import { BodyStore, CONSUMERS, STREAMS, ack, recordEvent, startWorker } from '@transit/bus';
+import { decodeDeliveryItem } from '@transit/envelope';
 import { runService } from '@transit/service';
 import { MaildirError, deliverToMaildir } from './maildir.ts';
 
@@ -17,14 +17,8 @@ await runService('mailbox-delivery', (ctx) => {
     consumer: CONSUMERS.mailboxDelivery,
     concurrency: 16,
     onError: (err, msg) => ctx.log.error({ err: (err as Error).message, seq: msg?.seq }, 'mailbox delivery failed; will retry'),
-    handle: async (msg) => {
-      let item;
-      try {
-        item = decodeDeliveryItem(msg.data);
-      } catch (err) {
-        if (err instanceof DecodeError) return term(err.message);
-        throw err;
-      }
+    decode: decodeDeliveryItem,
+    handle: async (item) => {
       const { envelope } = item;
       const delivered: string[] = [];
       for (const rcpt of envelope.recipients) {

@@ -5,9 +5,9 @@
  * work item with a later notBefore, so a partial failure never resends to those already
  * delivered. Also listens on 717 ("Outbound Proxy Frontend") for trusted internal senders.
  */
-import { BodyStore, CONSUMERS, STREAMS, ack, publishDurable, recordEvent, retry, startWorker, term } from '@transit/bus';
-import { DecodeError, decodeDeliveryItem, encodeDeliveryItem, type DeliveryItem } from '@transit/envelope';
-import { receiveConnectorsFor, startReceiveEngine } from '@transit/receive';
+import { BodyStore, CONSUMERS, STREAMS, ack, publishDurable, recordEvent, retry, startWorker } from '@transit/bus';
+import { decodeDeliveryItem, encodeDeliveryItem, type DeliveryItem } from '@transit/envelope';
+import { startListenersFor } from '@transit/receive';
 import { runService } from '@transit/service';
 import { classifyFailure, classifyReport, nextAttempt, type RecipientResult } from './outcome.ts';
 import { SmtpSender, destinationsFor } from './sender.ts';
@@ -39,14 +39,8 @@ await runService('outbound-proxy', async (ctx) => {
     consumer: CONSUMERS.outboundProxy,
     concurrency: 32,
     onError: (err, msg) => ctx.log.error({ err: (err as Error).message, seq: msg?.seq }, 'outbound delivery error; will retry'),
-    handle: async (msg) => {
-      let item: DeliveryItem;
-      try {
-        item = decodeDeliveryItem(msg.data);
-      } catch (err) {
-        if (err instanceof DecodeError) return term(err.message);
-        throw err;
-      }
+    decode: decodeDeliveryItem,
+    handle: async (item, msg) => {
       const wait = item.notBefore - Date.now();
       if (wait > 0) return retry(Math.min(wait, 60_000));
       const { envelope } = item;
@@ -76,15 +70,7 @@ await runService('outbound-proxy', async (ctx) => {
     },
   });
 
-  const engine = await startReceiveEngine({
-    connectors: receiveConnectorsFor('outbound-proxy', ctx.config.ReceiveConnectors),
-    config: ctx.config,
-    settings: ctx.settings,
-    bus: ctx.bus,
-    bodies,
-    log: ctx.log,
-  });
-  ctx.facts.listeners = engine.endpoints.map((e) => ({ address: `${e.host}:${e.port}`, connectors: e.connectors.map((c) => c.Name) }));
+  const engine = await startListenersFor('outbound-proxy', ctx, bodies);
   return {
     stop: async () => {
       await engine.close();
