@@ -5,6 +5,8 @@
  * all come from here. Defaults are Exchange's cmdlet defaults (../shared/EXCHANGE.md §2).
  */
 import { z } from 'zod';
+import { directoryOf, resolveDirectoryName, resolvePrincipal } from './directory.ts';
+import { intervalsPartiallyOverlap, parseBinding, parseIp, parseIpRange } from './ip.ts';
 
 export const AUTH_MECHANISMS = ['None', 'Tls', 'Integrated', 'BasicAuth', 'BasicAuthRequireTLS', 'ExchangeServer', 'ExternalAuthoritative'] as const;
 export type AuthMechanism = (typeof AUTH_MECHANISMS)[number];
@@ -12,51 +14,141 @@ export type AuthMechanism = (typeof AUTH_MECHANISMS)[number];
 export const PERMISSION_GROUPS = ['None', 'AnonymousUsers', 'ExchangeUsers', 'ExchangeServers', 'ExchangeLegacyServers', 'Partners', 'Custom'] as const;
 export type PermissionGroup = (typeof PERMISSION_GROUPS)[number];
 
+/** Extended rights on receive connectors, without Exchange's `ms-Exch-` prefix (EXCHANGE.md §3). */
+export const EXTENDED_RIGHTS = [
+  'SMTP-Submit',
+  'SMTP-Accept-Any-Recipient',
+  'SMTP-Accept-Any-Sender',
+  'SMTP-Accept-Authoritative-Domain-Sender',
+  'SMTP-Accept-Authentication-Flag',
+  'SMTP-Accept-Exch50',
+  'Accept-Headers-Routing',
+  'Accept-Headers-Organization',
+  'Accept-Headers-Forest',
+  'Bypass-Anti-Spam',
+  'Bypass-Message-Size-Limit',
+] as const;
+export type ExtendedRight = (typeof EXTENDED_RIGHTS)[number];
+
+/** `ms-Exch-SMTP-Submit`, `MS-EXCH-smtp-submit` and `SMTP-Submit` all name the same right. */
+export function normalizeExtendedRight(name: string): ExtendedRight | undefined {
+  const bare = name.trim().replace(/^ms-exch-/i, '').toLowerCase();
+  return EXTENDED_RIGHTS.find((r) => r.toLowerCase() === bare);
+}
+
+export const RECEIVE_CONNECTOR_USAGES = ['Client', 'Custom', 'Internal', 'Internet', 'Partner'] as const;
+export type ReceiveConnectorUsage = (typeof RECEIVE_CONNECTOR_USAGES)[number];
+
+/** What `New-ReceiveConnector -Usage <type>` fills in (EXCHANGE.md §2). Usage exists only at creation. */
+export const USAGE_DEFAULTS: Record<ReceiveConnectorUsage, { PermissionGroups: PermissionGroup[]; AuthMechanism: AuthMechanism[] }> = {
+  Client: { PermissionGroups: ['ExchangeUsers'], AuthMechanism: ['Tls', 'BasicAuth', 'BasicAuthRequireTLS', 'Integrated'] },
+  Custom: { PermissionGroups: ['None'], AuthMechanism: ['Tls'] },
+  Internal: { PermissionGroups: ['ExchangeLegacyServers', 'ExchangeServers'], AuthMechanism: ['Tls', 'ExchangeServer'] },
+  Internet: { PermissionGroups: ['AnonymousUsers'], AuthMechanism: ['Tls'] },
+  Partner: { PermissionGroups: ['Partners'], AuthMechanism: ['Tls'] },
+};
+
 const MB = 1024 * 1024;
 
-const bindingPattern = /^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):\d{1,5}$/;
+/** A time span as seconds: a number, or Exchange's `hh:mm:ss` / `d.hh:mm:ss`. */
+export function parseTimeSpan(value: unknown): unknown {
+  if (typeof value !== 'string') return value;
+  const m = /^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})$/.exec(value.trim());
+  if (!m) return /^\d+$/.test(value.trim()) ? Number(value) : value;
+  return Number(m[1] ?? 0) * 86_400 + Number(m[2]) * 3600 + Number(m[3]) * 60 + Number(m[4]);
+}
+const seconds = (min: number, max: number, fallback: number) => z.preprocess(parseTimeSpan, z.number().int().min(min).max(max)).default(fallback);
 
-export const receiveConnectorSchema = z
-  .object({
-    Name: z.string().min(1),
-    TransportRole: z.enum(['FrontendTransport', 'HubTransport']),
-    Bindings: z.array(z.string().regex(bindingPattern, 'expected IPv4:port or [IPv6]:port')).min(1),
-    RemoteIPRanges: z.array(z.string().min(1)).min(1).default(['0.0.0.0-255.255.255.255', '::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff']),
-    AuthMechanism: z.array(z.enum(AUTH_MECHANISMS)).min(1).default(['Tls']),
-    PermissionGroups: z.array(z.enum(PERMISSION_GROUPS)).min(1).default(['None']),
-    Fqdn: z.string().optional(),
-    Banner: z.string().regex(/^220 /, 'Banner must start with "220 "').optional(),
-    MaxMessageSize: z.number().int().min(64 * 1024).max(2048 * MB).default(36 * MB),
-    MaxHeaderSize: z.number().int().min(1).max(2048 * 1024).default(256 * 1024),
-    MaxRecipientsPerMessage: z.number().int().min(1).max(512_000).default(200),
-    MaxInboundConnection: z.number().int().min(1).default(5000),
-    ConnectionTimeout: z.number().int().min(1).default(600),
-    ConnectionInactivityTimeout: z.number().int().min(1).default(300),
-    /** Transit extension: pause before the 220 greeting to catch early talkers (ms). Exchange has none. */
-    GreetingDelay: z.number().int().min(0).max(30_000).default(0),
-    ProtocolLoggingLevel: z.enum(['None', 'Verbose']).default('None'),
-    Enabled: z.boolean().default(true),
-  })
-  .superRefine((c, ctx) => {
-    if (c.AuthMechanism.includes('None') && c.AuthMechanism.length > 1) {
-      ctx.addIssue({ code: 'custom', path: ['AuthMechanism'], message: 'None cannot be combined with other mechanisms' });
-    }
-    if (c.AuthMechanism.includes('BasicAuthRequireTLS') && !(c.AuthMechanism.includes('BasicAuth') && c.AuthMechanism.includes('Tls'))) {
-      ctx.addIssue({ code: 'custom', path: ['AuthMechanism'], message: 'BasicAuthRequireTLS requires BasicAuth and Tls' });
-    }
-    if (c.AuthMechanism.includes('ExternalAuthoritative') && !c.PermissionGroups.includes('ExchangeServers')) {
-      ctx.addIssue({ code: 'custom', path: ['PermissionGroups'], message: 'ExternalAuthoritative requires PermissionGroups to include ExchangeServers' });
-    }
-    if (c.PermissionGroups.includes('None') && c.PermissionGroups.length > 1) {
-      ctx.addIssue({ code: 'custom', path: ['PermissionGroups'], message: 'None cannot be combined with other groups' });
-    }
-    if (c.ConnectionInactivityTimeout >= c.ConnectionTimeout) {
-      ctx.addIssue({ code: 'custom', path: ['ConnectionInactivityTimeout'], message: 'must be shorter than ConnectionTimeout' });
-    }
-  });
-export type ReceiveConnector = z.infer<typeof receiveConnectorSchema>;
+/** Exchange writes sizes as `36 MB (37,748,736 bytes)`, `10MB`, `64KB` or a byte count. */
+export function parseByteSize(value: unknown): unknown {
+  if (typeof value !== 'string') return value;
+  const exact = /\(([\d,]+) bytes\)/.exec(value);
+  if (exact) return Number(exact[1]!.replace(/,/g, ''));
+  const m = /^\s*([\d.]+)\s*(B|KB|MB|GB)?\s*$/i.exec(value);
+  if (!m) return value;
+  const unit = { B: 1, KB: 1024, MB: MB, GB: 1024 * MB }[(m[2] ?? 'B').toUpperCase() as 'B'];
+  return Math.round(Number(m[1]) * unit);
+}
+const bytes = (min: number, max: number, fallback: number) => z.preprocess(parseByteSize, z.number().int().min(min).max(max)).default(fallback);
 
-export const acceptedDomainSchema = z.object({
+const bindingSchema = z.string().refine((b) => {
+  try {
+    const parsed = parseBinding(b);
+    return parsed.port >= 1 && parsed.port <= 65535 && parseIp(parsed.host) !== undefined;
+  } catch {
+    return false;
+  }
+}, 'expected IPv4:port or [IPv6]:port, e.g. 0.0.0.0:25 or [::]:25');
+
+const remoteRangeSchema = z.string().refine((r) => parseIpRange(r) !== undefined, 'expected an IP address, a CIDR block (a.b.c.d/n) or a range (a-b) of one family');
+
+const ALL_REMOTE = ['0.0.0.0-255.255.255.255', '::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff'];
+
+/** Usage applies Exchange's per-usage defaults to fields the document leaves out, then disappears. */
+function applyUsage(input: unknown): unknown {
+  if (!input || typeof input !== 'object' || !('Usage' in input)) return input;
+  const { Usage, ...rest } = input as Record<string, unknown> & { Usage: unknown };
+  const defaults = USAGE_DEFAULTS[Usage as ReceiveConnectorUsage];
+  if (!defaults) return input;
+  return { PermissionGroups: defaults.PermissionGroups, AuthMechanism: defaults.AuthMechanism, ...rest };
+}
+
+export const receiveConnectorSchema = z.preprocess(
+  applyUsage,
+  z
+    .strictObject({
+      Name: z.string().min(1).regex(/^[^\\]+$/, 'a connector name cannot contain "\\" (write the server in Server)'),
+      /** The server part of the identity `Server\Name`; optional, informational in a cluster. */
+      Server: z.string().min(1).optional(),
+      TransportRole: z.enum(['FrontendTransport', 'HubTransport']),
+      Bindings: z.array(bindingSchema).min(1),
+      RemoteIPRanges: z.array(remoteRangeSchema).min(1).default(ALL_REMOTE),
+      AuthMechanism: z.array(z.enum(AUTH_MECHANISMS)).min(1).default(['Tls']),
+      PermissionGroups: z.array(z.enum(PERMISSION_GROUPS)).min(1).default(['None']),
+      Fqdn: z.string().optional(),
+      Banner: z.string().regex(/^220 /, 'Banner must start with "220 "').optional(),
+      Comment: z.string().optional(),
+      MaxMessageSize: bytes(64 * 1024, 2048 * MB, 36 * MB),
+      MaxHeaderSize: bytes(1, 2048 * 1024, 256 * 1024),
+      MaxRecipientsPerMessage: z.number().int().min(1).max(512_000).default(200),
+      MaxInboundConnection: z.number().int().min(1).default(5000),
+      MaxInboundConnectionPerSource: z.number().int().min(1).default(20),
+      MaxProtocolErrors: z.number().int().min(0).default(5),
+      MaxLogonFailures: z.number().int().min(0).default(3),
+      ConnectionTimeout: seconds(1, 86_400, 600),
+      ConnectionInactivityTimeout: seconds(1, 86_400, 300),
+      TarpitInterval: seconds(0, 600, 5),
+      AuthTarpitInterval: seconds(0, 600, 5),
+      RequireTLS: z.boolean().default(false),
+      RequireEHLODomain: z.boolean().default(false),
+      /** Transit extension: pause before the 220 greeting to catch early talkers (ms). Exchange has none. */
+      GreetingDelay: z.number().int().min(0).max(30_000).default(0),
+      ProtocolLoggingLevel: z.enum(['None', 'Verbose']).default('None'),
+      Enabled: z.boolean().default(true),
+    })
+    .superRefine((c, ctx) => {
+      const auth = c.AuthMechanism;
+      if (auth.includes('None') && auth.length > 1) ctx.addIssue({ code: 'custom', path: ['AuthMechanism'], message: 'None cannot be combined with other mechanisms' });
+      if (auth.includes('BasicAuthRequireTLS') && !(auth.includes('BasicAuth') && auth.includes('Tls'))) {
+        ctx.addIssue({ code: 'custom', path: ['AuthMechanism'], message: 'BasicAuthRequireTLS requires BasicAuth and Tls' });
+      }
+      if (auth.includes('ExternalAuthoritative')) {
+        if (!c.PermissionGroups.includes('ExchangeServers')) ctx.addIssue({ code: 'custom', path: ['PermissionGroups'], message: 'ExternalAuthoritative requires PermissionGroups to include ExchangeServers' });
+        if (auth.some((m) => m !== 'ExternalAuthoritative' && m !== 'Tls')) ctx.addIssue({ code: 'custom', path: ['AuthMechanism'], message: 'ExternalAuthoritative can only be combined with Tls' });
+      }
+      if (c.RequireTLS && !auth.includes('Tls')) ctx.addIssue({ code: 'custom', path: ['RequireTLS'], message: 'RequireTLS needs Tls in AuthMechanism' });
+      if (c.PermissionGroups.includes('None') && c.PermissionGroups.length > 1) {
+        ctx.addIssue({ code: 'custom', path: ['PermissionGroups'], message: 'None cannot be combined with other groups' });
+      }
+      if (c.ConnectionInactivityTimeout >= c.ConnectionTimeout) {
+        ctx.addIssue({ code: 'custom', path: ['ConnectionInactivityTimeout'], message: 'must be shorter than ConnectionTimeout' });
+      }
+    }),
+);
+export type ReceiveConnector = z.output<typeof receiveConnectorSchema>;
+
+export const acceptedDomainSchema = z.strictObject({
+  Name: z.string().min(1).optional(),
   DomainName: z.string().regex(/^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/i, 'expected a domain, optionally starting with "*."'),
   DomainType: z.enum(['Authoritative', 'InternalRelay', 'ExternalRelay']).default('Authoritative'),
   Default: z.boolean().default(false),
@@ -64,18 +156,50 @@ export const acceptedDomainSchema = z.object({
 export type AcceptedDomain = z.infer<typeof acceptedDomainSchema>;
 
 const smtpAddress = z.string().regex(/^[^\s@<>]+@[^\s@<>]+$/, 'expected an SMTP address');
+/** `$scrypt$N=..,r=..,p=..$salt$hash` as written by hashPassword; plaintext is never stored. */
+const passwordHash = z.string().regex(/^\$scrypt\$N=\d+,r=\d+,p=\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/, 'expected a hash from `transitctl user set --password` (plaintext passwords are never stored)');
 
-export const mailboxSchema = z.object({
+/** Who can log on: UserPrincipalName, `DOMAIN\SamAccountName` or (for mailboxes) the primary SMTP address. */
+const accountFields = {
+  UserPrincipalName: smtpAddress.optional(),
+  SamAccountName: z.string().min(1).regex(/^[^\\@\s]+$/, 'a logon name without "\\", "@" or spaces').optional(),
+  PasswordHash: passwordHash.optional(),
+};
+
+export const mailboxSchema = z.strictObject({
   Name: z.string().min(1),
   PrimarySmtpAddress: smtpAddress,
   /** Secondary (proxy) addresses that resolve to this mailbox. */
   EmailAddresses: z.array(smtpAddress).default([]),
   Database: z.string().min(1).default('DB01'),
+  ...accountFields,
 });
 export type Mailbox = z.infer<typeof mailboxSchema>;
 
+/** A directory account without a mailbox, e.g. a relay account for an office or a device. */
+export const userSchema = z.strictObject({ Name: z.string().min(1), ...accountFields });
+export type DirectoryUser = z.infer<typeof userSchema>;
+
+export const groupSchema = z.strictObject({
+  Name: z.string().min(1),
+  /** Names (or logon names) of users, mailboxes and other groups. */
+  Members: z.array(z.string().min(1)).default([]),
+});
+export type DirectoryGroup = z.infer<typeof groupSchema>;
+
+/** One Add-ADPermission entry on a receive connector. */
+export const permissionSchema = z.strictObject({
+  /** The receive connector: `Name` or `Server\Name`. */
+  Identity: z.string().min(1),
+  /** `NT AUTHORITY\ANONYMOUS LOGON`, `MS Exchange\Externally Secured Servers`, `CONTOSO\Relay Accounts`, a UPN... */
+  User: z.string().min(1),
+  ExtendedRights: z.array(z.string().transform((r, ctx) => normalizeExtendedRight(r) ?? (ctx.addIssue({ code: 'custom', message: `unknown extended right ${r}` }), z.NEVER))).min(1),
+  Deny: z.boolean().default(false),
+});
+export type PermissionEntry = z.infer<typeof permissionSchema>;
+
 export const sendConnectorSchema = z
-  .object({
+  .strictObject({
     Name: z.string().min(1),
     /** `*`, `contoso.com` or `*.contoso.com`, each optionally `;cost` (1-100). `SMTP:` prefix allowed. */
     AddressSpaces: z.array(z.string().min(1)).min(1),
@@ -83,7 +207,7 @@ export const sendConnectorSchema = z
     SmartHosts: z.array(z.string().min(1)).default([]),
     Port: z.number().int().min(1).max(65535).default(25),
     Fqdn: z.string().optional(),
-    MaxMessageSize: z.number().int().min(1).default(36 * MB),
+    MaxMessageSize: bytes(1, 2048 * MB, 36 * MB),
     Enabled: z.boolean().default(true),
   })
   .superRefine((c, ctx) => {
@@ -93,13 +217,13 @@ export const sendConnectorSchema = z
   });
 export type SendConnector = z.infer<typeof sendConnectorSchema>;
 
-export const transportSettingsSchema = z.object({
+export const transportSettingsSchema = z.strictObject({
   /** Bodies up to this size travel inline in the envelope; larger ones go to the object store. */
   InlineBodyMaxBytes: z.number().int().min(1024).max(768 * 1024).default(256 * 1024),
   /** Outbound retry schedule for transient failures (seconds between attempts). */
   TransientRetrySchedule: z.array(z.number().int().min(1)).min(1).default([60, 60, 60, 60, 300, 300, 300, 300, 300, 300, 600]),
   /** After this many seconds a message that still cannot be delivered is failed. */
-  MessageExpirationTimeout: z.number().int().min(60).default(2 * 24 * 3600),
+  MessageExpirationTimeout: seconds(60, 90 * 86_400, 2 * 24 * 3600),
   PickupDirectoryPollInterval: z.number().int().min(100).default(5000),
   PickupDirectoryMaxRecipientsPerMessage: z.number().int().min(1).default(100),
   PickupDirectoryMaxHeaderSize: z.number().int().min(1024).default(64 * 1024),
@@ -107,12 +231,19 @@ export const transportSettingsSchema = z.object({
 export type TransportSettings = z.infer<typeof transportSettingsSchema>;
 
 export const organizationConfigSchema = z
-  .object({
-    Organization: z.object({ Name: z.string().min(1) }),
+  .strictObject({
+    Organization: z.strictObject({
+      Name: z.string().min(1),
+      /** The `DOMAIN` of `DOMAIN\user` logons; defaults to the first label of the default accepted domain. */
+      NetBiosName: z.string().min(1).optional(),
+    }),
     TransportSettings: transportSettingsSchema.default(() => transportSettingsSchema.parse({})),
     AcceptedDomains: z.array(acceptedDomainSchema).min(1),
     Mailboxes: z.array(mailboxSchema).default([]),
+    Users: z.array(userSchema).default([]),
+    Groups: z.array(groupSchema).default([]),
     ReceiveConnectors: z.array(receiveConnectorSchema).default([]),
+    Permissions: z.array(permissionSchema).default([]),
     SendConnectors: z.array(sendConnectorSchema).default([]),
   })
   .superRefine((cfg, ctx) => {
@@ -129,11 +260,73 @@ export const organizationConfigSchema = z
         seen.set(key, m.Name);
       }
     });
-    const names = new Set<string>();
-    cfg.ReceiveConnectors.forEach((c, i) => {
-      const key = c.Name.toLowerCase();
-      if (names.has(key)) ctx.addIssue({ code: 'custom', path: ['ReceiveConnectors', i, 'Name'], message: `duplicate connector name ${c.Name}` });
-      names.add(key);
+    uniqueNames(cfg.ReceiveConnectors, 'ReceiveConnectors', 'connector', ctx);
+    uniqueNames(cfg.SendConnectors, 'SendConnectors', 'send connector', ctx);
+    uniqueNames([...cfg.Mailboxes, ...cfg.Users, ...cfg.Groups], 'Users', 'directory object', ctx);
+    for (const issue of bindingConflicts(cfg.ReceiveConnectors)) ctx.addIssue({ code: 'custom', path: ['ReceiveConnectors', issue.index, 'RemoteIPRanges'], message: issue.message });
+    const directory = directoryOf(cfg);
+    cfg.Groups.forEach((g, i) => {
+      g.Members.forEach((member, j) => {
+        if (!resolveDirectoryName(directory, member)) ctx.addIssue({ code: 'custom', path: ['Groups', i, 'Members', j], message: `no user, mailbox or group named ${member}` });
+      });
+    });
+    cfg.Permissions.forEach((p, i) => {
+      if (!findReceiveConnector(cfg.ReceiveConnectors, p.Identity)) ctx.addIssue({ code: 'custom', path: ['Permissions', i, 'Identity'], message: `no receive connector ${p.Identity}` });
+      if (!resolvePrincipal(directory, p.User)) ctx.addIssue({ code: 'custom', path: ['Permissions', i, 'User'], message: `no security principal ${p.User}` });
     });
   });
 export type OrganizationConfig = z.infer<typeof organizationConfigSchema>;
+
+function uniqueNames(items: readonly { Name: string }[], path: string, what: string, ctx: z.RefinementCtx): void {
+  const names = new Set<string>();
+  items.forEach((item, i) => {
+    const key = item.Name.toLowerCase();
+    if (names.has(key)) ctx.addIssue({ code: 'custom', path: [path, i, 'Name'], message: `duplicate ${what} name ${item.Name}` });
+    names.add(key);
+  });
+}
+
+/** `Name` or `Server\Name`, case-insensitive. */
+export function findReceiveConnector<T extends { Name: string; Server?: string | undefined }>(connectors: readonly T[], identity: string): T | undefined {
+  const slash = identity.lastIndexOf('\\');
+  const server = slash >= 0 ? identity.slice(0, slash).toLowerCase() : undefined;
+  const name = identity.slice(slash + 1).toLowerCase();
+  return connectors.find((c) => c.Name.toLowerCase() === name && (server === undefined || !c.Server || c.Server.toLowerCase() === server));
+}
+
+/**
+ * Exchange's rule (EXCHANGE.md §4): connectors of one role may share an exact local
+ * binding only with different RemoteIPRanges, and ranges on a shared binding may nest but
+ * never partially overlap.
+ */
+export function bindingConflicts(connectors: readonly ReceiveConnector[]): Array<{ index: number; message: string }> {
+  const issues: Array<{ index: number; message: string }> = [];
+  const key = (b: string) => {
+    const p = parseBinding(b);
+    return `${p.family}|${p.host}|${p.port}`;
+  };
+  for (let i = 0; i < connectors.length; i++) {
+    for (let j = 0; j < i; j++) {
+      const a = connectors[j]!;
+      const b = connectors[i]!;
+      if (a.TransportRole !== b.TransportRole || (a.Server && b.Server && a.Server.toLowerCase() !== b.Server.toLowerCase())) continue;
+      const shared = a.Bindings.map(key).filter((k) => b.Bindings.map(key).includes(k));
+      if (shared.length === 0) continue;
+      const ra = a.RemoteIPRanges.map((r) => parseIpRange(r)!);
+      const rb = b.RemoteIPRanges.map((r) => parseIpRange(r)!);
+      const same = (x: typeof ra, y: typeof ra) => x.every((p) => y.some((q) => p.family === q.family && p.lo === q.lo && p.hi === q.hi));
+      if (same(ra, rb) && same(rb, ra)) {
+        issues.push({ index: i, message: `${b.Name} and ${a.Name} have the same binding and the same RemoteIPRanges; give one a specific local IP or different remote ranges` });
+        continue;
+      }
+      for (const x of ra) {
+        const y = rb.find((r) => intervalsPartiallyOverlap(x, r));
+        if (y) {
+          issues.push({ index: i, message: `RemoteIPRanges of ${b.Name} and ${a.Name} partially overlap on a shared binding (ranges may nest, not overlap)` });
+          break;
+        }
+      }
+    }
+  }
+  return issues;
+}

@@ -4,18 +4,7 @@
  * then the smallest RemoteIPRanges interval containing the client wins.
  */
 import type { ReceiveConnector } from '@transit/config';
-import { intervalContains, intervalSize, normalizeIp, parseIp, parseIpRange } from './ip.ts';
-
-export type Binding = { host: string; port: number; wildcard: boolean; family: 4 | 6 };
-
-export function parseBinding(binding: string): Binding {
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(binding);
-  if (!m) throw new Error(`invalid binding ${binding}`);
-  const host = (m[1] ?? m[2])!;
-  const family = host.includes(':') ? 6 : 4;
-  const wildcard = host === '0.0.0.0' || host === '::';
-  return { host, port: Number(m[3]), wildcard, family };
-}
+import { intervalContains, intervalSize, normalizeIp, parseBinding, parseIp, parseIpRange } from '@transit/config';
 
 export type ConnectionFacts = {
   /** The local address the client connected to (as the socket reports it). */

@@ -1,5 +1,5 @@
 import type { ReceiveConnector } from '@transit/config';
-import { parseBinding } from '@transit/policy';
+import { parseBinding } from '@transit/config';
 
 /** Exchange's Outbound Proxy Frontend port; in Transit the outbound-proxy role serves it. */
 export const OUTBOUND_PROXY_PORT = 717;

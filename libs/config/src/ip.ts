@@ -72,3 +72,23 @@ export function intervalContains(range: IpInterval, ip: { family: IpFamily; valu
 export function intervalSize(range: IpInterval): bigint {
   return range.hi - range.lo + 1n;
 }
+
+/** Two intervals share an address but neither contains the other (Exchange refuses this). */
+export function intervalsPartiallyOverlap(a: IpInterval, b: IpInterval): boolean {
+  if (a.family !== b.family || a.hi < b.lo || b.hi < a.lo) return false;
+  const aInB = b.lo <= a.lo && a.hi <= b.hi;
+  const bInA = a.lo <= b.lo && b.hi <= a.hi;
+  return !aInB && !bInA;
+}
+
+export type Binding = { host: string; port: number; wildcard: boolean; family: 4 | 6 };
+
+/** `0.0.0.0:25`, `192.168.1.10:25`, `[::]:25`, `[2001:db8::1]:587`. */
+export function parseBinding(binding: string): Binding {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(binding.trim());
+  if (!m) throw new Error(`invalid binding ${binding}`);
+  const host = normalizeIp((m[1] ?? m[2])!);
+  const family = host.includes(':') ? 6 : 4;
+  const wildcard = host === '0.0.0.0' || host === '::';
+  return { host, port: Number(m[3]), wildcard, family };
+}
