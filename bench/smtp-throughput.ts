@@ -24,7 +24,7 @@ await writeFile(join(dir, 'org.yaml'), stringify({ ...base, SendConnectors: [{ N
 const cluster = await startLocalCluster({
   varDir: join(dir, 'var'),
   configPath: join(dir, 'org.yaml'),
-  portOffset: await freePortOffset([25, 587, 717, 2525, 8080, 8081, 8082, 8083, 8084, 8085]),
+  portOffset: await freePortOffset([25, 465, 587, 717, 2525, 8080, 8081, 8082, 8083, 8084, 8085]),
   natsPort: await freePort(),
   redisPort: await freePort(),
   env: { TRANSIT_LOG_LEVEL: 'warn' },

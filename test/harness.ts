@@ -11,9 +11,18 @@ import { freePort, freePortOffset, startSmtpSink, waitFor, type SinkReply, type 
 
 export type Harness = { cluster: LocalCluster; sink: SmtpSink; dir: string; maildirFiles(address: string): Promise<string[]>; close(): Promise<void> };
 
-const TRANSIT_PORTS = [25, 587, 717, 2525, 8080, 8081, 8082, 8083, 8084, 8085];
+const TRANSIT_PORTS = [25, 465, 587, 717, 2525, 8080, 8081, 8082, 8083, 8084, 8085];
 
-export async function startHarness(opts: { rejectRecipient?: (rcpt: string) => SinkReply | undefined; transport?: Record<string, unknown> } = {}): Promise<Harness> {
+export type HarnessOptions = {
+  rejectRecipient?: (rcpt: string) => SinkReply | undefined;
+  transport?: Record<string, unknown>;
+  /** Changes to the organisation before it seeds the cluster (users, connectors...). */
+  prepare?: (config: Record<string, unknown>) => void;
+  /** Keep Exchange's 5 s tarpit and auth tarpit (off by default so refusals answer at once). */
+  tarpit?: boolean;
+};
+
+export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
   const dir = await mkdtemp(join(tmpdir(), 'transit-e2e-'));
   const sink = await startSmtpSink({ rejectRecipient: opts.rejectRecipient });
   const base = parse(await readFile(new URL('../config/examples/contoso.yaml', import.meta.url), 'utf8')) as Record<string, unknown>;
@@ -22,6 +31,10 @@ export async function startHarness(opts: { rejectRecipient?: (rcpt: string) => S
     TransportSettings: { PickupDirectoryPollInterval: 200, TransientRetrySchedule: [1], ...opts.transport },
     SendConnectors: [{ Name: 'Sink', AddressSpaces: ['*'], DNSRoutingEnabled: false, SmartHosts: [`${sink.host}:${sink.port}`] }],
   };
+  if (!opts.tarpit) {
+    for (const c of config.ReceiveConnectors as Record<string, unknown>[]) Object.assign(c, { TarpitInterval: 0, AuthTarpitInterval: 0 });
+  }
+  opts.prepare?.(config);
   const configPath = join(dir, 'org.yaml');
   await writeFile(configPath, stringify(config));
   const cluster = await startLocalCluster({ varDir: join(dir, 'var'), configPath, portOffset: await freePortOffset(TRANSIT_PORTS), natsPort: await freePort(), redisPort: await freePort() });

@@ -12,8 +12,9 @@ setSha256Backend('native');
 
 export type Bus = { nc: NatsConnection; js: JetStreamClient; jsm: JetStreamManager; connected(): boolean; close(): Promise<void> };
 
-export async function connectBus(servers: string[], name: string): Promise<Bus> {
-  const nc = await connect({ servers, name, maxReconnectAttempts: -1, reconnectTimeWait: 250, waitOnFirstConnect: true, timeout: 5000 });
+/** `once`: a command-line tool that should fail fast instead of waiting for the server forever. */
+export async function connectBus(servers: string[], name: string, mode: 'service' | 'once' = 'service'): Promise<Bus> {
+  const nc = await connect(mode === 'service' ? { servers, name, maxReconnectAttempts: -1, reconnectTimeWait: 250, waitOnFirstConnect: true, timeout: 5000 } : { servers, name, maxReconnectAttempts: 0, timeout: 3000 });
   let up = true;
   void (async () => {
     for await (const s of nc.status()) {

@@ -4,3 +4,4 @@ export { BusUnavailableError, publishDurable } from './publish.ts';
 export { ack, retry, startWorker, type Outcome, type Worker, type WorkerOptions } from './consume.ts';
 export { BodyStore } from './bodies.ts';
 export { recordEvent, type MessageEvent } from './events.ts';
+export { CONFIG_BUCKET, ConfigConflictError, ConfigStore } from './config-store.ts';

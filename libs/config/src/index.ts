@@ -50,3 +50,4 @@ export { hashPassword, verifyPassword } from './credentials.ts';
 export { intervalContains, intervalSize, intervalsPartiallyOverlap, normalizeIp, parseBinding, parseIp, parseIpRange, type Binding, type IpInterval } from './ip.ts';
 export { ConfigError, loadOrganizationConfig, parseOrganizationConfig, parseOrganizationYaml } from './load.ts';
 export { runtimeSettings, type RuntimeSettings } from './runtime.ts';
+export { LiveConfig, type ConfigSnapshot } from './live.ts';

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseOrganizationConfig, parseOrganizationYaml } from './index.ts';
+import { ConfigError, directoryOf, findLogon, groupsOf, hashPassword, parseIpRange, parseOrganizationConfig, parseOrganizationYaml, resolvePrincipal, verifyPassword } from './index.ts';
 
 const minimal = {
   Organization: { Name: 'T' },
@@ -32,6 +32,31 @@ describe('organisation configuration', () => {
     ['a banner without 220', connector({ Banner: 'hello' }), /Banner must start/],
     ['no default domain', { ...minimal, AcceptedDomains: [{ DomainName: 'a.test' }] }, /exactly one accepted domain must be Default \(found 0\)/],
     ['an address used twice', { ...minimal, Mailboxes: [{ Name: 'A', PrimarySmtpAddress: 'a@contoso.test' }, { Name: 'B', PrimarySmtpAddress: 'x@contoso.test', EmailAddresses: ['A@contoso.test'] }] }, /A@contoso.test of B is already used by A/],
+    ['an unknown field (a typo)', connector({ MaxRecipientsPerMesage: 10 }), /ReceiveConnectors\.0: Unrecognized key: "MaxRecipientsPerMesage"/],
+    ['a bad remote range', connector({ RemoteIPRanges: ['10.0.0.0/33'] }), /RemoteIPRanges\.0: expected an IP address, a CIDR block/],
+    ['ExternalAuthoritative with BasicAuth', connector({ AuthMechanism: ['ExternalAuthoritative', 'BasicAuth'], PermissionGroups: ['ExchangeServers'] }), /ExternalAuthoritative can only be combined with Tls/],
+    ['RequireTLS without Tls', connector({ AuthMechanism: ['None'], RequireTLS: true }), /RequireTLS needs Tls/],
+    ['a plaintext password', { ...minimal, Users: [{ Name: 'u', PasswordHash: 'secret' }] }, /PasswordHash: expected a hash/],
+    ['an unknown extended right', { ...minimal, ...connector({}), Permissions: [{ Identity: 'C', User: 'NT AUTHORITY\\ANONYMOUS LOGON', ExtendedRights: ['ms-Exch-SMTP-Fly'] }] }, /unknown extended right ms-Exch-SMTP-Fly/],
+    ['a permission on a missing connector', { ...minimal, ...connector({}), Permissions: [{ Identity: 'Nope', User: 'NT AUTHORITY\\ANONYMOUS LOGON', ExtendedRights: ['ms-Exch-SMTP-Submit'] }] }, /Permissions\.0\.Identity: no receive connector Nope/],
+    ['a permission for a missing user', { ...minimal, ...connector({}), Permissions: [{ Identity: 'C', User: 'CONTOSO\\ghost', ExtendedRights: ['ms-Exch-SMTP-Submit'] }] }, /Permissions\.0\.User: no security principal CONTOSO\\ghost/],
+    ['a group with an unknown member', { ...minimal, Groups: [{ Name: 'G', Members: ['ghost'] }] }, /Groups\.0\.Members\.0: no user, mailbox or group named ghost/],
+    [
+      'two connectors with the same binding and ranges',
+      { ...minimal, ReceiveConnectors: [{ Name: 'A', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:25'] }, { Name: 'B', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:25'] }] },
+      /B and A have the same binding and the same RemoteIPRanges/,
+    ],
+    [
+      'partially overlapping ranges on one binding',
+      {
+        ...minimal,
+        ReceiveConnectors: [
+          { Name: 'A', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:25'], RemoteIPRanges: ['10.0.0.0/24'] },
+          { Name: 'B', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:25'], RemoteIPRanges: ['10.0.0.128-10.0.1.5'] },
+        ],
+      },
+      /RemoteIPRanges of B and A partially overlap/,
+    ],
     ['a smart-host connector without hosts', { ...minimal, SendConnectors: [{ Name: 'S', AddressSpaces: ['*'], DNSRoutingEnabled: false }] }, /SmartHosts: a connector without DNS routing/],
   ])('refuses %s, naming the field', (_name, doc, message) => {
     expect(() => parseOrganizationConfig(doc)).toThrow(ConfigError);
@@ -40,5 +65,88 @@ describe('organisation configuration', () => {
 
   it('reports YAML syntax errors as configuration errors', () => {
     expect(() => parseOrganizationYaml('a: [', 'x.yaml')).toThrow(/x.yaml is not valid YAML/);
+  });
+
+  it.each([
+    ['nested ranges on one binding', ['0.0.0.0-255.255.255.255'], ['10.0.0.0/8'], ['0.0.0.0:25'], ['0.0.0.0:25']],
+    ['identical ranges on different local IPs', ['10.0.0.0/8'], ['10.0.0.0/8'], ['0.0.0.0:25'], ['192.168.1.10:25']],
+    ['identical ranges on different ports', ['10.0.0.0/8'], ['10.0.0.0/8'], ['0.0.0.0:25'], ['0.0.0.0:2525']],
+  ])('accepts %s', (_name, ra, rb, ba, bb) => {
+    const doc = { ...minimal, ReceiveConnectors: [{ Name: 'A', TransportRole: 'FrontendTransport', Bindings: ba, RemoteIPRanges: ra }, { Name: 'B', TransportRole: 'FrontendTransport', Bindings: bb, RemoteIPRanges: rb }] };
+    expect(parseOrganizationConfig(doc).ReceiveConnectors).toHaveLength(2);
+  });
+
+  it('applies Usage defaults at creation, then forgets Usage', () => {
+    const cfg = parseOrganizationConfig(connector({ Usage: 'Internal' }));
+    expect(cfg.ReceiveConnectors[0]!.PermissionGroups).toEqual(['ExchangeLegacyServers', 'ExchangeServers']);
+    expect(cfg.ReceiveConnectors[0]!.AuthMechanism).toEqual(['Tls', 'ExchangeServer']);
+    expect('Usage' in cfg.ReceiveConnectors[0]!).toBe(false);
+  });
+
+  it('reads Exchange time spans and sizes', () => {
+    const c = parseOrganizationConfig(connector({ ConnectionTimeout: '00:10:00', ConnectionInactivityTimeout: '00:05:00', TarpitInterval: '00:00:00', MaxMessageSize: '36 MB (37,748,736 bytes)', MaxHeaderSize: '64KB' })).ReceiveConnectors[0]!;
+    expect([c.ConnectionTimeout, c.ConnectionInactivityTimeout, c.TarpitInterval, c.MaxMessageSize, c.MaxHeaderSize]).toEqual([600, 300, 0, 37_748_736, 65_536]);
+  });
+});
+
+describe('IP ranges', () => {
+  it.each([
+    ['192.168.1.75', 1n],
+    ['192.168.1.0/24', 256n],
+    ['192.168.1.0-192.168.1.255', 256n],
+    ['0.0.0.0/0', 1n << 32n],
+    ['2001:db8::/32', 1n << 96n],
+    ['::ffff:10.0.0.1', 1n],
+    ['::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', 1n << 128n],
+  ])('parses %s as an interval of %s addresses', (spec, size) => {
+    const r = parseIpRange(spec)!;
+    expect(r.hi - r.lo + 1n).toBe(size);
+  });
+  it.each(['300.1.1.1', '10.0.0.0/33', '10.0.0.9-10.0.0.1', '10.0.0.1-::1', 'bogus'])('rejects %s', (spec) => {
+    expect(parseIpRange(spec)).toBeUndefined();
+  });
+});
+
+describe('directory', () => {
+  const cfg = parseOrganizationConfig({
+    ...minimal,
+    Mailboxes: [{ Name: 'Alice', PrimarySmtpAddress: 'alice@contoso.test', UserPrincipalName: 'alice@corp.contoso.test', SamAccountName: 'asmith' }],
+    Users: [{ Name: 'Office Relay', SamAccountName: 'relay-office1' }],
+    Groups: [
+      { Name: 'Relay Accounts', Members: ['Office Relay', 'Inner'] },
+      { Name: 'Inner', Members: ['CONTOSO\\asmith', 'Relay Accounts'] },
+    ],
+  });
+  const dir = directoryOf(cfg);
+  it.each([
+    ['alice@corp.contoso.test', 'Alice'], // UPN
+    ['CONTOSO\\asmith', 'Alice'], // DOMAIN\user
+    ['contoso\\ASMITH', 'Alice'],
+    ['alice@contoso.test', 'Alice'], // primary SMTP address
+    ['CONTOSO\\relay-office1', 'Office Relay'],
+    ['relay-office1', 'Office Relay'],
+    ['FABRIKAM\\asmith', undefined], // another domain
+    ['nobody', undefined],
+  ])('finds the logon %s as %s', (login, name) => {
+    expect(findLogon(dir, login)?.Name).toBe(name);
+  });
+  it('resolves principals and nested group membership without looping', () => {
+    expect(resolvePrincipal(dir, 'nt authority\\anonymous logon')).toEqual({ kind: 'well-known', name: 'NT AUTHORITY\\ANONYMOUS LOGON' });
+    expect(resolvePrincipal(dir, 'CONTOSO\\Relay Accounts')?.kind).toBe('group');
+    expect(groupsOf(dir, findLogon(dir, 'asmith')!).map((g) => g.Name).sort()).toEqual(['Inner', 'Relay Accounts']);
+  });
+});
+
+describe('credentials', () => {
+  it('stores a salted scrypt hash and verifies only the right password', async () => {
+    const cost = { N: 1024, r: 8, p: 1 };
+    const a = await hashPassword('correct horse', cost);
+    const b = await hashPassword('correct horse', cost);
+    expect(a).toMatch(/^\$scrypt\$N=1024,r=8,p=1\$/);
+    expect(a).not.toBe(b); // salted
+    expect(a).not.toContain('correct horse');
+    expect(await verifyPassword('correct horse', a)).toBe(true);
+    expect(await verifyPassword('correct horsE', a)).toBe(false);
+    expect(await verifyPassword('correct horse', 'garbage')).toBe(false);
   });
 });

@@ -19,6 +19,13 @@ export type RuntimeSettings = {
   pickupDir: string;
   streamReplicas: number;
   httpPort: number | undefined;
+  /** PEM certificate and key for STARTTLS; without them a self-signed pair is made under varDir. */
+  tlsCertPath: string | undefined;
+  tlsKeyPath: string | undefined;
+  /** Where SMTP protocol logs go (connectors with ProtocolLoggingLevel Verbose). */
+  protocolLogDir: string;
+  /** The shared secret Transit's own nodes authenticate with (AuthMechanism ExchangeServer). */
+  clusterSecret: string | undefined;
 };
 
 function intFrom(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -44,5 +51,9 @@ export function runtimeSettings(env: NodeJS.ProcessEnv = process.env): RuntimeSe
     pickupDir: resolve(env.TRANSIT_PICKUP_DIR ?? `${varDir}/pickup`),
     streamReplicas: intFrom(env, 'TRANSIT_STREAM_REPLICAS', 1),
     httpPort,
+    tlsCertPath: env.TRANSIT_TLS_CERT ? resolve(env.TRANSIT_TLS_CERT) : undefined,
+    tlsKeyPath: env.TRANSIT_TLS_KEY ? resolve(env.TRANSIT_TLS_KEY) : undefined,
+    protocolLogDir: resolve(env.TRANSIT_PROTOCOL_LOG_DIR ?? `${varDir}/logs/ProtocolLog`),
+    clusterSecret: env.TRANSIT_CLUSTER_SECRET || undefined,
   };
 }

@@ -52,3 +52,18 @@ export function rfc5322Date(at: Date): string {
   const p = (n: number) => String(n).padStart(2, '0');
   return `${days[at.getUTCDay()]}, ${at.getUTCDate()} ${months[at.getUTCMonth()]} ${at.getUTCFullYear()} ${p(at.getUTCHours())}:${p(at.getUTCMinutes())}:${p(at.getUTCSeconds())} +0000`;
 }
+
+/** The header block split into fields, folded continuation lines kept with their field. */
+export function headerFields(header: Buffer | string): string[] {
+  return (typeof header === 'string' ? header : header.toString('latin1')).split(/(?<=\n)(?=[^ \t])/);
+}
+
+/** The header block without the fields `remove(name)` selects, byte for byte otherwise. */
+export function removeHeaderFields(header: Buffer, remove: (name: string) => boolean): Buffer {
+  const fields = headerFields(header);
+  const kept = fields.filter((f) => {
+    const colon = f.indexOf(':');
+    return colon <= 0 || !remove(f.slice(0, colon).trim());
+  });
+  return kept.length === fields.length ? header : Buffer.from(kept.join(''), 'latin1');
+}

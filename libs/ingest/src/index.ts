@@ -1,2 +1,2 @@
-export { HeaderTooLargeError, headerValue, rfc5322Date, splitHeader, type SplitMessage } from './headers.ts';
+export { HeaderTooLargeError, headerFields, headerValue, removeHeaderFields, rfc5322Date, splitHeader, type SplitMessage } from './headers.ts';
 export { ingestMessage, type IngestDeps, type IngestRequest, type IngestResult } from './ingest.ts';

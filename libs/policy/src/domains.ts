@@ -42,6 +42,18 @@ export class Directory {
   }
 }
 
+const directories = new WeakMap<OrganizationConfig, Directory>();
+
+/** The directory of one configuration snapshot, built once per snapshot. */
+export function directoryFor(config: OrganizationConfig): Directory {
+  let directory = directories.get(config);
+  if (!directory) {
+    directory = new Directory(config.Mailboxes);
+    directories.set(config, directory);
+  }
+  return directory;
+}
+
 type AddressSpace = { pattern: string; cost: number };
 
 export function parseAddressSpace(spec: string): AddressSpace {

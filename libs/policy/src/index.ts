@@ -16,7 +16,7 @@ export {
   type SessionIdentity,
   type SessionRights,
 } from './rights.ts';
-export { Directory, domainOf, matchAcceptedDomain, parseAddressSpace, routeRecipient, selectSendConnector, type RecipientRoute } from './domains.ts';
+export { Directory, directoryFor, domainOf, matchAcceptedDomain, parseAddressSpace, routeRecipient, selectSendConnector, type RecipientRoute } from './domains.ts';
 export {
   INTERNAL_HEADER_PREFIX,
   basicAuthOffer,
@@ -32,3 +32,4 @@ export {
   type Decision,
   type SessionView,
 } from './session.ts';
+export { explainSession, type CandidateReport, type ExplainRequest, type Explanation, type StepReport } from './explain.ts';

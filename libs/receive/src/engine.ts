@@ -1,32 +1,50 @@
 /**
  * The receive-connector engine shared by every role that listens for SMTP (frontend 25/587
- * and custom connectors, hub 2525, outbound proxy 717). It opens one listener per distinct
- * local endpoint, chooses a connector for each connection, asks libs/policy about every
- * step, and hands accepted messages to ingest. It never decides policy itself.
+ * and custom connectors, hub 2525 and 465, outbound proxy 717). It opens one listener per
+ * distinct local endpoint, chooses a connector for each connection from the live
+ * configuration, enforces the connector's limits, asks libs/policy about every step, and
+ * hands accepted messages to ingest. It never decides policy itself.
+ *
+ * Live configuration: each connection takes the snapshot current when it opens and keeps
+ * it until it closes; a new revision opens listeners for new bindings and closes listeners
+ * no connector uses any more, without a restart.
  */
+import { timingSafeEqual } from 'node:crypto';
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
-import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { BusUnavailableError, type BodyStore, type Bus } from '@transit/bus';
-import type { OrganizationConfig, ReceiveConnector, RuntimeSettings } from '@transit/config';
-import { HeaderTooLargeError, ingestMessage, rfc5322Date } from '@transit/ingest';
+import { directoryOf, findLogon, parseBinding, verifyPassword, type ConfigSnapshot, type LiveConfig, type OrganizationConfig, type ReceiveConnector, type RuntimeSettings } from '@transit/config';
+import { HeaderTooLargeError, ingestMessage, removeHeaderFields, rfc5322Date } from '@transit/ingest';
+import type { ProtocolLog, ProtocolLogSession } from '@transit/logs';
 import {
-  Directory,
   REPLIES,
+  basicAuthOffer,
+  decideAuthStart,
+  decideAuthenticated,
+  decideHello,
   decideMailFrom,
+  decideMessageSize,
   decideRcptTo,
-  parseBinding,
+  describeIdentity,
+  directoryFor,
+  headerStripper,
+  initialIdentity,
   queuedReply,
   replyText,
-  rightsOf,
   selectReceiveConnector,
-  sessionPrincipal,
-  type ExtendedRight,
-  type Principal,
+  sessionPermissionsText,
+  sessionRights,
+  tarpitSeconds,
+  type Decision,
   type Reply,
+  type SessionIdentity,
+  type SessionRights,
+  type SessionView,
 } from '@transit/policy';
 import type { Logger } from '@transit/service';
-import { installSmtpServerAdapter, type ConnectionOpening, type ConnectionView } from './smtp-adapter.ts';
+import { installSmtpServerAdapter, type ConnectionHooks, type ConnectionOpening, type ConnectionView } from './smtp-adapter.ts';
+import type { TlsMaterial } from './tls.ts';
 
 export type Endpoint = { host: string; port: number; configuredPort: number; connectors: ReceiveConnector[] };
 
@@ -48,76 +66,231 @@ export function planEndpoints(connectors: readonly ReceiveConnector[], settings:
   return [...byKey.values()];
 }
 
-type SessionState = { connector: ReceiveConnector; principal: Principal; rights: ReadonlySet<ExtendedRight>; fqdn: string };
+const endpointKey = (e: Pick<Endpoint, 'host' | 'port'>) => `${e.host}|${e.port}`;
+
+type SessionState = {
+  snapshot: ConfigSnapshot;
+  connector: ReceiveConnector;
+  identity: SessionIdentity;
+  rights: SessionRights;
+  fqdn: string;
+  conn: ConnectionView;
+  logonFailures: number;
+  protocolLog: ProtocolLogSession | undefined;
+  timer: NodeJS.Timeout;
+  sourceKey: string;
+};
 
 export type ReceiveEngineOptions = {
-  connectors: ReceiveConnector[];
-  config: OrganizationConfig;
+  /** Which of the configuration's receive connectors this role serves. */
+  connectorsFor: (config: OrganizationConfig) => ReceiveConnector[];
+  live: LiveConfig;
   settings: RuntimeSettings;
   bus: Bus;
   bodies: BodyStore;
   log: Logger;
+  tls: TlsMaterial;
+  protocolLog?: ProtocolLog;
 };
 
-export type ReceiveEngine = { endpoints: Endpoint[]; openSessions(): number; close(): Promise<void> };
+export type ReceiveEngine = { endpoints(): Endpoint[]; openSessions(): number; close(): Promise<void> };
 
 const smtpError = (reply: Reply): Error & { responseCode: number } => Object.assign(new Error(replyText(reply)), { responseCode: reply.code });
 
+/** Commands smtp-server knows that Exchange does not (its jokes, and proxy commands we never trust). */
+const NEVER_OFFERED = ['WIZ', 'SHELL', 'KILL', 'XCLIENT', 'XFORWARD'];
+
+/** A hash to verify against when the logon name is unknown, so timing does not reveal which names exist. */
+const UNKNOWN_USER_HASH = '$scrypt$N=16384,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
+
 export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<ReceiveEngine> {
   installSmtpServerAdapter();
-  const { config, settings, log } = opts;
-  const directory = new Directory(config.Mailboxes);
+  const { settings, log, live } = opts;
   const sessions = new Map<string, SessionState>();
-  const endpoints = planEndpoints(opts.connectors, settings);
-  const servers: SMTPServer[] = [];
-  const nodeFqdn = settings.nodeName;
+  const perConnector = new Map<string, number>();
+  const perSource = new Map<string, number>();
+  const servers = new Map<string, { server: SMTPServer; endpoint: Endpoint }>();
+  const plans = new WeakMap<ConfigSnapshot, Map<string, Endpoint>>();
+
+  const planFor = (snapshot: ConfigSnapshot): Map<string, Endpoint> => {
+    let plan = plans.get(snapshot);
+    if (!plan) {
+      plan = new Map(planEndpoints(opts.connectorsFor(snapshot.config), settings).map((e) => [endpointKey(e), e]));
+      plans.set(snapshot, plan);
+    }
+    return plan;
+  };
 
   const stateOf = (session: SMTPServerSession): SessionState => {
     const state = sessions.get(session.id);
     if (!state) throw smtpError(REPLIES.serviceNotAvailable);
     return state;
   };
+  const view = (s: SessionState): SessionView => ({ connector: s.connector, identity: s.identity, rights: s.rights, secure: s.conn.secure });
+  const bypassesSize = (s: SessionState) => s.rights.effective.has('Bypass-Message-Size-Limit');
+  const connectorId = (c: ReceiveConnector) => `${c.Server ?? settings.nodeName}\\${c.Name}`;
 
-  for (const endpoint of endpoints) {
-    const onOpen = (conn: ConnectionView): ConnectionOpening => {
-      const connector = selectReceiveConnector(endpoint.connectors, { localIp: conn.localAddress, localPort: endpoint.configuredPort, remoteIp: conn.remoteAddress });
-      if (!connector) {
-        log.warn({ remote: conn.remoteAddress, local: `${conn.localAddress}:${conn.localPort}` }, 'no receive connector matches; connection refused');
-        return { accept: false, code: REPLIES.serviceNotAvailable.code, text: replyText(REPLIES.serviceNotAvailable) };
-      }
-      const principal = sessionPrincipal(connector);
-      const fqdn = connector.Fqdn ?? nodeFqdn;
-      sessions.set(conn.id, { connector, principal, rights: rightsOf(connector, principal), fqdn });
-      const banner = connector.Banner ? connector.Banner.slice(4) : `${fqdn} Transit ESMTP MAIL Service ready at ${rfc5322Date(new Date())}`;
-      return { accept: true, name: fqdn, banner, greetingDelayMs: connector.GreetingDelay };
+  /** Answers a decision through smtp-server's callback, after the tarpit delay when it is a refusal to an untrusted session. */
+  const answer = (s: SessionState, decision: Decision, cb: (err?: Error | null) => void, what: string, extra: object = {}): void => {
+    if (decision.ok) return cb();
+    log.info({ connector: s.connector.Name, remote: s.conn.remoteAddress, reason: decision.reason, ...extra }, `${what} refused`);
+    const delay = tarpitSeconds(view(s), decision.reply.code);
+    if (delay > 0) setTimeout(() => cb(smtpError(decision.reply)), delay * 1000).unref();
+    else cb(smtpError(decision.reply));
+  };
+
+  const setPermissions = (s: SessionState) => {
+    s.protocolLog?.info(sessionPermissionsText(s.rights.effective), 'Set Session Permissions');
+  };
+
+  function connectionOptions(connector: ReceiveConnector, conn: ConnectionView, state: () => SessionState | undefined): Record<string, unknown> {
+    const offer = basicAuthOffer(connector);
+    const tls = connector.AuthMechanism.includes('Tls');
+    const options: Record<string, unknown> = {
+      disabledCommands: [...NEVER_OFFERED, ...(offer.offered ? [] : ['AUTH']), ...(tls ? [] : ['STARTTLS'])],
+      hideSTARTTLS: !tls,
+      allowInsecureAuth: !offer.requiresTls,
     };
+    Object.defineProperties(options, {
+      // BasicAuthRequireTLS: AUTH is advertised only once the session is encrypted.
+      authMethods: { enumerable: true, get: () => (offer.offered && (!offer.requiresTls || conn.secure) ? ['PLAIN', 'LOGIN'] : []) },
+      // SIZE follows the session's rights: Bypass-Message-Size-Limit lifts the connector's limit.
+      size: { enumerable: true, get: () => (state() && bypassesSize(state()!) ? 0 : connector.MaxMessageSize) },
+    });
+    return options;
+  }
 
-    const maxSize = Math.max(...endpoint.connectors.map((c) => c.MaxMessageSize));
+  function onOpen(endpoint: Endpoint, conn: ConnectionView): ConnectionOpening {
+    const snapshot = live.current;
+    const candidates = planFor(snapshot).get(endpointKey(endpoint))?.connectors ?? [];
+    const connector = selectReceiveConnector(candidates, { localIp: conn.localAddress, localPort: endpoint.configuredPort, remoteIp: conn.remoteAddress });
+    if (!connector) {
+      log.warn({ remote: conn.remoteAddress, local: `${conn.localAddress}:${conn.localPort}` }, 'no receive connector matches; connection refused');
+      return { accept: false, reply: REPLIES.serviceNotAvailable };
+    }
+    const sourceKey = `${connector.Name}|${conn.remoteAddress}`;
+    if ((perConnector.get(connector.Name) ?? 0) >= connector.MaxInboundConnection || (perSource.get(sourceKey) ?? 0) >= connector.MaxInboundConnectionPerSource) {
+      log.warn({ connector: connector.Name, remote: conn.remoteAddress }, 'connection limit reached; connection refused');
+      return { accept: false, reply: REPLIES.tooManyConnections };
+    }
+    perConnector.set(connector.Name, (perConnector.get(connector.Name) ?? 0) + 1);
+    perSource.set(sourceKey, (perSource.get(sourceKey) ?? 0) + 1);
+
+    const identity = initialIdentity(connector);
+    const fqdn = connector.Fqdn ?? settings.nodeName;
+    const protocolLog =
+      connector.ProtocolLoggingLevel === 'Verbose'
+        ? opts.protocolLog?.session(connectorId(connector), `${conn.localAddress}:${conn.localPort}`, `${conn.remoteAddress}:${conn.remotePort}`)
+        : undefined;
+    const state: SessionState = {
+      snapshot,
+      connector,
+      identity,
+      rights: sessionRights(snapshot.config, connector, identity),
+      fqdn,
+      conn,
+      logonFailures: 0,
+      protocolLog,
+      sourceKey,
+      timer: setTimeout(() => conn.closeWith(REPLIES.connectionTimedOut), connector.ConnectionTimeout * 1000).unref(),
+    };
+    sessions.set(conn.id, state);
+    protocolLog?.connect();
+    setPermissions(state);
+    const hooks: ConnectionHooks = {
+      options: connectionOptions(connector, conn, () => sessions.get(conn.id)),
+      onHello: (hostname) => {
+        const d = decideHello(connector, hostname);
+        return d.ok ? undefined : d.reply;
+      },
+      maxProtocolErrors: connector.MaxProtocolErrors,
+      inactivityMs: connector.ConnectionInactivityTimeout * 1000,
+      ...(protocolLog ? { onSent: (code: number, line: string) => protocolLog.sent(`${code} ${line}`), onReceived: (line: string) => protocolLog.received(line) } : {}),
+    };
+    const banner = connector.Banner ? connector.Banner.slice(4) : `${fqdn} Transit ESMTP MAIL Service ready at ${rfc5322Date(new Date())}`;
+    return { accept: true, name: fqdn, banner, greetingDelayMs: connector.GreetingDelay, hooks };
+  }
+
+  async function authenticate(s: SessionState, auth: SMTPServerAuthentication): Promise<SessionIdentity | undefined> {
+    const login = auth.username ?? '';
+    const password = auth.password ?? '';
+    const mechanisms = s.connector.AuthMechanism;
+    // ExchangeServer: Transit's own nodes log on as a machine account (`NODE$`) with the cluster secret.
+    if (login.endsWith('$') && mechanisms.includes('ExchangeServer') && settings.clusterSecret) {
+      const a = Buffer.from(password);
+      const b = Buffer.from(settings.clusterSecret);
+      return a.length === b.length && timingSafeEqual(a, b) ? { kind: 'server', name: login } : undefined;
+    }
+    if (!mechanisms.includes('BasicAuth')) return undefined;
+    const account = findLogon(directoryOf(s.snapshot.config), login);
+    const ok = await verifyPassword(password, account?.PasswordHash ?? UNKNOWN_USER_HASH);
+    return ok && account?.PasswordHash ? { kind: 'user', account, login } : undefined;
+  }
+
+  function onAuth(auth: SMTPServerAuthentication, session: SMTPServerSession, cb: (err: Error | null | undefined, response?: { user: string }) => void): void {
+    let s: SessionState;
+    try {
+      s = stateOf(session);
+    } catch (err) {
+      return cb(err as Error);
+    }
+    const start = decideAuthStart(view(s), auth.method);
+    if (!start.ok) return cb(smtpError(start.reply));
+    const fail = (reason: string) => {
+      s.logonFailures++;
+      log.info({ connector: s.connector.Name, remote: s.conn.remoteAddress, failures: s.logonFailures, reason }, 'AUTH refused');
+      setTimeout(() => {
+        cb(smtpError(REPLIES.authUnsuccessful));
+        if (s.connector.MaxLogonFailures > 0 && s.logonFailures >= s.connector.MaxLogonFailures) setImmediate(() => s.conn.closeWith(REPLIES.tooManyErrors));
+      }, s.connector.AuthTarpitInterval * 1000).unref();
+    };
+    authenticate(s, auth).then(
+      (identity) => {
+        if (!identity) return fail('unknown logon name or wrong password');
+        const rights = sessionRights(s.snapshot.config, s.connector, identity);
+        const decision = decideAuthenticated({ ...view(s), identity, rights });
+        if (!decision.ok) return fail(decision.reason);
+        s.identity = identity;
+        s.rights = rights;
+        s.protocolLog?.info(describeIdentity(s.snapshot.config, identity), 'authenticated');
+        setPermissions(s);
+        log.info({ connector: s.connector.Name, remote: s.conn.remoteAddress, principal: describeIdentity(s.snapshot.config, identity) }, 'AUTH accepted');
+        cb(null, { user: describeIdentity(s.snapshot.config, identity) });
+      },
+      (err: Error) => {
+        log.error({ err: err.message }, 'AUTH failed internally');
+        cb(smtpError({ code: 454, enhanced: '4.7.0', text: 'Temporary authentication failure' }));
+      },
+    );
+  }
+
+  function createServer(endpoint: Endpoint): SMTPServer {
     const server = new SMTPServer({
       logger: false,
       disableReverseLookup: true,
       authOptional: true,
-      // AUTH and STARTTLS arrive with the receive-connector security issue; until then they are not offered.
-      disabledCommands: ['AUTH', 'STARTTLS'],
+      authMethods: ['PLAIN', 'LOGIN'],
+      key: opts.tls.key,
+      cert: opts.tls.cert,
       hideENHANCEDSTATUSCODES: false,
       // DSN parameters are honoured with the fault-tolerance issue; until then DSN is not advertised.
       hideDSN: true,
-      size: maxSize,
-      maxClients: endpoint.connectors.reduce((n, c) => n + c.MaxInboundConnection, 0),
-      socketTimeout: Math.min(...endpoint.connectors.map((c) => c.ConnectionInactivityTimeout)) * 1000,
+      maxClients: 100_000,
+      socketTimeout: 24 * 3600 * 1000,
       closeTimeout: 10_000,
       onConnect: (_session, cb) => cb(),
+      onSecure: (_socket, session, cb) => {
+        sessions.get(session.id)?.protocolLog?.info('TLS negotiation succeeded', 'TLS');
+        cb();
+      },
+      onAuth,
       onMailFrom: (address: SMTPServerAddress, session, cb) => {
         try {
           const s = stateOf(session);
-          const decision = decideMailFrom(s, config, address.address);
-          if (!decision.ok) {
-            log.info({ connector: s.connector.Name, remote: session.remoteAddress, reason: decision.reason }, 'MAIL FROM refused');
-            return cb(smtpError(decision.reply));
-          }
-          const declared = Number((address.args as Record<string, string> | false) ? (address.args as Record<string, string>).SIZE : 0);
-          if (declared > s.connector.MaxMessageSize && !s.rights.has('Bypass-Message-Size-Limit')) return cb(smtpError(REPLIES.messageTooBig));
-          cb();
+          let decision = decideMailFrom(view(s), s.snapshot.config, address.address);
+          const args = address.args as Record<string, string> | false;
+          if (decision.ok && args && args.SIZE) decision = decideMessageSize(view(s), Number(args.SIZE));
+          answer(s, decision, cb, 'MAIL FROM', { sender: address.address });
         } catch (err) {
           cb(err as Error);
         }
@@ -125,12 +298,8 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
       onRcptTo: (address: SMTPServerAddress, session, cb) => {
         try {
           const s = stateOf(session);
-          const decision = decideRcptTo(s, config, directory, address.address, session.envelope.rcptTo.length, s.connector.MaxRecipientsPerMessage);
-          if (!decision.ok) {
-            log.info({ connector: s.connector.Name, remote: session.remoteAddress, rcpt: address.address, reason: decision.reason }, 'RCPT TO refused');
-            return cb(smtpError(decision.reply));
-          }
-          cb();
+          const decision = decideRcptTo(view(s), s.snapshot.config, directoryFor(s.snapshot.config), address.address, session.envelope.rcptTo.length);
+          answer(s, decision, cb, 'RCPT TO', { rcpt: address.address });
         } catch (err) {
           cb(err as Error);
         }
@@ -142,17 +311,61 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
         );
       },
       onClose: (session) => {
+        const s = sessions.get(session.id);
+        if (!s) return;
         sessions.delete(session.id);
+        clearTimeout(s.timer);
+        const n = (perConnector.get(s.connector.Name) ?? 1) - 1;
+        if (n > 0) perConnector.set(s.connector.Name, n);
+        else perConnector.delete(s.connector.Name);
+        const m = (perSource.get(s.sourceKey) ?? 1) - 1;
+        if (m > 0) perSource.set(s.sourceKey, m);
+        else perSource.delete(s.sourceKey);
+        s.protocolLog?.disconnect();
       },
     });
-    (server.options as { transitOnOpen?: unknown }).transitOnOpen = onOpen;
+    (server.options as { transitOnOpen?: unknown }).transitOnOpen = (conn: ConnectionView) => onOpen(endpoint, conn);
     server.on('error', (err) => log.error({ err: err.message }, 'SMTP listener error'));
+    return server;
+  }
+
+  async function listen(endpoint: Endpoint): Promise<void> {
+    const server = createServer(endpoint);
     await new Promise<void>((resolve, reject) => {
       server.server.once('error', reject);
       server.listen(endpoint.port, endpoint.host, () => resolve());
     });
-    servers.push(server);
+    servers.set(endpointKey(endpoint), { server, endpoint });
+    log.info({ address: `${endpoint.host}:${endpoint.port}`, connectors: endpoint.connectors.map((c) => c.Name) }, 'SMTP listener open');
   }
+
+  const closeServer = (server: SMTPServer) => new Promise<void>((resolve) => server.close(() => resolve()));
+
+  /** Brings the listeners in line with a configuration: open new endpoints, close unused ones. */
+  async function reconcile(snapshot: ConfigSnapshot): Promise<void> {
+    const plan = planFor(snapshot);
+    for (const [key, entry] of servers) {
+      if (!plan.has(key)) {
+        servers.delete(key);
+        log.info({ address: `${entry.endpoint.host}:${entry.endpoint.port}` }, 'SMTP listener closed: no connector uses it any more');
+        void closeServer(entry.server);
+      } else entry.endpoint = plan.get(key)!;
+    }
+    for (const [key, endpoint] of plan) {
+      if (servers.has(key)) continue;
+      try {
+        await listen(endpoint);
+      } catch (err) {
+        log.error({ address: `${endpoint.host}:${endpoint.port}`, err: (err as Error).message }, 'could not open SMTP listener');
+      }
+    }
+  }
+
+  for (const endpoint of planFor(live.current).values()) await listen(endpoint);
+  let reconciling = Promise.resolve();
+  const unsubscribe = live.onChange((snapshot) => {
+    reconciling = reconciling.then(() => reconcile(snapshot));
+  });
 
   async function drain(stream: Readable): Promise<void> {
     if (stream.readableEnded) return;
@@ -164,20 +377,35 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
     const s = stateOf(session);
     const envelope = session.envelope;
     const sender = envelope.mailFrom ? envelope.mailFrom.address : '';
+    const strip = headerStripper(s.rights.effective);
     try {
       const result = await ingestMessage(
         { bus: opts.bus, bodies: opts.bodies, nodeName: settings.nodeName, log },
         {
           sender,
           recipients: envelope.rcptTo.map((r) => ({ address: r.address })),
-          origin: { kind: 'smtp', connector: s.connector.Name, clientIp: session.remoteAddress, clientPort: session.remotePort, clientHelo: session.hostNameAppearsAs || undefined, serverHost: settings.nodeName, principal: s.principal, tls: session.secure },
+          origin: {
+            kind: 'smtp',
+            connector: s.connector.Name,
+            clientIp: session.remoteAddress,
+            clientPort: session.remotePort,
+            clientHelo: session.hostNameAppearsAs || undefined,
+            serverHost: settings.nodeName,
+            principal: describeIdentity(s.snapshot.config, s.identity),
+            tls: session.secure,
+          },
           content: stream,
           fqdn: s.fqdn,
           maxHeaderSize: s.connector.MaxHeaderSize,
-          inlineMaxBytes: config.TransportSettings.InlineBodyMaxBytes,
+          inlineMaxBytes: s.snapshot.config.TransportSettings.InlineBodyMaxBytes,
+          rewriteHeader: (header) => removeHeaderFields(header, strip),
           prependHeaders: (id) =>
             `Received: from ${session.hostNameAppearsAs || 'unknown'} ([${session.remoteAddress}]) by ${s.fqdn} (Transit) with ${session.transmissionType} id ${id}; ${rfc5322Date(new Date())}\r\n`,
-          beforePublish: () => (stream.sizeExceeded || stream.byteLength > s.connector.MaxMessageSize) && !s.rights.has('Bypass-Message-Size-Limit') ? smtpError(REPLIES.messageTooBig) : undefined,
+          beforePublish: () => {
+            if (stream.sizeExceeded) return smtpError(REPLIES.messageTooBig);
+            const decision = decideMessageSize(view(s), stream.byteLength);
+            return decision.ok ? undefined : smtpError(decision.reply);
+          },
         },
       );
       log.info({ connector: s.connector.Name, id: result.id, internalId: result.internalId, size: result.size, rcpts: envelope.rcptTo.length }, 'message queued');
@@ -192,10 +420,13 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
   }
 
   return {
-    endpoints,
+    endpoints: () => [...servers.values()].map((e) => e.endpoint),
     openSessions: () => sessions.size,
     close: async () => {
-      await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+      unsubscribe();
+      await reconciling;
+      await Promise.all([...servers.values()].map((e) => closeServer(e.server)));
+      servers.clear();
     },
   };
 }

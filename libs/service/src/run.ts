@@ -5,8 +5,8 @@
  */
 import type { Server } from 'node:http';
 import { Kvm, type KV } from '@nats-io/kv';
-import { connectBus, ensureTopology, NODES_BUCKET, type Bus } from '@transit/bus';
-import { loadOrganizationConfig, runtimeSettings, type OrganizationConfig, type RuntimeSettings } from '@transit/config';
+import { ConfigStore, connectBus, ensureTopology, NODES_BUCKET, type Bus } from '@transit/bus';
+import { LiveConfig, loadOrganizationConfig, runtimeSettings, type ConfigSnapshot, type OrganizationConfig, type RuntimeSettings } from '@transit/config';
 import { startHttpServer, type HttpRoute } from './health.ts';
 import { createLogger, type Logger } from './logger.ts';
 
@@ -26,7 +26,9 @@ export const DEFAULT_HTTP_PORTS: Record<Role, number> = {
 export type ServiceContext = {
   role: Role;
   settings: RuntimeSettings;
-  config: OrganizationConfig;
+  /** The configuration right now (changes live); keep one snapshot per unit of work. */
+  readonly config: OrganizationConfig;
+  live: LiveConfig;
   bus: Bus;
   log: Logger;
   /** Facts shown in /healthz and the heartbeat, e.g. listeners. */
@@ -52,17 +54,37 @@ async function untilTopology(bus: Bus, replicas: number, log: Logger): Promise<v
 export async function runService(role: Role, start: (ctx: ServiceContext) => Promise<RunningService>): Promise<void> {
   const settings = runtimeSettings();
   const log = createLogger(role, settings.nodeName);
-  let config: OrganizationConfig;
+  const bus = await connectBus(settings.natsServers, `${role}@${settings.nodeName}`);
+  await untilTopology(bus, settings.streamReplicas, log);
+  const store = await ConfigStore.open(bus, settings.streamReplicas);
+  let initial: ConfigSnapshot | undefined;
   try {
-    config = await loadOrganizationConfig(settings.configPath);
+    // The file seeds an empty cluster; after that the store (transitctl) is the truth.
+    initial = (await store.read()) ?? (await store.seed(await loadOrganizationConfig(settings.configPath)));
   } catch (err) {
     log.fatal({ err: (err as Error).message }, 'configuration refused');
     process.exit(78); // EX_CONFIG
   }
-  const bus = await connectBus(settings.natsServers, `${role}@${settings.nodeName}`);
-  await untilTopology(bus, settings.streamReplicas, log);
+  const live = new LiveConfig(initial);
+  const unwatch = await store.watch(
+    (snapshot) => {
+      if (live.update(snapshot)) log.info({ revision: snapshot.revision }, 'configuration applied');
+    },
+    (err) => log.error({ err: err.message }, 'configuration revision refused; keeping the previous one'),
+  );
+  log.info({ revision: initial.revision }, 'configuration loaded');
 
-  const ctx: ServiceContext = { role, settings, config, bus, log, facts: {} };
+  const ctx: ServiceContext = {
+    role,
+    settings,
+    get config() {
+      return live.current.config;
+    },
+    live,
+    bus,
+    log,
+    facts: {},
+  };
   const service = await start(ctx);
   const startedAt = Date.now();
   const httpHost = settings.listenHost ?? '0.0.0.0';
@@ -94,6 +116,7 @@ export async function runService(role: Role, start: (ctx: ServiceContext) => Pro
     let code = 0;
     try {
       await service.stop();
+      unwatch();
       await kv.delete(key).catch(() => undefined);
       http.close();
       await bus.close();

@@ -8,13 +8,12 @@
  */
 import { CONSUMERS, STREAMS, ack, publishDurable, recordEvent, startWorker } from '@transit/bus';
 import { decodeEnvelope, encodeDeliveryItem } from '@transit/envelope';
-import { Directory } from '@transit/policy';
+import { directoryFor } from '@transit/policy';
 import { startListenersFor } from '@transit/receive';
 import { runService } from '@transit/service';
 import { categorize } from './categorize.ts';
 
 await runService('hub', async (ctx) => {
-  const directory = new Directory(ctx.config.Mailboxes);
   const worker = startWorker(ctx.bus, {
     stream: STREAMS.submit,
     consumer: CONSUMERS.hub,
@@ -22,7 +21,8 @@ await runService('hub', async (ctx) => {
     onError: (err, msg) => ctx.log.error({ err: (err as Error).message, seq: msg?.seq }, 'categorization failed'),
     decode: decodeEnvelope,
     handle: async (envelope, msg) => {
-      const result = categorize(ctx.config, directory, { ...envelope, internalId: envelope.internalId ?? msg.seq });
+      const config = ctx.config;
+      const result = categorize(config, directoryFor(config), { ...envelope, internalId: envelope.internalId ?? msg.seq });
       for (const group of result.groups) {
         const item = { v: 1 as const, envelope: { ...envelope, internalId: envelope.internalId ?? msg.seq, recipients: group.recipients }, hop: group.hop, attempt: 0, notBefore: 0 };
         await publishDurable(ctx.bus, group.subject, encodeDeliveryItem(item), { msgID: `${envelope.id}:${group.key}`, expectStream: STREAMS.deliver });

@@ -11,7 +11,7 @@ import { mkdir, readdir, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import addressparser from 'nodemailer/lib/addressparser';
 import type { Envelope } from '@transit/envelope';
-import { headerValue, rfc5322Date, splitHeader } from '@transit/ingest';
+import { headerFields, headerValue, rfc5322Date, splitHeader } from '@transit/ingest';
 import { isValidAddress } from '@transit/policy';
 
 export type PickupEnvelope = { sender: string; recipients: string[] };
@@ -35,11 +35,6 @@ export function parsePickupHeader(header: Buffer, maxRecipients: number): Pickup
   const bad = recipients.find((r) => !isValidAddress(r));
   if (bad) return { ok: false, reason: `recipient ${bad} is not a valid address` };
   return { ok: true, envelope: { sender, recipients } };
-}
-
-function headerFields(header: Buffer): string[] {
-  // One entry per field, folded continuation lines kept with their field.
-  return header.toString('latin1').split(/(?<=\n)(?=[^ \t])/);
 }
 
 function allHeaderValues(header: Buffer, name: string): string[] {

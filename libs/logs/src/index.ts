@@ -1,0 +1,1 @@
+export { ProtocolLog, type ProtocolLogKind, type ProtocolLogOptions, type ProtocolLogSession } from './protocol-log.ts';

@@ -1,0 +1,211 @@
+/**
+ * transitctl: the administrator's command line. Reads and writes the live configuration in
+ * NATS KV (every service applies a change within seconds), explains connector decisions
+ * with the frontend's own policy code, and runs Exchange Management Shell lines.
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { parse as parseYaml, stringify } from 'yaml';
+import { ConfigConflictError, ConfigStore, connectBus, type Bus } from '@transit/bus';
+import { ConfigError, hashPassword, parseOrganizationConfig, runtimeSettings, type ConfigSnapshot, type OrganizationConfig } from '@transit/config';
+import { EmsError, runEmsLine, splitEmsScript } from '@transit/ems';
+import { explainSession } from '@transit/policy';
+import { CliError, findKind, getObjects, newObject, parseFields, removeObject, renderTable, setObject } from './objects.ts';
+import { renderExplanation } from './explain.ts';
+
+const USAGE = `transitctl — administer a Transit cluster (configuration lives in NATS KV; NATS_URL or --nats)
+
+  transitctl get <kind> [name-pattern] [--json]       kinds: receiveconnector (rc), sendconnector (sc),
+  transitctl new <kind> --Field value ...                    accepteddomain, mailbox, user, group, permission
+  transitctl set <kind> <name> --Field value ...      lists are comma-separated: --Bindings 0.0.0.0:25,[::]:25
+  transitctl remove <kind> <name>                     permissions are named "<connector>|<principal>"
+  transitctl password <user-or-mailbox>               reads the new password from stdin, stores a scrypt hash
+  transitctl apply -f <file.yaml>                     validate and replace the whole configuration
+  transitctl export [-f <file.yaml>]
+  transitctl ems '<Exchange Management Shell line>'   e.g. 'Get-ReceiveConnector "default frontend*" | fl'
+  transitctl ems                                      runs lines from stdin
+  transitctl test-connector --remote-ip <ip> [--local <ip:port>] [--user <login>] [--from <addr>]
+                            [--to <addr>]... [--size <bytes>] [--tls] [--helo <name>] [--json]
+`;
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** `Password:` in an applied document becomes `PasswordHash:`; plaintext never reaches the store. */
+async function hashPasswords(doc: Record<string, unknown>): Promise<void> {
+  for (const list of ['Mailboxes', 'Users']) {
+    for (const item of (doc[list] as Record<string, unknown>[] | undefined) ?? []) {
+      if (typeof item.Password === 'string') {
+        item.PasswordHash = await hashPassword(item.Password);
+        delete item.Password;
+      }
+    }
+  }
+}
+
+type Session = { bus: Bus; store: ConfigStore; snapshot: ConfigSnapshot | undefined };
+
+async function open(natsUrl: string | undefined): Promise<Session> {
+  const servers = (natsUrl ?? runtimeSettings().natsServers.join(',')).split(',');
+  let bus: Bus;
+  try {
+    bus = await connectBus(servers, 'transitctl', 'once');
+  } catch (err) {
+    throw new CliError(`cannot reach NATS at ${servers.join(', ')}: ${(err as Error).message} (set NATS_URL or --nats)`);
+  }
+  const store = await ConfigStore.open(bus);
+  return { bus, store, snapshot: await store.read() };
+}
+
+function current(s: Session): OrganizationConfig {
+  if (!s.snapshot) throw new CliError('the cluster has no configuration yet; start a service (it seeds TRANSIT_CONFIG) or run transitctl apply -f <file>');
+  return s.snapshot.config;
+}
+
+async function write(s: Session, next: unknown): Promise<ConfigSnapshot> {
+  const written = await s.store.write(next, s.snapshot?.revision ?? 0);
+  s.snapshot = written;
+  return written;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: false,
+    options: {
+      nats: { type: 'string' },
+      json: { type: 'boolean' },
+      file: { type: 'string', short: 'f' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const [verb, ...rest] = positionals;
+  if (!verb || values.help) {
+    process.stdout.write(USAGE);
+    return verb ? 0 : 2;
+  }
+  const json = values.json === true;
+  const out = (text: string) => process.stdout.write(text);
+  const flagArgs = argv.filter((a) => a !== '--json' && !a.startsWith('--nats')).slice(argv.indexOf(verb) + 1);
+
+  if (verb === 'test-connector') {
+    const t = parseArgs({
+      args: flagArgs,
+      options: { 'remote-ip': { type: 'string' }, local: { type: 'string' }, user: { type: 'string' }, from: { type: 'string' }, to: { type: 'string', multiple: true }, size: { type: 'string' }, tls: { type: 'boolean' }, helo: { type: 'string' } },
+    }).values;
+    if (!t['remote-ip']) throw new CliError('test-connector needs --remote-ip <ip>');
+    const local = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(t.local ?? '0.0.0.0:25');
+    if (!local) throw new CliError(`--local must be ip:port or [ipv6]:port (got "${t.local}")`);
+    const s = await open(values.nats as string | undefined);
+    try {
+      const explanation = explainSession(current(s), {
+        remoteIp: t['remote-ip'],
+        localIp: (local[1] ?? local[2])!,
+        localPort: Number(local[3]),
+        ...(t.user ? { user: t.user } : {}),
+        ...(t.from !== undefined ? { from: t.from } : {}),
+        ...(t.to ? { to: t.to } : {}),
+        ...(t.size ? { size: Number(t.size) } : {}),
+        ...(t.helo ? { helo: t.helo } : {}),
+        tls: t.tls === true,
+      });
+      out(json ? JSON.stringify(explanation, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2) + '\n' : renderExplanation(explanation));
+      return explanation.steps.every((step) => step.ok) ? 0 : 1;
+    } finally {
+      await s.bus.close();
+    }
+  }
+
+  const s = await open(values.nats as string | undefined);
+  try {
+    switch (verb) {
+      case 'get': {
+        const kind = findKind(rest[0]);
+        const rows = getObjects(current(s), kind, rest[1]);
+        out(json ? JSON.stringify(rows, null, 2) + '\n' : renderTable(rows, kind.columns));
+        return 0;
+      }
+      case 'new':
+      case 'set':
+      case 'remove': {
+        const kind = findKind(rest[0]);
+        const config = current(s);
+        const fieldArgs = flagArgs.slice(verb === 'new' ? 1 : 2);
+        const next =
+          verb === 'new'
+            ? newObject(config, kind, parseFields(fieldArgs))
+            : verb === 'set'
+              ? setObject(config, kind, rest[1] ?? '', parseFields(fieldArgs))
+              : removeObject(config, kind, rest[1] ?? '');
+        const written = await write(s, next);
+        out(`${verb === 'new' ? 'created' : verb === 'set' ? 'updated' : 'removed'} ${kind.name}; configuration revision ${written.revision}\n`);
+        if (JSON.stringify(next).includes('"Integrated"')) out('note: Integrated (NTLM/Kerberos) is accepted for compatibility but not offered; clients use BasicAuth over TLS\n');
+        return 0;
+      }
+      case 'password': {
+        const name = rest[0];
+        if (!name) throw new CliError('password needs the name of a user or mailbox');
+        const password = (await readStdin()).replace(/\r?\n$/, '');
+        if (password.length < 8) throw new CliError('the password read from stdin must have at least 8 characters');
+        const config = current(s);
+        const kind = config.Users.some((u) => u.Name.toLowerCase() === name.toLowerCase()) ? findKind('user') : findKind('mailbox');
+        const written = await write(s, setObject(config, kind, name, { PasswordHash: await hashPassword(password) }));
+        out(`password set for ${name}; configuration revision ${written.revision}\n`);
+        return 0;
+      }
+      case 'apply': {
+        if (typeof values.file !== 'string') throw new CliError('apply needs -f <file.yaml>');
+        const doc = parseYaml(await readFile(values.file, 'utf8')) as Record<string, unknown>;
+        await hashPasswords(doc);
+        parseOrganizationConfig(doc, values.file);
+        const written = await write(s, doc);
+        out(`applied ${values.file}; configuration revision ${written.revision}\n`);
+        return 0;
+      }
+      case 'export': {
+        const text = stringify(current(s));
+        if (typeof values.file === 'string') await writeFile(values.file, text);
+        else out(text);
+        return 0;
+      }
+      case 'ems': {
+        const lines = rest.length > 0 ? [rest.join(' ')] : splitEmsScript(await readStdin());
+        let config = current(s);
+        let changed = false;
+        for (const line of lines) {
+          const result = runEmsLine(line, config);
+          for (const w of result.warnings) process.stderr.write(`WARNING: ${w}\n`);
+          if (json) out(JSON.stringify(result.output.objects, null, 2) + '\n');
+          else if (result.output.text) out(result.output.text);
+          config = result.config;
+          changed ||= result.changed;
+        }
+        if (changed) {
+          const written = await write(s, config);
+          process.stderr.write(`configuration revision ${written.revision}\n`);
+        }
+        return 0;
+      }
+      default:
+        throw new CliError(`unknown command "${verb}"\n\n${USAGE}`);
+    }
+  } finally {
+    await s.bus.close();
+  }
+}
+
+try {
+  process.exitCode = await main(process.argv.slice(2));
+} catch (err) {
+  if (err instanceof CliError || err instanceof ConfigError || err instanceof EmsError || err instanceof ConfigConflictError) {
+    process.stderr.write(`transitctl: ${err.message}\n`);
+    process.exitCode = 1;
+  } else {
+    process.stderr.write(`transitctl: unexpected error: ${(err as Error).stack ?? String(err)}\n`);
+    process.exitCode = 70;
+  }
+}
