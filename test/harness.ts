@@ -26,7 +26,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const dir = await mkdtemp(join(tmpdir(), 'transit-e2e-'));
   const sink = await startSmtpSink({ rejectRecipient: opts.rejectRecipient });
   const base = parse(await readFile(new URL('../config/examples/contoso.yaml', import.meta.url), 'utf8')) as Record<string, unknown>;
-  const config = {
+  const config: Record<string, unknown> = {
     ...base,
     TransportSettings: { PickupDirectoryPollInterval: 200, TransientRetrySchedule: [1], ...opts.transport },
     SendConnectors: [{ Name: 'Sink', AddressSpaces: ['*'], DNSRoutingEnabled: false, SmartHosts: [`${sink.host}:${sink.port}`] }],

@@ -12,6 +12,7 @@
  * the union of both connectors' rights, and the explanation names each source.
  */
 import {
+  EXTENDED_RIGHTS,
   WELL_KNOWN_PRINCIPALS,
   accountIdentity,
   directoryOf,
@@ -169,5 +170,5 @@ export function sessionPermissionsText(rights: ReadonlySet<ExtendedRight>): stri
     'Bypass-Anti-Spam': 'BypassAntiSpam',
     'Bypass-Message-Size-Limit': 'BypassMessageSizeLimit',
   };
-  return [...rights].map((r) => names[r]).join(' ');
+  return EXTENDED_RIGHTS.filter((r) => rights.has(r)).map((r) => names[r]).join(' ');
 }

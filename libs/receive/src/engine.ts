@@ -205,7 +205,7 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
       },
       maxProtocolErrors: connector.MaxProtocolErrors,
       inactivityMs: connector.ConnectionInactivityTimeout * 1000,
-      ...(protocolLog ? { onSent: (code: number, line: string) => protocolLog.sent(`${code} ${line}`), onReceived: (line: string) => protocolLog.received(line) } : {}),
+      ...(protocolLog ? { onSent: (line: string) => protocolLog.sent(line), onReceived: (line: string) => protocolLog.received(line) } : {}),
     };
     const banner = connector.Banner ? connector.Banner.slice(4) : `${fqdn} Transit ESMTP MAIL Service ready at ${rfc5322Date(new Date())}`;
     return { accept: true, name: fqdn, banner, greetingDelayMs: connector.GreetingDelay, hooks };

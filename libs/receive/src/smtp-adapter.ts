@@ -26,7 +26,7 @@ export type ConnectionHooks = {
   /** EHLO/HELO argument check; a reply refuses the greeting. */
   onHello?: (hostname: string) => Reply | undefined;
   /** Every reply line sent and every command line received (for the protocol log). */
-  onSent?: (code: number, line: string) => void;
+  onSent?: (line: string) => void;
   onReceived?: (line: string) => void;
   /** Protocol errors (500-504 replies) allowed before the connection is closed. */
   maxProtocolErrors: number;
@@ -97,6 +97,7 @@ const STOCK: ReadonlyMap<string, Reply> = new Map([
 ]);
 
 function stockReply(code: number, data: string, context: string | false | undefined): Reply | undefined {
+  if (code === 552 && data.startsWith('Error: message exceeds fixed maximum message size')) return REPLIES.messageTooBig;
   return STOCK.get(`${code}|${data}|${context || ''}`) ?? STOCK.get(`${code}|${data}`);
 }
 
@@ -136,7 +137,9 @@ export function installSmtpServerAdapter(): void {
       this.transitErrors = 0;
       // This connection's own view of the options, over the listener's.
       const server = this._server;
-      this._server = Object.assign(Object.create(server) as ServerLike, { options: Object.assign(Object.create(server.options) as ServerLike['options'], opening.hooks.options) });
+      // Descriptors, not values: some options are getters that follow the session (TLS, rights).
+      const options = Object.create(server.options, Object.getOwnPropertyDescriptors(opening.hooks.options)) as ServerLike['options'];
+      this._server = Object.assign(Object.create(server) as ServerLike, { options });
       this._socket.setTimeout(opening.hooks.inactivityMs);
       if (opening.greetingDelayMs > 0) setTimeout(() => this.connectionReady(), opening.greetingDelayMs).unref();
       else this.connectionReady();
@@ -181,7 +184,10 @@ export function installSmtpServerAdapter(): void {
       }
     }
     const hooks = this.transitHooks;
-    if (hooks?.onSent) for (const line of Array.isArray(text) ? text : [text ?? '']) hooks.onSent(code, line);
+    if (hooks?.onSent) {
+      const lines = Array.isArray(text) ? text : [text ?? ''];
+      lines.forEach((line, i) => hooks.onSent!(`${code}${i < lines.length - 1 ? '-' : ' '}${line}`));
+    }
     originalSend.call(this, code, text, false);
     if (hooks && code >= 500 && code <= 504 && hooks.maxProtocolErrors > 0) {
       this.transitErrors = (this.transitErrors ?? 0) + 1;

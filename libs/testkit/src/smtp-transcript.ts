@@ -18,11 +18,14 @@ export type TranscriptOptions = {
   lines: string[];
   /** Bound on the whole dialogue; default 10 s. */
   timeoutMs?: number;
+  /** The server may close the connection (e.g. after a 421): return the replies so far instead of failing. */
+  allowClose?: boolean;
 };
 
 const DATA_BODY = 'DATA-BODY:';
+const CLOSED = '(closed)';
 
-/** Returns the greeting and then one reply per entry; a multi-line reply's lines joined with '\n'. */
+/** Returns the greeting and then one reply per entry; a multi-line reply's lines joined with '\n'; with allowClose, '(closed)' marks where the server hung up. */
 export async function smtpTranscript(opts: TranscriptOptions): Promise<string[]> {
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const peer = `${opts.host}:${opts.port}`;
@@ -40,8 +43,9 @@ export async function smtpTranscript(opts: TranscriptOptions): Promise<string[]>
     buffer += chunk.toString('latin1');
     notify();
   });
-  socket.on('error', (err) => {
-    failure ??= err;
+  socket.on('error', (err: NodeJS.ErrnoException) => {
+    if (opts.allowClose && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) ended = true;
+    else failure ??= err;
     notify();
   });
   const closed = new Promise<void>((resolve) =>
@@ -62,6 +66,7 @@ export async function smtpTranscript(opts: TranscriptOptions): Promise<string[]>
     for (;;) {
       const reply = takeReply();
       if (reply !== undefined) return reply;
+      if (ended && !failure && opts.allowClose) return CLOSED;
       if (failure || ended) {
         const why = failure ? failure.message : `${peer} closed the connection`;
         throw new TestkitError(failure instanceof TestkitError ? failure.code : 'CONNECTION', `${why}; replies so far: ${JSON.stringify(replies)}; unread: ${JSON.stringify(buffer)}`);
@@ -89,6 +94,7 @@ export async function smtpTranscript(opts: TranscriptOptions): Promise<string[]>
   try {
     replies.push(await readReply());
     for (const line of opts.lines) {
+      if (replies.at(-1) === CLOSED) break;
       socket.write(line.startsWith(DATA_BODY) ? line.slice(DATA_BODY.length) : `${line}\r\n`);
       replies.push(await readReply());
     }
