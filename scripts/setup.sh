@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh clone lacks, then returns quickly on every later run:
 # npm dependencies (including Node 24 from the npm registry's `node` package) and
-# nats-server, redis-server and swaks from Debian's packages.
+# nats-server, redis-server, swaks and nmap from Debian's packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +22,8 @@ missing=()
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing+=(redis-server)
 command -v swaks >/dev/null 2>&1 || missing+=(swaks)
+# nmap's smtp-open-relay script checks the Default Frontend is not an open relay (test/open-relay.test.ts).
+command -v nmap >/dev/null 2>&1 || missing+=(nmap)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing ${missing[*]} from Debian's packages"

@@ -189,7 +189,9 @@ export function installSmtpServerAdapter(): void {
       lines.forEach((line, i) => hooks.onSent!(`${code}${i < lines.length - 1 ? '-' : ' '}${line}`));
     }
     originalSend.call(this, code, text, false);
-    if (hooks && code >= 500 && code <= 504 && hooks.maxProtocolErrors > 0) {
+    // Protocol errors: unknown commands, bad sequence, bad syntax; a refused address (5.1.x) is not one.
+    const protocolError = code >= 500 && code <= 504 && !(typeof text === 'string' && text.startsWith('5.1.'));
+    if (hooks && protocolError && hooks.maxProtocolErrors > 0) {
       this.transitErrors = (this.transitErrors ?? 0) + 1;
       if (this.transitErrors >= hooks.maxProtocolErrors) this.closeWith(REPLIES.tooManyErrors);
     }
