@@ -42,7 +42,7 @@ beforeAll(async () => {
         MaxMessageSize: 65536,
         MaxRecipientsPerMessage: 2,
         ConnectionInactivityTimeout: 2,
-        ConnectionTimeout: 30,
+        ConnectionTimeout: 4,
         TarpitInterval: 0,
       });
     },
@@ -158,7 +158,7 @@ describe('seed 001: a dedicated relay connector, externally secured (EAC "Extern
 
     const marker = `seed001-${Date.now()}`;
     await createTransport({ host: '127.0.0.1', port: port25(), localAddress: '127.0.0.4', ignoreTLS: true } as Parameters<typeof createTransport>[0]).sendMail({ from: 'scanner@example.org', to: 'partner@example.net', subject: marker, text: 'relayed' });
-    await waitFor(async () => h.sink.messages.find((m) => m.raw.includes(marker)), { timeoutMs: 20_000, what: 'the relayed message at the sink' });
+    await waitFor(() => Promise.resolve(h.sink.messages.find((m) => m.data.toString('latin1').includes(marker))), { timeoutMs: 20_000, what: 'the relayed message at the sink' });
   });
 });
 
@@ -207,7 +207,7 @@ describe('seed 000: authenticated relay for a group of relay accounts', () => {
     ]).catch((e: { stdout: string }) => ({ stdout: e.stdout }));
     expect(stdout).toMatch(/<- {2}235 2\.7\.0 Authentication successful/);
     expect(stdout).toMatch(/<- {2}250 2\.6\.0 /);
-    await waitFor(async () => h.sink.messages.find((m) => m.raw.includes(marker)), { timeoutMs: 20_000, what: 'the relayed message at the sink' });
+    await waitFor(() => Promise.resolve(h.sink.messages.find((m) => m.data.toString('latin1').includes(marker))), { timeoutMs: 20_000, what: 'the relayed message at the sink' });
 
     // The protocol log never holds the credentials.
     const dir = join(h.cluster.varDir, 'logs', 'ProtocolLog', 'FrontEnd', 'SmtpReceive');
@@ -252,7 +252,7 @@ describe('Client Frontend (587): authenticated submission', () => {
   it('submits over STARTTLS with AUTH as the mailbox owner, and refuses to send as someone else', async () => {
     const transport = createTransport({ host: '127.0.0.1', port: port587(), localAddress: '127.0.0.10', requireTLS: true, tls: { rejectUnauthorized: false }, auth: { user: 'bob@contoso.test', pass: BOB_PASSWORD } } as Parameters<typeof createTransport>[0]);
     const marker = `submission-${Date.now()}`;
-    const info = await transport.sendMail({ from: 'bob@contoso.test', to: 'alice@contoso.test', subject: marker, text: 'hi' });
+    const info = (await transport.sendMail({ from: 'bob@contoso.test', to: 'alice@contoso.test', subject: marker, text: 'hi' })) as { response: string };
     expect(info.response).toMatch(/^250 2\.6\.0 /);
     await waitForMaildirMessage(h, 'alice@contoso.test', marker);
     await expect(transport.sendMail({ from: 'alice@contoso.test', to: 'alice@contoso.test', subject: 'spoof', text: 'x' })).rejects.toThrow(/550 5\.7\.1 Client does not have permissions to send as this sender/);
@@ -293,8 +293,44 @@ describe('connector limits (a connector scoped to 127.0.0.9)', () => {
     const d = await dialogue('127.0.0.9');
     let text = '';
     d.socket.on('data', (b: Buffer) => (text += b.toString()));
-    await waitFor(async () => (text.includes('451 4.7.0 Timeout waiting for client input') ? true : undefined), { timeoutMs: 6000, what: 'the inactivity timeout' });
+    await waitFor(() => Promise.resolve(text.includes('451 4.7.0 Timeout waiting for client input') ? true : undefined), { timeoutMs: 6000, what: 'the inactivity timeout' });
     d.socket.destroy();
+  });
+
+  it('ends a session at ConnectionTimeout however busy it is, with 421 4.4.1', async () => {
+    const d = await dialogue('127.0.0.9');
+    let text = '';
+    d.socket.on('data', (b: Buffer) => (text += b.toString()));
+    const keepBusy = setInterval(() => d.socket.write('NOOP\r\n'), 500);
+    try {
+      await waitFor(() => Promise.resolve(text.includes('421 4.4.1 Connection timed out') ? true : undefined), { timeoutMs: 8000, what: 'the absolute connection timeout' });
+    } finally {
+      clearInterval(keepBusy);
+      d.socket.destroy();
+    }
+    expect(text).not.toContain('451 4.7.0');
+  });
+});
+
+describe('header rights', () => {
+  it('removes Received and Resent-* headers from a session without Accept-Headers-Routing, keeps them otherwise', async () => {
+    await ems('New-ReceiveConnector -Name "No Routing Headers" -Usage Custom -Bindings 0.0.0.0:25 -RemoteIPRanges 127.0.0.12 -PermissionGroups None');
+    await ems('Add-ADPermission -Identity "No Routing Headers" -User "NT AUTHORITY\\ANONYMOUS LOGON" -ExtendedRights ms-Exch-SMTP-Submit,ms-Exch-SMTP-Accept-Authoritative-Domain-Sender,ms-Exch-SMTP-Accept-Any-Sender');
+    const send = async (source: string, marker: string) => {
+      const body = `Received: from forged.example by forged.example; Mon, 1 Jan 2024 00:00:00 +0000\r\nResent-From: forged@example.org\r\nFrom: app@example.org\r\nSubject: ${marker}\r\n\r\nbody\r\n.\r\n`;
+      return smtpTranscript({ host: '127.0.0.1', port: port25(), localAddress: source, lines: ['EHLO app.example.org', 'MAIL FROM:<app@example.org>', 'RCPT TO:<bob@contoso.test>', 'DATA', `DATA-BODY:${body}`, 'QUIT'] });
+    };
+    const stripped = `strip-${Date.now()}`;
+    await applied(async () => (await send('127.0.0.12', stripped))[5]!.startsWith('250 2.6.0'));
+    const kept = `keep-${Date.now()}`;
+    expect((await send('127.0.0.3', kept))[5]).toMatch(/^250 2\.6\.0/);
+    const a = await waitForMaildirMessage(h, 'bob@contoso.test', stripped);
+    expect(a).not.toContain('forged.example');
+    expect(a).not.toContain('Resent-From');
+    expect(a).toMatch(/^Received: from app\.example\.org \(\[127\.0\.0\.12\]\)/m); // Transit's own Received is added
+    const b = await waitForMaildirMessage(h, 'bob@contoso.test', kept);
+    expect(b).toContain('Received: from forged.example');
+    expect(b).toContain('Resent-From: forged@example.org');
   });
 });
 

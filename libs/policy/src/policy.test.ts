@@ -8,6 +8,7 @@ import {
   decideMailFrom,
   decideMessageSize,
   decideRcptTo,
+  explainSession,
   formatReply,
   headerStripper,
   initialIdentity,
@@ -49,7 +50,7 @@ const config = parseOrganizationConfig({
     { Name: 'Specific Binding', TransportRole: 'FrontendTransport', Bindings: ['10.1.1.1:25'], PermissionGroups: ['AnonymousUsers'] },
     { Name: 'V6 Only', TransportRole: 'FrontendTransport', Bindings: ['[::]:26'], RemoteIPRanges: ['2001:db8::/32'], PermissionGroups: ['AnonymousUsers'] },
     { Name: 'Disabled', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:27'], Enabled: false, PermissionGroups: ['AnonymousUsers'] },
-    { Name: 'Client Frontend', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:587'], PermissionGroups: ['ExchangeUsers'] },
+    { Name: 'Client Frontend', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:587'], AuthMechanism: ['Tls', 'BasicAuth', 'BasicAuthRequireTLS'], PermissionGroups: ['ExchangeUsers'] },
     { Name: 'Client Proxy', TransportRole: 'HubTransport', Bindings: ['0.0.0.0:465'], PermissionGroups: ['ExchangeServers', 'ExchangeUsers'] },
     { Name: 'Anon Relay', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:2526'], RemoteIPRanges: ['172.16.0.0/12'], PermissionGroups: ['AnonymousUsers'] },
     { Name: 'Strict', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:2527'], AuthMechanism: ['Tls', 'BasicAuth', 'BasicAuthRequireTLS'], PermissionGroups: ['ExchangeUsers'], RequireTLS: true, RequireEHLODomain: true, MaxMessageSize: 65536 },
@@ -162,7 +163,8 @@ describe('EHLO and AUTH', () => {
   });
   it.each([
     ['Default Frontend', false, 'LOGIN', '504 5.7.4 Unrecognized authentication type'], // AuthMechanism Tls only: no AUTH
-    ['Client Frontend', false, 'PLAIN', '504 5.7.4 Unrecognized authentication type'],
+    ['Client Frontend', false, 'PLAIN', '530 5.7.0 Must issue a STARTTLS command first'],
+    ['Relay LAN', false, 'PLAIN', '504 5.7.4 Unrecognized authentication type'],
     ['Strict', false, 'PLAIN', '530 5.7.0 Must issue a STARTTLS command first'],
     ['Strict', true, 'PLAIN', '250 2.0.0 OK'],
     ['Strict', true, 'CRAM-MD5', '504 5.7.4 Unrecognized authentication type'],
@@ -308,5 +310,26 @@ describe('accepted domains and routing', () => {
 describe('replies', () => {
   it('formats the queued reply like Exchange', () => {
     expect(formatReply(queuedReply('<m@x>', 42, 'fe1.contoso.test'))).toBe('250 2.6.0 <m@x> [InternalId=42, Hostname=fe1.contoso.test] Queued mail for delivery');
+  });
+});
+
+describe('explainSession (transitctl test-connector)', () => {
+  it('lists the candidates, chooses like the frontend, and gives each step its reply and reason', () => {
+    const e = explainSession(config, { remoteIp: '192.168.1.75', localIp: '0.0.0.0', localPort: 25, from: 'scanner@example.org', to: ['someone@example.net', 'nobody@contoso.test'] });
+    expect(e.candidates.filter((c) => c.range && c.binding !== 'none').map((c) => `${c.chosen ? '*' : ''}${c.connector}:${c.rangeSize}`)).toEqual(['Default Frontend:4294967296', 'Relay LAN:256', '*Relay Printer:1']);
+    expect(e.principal).toBe('MS Exchange\\Externally Secured Servers');
+    expect(e.steps.map((s) => s.reply)).toEqual(['250 2.0.0 OK', '250 2.1.0 Sender OK', '250 2.1.5 Recipient OK', '550 5.1.1 User unknown']);
+  });
+  it('explains a refused relay and an unmatched connection', () => {
+    const e = explainSession(config, { remoteIp: '203.0.113.9', localIp: '0.0.0.0', localPort: 25, from: 'x@example.org', to: ['someone@example.net'] });
+    expect(e.steps.at(-1)).toMatchObject({ reply: '550 5.7.54 SMTP; Unable to relay recipient in non-accepted domain', ok: false });
+    expect(e.steps.at(-1)!.reason).toMatch(/lacks SMTP-Accept-Any-Recipient/);
+    expect(explainSession(config, { remoteIp: '203.0.113.9', localIp: '0.0.0.0', localPort: 26 }).steps[0]!.reply).toBe('421 4.3.2 Service not available');
+  });
+  it('authenticates a user and shows the Client Proxy grants', () => {
+    const e = explainSession(config, { remoteIp: '203.0.113.9', localIp: '0.0.0.0', localPort: 587, tls: true, user: 'CONTOSO\\relay1', from: 'x@example.org', to: ['someone@example.net'] });
+    expect(e.steps.map((s) => s.reply)).toEqual(['250 2.0.0 OK', '220 2.0.0 SMTP server ready', '250 2.0.0 OK', '235 2.7.0 Authentication successful', '250 2.1.0 Sender OK', '250 2.1.5 Recipient OK']);
+    expect(explainSession(config, { remoteIp: '203.0.113.9', localIp: '0.0.0.0', localPort: 587, user: 'relay1' }).steps.at(-1)!.reply).toBe('530 5.7.0 Must issue a STARTTLS command first');
+    expect(e.sources.some((s) => s.connector === 'Client Proxy' && s.right === 'SMTP-Accept-Any-Recipient')).toBe(true);
   });
 });

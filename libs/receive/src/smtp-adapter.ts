@@ -168,7 +168,7 @@ export function installSmtpServerAdapter(): void {
     let text = data;
     if (Array.isArray(data) || (typeof data === 'string' && code === 250 && context === false)) {
       // EHLO/HELO greeting line: Exchange answers `<fqdn> Hello [<client ip>]`.
-      const lines = Array.isArray(data) ? [...data] : [data!];
+      const lines = Array.isArray(data) ? [...data] : [data];
       if (lines[0] && / Nice to meet you, /.test(lines[0])) {
         lines[0] = `${this.name} Hello [${this.remoteAddress}]`;
         text = Array.isArray(data) ? lines : lines[0];

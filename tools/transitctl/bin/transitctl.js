@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+/* global process */
 // Transit's sources are TypeScript run by Node 24's type stripping. Under `npx transitctl`
 // or an npm script, `node` is the project's Node 24 (node_modules/.bin comes first on PATH).
 const major = Number(process.versions.node.split('.')[0]);

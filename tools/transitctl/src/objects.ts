@@ -75,7 +75,7 @@ export function getObjects(config: OrganizationConfig, kind: Kind, pattern?: str
   const items = itemsOf(config, kind);
   if (!pattern) return items;
   const re = wildcard(pattern);
-  const found = items.filter((i) => re.test(kind.key(i)) || re.test(String(i.Name ?? '')));
+  const found = items.filter((i) => re.test(kind.key(i)) || re.test(typeof i.Name === 'string' ? i.Name : ''));
   if (found.length === 0) throw new CliError(`no ${kind.name} matches "${pattern}"`);
   return found;
 }
@@ -115,8 +115,9 @@ export function removeObject(config: OrganizationConfig, kind: Kind, name: strin
 }
 
 function cell(v: unknown): string {
-  if (Array.isArray(v)) return v.map(String).join(', ');
-  return v === undefined ? '' : String(v);
+  if (Array.isArray(v)) return v.map((x) => cell(x)).join(', ');
+  if (v === undefined || v === null) return '';
+  return typeof v === 'object' ? JSON.stringify(v) : String(v as string | number | boolean);
 }
 
 /** A fixed-width table like PowerShell's Format-Table. */

@@ -1,0 +1,49 @@
+import { parseOrganizationConfig } from '@transit/config';
+import { describe, expect, it } from 'vitest';
+import { CliError, findKind, getObjects, newObject, parseFields, removeObject, renderTable, setObject } from './objects.ts';
+
+const config = parseOrganizationConfig({
+  Organization: { Name: 'Contoso' },
+  AcceptedDomains: [{ DomainName: 'contoso.test', Default: true }],
+  Users: [{ Name: 'relay1' }],
+  ReceiveConnectors: [
+    { Name: 'Default Frontend', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:25'], PermissionGroups: ['AnonymousUsers'] },
+    { Name: 'Client Frontend', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:587'], PermissionGroups: ['ExchangeUsers'] },
+  ],
+  Permissions: [{ Identity: 'Default Frontend', User: 'relay1', ExtendedRights: ['SMTP-Submit'] }],
+});
+
+describe('transitctl objects', () => {
+  it.each([
+    [['--Name', 'X', '--Bindings', '0.0.0.0:25,[::]:25', '--MaxRecipientsPerMessage', '10', '--Enabled', 'false', '--RequireTLS'], { Name: 'X', Bindings: ['0.0.0.0:25', '[::]:25'], MaxRecipientsPerMessage: 10, Enabled: false, RequireTLS: true }],
+    [['--TarpitInterval=00:00:05', '--Name=123'], { TarpitInterval: '00:00:05', Name: '123' }],
+    [['--ExtendedRights', 'ms-Exch-SMTP-Submit'], { ExtendedRights: ['ms-Exch-SMTP-Submit'] }],
+  ])('parses %j', (args, expected) => {
+    expect(parseFields(args)).toEqual(expected);
+  });
+  it('refuses stray arguments and unknown kinds, naming them', () => {
+    expect(() => parseFields(['Name'])).toThrow(/unexpected argument "Name"/);
+    expect(() => findKind('connector')).toThrow(CliError);
+    expect(() => findKind('connector')).toThrow(/unknown object kind "connector"; one of: receiveconnector/);
+  });
+  it('gets by wildcard, case-insensitively, and says when nothing matches', () => {
+    expect(getObjects(config, findKind('rc'), '*FRONTEND').map((c) => c.Name)).toEqual(['Default Frontend', 'Client Frontend']);
+    expect(() => getObjects(config, findKind('rc'), 'nope*')).toThrow(/no receiveconnector matches "nope\*"/);
+  });
+  it('creates, refusing duplicates, and leaves the input untouched', () => {
+    const next = newObject(config, findKind('user'), { Name: 'relay2' });
+    expect((next.Users as unknown[]).length).toBe(2);
+    expect(config.Users).toHaveLength(1);
+    expect(() => newObject(config, findKind('user'), { Name: 'RELAY1' })).toThrow(/already exists/);
+  });
+  it('renames a connector together with its permissions, and removes them with it', () => {
+    const renamed = parseOrganizationConfig(setObject(config, findKind('rc'), 'default frontend', { Name: 'Internet' }));
+    expect(renamed.Permissions[0]!.Identity).toBe('Internet');
+    const removed = parseOrganizationConfig(removeObject(config, findKind('rc'), 'Default Frontend'));
+    expect(removed.Permissions).toEqual([]);
+    expect(() => setObject(config, findKind('rc'), 'Ghost', {})).toThrow(/no receiveconnector named "Ghost"/);
+  });
+  it('renders a table with lists joined', () => {
+    expect(renderTable([{ Name: 'A', Bindings: ['0.0.0.0:25', '[::]:25'] }], ['Name', 'Bindings'])).toBe('Name Bindings\n---- -------------------\nA    0.0.0.0:25, [::]:25\n');
+  });
+});
