@@ -18,6 +18,7 @@ import { startHarness, waitForMaildirMessage, type Harness } from './harness.ts'
 const run = promisify(execFile);
 const RELAY_PASSWORD = 'Office-Relay-2026!';
 const BOB_PASSWORD = 'Bob-Secret-2026!';
+const CLUSTER_SECRET = 'cluster-secret-for-tests';
 let h: Harness;
 
 beforeAll(async () => {
@@ -25,6 +26,7 @@ beforeAll(async () => {
   const relayHash = await hashPassword(RELAY_PASSWORD, cost);
   const bobHash = await hashPassword(BOB_PASSWORD, cost);
   h = await startHarness({
+    env: { TRANSIT_CLUSTER_SECRET: CLUSTER_SECRET },
     prepare: (config) => {
       const mailboxes = config.Mailboxes as Record<string, unknown>[];
       Object.assign(mailboxes.find((m) => m.Name === 'Bob')!, { UserPrincipalName: 'bob@contoso.test', SamAccountName: 'bob', PasswordHash: bobHash });
@@ -258,6 +260,19 @@ describe('Client Frontend (587): authenticated submission', () => {
     await expect(transport.sendMail({ from: 'alice@contoso.test', to: 'alice@contoso.test', subject: 'spoof', text: 'x' })).rejects.toThrow(/550 5\.7\.1 Client does not have permissions to send as this sender/);
     const wrong = createTransport({ host: '127.0.0.1', port: port587(), localAddress: '127.0.0.10', requireTLS: true, tls: { rejectUnauthorized: false }, auth: { user: 'CONTOSO\\bob', pass: 'nope-nope' } } as Parameters<typeof createTransport>[0]);
     await expect(wrong.sendMail({ from: 'bob@contoso.test', to: 'alice@contoso.test', text: 'x' })).rejects.toThrow(/535 5\.7\.3 Authentication unsuccessful/);
+  });
+});
+
+describe('Hub "Default" (2525): ExchangeServer authentication of Transit nodes', () => {
+  it('makes a node that logs on with the cluster secret a Hub Transport server, and refuses anyone else', async () => {
+    const plain = (user: string, pass: string) => `AUTH PLAIN ${Buffer.from(`\0${user}\0${pass}`).toString('base64')}`;
+    const hub = (lines: string[]) => smtpTranscript({ host: '127.0.0.1', port: h.cluster.port(2525), localAddress: '127.0.0.13', lines, allowClose: true });
+    const anonymous = await hub(['EHLO fe1.contoso.test', 'MAIL FROM:<x@example.org>', 'QUIT']);
+    expect(anonymous[2]).toBe('530 5.7.1 Client was not authenticated');
+    const wrong = await hub(['EHLO fe1.contoso.test', plain('FE1$', 'not-the-secret'), 'QUIT']);
+    expect(wrong[2]).toBe('535 5.7.3 Authentication unsuccessful');
+    const node = await hub(['EHLO fe1.contoso.test', plain('FE1$', CLUSTER_SECRET), 'MAIL FROM:<alice@contoso.test>', 'RCPT TO:<someone@example.net>', 'QUIT']);
+    expect(node.slice(2, 5)).toEqual(['235 2.7.0 Authentication successful', '250 2.1.0 Sender OK', '250 2.1.5 Recipient OK']);
   });
 });
 

@@ -20,6 +20,8 @@ export type HarnessOptions = {
   prepare?: (config: Record<string, unknown>) => void;
   /** Keep Exchange's 5 s tarpit and auth tarpit (off by default so refusals answer at once). */
   tarpit?: boolean;
+  /** Extra environment for every Transit process. */
+  env?: NodeJS.ProcessEnv;
 };
 
 export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
@@ -37,7 +39,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   opts.prepare?.(config);
   const configPath = join(dir, 'org.yaml');
   await writeFile(configPath, stringify(config));
-  const cluster = await startLocalCluster({ varDir: join(dir, 'var'), configPath, portOffset: await freePortOffset(TRANSIT_PORTS), natsPort: await freePort(), redisPort: await freePort() });
+  const cluster = await startLocalCluster({ varDir: join(dir, 'var'), configPath, portOffset: await freePortOffset(TRANSIT_PORTS), natsPort: await freePort(), redisPort: await freePort(), env: opts.env });
   return {
     cluster,
     sink,
