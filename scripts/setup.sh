@@ -24,6 +24,8 @@ command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missi
 command -v swaks >/dev/null 2>&1 || missing+=(swaks)
 # nmap's smtp-open-relay script checks the Default Frontend is not an open relay (test/open-relay.test.ts).
 command -v nmap >/dev/null 2>&1 || missing+=(nmap)
+# swaks --tls (STARTTLS in the README and the tests) needs Perl's TLS modules.
+perl -MNet::SSLeay -MIO::Socket::SSL -e 1 >/dev/null 2>&1 || missing+=(libnet-ssleay-perl libio-socket-ssl-perl)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing ${missing[*]} from Debian's packages"

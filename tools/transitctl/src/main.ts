@@ -143,7 +143,7 @@ async function main(argv: string[]): Promise<number> {
               : removeObject(config, kind, rest[1] ?? '');
         const written = await write(s, next);
         out(`${verb === 'new' ? 'created' : verb === 'set' ? 'updated' : 'removed'} ${kind.name}; configuration revision ${written.revision}\n`);
-        if (JSON.stringify(next).includes('"Integrated"')) out('note: Integrated (NTLM/Kerberos) is accepted for compatibility but not offered; clients use BasicAuth over TLS\n');
+        if (verb !== 'remove' && fieldArgs.some((a) => /Integrated/i.test(a))) out('note: Integrated (NTLM/Kerberos) is accepted for compatibility but not offered; clients use BasicAuth over TLS\n');
         return 0;
       }
       case 'password': {
