@@ -29,6 +29,7 @@ describe('organisation configuration', () => {
     ['BasicAuthRequireTLS alone', connector({ AuthMechanism: ['BasicAuthRequireTLS'] }), /requires BasicAuth and Tls/],
     ['ExternalAuthoritative without ExchangeServers', connector({ AuthMechanism: ['ExternalAuthoritative'], PermissionGroups: ['AnonymousUsers'] }), /requires PermissionGroups/],
     ['a bad binding', connector({ Bindings: ['25'] }), /Bindings\.0: expected IPv4:port/],
+    ['a bad binding beside another connector', { ...minimal, ReceiveConnectors: [{ Name: 'A', TransportRole: 'FrontendTransport', Bindings: ['25'] }, { Name: 'B', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:25', '25'] }] }, /ReceiveConnectors\.0\.Bindings\.0: expected IPv4:port/],
     ['a banner without 220', connector({ Banner: 'hello' }), /Banner must start/],
     ['no default domain', { ...minimal, AcceptedDomains: [{ DomainName: 'a.test' }] }, /exactly one accepted domain must be Default \(found 0\)/],
     ['an address used twice', { ...minimal, Mailboxes: [{ Name: 'A', PrimarySmtpAddress: 'a@contoso.test' }, { Name: 'B', PrimarySmtpAddress: 'x@contoso.test', EmailAddresses: ['A@contoso.test'] }] }, /A@contoso.test of B is already used by A/],

@@ -301,19 +301,24 @@ export function findReceiveConnector<T extends { Name: string; Server?: string |
  */
 export function bindingConflicts(connectors: readonly ReceiveConnector[]): Array<{ index: number; message: string }> {
   const issues: Array<{ index: number; message: string }> = [];
+  // Invalid bindings and ranges are reported on their own fields; they take no part here.
   const key = (b: string) => {
-    const p = parseBinding(b);
-    return `${p.family}|${p.host}|${p.port}`;
+    try {
+      const p = parseBinding(b);
+      return `${p.family}|${p.host}|${p.port}`;
+    } catch {
+      return `invalid|${b}`;
+    }
   };
   for (let i = 0; i < connectors.length; i++) {
     for (let j = 0; j < i; j++) {
       const a = connectors[j]!;
       const b = connectors[i]!;
       if (a.TransportRole !== b.TransportRole || (a.Server && b.Server && a.Server.toLowerCase() !== b.Server.toLowerCase())) continue;
-      const shared = a.Bindings.map(key).filter((k) => b.Bindings.map(key).includes(k));
+      const shared = a.Bindings.map(key).filter((k) => !k.startsWith('invalid|') && b.Bindings.map(key).includes(k));
       if (shared.length === 0) continue;
-      const ra = a.RemoteIPRanges.map((r) => parseIpRange(r)!);
-      const rb = b.RemoteIPRanges.map((r) => parseIpRange(r)!);
+      const ra = a.RemoteIPRanges.map((r) => parseIpRange(r)).filter((r) => r !== undefined);
+      const rb = b.RemoteIPRanges.map((r) => parseIpRange(r)).filter((r) => r !== undefined);
       const same = (x: typeof ra, y: typeof ra) => x.every((p) => y.some((q) => p.family === q.family && p.lo === q.lo && p.hi === q.hi));
       if (same(ra, rb) && same(rb, ra)) {
         issues.push({ index: i, message: `${b.Name} and ${a.Name} have the same binding and the same RemoteIPRanges; give one a specific local IP or different remote ranges` });

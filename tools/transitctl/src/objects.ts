@@ -117,7 +117,7 @@ export function removeObject(config: OrganizationConfig, kind: Kind, name: strin
 function cell(v: unknown): string {
   if (Array.isArray(v)) return v.map((x) => cell(x)).join(', ');
   if (v === undefined || v === null) return '';
-  return typeof v === 'object' ? JSON.stringify(v) : String(v as string | number | boolean);
+  return typeof v === 'string' ? v : JSON.stringify(v);
 }
 
 /** A fixed-width table like PowerShell's Format-Table. */

@@ -1,0 +1,3 @@
+export { EmsError } from './errors.ts';
+export { splitEmsScript } from './lexer.ts';
+export { runEmsLine, type EmsOutput, type EmsResult } from './run.ts';

@@ -1,0 +1,102 @@
+/**
+ * Runs one Exchange Management Shell line against an OrganizationConfig. Pure: the input
+ * is never modified; every change builds a new configuration that must pass the schema
+ * before the next stage sees it, and the caller gets it only when the whole line ran.
+ */
+import type { OrganizationConfig } from '@transit/config';
+import { bindArgs, type Args, type Cmdlet, type Ctx, type Item, type Kind } from './binding.ts';
+import { EmsError } from './errors.ts';
+import { renderItems, type Format, type View } from './format.ts';
+import { stripComments, stripPrompt, tokenize, type Token } from './lexer.ts';
+import { demangle, parsePipeline, renderTokens } from './parser.ts';
+import { RECEIVE_CMDLETS, RECEIVE_CONNECTOR_PROPERTIES } from './receive.ts';
+import { ROUTING_CMDLETS, SEND_CONNECTOR_PROPERTIES } from './routing.ts';
+
+export type EmsOutput = { objects: Record<string, unknown>[]; text: string };
+export type EmsResult = { config: OrganizationConfig; changed: boolean; output: EmsOutput; warnings: string[] };
+
+const CMDLETS = [...RECEIVE_CMDLETS, ...ROUTING_CMDLETS];
+
+/** Format-List / Format-Table only choose how the last stage's objects print. */
+const FORMATTERS: Record<string, Format['kind']> = { 'format-list': 'list', fl: 'list', 'format-table': 'table', ft: 'table' };
+const formatter = (name: string): Cmdlet => ({ name, params: { Property: 'list' }, positional: 'Property', run: () => [] });
+
+const VIEWS: Record<Kind, View> = {
+  ReceiveConnector: { columns: ['Identity', 'Bindings', 'Enabled'], types: RECEIVE_CONNECTOR_PROPERTIES },
+  ADPermission: { columns: ['Identity', 'User', 'Deny', 'Inherited', 'Rights'], types: {} },
+  AcceptedDomain: { columns: ['Name', 'DomainName', 'DomainType', 'Default'], types: {} },
+  SendConnector: { columns: ['Identity', 'AddressSpaces', 'Enabled'], types: SEND_CONNECTOR_PROPERTIES },
+};
+
+function lookup(name: string): Cmdlet | undefined {
+  const lower = name.toLowerCase();
+  return FORMATTERS[lower] ? formatter(name) : CMDLETS.find((c) => c.name.toLowerCase() === lower);
+}
+
+type Bound = { stages: Array<{ cmdlet: Cmdlet; args: Args }>; format: Format };
+
+function bindLine(tokens: readonly Token[]): Bound {
+  const commands = parsePipeline(tokens);
+  const format: Format = { kind: 'table' };
+  const stages = commands.map((command, i) => {
+    const cmdlet = lookup(command.name);
+    if (!cmdlet) throw new EmsError(`${command.name} is not supported by transitctl ems (supported: ${CMDLETS.map((c) => c.name).join(', ')}, Format-List, Format-Table)`);
+    const args = bindArgs(cmdlet, command);
+    const kind = FORMATTERS[cmdlet.name.toLowerCase()];
+    if (kind) {
+      if (i !== commands.length - 1 || i === 0) throw new EmsError(`${cmdlet.name} formats the output of a pipeline, so it must come last, after a Get- cmdlet`);
+      format.kind = kind;
+      const properties = args.get('Property');
+      if (Array.isArray(properties)) format.properties = properties;
+    }
+    return { cmdlet, args };
+  });
+  const work = stages.filter((s) => !FORMATTERS[s.cmdlet.name.toLowerCase()]);
+  work.forEach(({ cmdlet }, i) => {
+    const prev = work[i - 1]?.cmdlet;
+    if (!prev) return;
+    if (!cmdlet.input) throw new EmsError(`${cmdlet.name} does not take pipeline input; give it -Identity instead`);
+    if (prev.output !== cmdlet.input) {
+      throw new EmsError(`${prev.name} ${prev.output ? `writes ${prev.output} objects` : 'writes no objects'}, but ${cmdlet.name} takes ${cmdlet.input} objects from the pipeline`);
+    }
+  });
+  return { stages: work, format };
+}
+
+const paramsOf = (name: string) => {
+  const cmdlet = lookup(name);
+  return cmdlet ? Object.keys(cmdlet.params) : undefined;
+};
+
+export function runEmsLine(line: string, config: OrganizationConfig): EmsResult {
+  const warnings: string[] = [];
+  const tokens = tokenize(stripComments(stripPrompt(line)).code);
+  let bound: Bound;
+  let readAs: string | undefined;
+  try {
+    bound = bindLine(tokens);
+  } catch (err) {
+    // Only a line that fails as written is read again with its hyphens rejoined.
+    const fixed = err instanceof EmsError ? demangle(tokens, paramsOf) : undefined;
+    if (!fixed) throw err;
+    readAs = renderTokens(fixed);
+    bound = withReading(readAs, () => bindLine(fixed));
+    warnings.push(`read as: ${readAs} (the line had spaces around its hyphens, as web pages print them)`);
+  }
+  const ctx: Ctx = { config, changed: false, warnings };
+  const items = withReading(readAs, () => {
+    let piped: Item[] = [];
+    for (const [i, { cmdlet, args }] of bound.stages.entries()) piped = cmdlet.run(ctx, args, i > 0 ? piped : undefined);
+    return piped;
+  });
+  return { config: ctx.config, changed: ctx.changed, output: { objects: items.map((i) => i.row), text: renderItems(items, bound.format, VIEWS) }, warnings };
+}
+
+/** An error in a rejoined line shows how the line was read, so the administrator can check the rejoining. */
+function withReading<T>(readAs: string | undefined, f: () => T): T {
+  try {
+    return f();
+  } catch (err) {
+    throw readAs !== undefined && err instanceof EmsError ? new EmsError(`${err.message}\n  (read as: ${readAs})`) : err;
+  }
+}
