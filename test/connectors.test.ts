@@ -32,6 +32,7 @@ beforeAll(async () => {
       Object.assign(mailboxes.find((m) => m.Name === 'Bob')!, { UserPrincipalName: 'bob@contoso.test', SamAccountName: 'bob', PasswordHash: bobHash });
       config.Users = [{ Name: 'relay-office1', SamAccountName: 'relay-office1', UserPrincipalName: 'relay-office1@contoso.test', PasswordHash: relayHash }];
       config.Groups = [{ Name: 'Relay Accounts', Members: ['relay-office1'] }];
+      (config.SendConnectors as Record<string, unknown>[])[0]!.ProtocolLoggingLevel = 'Verbose';
       (config.ReceiveConnectors as Record<string, unknown>[]).push({
         Name: 'Limits',
         TransportRole: 'FrontendTransport',
@@ -161,6 +162,21 @@ describe('seed 001: a dedicated relay connector, externally secured (EAC "Extern
     const marker = `seed001-${Date.now()}`;
     await createTransport({ host: '127.0.0.1', port: port25(), localAddress: '127.0.0.4', ignoreTLS: true } as Parameters<typeof createTransport>[0]).sendMail({ from: 'scanner@example.org', to: 'partner@example.net', subject: marker, text: 'relayed' });
     await waitFor(() => Promise.resolve(h.sink.messages.find((m) => m.data.toString('latin1').includes(marker))), { timeoutMs: 20_000, what: 'the relayed message at the sink' });
+
+    // The send connector is Verbose: the outbound proxy's SMTP Send protocol log shows the dialogue, not the content.
+    const dir = join(h.cluster.varDir, 'logs', 'ProtocolLog', 'OutboundProxy', 'SmtpSend');
+    const send = await waitFor(
+      async () => {
+        const files = (await readdir(dir).catch(() => [] as string[])).filter((f) => /^SEND\d{8}-\d+\.log$/.test(f));
+        const all = (await Promise.all(files.map((f) => readFile(join(dir, f), 'utf8')))).join('');
+        return all.includes('RCPT TO:<partner@example.net>') ? all : undefined;
+      },
+      { timeoutMs: 5000, what: 'the SMTP Send protocol log' },
+    );
+    expect(send).toMatch(/^#Log-type: SMTP Send Protocol Log$/m);
+    expect(send).toMatch(/\\Sink,\w+,\d+,127\.0\.0\.1:\d+,127\.0\.0\.1:\d+,>,MAIL FROM:<scanner@example\.org>/);
+    expect(send).toMatch(/,<,250 /);
+    expect(send).not.toContain(marker);
   });
 });
 

@@ -208,6 +208,7 @@ export const sendConnectorSchema = z
     Port: z.number().int().min(1).max(65535).default(25),
     Fqdn: z.string().optional(),
     MaxMessageSize: bytes(1, 2048 * MB, 36 * MB),
+    ProtocolLoggingLevel: z.enum(['None', 'Verbose']).default('None'),
     Enabled: z.boolean().default(true),
   })
   .superRefine((c, ctx) => {

@@ -331,7 +331,7 @@ describe('send connectors', () => {
 
   it('creates a smart-host connector, turning DNS routing off and ignoring SourceTransportServers', () => {
     const r = run('New-SendConnector -Name "To Partner" -Internet -AddressSpaces "partner.test;5" -SmartHosts mx1.partner.test,10.9.9.9 -Port 587 -MaxMessageSize 20MB -SourceTransportServers EXCH01,EXCH02');
-    expect(r.config.SendConnectors[1]).toEqual({ Name: 'To Partner', AddressSpaces: ['partner.test;5'], DNSRoutingEnabled: false, SmartHosts: ['mx1.partner.test', '10.9.9.9'], Port: 587, MaxMessageSize: 20_971_520, Enabled: true });
+    expect(r.config.SendConnectors[1]).toEqual({ Name: 'To Partner', AddressSpaces: ['partner.test;5'], DNSRoutingEnabled: false, SmartHosts: ['mx1.partner.test', '10.9.9.9'], Port: 587, MaxMessageSize: 20_971_520, ProtocolLoggingLevel: 'None', Enabled: true });
     expect(r.warnings).toEqual([
       'New-SendConnector: -SourceTransportServers is ignored: every Transit HubTransport node sends through every send connector',
       'To Partner: DNSRoutingEnabled set to $false, so mail goes to the smart hosts mx1.partner.test, 10.9.9.9',
@@ -347,7 +347,7 @@ New-SendConnector Spare -AddressSpaces * -Usage Custom
 Get-SendConnector Spare | Remove-SendConnector`,
       contoso(),
     );
-    expect(results[1]!.config.SendConnectors).toEqual([{ Name: 'Internet', AddressSpaces: ['SMTP:*;1', '*.contoso.test;10'], DNSRoutingEnabled: true, SmartHosts: [], Port: 2525, Fqdn: 'mail.contoso.test', MaxMessageSize: 37_748_736, Enabled: false }]);
+    expect(results[1]!.config.SendConnectors).toEqual([{ Name: 'Internet', AddressSpaces: ['SMTP:*;1', '*.contoso.test;10'], DNSRoutingEnabled: true, SmartHosts: [], Port: 2525, Fqdn: 'mail.contoso.test', MaxMessageSize: 37_748_736, ProtocolLoggingLevel: 'None', Enabled: false }]);
     expect(last(results).config.SendConnectors.map((c) => c.Name)).toEqual(['Internet']);
   });
 

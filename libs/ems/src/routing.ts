@@ -93,6 +93,7 @@ export const SEND_CONNECTOR_PROPERTIES = {
   Port: 'int',
   Fqdn: 'string',
   MaxMessageSize: 'bytes',
+  ProtocolLoggingLevel: { one: ['None', 'Verbose'] satisfies SendConnector['ProtocolLoggingLevel'][] },
   Enabled: 'bool',
 } as const satisfies Record<keyof SendConnector, ParamType>;
 

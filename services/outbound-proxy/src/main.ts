@@ -5,8 +5,10 @@
  * work item with a later notBefore, so a partial failure never resends to those already
  * delivered. Also listens on 717 ("Outbound Proxy Frontend") for trusted internal senders.
  */
+import { join } from 'node:path';
 import { BodyStore, CONSUMERS, STREAMS, ack, publishDurable, recordEvent, retry, startWorker } from '@transit/bus';
 import { decodeDeliveryItem, encodeDeliveryItem, type DeliveryItem } from '@transit/envelope';
+import { ProtocolLog } from '@transit/logs';
 import { startListenersFor } from '@transit/receive';
 import { runService } from '@transit/service';
 import { classifyFailure, classifyReport, nextAttempt, type RecipientResult } from './outcome.ts';
@@ -15,16 +17,18 @@ import { SmtpSender, destinationsFor } from './sender.ts';
 await runService('outbound-proxy', async (ctx) => {
   const bodies = new BodyStore(ctx.bus);
   const sender = new SmtpSender(ctx.settings.nodeName);
-  const settings = ctx.config.TransportSettings;
+  const sendLog = new ProtocolLog({ dir: join(ctx.settings.protocolLogDir, 'OutboundProxy', 'SmtpSend'), kind: 'Send', onError: (err) => ctx.log.error({ err: err.message }, 'protocol log write failed') });
 
   async function attempt(item: DeliveryItem): Promise<RecipientResult[]> {
     const hop = item.hop;
     if (hop.type !== 'smtp') throw new Error('outbound proxy received a non-SMTP hop');
     const recipients = item.envelope.recipients.map((r) => r.address);
+    const connector = ctx.config.SendConnectors.find((c) => c.Name === hop.connector);
+    const logging = connector?.ProtocolLoggingLevel === 'Verbose' ? { log: sendLog, connectorId: `${ctx.settings.nodeName}\\${connector.Name}` } : undefined;
     let last: RecipientResult[] = classifyFailure(recipients, undefined, 'no destination');
     for (const dest of await destinationsFor(hop)) {
       try {
-        return classifyReport(recipients, await sender.send(dest, item.envelope.sender, recipients, await bodies.open(item.envelope.body)));
+        return classifyReport(recipients, await sender.send(dest, item.envelope.sender, recipients, await bodies.open(item.envelope.body), logging));
       } catch (err) {
         const e = err as Error & { responseCode?: number; response?: string };
         last = classifyFailure(recipients, e.responseCode, `${dest.host}:${dest.port}: ${e.response ?? e.message}`);
@@ -45,6 +49,7 @@ await runService('outbound-proxy', async (ctx) => {
       if (wait > 0) return retry(Math.min(wait, 60_000));
       const { envelope } = item;
       const hopName = msg.subject;
+      const settings = ctx.config.TransportSettings;
       const results = await attempt(item);
       const node = ctx.settings.nodeName;
       const of = (status: RecipientResult['status']) => results.filter((r) => r.status === status);
@@ -76,6 +81,7 @@ await runService('outbound-proxy', async (ctx) => {
       await engine.close();
       await worker.stop();
       sender.close();
+      await sendLog.close();
     },
   };
 });

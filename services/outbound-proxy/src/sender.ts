@@ -6,6 +6,7 @@ import { promises as dns } from 'node:dns';
 import type { Readable } from 'node:stream';
 import { createTransport, type Transporter } from 'nodemailer';
 import type { NextHop } from '@transit/envelope';
+import type { ProtocolLog, ProtocolLogSession } from '@transit/logs';
 import type { SendReport } from './outcome.ts';
 
 export type Destination = { host: string; port: number };
@@ -30,6 +31,39 @@ export async function destinationsFor(hop: Extract<NextHop, { type: 'smtp' }>): 
 
 type SmtpError = Error & { responseCode?: number; response?: string; code?: string; rejectedErrors?: SmtpError[]; rejected?: string[] };
 
+type LogEntry = { sid?: string; tnx?: string; localAddress?: string; localPort?: number; remoteAddress?: string; remotePort?: number };
+
+/**
+ * A bunyan-shaped logger for nodemailer that turns its transaction log into an SMTP Send
+ * protocol log: one session per SMTP connection (nodemailer's `sid`), our commands as `>`,
+ * the server's replies as `<`. nodemailer logs message data only as a byte count.
+ */
+export function sendProtocolLogger(log: ProtocolLog, connectorId: string): Record<'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal', (entry: LogEntry, message: string, ...args: unknown[]) => void> {
+  const sessions = new Map<string, ProtocolLogSession>();
+  const handle = (entry: LogEntry, message: string) => {
+    if (!entry.sid || typeof message !== 'string') return;
+    let session = sessions.get(entry.sid);
+    if (entry.tnx === 'network') {
+      if (!session && entry.remoteAddress) {
+        session = log.session(connectorId, `${entry.localAddress}:${entry.localPort}`, `${entry.remoteAddress}:${entry.remotePort}`);
+        sessions.set(entry.sid, session);
+        session.connect();
+      } else if (session && /closed/i.test(message)) {
+        session.disconnect();
+        sessions.delete(entry.sid);
+      }
+      return;
+    }
+    if (!session) return;
+    if (entry.tnx === 'client') session.sent(message);
+    else if (entry.tnx === 'server') message.split(/\r?\n/).forEach((line) => session.received(line));
+  };
+  const ignore = () => undefined;
+  return { trace: ignore, debug: handle, info: handle, warn: ignore, error: ignore, fatal: ignore };
+}
+
+export type SendLogging = { log: ProtocolLog; connectorId: string } | undefined;
+
 export class SmtpSender {
   readonly #pools = new Map<string, Transporter>();
   readonly #heloName: string;
@@ -37,11 +71,12 @@ export class SmtpSender {
     this.#heloName = heloName;
   }
 
-  #pool(dest: Destination): Transporter {
-    const key = `${dest.host}:${dest.port}`;
+  #pool(dest: Destination, logging: SendLogging): Transporter {
+    const key = `${dest.host}:${dest.port}|${logging?.connectorId ?? ''}`;
     let t = this.#pools.get(key);
     if (!t) {
       t = createTransport({
+        ...(logging ? { logger: sendProtocolLogger(logging.log, logging.connectorId), debug: true } : {}),
         host: dest.host,
         port: dest.port,
         secure: false,
@@ -61,9 +96,9 @@ export class SmtpSender {
   }
 
   /** Resolves with per-recipient answers; rejects when the whole transaction failed (with responseCode when the server answered). */
-  async send(dest: Destination, sender: string, recipients: string[], raw: Readable): Promise<SendReport> {
+  async send(dest: Destination, sender: string, recipients: string[], raw: Readable, logging?: SendLogging): Promise<SendReport> {
     try {
-      const info = (await this.#pool(dest).sendMail({ envelope: { from: sender, to: recipients }, raw })) as { accepted: string[]; rejected: string[]; rejectedErrors?: SmtpError[] };
+      const info = (await this.#pool(dest, logging).sendMail({ envelope: { from: sender, to: recipients }, raw })) as { accepted: string[]; rejected: string[]; rejectedErrors?: SmtpError[] };
       return { accepted: info.accepted.map(String), rejected: rejectedOf(info.rejected, info.rejectedErrors) };
     } catch (err) {
       const e = err as SmtpError;
