@@ -5,12 +5,13 @@
  * distinct loopback source addresses so IP-scoped connectors are really chosen by address.
  */
 import { execFile } from 'node:child_process';
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createTransport } from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
 import { hashPassword } from '@transit/config';
 import { smtpTranscript, waitFor } from '@transit/testkit';
 import { startHarness, waitForMaildirMessage, type Harness } from './harness.ts';
@@ -365,6 +366,21 @@ describe('header rights', () => {
   });
 });
 
+describe('listeners follow the configuration', () => {
+  it('opens a listener for a new binding and closes it when its connector is removed, without a restart', async () => {
+    const greeting = () =>
+      smtpTranscript({ host: '127.0.0.1', port: h.cluster.port(26), lines: ['QUIT'], timeoutMs: 1000 }).then(
+        (r) => r[0]!,
+        () => 'refused',
+      );
+    expect(await greeting()).toBe('refused');
+    await ems('New-ReceiveConnector -Name "Port 26" -Usage Internet -Bindings 0.0.0.0:26 -TransportRole FrontendTransport');
+    await applied(async () => (await greeting()).startsWith('220 '));
+    await ems('Remove-ReceiveConnector "Port 26" -Confirm:$false');
+    await applied(async () => (await greeting()) === 'refused');
+  });
+});
+
 describe('configuration is validated at write time', () => {
   it('refuses an invalid change, naming the field, and leaves the running configuration alone', async () => {
     const before = await transitctl(['export']);
@@ -375,5 +391,22 @@ describe('configuration is validated at write time', () => {
     expect(twin.code).toBe(1);
     expect(twin.stderr).toMatch(/Twin and Limits have the same binding and the same RemoteIPRanges/);
     expect((await transitctl(['export'])).stdout).toBe(before.stdout);
+  });
+
+  it('applies a whole file, storing Password fields only as hashes, and runs ems lines from stdin', async () => {
+    const doc = parse((await transitctl(['export'])).stdout) as { Users: Record<string, unknown>[] };
+    doc.Users.push({ Name: 'kiosk', SamAccountName: 'kiosk', Password: 'Kiosk-Password-1' });
+    const file = join(h.dir, 'apply.yaml');
+    await writeFile(file, stringify(doc));
+    const applyResult = await transitctl(['apply', '-f', file]);
+    expect(applyResult.code, applyResult.stderr).toBe(0);
+    const after = (await transitctl(['export'])).stdout;
+    expect(after).toMatch(/Name: kiosk\n\s+SamAccountName: kiosk\n\s+PasswordHash: \$scrypt\$N=16384,r=8,p=1\$/);
+    expect(after).not.toContain('Kiosk-Password-1');
+
+    const script = await transitctl(['ems'], 'Get-AcceptedDomain\nNew-AcceptedDomain -Name Fabrikam -DomainName fabrikam.test -DomainType InternalRelay\n');
+    expect(script.code, script.stderr).toBe(0);
+    expect(script.stdout).toMatch(/contoso\.test\s+Authoritative\s+True/);
+    await applied(async () => (await rcptReply('127.0.0.3', 'anyone@fabrikam.test')) === '250 2.1.5 Recipient OK');
   });
 });

@@ -11,7 +11,7 @@ import { freePort, freePortOffset, startSmtpSink, waitFor, type SinkReply, type 
 
 export type Harness = { cluster: LocalCluster; sink: SmtpSink; dir: string; maildirFiles(address: string): Promise<string[]>; close(): Promise<void> };
 
-const TRANSIT_PORTS = [25, 465, 587, 717, 2525, 8080, 8081, 8082, 8083, 8084, 8085];
+const TRANSIT_PORTS = [25, 26, 465, 587, 717, 2525, 8080, 8081, 8082, 8083, 8084, 8085];
 
 export type HarnessOptions = {
   rejectRecipient?: (rcpt: string) => SinkReply | undefined;
