@@ -38,7 +38,8 @@ beforeAll(async () => {
         Name: 'Limits',
         TransportRole: 'FrontendTransport',
         Bindings: ['0.0.0.0:25'],
-        RemoteIPRanges: ['127.0.0.9'],
+        // The per-source and timeout tests each have their own address, so sessions other tests just closed cannot count against them.
+        RemoteIPRanges: ['127.0.0.9', '127.0.0.14-127.0.0.16'],
         PermissionGroups: ['AnonymousUsers'],
         MaxInboundConnectionPerSource: 2,
         MaxProtocolErrors: 3,
@@ -107,7 +108,8 @@ async function dialogue(source: string): Promise<{ say(line: string): Promise<st
       await new Promise<void>((r) => waiters.push(r));
     }
   };
-  await next();
+  const greeting = await next();
+  if (!greeting.startsWith('220 ')) throw new Error(`expected a 220 greeting from ${source}, got ${greeting}`);
   return {
     socket,
     say: async (line) => {
@@ -311,9 +313,9 @@ describe('connector limits (a connector scoped to 127.0.0.9)', () => {
   });
 
   it('refuses a connection over MaxInboundConnectionPerSource with 421 4.3.2', async () => {
-    const a = await dialogue('127.0.0.9');
-    const b = await dialogue('127.0.0.9');
-    const third = await smtpTranscript({ host: '127.0.0.1', port: port25(), localAddress: '127.0.0.9', lines: [], allowClose: true });
+    const a = await dialogue('127.0.0.14');
+    const b = await dialogue('127.0.0.14');
+    const third = await smtpTranscript({ host: '127.0.0.1', port: port25(), localAddress: '127.0.0.14', lines: [], allowClose: true });
     expect(third[0]).toBe('421 4.3.2 The maximum number of concurrent server connections has exceeded a limit, closing transmission channel');
     // Another source is not affected.
     expect((await smtpTranscript({ host: '127.0.0.1', port: port25(), localAddress: '127.0.0.11', lines: ['QUIT'] }))[0]).toMatch(/^220 /);
@@ -322,7 +324,7 @@ describe('connector limits (a connector scoped to 127.0.0.9)', () => {
   });
 
   it('closes an idle session after ConnectionInactivityTimeout with 451 4.7.0', async () => {
-    const d = await dialogue('127.0.0.9');
+    const d = await dialogue('127.0.0.15');
     let text = '';
     d.socket.on('data', (b: Buffer) => (text += b.toString()));
     await waitFor(() => Promise.resolve(text.includes('451 4.7.0 Timeout waiting for client input') ? true : undefined), { timeoutMs: 6000, what: 'the inactivity timeout' });
@@ -330,7 +332,7 @@ describe('connector limits (a connector scoped to 127.0.0.9)', () => {
   });
 
   it('ends a session at ConnectionTimeout however busy it is, with 421 4.4.1', async () => {
-    const d = await dialogue('127.0.0.9');
+    const d = await dialogue('127.0.0.16');
     let text = '';
     d.socket.on('data', (b: Buffer) => (text += b.toString()));
     const keepBusy = setInterval(() => d.socket.write('NOOP\r\n'), 500);
@@ -387,7 +389,7 @@ describe('configuration is validated at write time', () => {
     const r = await transitctl(['set', 'receiveconnector', 'Default Frontend', '--AuthMechanism', 'None,Tls']);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/ReceiveConnectors\.\d+\.AuthMechanism: None cannot be combined with other mechanisms/);
-    const twin = await transitctl(['ems', 'New-ReceiveConnector -Name "Twin" -Bindings 0.0.0.0:25 -RemoteIPRanges 127.0.0.9 -TransportRole FrontendTransport -PermissionGroups AnonymousUsers']);
+    const twin = await transitctl(['ems', 'New-ReceiveConnector -Name "Twin" -Bindings 0.0.0.0:25 -RemoteIPRanges 127.0.0.9,127.0.0.14-127.0.0.16 -TransportRole FrontendTransport -PermissionGroups AnonymousUsers']);
     expect(twin.code).toBe(1);
     expect(twin.stderr).toMatch(/Twin and Limits have the same binding and the same RemoteIPRanges/);
     expect((await transitctl(['export'])).stdout).toBe(before.stdout);

@@ -64,6 +64,7 @@ type Internals = ConnectionView & {
   close: (this: Internals) => void;
   _sendGreeting: (this: Internals) => void;
   _onCommand: (this: Internals, command: Buffer, callback: () => void) => void;
+  _armTimeout: (this: Internals) => void;
   handler_EHLO: Handler;
   handler_HELO: Handler;
   transitBanner?: string;
@@ -107,7 +108,7 @@ export function installSmtpServerAdapter(): void {
   if (installed) return;
   installed = true;
   const proto = (SMTPConnection as { prototype: Internals & { init: (this: Internals) => void } }).prototype;
-  for (const method of ['init', 'connectionReady', 'send', 'close', '_sendGreeting', '_setListeners', '_onCommand', 'handler_EHLO', 'handler_HELO'] as const) {
+  for (const method of ['init', 'connectionReady', 'send', 'close', '_sendGreeting', '_setListeners', '_onCommand', '_armTimeout', 'handler_EHLO', 'handler_HELO'] as const) {
     if (typeof proto[method] !== 'function') throw new Error(`smtp-server changed: SMTPConnection.${method} is missing; review libs/receive/src/smtp-adapter.ts`);
   }
   const originalInit = proto.init;
@@ -140,7 +141,9 @@ export function installSmtpServerAdapter(): void {
       // Descriptors, not values: some options are getters that follow the session (TLS, rights).
       const options = Object.create(server.options, Object.getOwnPropertyDescriptors(opening.hooks.options)) as ServerLike['options'];
       this._server = Object.assign(Object.create(server) as ServerLike, { options });
-      this._socket.setTimeout(opening.hooks.inactivityMs);
+      // smtp-server re-arms its idle timer from options.socketTimeout (after TLS, after a busy handler).
+      options.socketTimeout = opening.hooks.inactivityMs;
+      this._armTimeout();
       if (opening.greetingDelayMs > 0) setTimeout(() => this.connectionReady(), opening.greetingDelayMs).unref();
       else this.connectionReady();
     });
