@@ -64,6 +64,14 @@ describe('organisation configuration', () => {
     expect(() => parseOrganizationConfig(doc)).toThrow(message);
   });
 
+  it('accepts the organisation shipped in the Kubernetes ConfigMap', async () => {
+    const { parseAllDocuments } = await import('yaml');
+    const text = await readFile(new URL('../../../deploy/k8s/base/transit-config.yaml', import.meta.url), 'utf8');
+    const maps = parseAllDocuments(text).map((d) => d.toJS() as { data?: Record<string, string> });
+    const org = maps.find((m) => m.data?.['organization.yaml'])!.data!['organization.yaml']!;
+    expect(parseOrganizationYaml(org, 'deploy/k8s/base/transit-config.yaml').ReceiveConnectors.length).toBeGreaterThan(0);
+  });
+
   it('reports YAML syntax errors as configuration errors', () => {
     expect(() => parseOrganizationYaml('a: [', 'x.yaml')).toThrow(/x.yaml is not valid YAML/);
   });

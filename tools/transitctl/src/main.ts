@@ -86,7 +86,7 @@ async function main(argv: string[]): Promise<number> {
   const [verb, ...rest] = positionals;
   if (!verb || values.help) {
     process.stdout.write(USAGE);
-    return verb ? 0 : 2;
+    return values.help ? 0 : 2;
   }
   const json = values.json === true;
   const out = (text: string) => process.stdout.write(text);
