@@ -2,6 +2,7 @@ import { findLogon, directoryOf, parseOrganizationConfig, type ReceiveConnector 
 import { describe, expect, it } from 'vitest';
 import {
   Directory,
+  PERMISSION_GROUP_GRANTS,
     decideAuthStart,
   decideAuthenticated,
   decideHello,
@@ -331,5 +332,43 @@ describe('explainSession (transitctl test-connector)', () => {
     expect(e.steps.map((s) => s.reply)).toEqual(['250 2.0.0 OK', '220 2.0.0 SMTP server ready', '250 2.0.0 OK', '235 2.7.0 Authentication successful', '250 2.1.0 Sender OK', '250 2.1.5 Recipient OK']);
     expect(explainSession(config, { remoteIp: '203.0.113.9', localIp: '0.0.0.0', localPort: 587, user: 'relay1' }).steps.at(-1)!.reply).toBe('530 5.7.0 Must issue a STARTTLS command first');
     expect(e.sources.some((s) => s.connector === 'Client Proxy' && s.right === 'SMTP-Accept-Any-Recipient')).toBe(true);
+  });
+});
+
+describe('permission groups expand to exactly Exchange rights (EXCHANGE.md §2)', () => {
+  const only = (groups: string[], auth: string[] = ['Tls']) =>
+    parseOrganizationConfig({
+      Organization: { Name: 'T' },
+      AcceptedDomains: [{ DomainName: 't.test', Default: true }],
+      Users: [{ Name: 'u' }],
+      ReceiveConnectors: [{ Name: 'C', TransportRole: 'HubTransport', Bindings: ['0.0.0.0:25'], PermissionGroups: groups, AuthMechanism: auth }],
+    });
+  const all = ['Accept-Headers-Forest', 'Accept-Headers-Organization', 'Accept-Headers-Routing', 'Bypass-Anti-Spam', 'Bypass-Message-Size-Limit', 'SMTP-Accept-Any-Recipient', 'SMTP-Accept-Any-Sender', 'SMTP-Accept-Authentication-Flag', 'SMTP-Accept-Authoritative-Domain-Sender', 'SMTP-Accept-Exch50', 'SMTP-Submit'];
+  const noOrg = all.filter((r) => r !== 'Accept-Headers-Forest' && r !== 'Accept-Headers-Organization');
+  it.each([
+    ['AnonymousUsers', 'anonymous', ['Accept-Headers-Routing', 'SMTP-Accept-Any-Sender', 'SMTP-Accept-Authoritative-Domain-Sender', 'SMTP-Submit']],
+    ['AnonymousUsers', 'user', []],
+    ['ExchangeUsers', 'user', ['Accept-Headers-Routing', 'Bypass-Anti-Spam', 'SMTP-Accept-Any-Recipient', 'SMTP-Submit']],
+    ['ExchangeUsers', 'anonymous', []],
+    ['ExchangeServers', 'server', all],
+    ['ExchangeServers', 'externally-secured', noOrg],
+    ['ExchangeServers', 'anonymous', []],
+    ['ExchangeLegacyServers', 'server', []], // legacy interop servers only; Transit nodes are not legacy
+    ['Partners', 'anonymous', []],
+    ['None', 'anonymous', []],
+    ['None', 'user', []],
+    ['Custom', 'user', []],
+  ])('%s grants a %s session %j', (group, kind, expected) => {
+    const cfg = only([group], group === 'ExchangeServers' && kind === 'externally-secured' ? ['ExternalAuthoritative'] : ['Tls']);
+    const c = cfg.ReceiveConnectors[0]!;
+    const identity: SessionIdentity =
+      kind === 'user' ? { kind: 'user', account: cfg.Users[0]!, login: 'u' } : kind === 'server' ? { kind: 'server', name: 'N$' } : kind === 'externally-secured' ? { kind: 'externally-secured' } : { kind: 'anonymous' };
+    expect([...sessionRights(cfg, c, identity).effective].sort()).toEqual([...expected].sort());
+  });
+  it('has the legacy and partner grants of the table', () => {
+    expect([...PERMISSION_GROUP_GRANTS.ExchangeLegacyServers[0]!.rights].sort()).toEqual([...noOrg].sort());
+    expect(PERMISSION_GROUP_GRANTS.ExchangeLegacyServers[0]!.principal).toBe('MS Exchange\\ExchangeLegacyInterop');
+    expect([...PERMISSION_GROUP_GRANTS.Partners[0]!.rights].sort()).toEqual(['Accept-Headers-Routing', 'SMTP-Submit']);
+    expect(PERMISSION_GROUP_GRANTS.Partners[0]!.principal).toBe('MS Exchange\\Partner Servers');
   });
 });

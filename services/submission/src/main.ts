@@ -11,17 +11,21 @@ import { pickupPass, recoverClaimed } from './pickup.ts';
 
 await runService('submission', async (ctx) => {
   const bodies = new BodyStore(ctx.bus);
-  const ts = ctx.config.TransportSettings;
   const fqdn = ctx.settings.nodeName;
   const dir = ctx.settings.pickupDir;
   const recovered = await recoverClaimed(dir);
   if (recovered) ctx.log.warn({ recovered }, 'pickup files left claimed by a previous run were put back');
   ctx.facts.pickupDir = dir;
 
+  // Limits come from the live configuration at each pass (getters), so a change applies without a restart.
   const opts = {
     dir,
-    maxRecipients: ts.PickupDirectoryMaxRecipientsPerMessage,
-    maxHeaderSize: ts.PickupDirectoryMaxHeaderSize,
+    get maxRecipients() {
+      return ctx.config.TransportSettings.PickupDirectoryMaxRecipientsPerMessage;
+    },
+    get maxHeaderSize() {
+      return ctx.config.TransportSettings.PickupDirectoryMaxHeaderSize;
+    },
     log: ctx.log,
     submit: (file: string, envelope: { sender: string; recipients: string[] }, rewriteHeader: (h: Buffer) => Buffer) =>
       ingestMessage(
@@ -32,8 +36,8 @@ await runService('submission', async (ctx) => {
           origin: { kind: 'pickup', serverHost: ctx.settings.nodeName },
           content: createReadStream(file),
           fqdn,
-          maxHeaderSize: ts.PickupDirectoryMaxHeaderSize,
-          inlineMaxBytes: ts.InlineBodyMaxBytes,
+          maxHeaderSize: ctx.config.TransportSettings.PickupDirectoryMaxHeaderSize,
+          inlineMaxBytes: ctx.config.TransportSettings.InlineBodyMaxBytes,
           rewriteHeader,
           prependHeaders: (id) => `Received: from pickup directory by ${fqdn} (Transit) id ${id}; ${rfc5322Date(new Date())}\r\n`,
         },
@@ -42,14 +46,21 @@ await runService('submission', async (ctx) => {
 
   let stopping = false;
   let running: Promise<unknown> = Promise.resolve();
-  const timer = setInterval(() => {
-    if (stopping) return;
-    running = running.then(() => pickupPass(opts)).catch((err: unknown) => ctx.log.error({ err: (err as Error).message }, 'pickup pass failed'));
-  }, ts.PickupDirectoryPollInterval);
+  let timer: NodeJS.Timeout | undefined;
+  const schedule = () => {
+    timer = setTimeout(() => {
+      running = pickupPass(opts)
+        .catch((err: unknown) => ctx.log.error({ err: (err as Error).message }, 'pickup pass failed'))
+        .finally(() => {
+          if (!stopping) schedule();
+        });
+    }, ctx.config.TransportSettings.PickupDirectoryPollInterval);
+  };
+  schedule();
   return {
     stop: async () => {
       stopping = true;
-      clearInterval(timer);
+      clearTimeout(timer);
       await running;
     },
   };
