@@ -263,6 +263,21 @@ describe('seed 000: authenticated relay for a group of relay accounts', () => {
   });
 });
 
+describe('bad input gets standard replies', () => {
+  it.each([
+    ['MAIL before EHLO', ['MAIL FROM:<a@example.org>'], '503 5.5.2 Send hello first'],
+    ['RCPT before MAIL', ['EHLO c.example.org', 'RCPT TO:<alice@contoso.test>'], '503 5.5.2 Need mail command'],
+    ['DATA before RCPT', ['EHLO c.example.org', 'MAIL FROM:<a@example.org>', 'DATA'], '503 5.5.2 Need rcpt command'],
+    ['a second MAIL', ['EHLO c.example.org', 'MAIL FROM:<a@example.org>', 'MAIL FROM:<b@example.org>'], '503 5.5.2 Sender already specified'],
+    ['a malformed sender', ['EHLO c.example.org', 'MAIL FROM:<a@@example.org>'], '501 5.1.7 Invalid address'],
+    ['a malformed recipient', ['EHLO c.example.org', 'MAIL FROM:<a@example.org>', 'RCPT TO:<bob@contoso..test>'], '501 5.1.3 Invalid address'],
+    ['an unknown command', ['EHLO c.example.org', 'XYZZY'], '500 5.3.3 Unrecognized command'],
+  ])('%s', async (_name, lines, reply) => {
+    const replies = await smtpTranscript({ host: '127.0.0.1', port: port25(), localAddress: '127.0.0.17', lines: [...lines, 'QUIT'] });
+    expect(replies[lines.length]).toBe(reply);
+  });
+});
+
 describe('Client Frontend (587): authenticated submission', () => {
   it('refuses anonymous mail with 530 5.7.1 and AUTH before STARTTLS with 530 5.7.0', async () => {
     const replies = await smtpTranscript({ host: '127.0.0.1', port: port587(), localAddress: '127.0.0.10', lines: ['EHLO laptop.example.org', 'MAIL FROM:<bob@contoso.test>', 'AUTH PLAIN AGJvYgBwdw==', 'QUIT'] });

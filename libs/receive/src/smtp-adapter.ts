@@ -93,6 +93,8 @@ const STOCK: ReadonlyMap<string, Reply> = new Map([
   ['503|Error: need MAIL command', { code: 503, enhanced: '5.5.2', text: 'Need mail command' }],
   ['503|Error: need RCPT command', { code: 503, enhanced: '5.5.2', text: 'Need rcpt command' }],
   ['503|Error: nested MAIL command', { code: 503, enhanced: '5.5.2', text: 'Sender already specified' }],
+  ['501|Error: Bad sender address syntax', REPLIES.invalidSender],
+  ['501|Error: Bad recipient address syntax', REPLIES.invalidRecipient],
   ['535|Error: Authentication credentials invalid', REPLIES.authUnsuccessful],
   ['535|Error: Username and Password not accepted', REPLIES.authUnsuccessful],
 ]);
