@@ -185,7 +185,8 @@ describe('seed 001: a dedicated relay connector, externally secured (EAC "Extern
 
 describe('seed 003 / 004: anonymous relay with Add-ADPermission', () => {
   it('grants ms-Exch-SMTP-Accept-Any-Recipient to ANONYMOUS LOGON on an IP-scoped connector', async () => {
-    await ems('New-ReceiveConnector -Name "CRM Application" -Usage Custom -Bindings 0.0.0.0:25 -RemoteIPRanges 127.0.0.6 -PermissionGroups AnonymousUsers');
+    // TarpitInterval 0 keeps each probe below quick while the change is on its way (the 5 s default delays every 5xx to anonymous clients).
+    await ems('New-ReceiveConnector -Name "CRM Application" -Usage Custom -Bindings 0.0.0.0:25 -RemoteIPRanges 127.0.0.6 -PermissionGroups AnonymousUsers -TarpitInterval 00:00:00');
     await applied(async () => (await rcptReply('127.0.0.6', 'alice@contoso.test')) === '250 2.1.5 Recipient OK');
     expect(await rcptReply('127.0.0.6', 'someone@example.net')).toMatch(/^550 5\.7\.54/);
     await ems('Get-ReceiveConnector “CRM Application” | Add-ADPermission -User “NT AUTHORITY\\ANONYMOUS LOGON” -ExtendedRights “ms-Exch-SMTP-Accept-Any-Recipient”');

@@ -241,7 +241,8 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
       log.info({ connector: s.connector.Name, remote: s.conn.remoteAddress, failures: s.logonFailures, reason }, 'AUTH refused');
       setTimeout(() => {
         cb(smtpError(REPLIES.authUnsuccessful));
-        if (s.connector.MaxLogonFailures > 0 && s.logonFailures >= s.connector.MaxLogonFailures) setImmediate(() => s.conn.closeWith(REPLIES.tooManyErrors));
+        // At once, not on a later tick: the client's next command must not be read first.
+        if (s.connector.MaxLogonFailures > 0 && s.logonFailures >= s.connector.MaxLogonFailures) s.conn.closeWith(REPLIES.tooManyErrors);
       }, s.connector.AuthTarpitInterval * 1000).unref();
     };
     authenticate(s, auth).then(
