@@ -7,11 +7,14 @@ import type { Bus } from './connection.ts';
 import { SUBJECTS } from './topology.ts';
 
 export type MessageEvent =
-  | { type: 'Received'; connector?: string; source: 'SMTP' | 'PICKUP'; sender: string; recipients: string[]; size: number }
+  | { type: 'Received'; connector?: string; source: 'SMTP' | 'PICKUP' | 'DSN'; sender: string; recipients: string[]; size: number }
   | { type: 'Routed'; hop: string; recipients: string[] }
   | { type: 'Delivered'; hop: string; recipients: string[]; response?: string }
   | { type: 'Deferred'; hop: string; recipients: string[]; reason: string; nextAttempt: number }
-  | { type: 'Failed'; hop: string; recipients: string[]; reason: string };
+  | { type: 'Failed'; hop: string; recipients: string[]; reason: string }
+  /** A delivery status notification about these recipients went to the sender (or was suppressed, and why). */
+  | { type: 'DsnGenerated'; kind: 'failure' | 'delay'; recipients: string[]; dsnId: string }
+  | { type: 'DsnSuppressed'; kind: 'failure' | 'delay'; recipients: string[]; reason: string };
 
 export async function recordEvent(bus: Bus, messageId: string, event: MessageEvent, node: string): Promise<void> {
   await bus.js.publish(SUBJECTS.event(messageId), encode({ ...event, at: Date.now(), node }, { ignoreUndefined: true }));

@@ -223,8 +223,12 @@ export const transportSettingsSchema = z.strictObject({
   InlineBodyMaxBytes: z.number().int().min(1024).max(768 * 1024).default(256 * 1024),
   /** Outbound retry schedule for transient failures (seconds between attempts). */
   TransientRetrySchedule: z.array(z.number().int().min(1)).min(1).default([60, 60, 60, 60, 300, 300, 300, 300, 300, 300, 600]),
-  /** After this many seconds a message that still cannot be delivered is failed. */
-  MessageExpirationTimeout: seconds(60, 90 * 86_400, 2 * 24 * 3600),
+  /** After this long a message that still cannot be delivered is failed with 4.4.7 (Exchange: 2 days). */
+  MessageExpirationTimeout: seconds(1, 90 * 86_400, 2 * 24 * 3600),
+  /** After this long undelivered, the sender gets one delay notification (Exchange: 4 hours). */
+  DelayNotificationTimeout: seconds(1, 90 * 86_400, 4 * 3600),
+  /** With RET=FULL, a failure notification returns the whole message up to this size; beyond it, the headers only. */
+  DsnMaxReturnedMessageBytes: bytes(0, 100 * MB, 10 * MB),
   PickupDirectoryPollInterval: z.number().int().min(100).default(5000),
   PickupDirectoryMaxRecipientsPerMessage: z.number().int().min(1).default(100),
   PickupDirectoryMaxHeaderSize: z.number().int().min(1024).default(64 * 1024),

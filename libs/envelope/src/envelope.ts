@@ -82,5 +82,7 @@ export const deliveryItemSchema = z.object({
   attempt: z.number().int().nonnegative(),
   /** Not to be attempted before this time (ms since the epoch); retries set it. */
   notBefore: z.number().int().nonnegative(),
+  /** The sender already got the delay notification for these recipients. */
+  delayNotified: z.boolean().optional(),
 });
 export type DeliveryItem = z.infer<typeof deliveryItemSchema>;

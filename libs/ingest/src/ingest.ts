@@ -28,13 +28,15 @@ export type IngestRequest = {
   dsn?: Envelope['dsn'];
   /** Header transform on the original header block (e.g. removing Bcc for pickup). */
   rewriteHeader?: (header: Buffer) => Buffer;
+  /** A deterministic id (e.g. a DSN's, derived from its cause) so a retried submission is de-duplicated by JetStream. */
+  id?: string;
 };
 
 export type IngestResult = { id: string; messageId: string; internalId: number; size: number };
 
 export async function ingestMessage(deps: IngestDeps, req: IngestRequest): Promise<IngestResult> {
   const receivedAt = Date.now();
-  const id = newMessageId(receivedAt);
+  const id = req.id ?? newMessageId(receivedAt);
   const split = await splitHeader(req.content, req.maxHeaderSize);
   const header = req.rewriteHeader ? req.rewriteHeader(split.header) : split.header;
   const existing = headerValue(header, 'Message-ID');
@@ -84,7 +86,7 @@ export async function ingestMessage(deps: IngestDeps, req: IngestRequest): Promi
 
   const envelope: Envelope = { v: 1, id, messageId, receivedAt, sender: req.sender, recipients: req.recipients, origin: req.origin, body, size, dsn: req.dsn };
   const ack = await publishDurable(deps.bus, SUBJECTS.submit, encodeEnvelope(envelope), { msgID: id, expectStream: STREAMS.submit });
-  await recordEvent(deps.bus, id, { type: 'Received', connector: req.origin.connector, source: req.origin.kind === 'pickup' ? 'PICKUP' : 'SMTP', sender: req.sender, recipients: req.recipients.map((r) => r.address), size }, deps.nodeName).catch(
+  await recordEvent(deps.bus, id, { type: 'Received', connector: req.origin.connector, source: req.origin.kind === 'pickup' ? 'PICKUP' : req.origin.kind === 'dsn' ? 'DSN' : 'SMTP', sender: req.sender, recipients: req.recipients.map((r) => r.address), size }, deps.nodeName).catch(
     (err: unknown) => deps.log.warn({ err, id }, 'could not record Received event'),
   );
   return { id, messageId, internalId: ack.seq, size };

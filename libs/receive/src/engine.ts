@@ -15,6 +15,7 @@ import type { Readable } from 'node:stream';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { BusUnavailableError, type BodyStore, type Bus } from '@transit/bus';
 import { directoryOf, findLogon, parseBinding, verifyPassword, type ConfigSnapshot, type LiveConfig, type OrganizationConfig, type ReceiveConnector, type RuntimeSettings } from '@transit/config';
+import type { Envelope } from '@transit/envelope';
 import { HeaderTooLargeError, ingestMessage, removeHeaderFields, rfc5322Date } from '@transit/ingest';
 import type { ProtocolLog, ProtocolLogSession } from '@transit/logs';
 import {
@@ -80,6 +81,21 @@ type SessionState = {
   timer: NodeJS.Timeout;
   sourceKey: string;
 };
+
+type DsnParams = { dsn?: { notify?: string[]; orcpt?: string } | null };
+type Notify = NonNullable<Envelope['recipients'][number]['notify']>;
+
+/** RFC 3461 parameters smtp-server parsed: NOTIFY and ORCPT per recipient. */
+function dsnRecipient(r: SMTPServerAddress & DsnParams): Envelope['recipients'][number] {
+  return { address: r.address, ...(r.dsn?.notify?.length ? { notify: r.dsn.notify as Notify } : {}), ...(r.dsn?.orcpt ? { original: r.dsn.orcpt } : {}) };
+}
+
+/** RET and ENVID from MAIL FROM. */
+function dsnEnvelope(envelope: SMTPServerSession['envelope']): Envelope['dsn'] {
+  const dsn = (envelope as { dsn?: { ret?: string | null; envid?: string | null } }).dsn;
+  if (!dsn || (!dsn.ret && !dsn.envid)) return undefined;
+  return { ...(dsn.ret === 'FULL' || dsn.ret === 'HDRS' ? { ret: dsn.ret } : {}), ...(dsn.envid ? { envid: dsn.envid } : {}) };
+}
 
 export type ReceiveEngineOptions = {
   /** Which of the configuration's receive connectors this role serves. */
@@ -274,8 +290,8 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
       key: opts.tls.key,
       cert: opts.tls.cert,
       hideENHANCEDSTATUSCODES: false,
-      // DSN parameters are honoured with the fault-tolerance issue; until then DSN is not advertised.
-      hideDSN: true,
+      // RFC 3461: NOTIFY, ORCPT, RET and ENVID are kept with the message and honoured by its notifications.
+      hideDSN: false,
       maxClients: 100_000,
       socketTimeout: 24 * 3600 * 1000,
       closeTimeout: 10_000,
@@ -384,7 +400,8 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
         { bus: opts.bus, bodies: opts.bodies, nodeName: settings.nodeName, log },
         {
           sender,
-          recipients: envelope.rcptTo.map((r) => ({ address: r.address })),
+          recipients: envelope.rcptTo.map(dsnRecipient),
+          dsn: dsnEnvelope(envelope),
           origin: {
             kind: 'smtp',
             connector: s.connector.Name,

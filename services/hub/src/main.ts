@@ -4,16 +4,19 @@
  * delivery item per next hop and only then acknowledges the submit item — so a hub that
  * dies mid-way leaves the message in `mail.submit` for another. Delivery items are
  * de-duplicated by (message id, hop), so that redelivery never doubles a hop.
+ * Recipients that cannot be routed get a failure DSN (RFC 3464) to the sender.
  * Also listens on 2525 ("Default", HubTransport) for trusted servers.
  */
-import { CONSUMERS, STREAMS, ack, publishDurable, recordEvent, startWorker } from '@transit/bus';
+import { BodyStore, CONSUMERS, STREAMS, ack, publishDurable, recordEvent, startWorker } from '@transit/bus';
 import { decodeEnvelope, encodeDeliveryItem } from '@transit/envelope';
+import { submitDsn } from '@transit/ingest';
 import { directoryFor } from '@transit/policy';
 import { startListenersFor } from '@transit/receive';
 import { runService } from '@transit/service';
 import { categorize } from './categorize.ts';
 
 await runService('hub', async (ctx) => {
+  const bodies = new BodyStore(ctx.bus);
   const worker = startWorker(ctx.bus, {
     stream: STREAMS.submit,
     consumer: CONSUMERS.hub,
@@ -29,9 +32,13 @@ await runService('hub', async (ctx) => {
         await recordEvent(ctx.bus, envelope.id, { type: 'Routed', hop: group.key, recipients: group.recipients.map((r) => r.address) }, ctx.settings.nodeName);
       }
       if (result.unroutable.length) {
-        // DSN generation arrives with the fault-tolerance issue; until then the failure is recorded.
         await recordEvent(ctx.bus, envelope.id, { type: 'Failed', hop: 'categorizer', recipients: result.unroutable.map((u) => u.recipient.address), reason: result.unroutable.map((u) => `${u.code} ${u.reason}`).join('; ') }, ctx.settings.nodeName);
         ctx.log.warn({ id: envelope.id, unroutable: result.unroutable.map((u) => `${u.recipient.address}: ${u.code} ${u.reason}`) }, 'recipients failed in categorization');
+        // Durable before the ack: a redelivered submit item re-submits the same DSN id, which JetStream drops.
+        await submitDsn(
+          { bus: ctx.bus, bodies, nodeName: ctx.settings.nodeName, log: ctx.log },
+          { envelope, kind: 'failure', tag: 'categorizer', config, fqdn: ctx.settings.nodeName, recipients: result.unroutable.map((u) => ({ address: u.recipient.address, status: u.code, diagnostic: `550 ${u.code} ${u.reason}` })) },
+        );
       }
       ctx.log.info({ id: envelope.id, hops: result.groups.map((g) => g.key) }, 'message routed');
       return ack;

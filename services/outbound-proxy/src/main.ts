@@ -8,6 +8,8 @@
 import { join } from 'node:path';
 import { BodyStore, CONSUMERS, STREAMS, ack, publishDurable, recordEvent, retry, startWorker } from '@transit/bus';
 import { decodeDeliveryItem, encodeDeliveryItem, type DeliveryItem } from '@transit/envelope';
+import { dsnStatus } from '@transit/dsn';
+import { submitDsn } from '@transit/ingest';
 import { ProtocolLog } from '@transit/logs';
 import { startListenersFor } from '@transit/receive';
 import { runService } from '@transit/service';
@@ -28,10 +30,11 @@ await runService('outbound-proxy', async (ctx) => {
     let last: RecipientResult[] = classifyFailure(recipients, undefined, 'no destination');
     for (const dest of await destinationsFor(hop)) {
       try {
-        return classifyReport(recipients, await sender.send(dest, item.envelope.sender, recipients, await bodies.open(item.envelope.body), logging));
+        const report = await sender.send(dest, item.envelope.sender, recipients, await bodies.open(item.envelope.body), logging);
+        return classifyReport(recipients, report).map((r) => ({ ...r, remoteMta: dest.host }));
       } catch (err) {
         const e = err as Error & { responseCode?: number; response?: string };
-        last = classifyFailure(recipients, e.responseCode, `${dest.host}:${dest.port}: ${e.response ?? e.message}`);
+        last = classifyFailure(recipients, e.responseCode, e.response ?? `${dest.host}:${dest.port}: ${e.message}`).map((r) => ({ ...r, remoteMta: dest.host }));
         if (e.responseCode !== undefined && e.responseCode >= 500) return last; // a definite answer; do not try the next MX
       }
     }
@@ -54,23 +57,44 @@ await runService('outbound-proxy', async (ctx) => {
       const node = ctx.settings.nodeName;
       const of = (status: RecipientResult['status']) => results.filter((r) => r.status === status);
 
+      const config = ctx.config;
+      const deps = { bus: ctx.bus, bodies, nodeName: node, log: ctx.log };
+      const tag = `${hopName}-${item.attempt}`;
+      const dsnRecipient = (r: RecipientResult, status: string) => ({ address: r.address, status, diagnostic: r.response, remoteMta: r.remoteMta });
+
       const delivered = of('delivered');
       if (delivered.length) await recordEvent(ctx.bus, envelope.id, { type: 'Delivered', hop: hopName, recipients: delivered.map((r) => r.address) }, node);
-      const permanent = of('permanent');
-      if (permanent.length) await recordEvent(ctx.bus, envelope.id, { type: 'Failed', hop: hopName, recipients: permanent.map((r) => r.address), reason: permanent[0]!.response }, node);
+      const failed = of('permanent').map((r) => dsnRecipient(r, dsnStatus(r.response, 5)));
       const transient = of('transient');
-      if (transient.length) {
-        const decision = nextAttempt(settings.TransientRetrySchedule, item.attempt, envelope.receivedAt, Date.now(), settings.MessageExpirationTimeout);
-        const addresses = new Set(transient.map((r) => r.address));
-        if (decision.kind === 'expire') {
-          await recordEvent(ctx.bus, envelope.id, { type: 'Failed', hop: hopName, recipients: [...addresses], reason: `4.4.7 Message expired: ${transient[0]!.response}` }, node);
-        } else {
-          const next: DeliveryItem = { ...item, envelope: { ...envelope, recipients: envelope.recipients.filter((r) => addresses.has(r.address)) }, attempt: item.attempt + 1, notBefore: decision.notBefore };
-          await publishDurable(ctx.bus, msg.subject, encodeDeliveryItem(next), { msgID: `${envelope.id}:${msg.subject}:attempt-${next.attempt}`, expectStream: STREAMS.deliver });
-          await recordEvent(ctx.bus, envelope.id, { type: 'Deferred', hop: hopName, recipients: [...addresses], reason: transient[0]!.response, nextAttempt: decision.notBefore }, node);
-        }
+      const decision = transient.length ? nextAttempt(settings.TransientRetrySchedule, item.attempt, envelope.receivedAt, Date.now(), settings.MessageExpirationTimeout) : undefined;
+      if (decision?.kind === 'expire') {
+        // Exchange: the message expired in the queue; the NDR carries 4.4.7 and the last error.
+        failed.push(...transient.map((r) => ({ ...dsnRecipient(r, '4.4.7'), diagnostic: `550 4.4.7 Message expired: ${r.response}` })));
       }
-      ctx.log.info({ id: envelope.id, hop: hopName, delivered: delivered.length, failed: permanent.length, deferred: transient.length, attempt: item.attempt }, 'outbound attempt finished');
+      if (failed.length) {
+        await recordEvent(ctx.bus, envelope.id, { type: 'Failed', hop: hopName, recipients: failed.map((r) => r.address), reason: failed[0]!.diagnostic }, node);
+        await submitDsn(deps, { envelope, kind: 'failure', tag, config, fqdn: node, recipients: failed });
+      }
+      if (decision?.kind === 'retry') {
+        const addresses = new Set(transient.map((r) => r.address));
+        // One delay notice per recipient, once the message is older than DelayNotificationTimeout.
+        const late = !item.delayNotified && Date.now() - envelope.receivedAt >= settings.DelayNotificationTimeout * 1000;
+        if (late) {
+          await submitDsn(deps, {
+            envelope,
+            kind: 'delay',
+            tag,
+            config,
+            fqdn: node,
+            recipients: transient.map((r) => dsnRecipient(r, dsnStatus(r.response, 4))),
+            willRetryUntil: new Date(envelope.receivedAt + settings.MessageExpirationTimeout * 1000),
+          });
+        }
+        const next: DeliveryItem = { ...item, envelope: { ...envelope, recipients: envelope.recipients.filter((r) => addresses.has(r.address)) }, attempt: item.attempt + 1, notBefore: decision.notBefore, delayNotified: item.delayNotified || late };
+        await publishDurable(ctx.bus, msg.subject, encodeDeliveryItem(next), { msgID: `${envelope.id}:${msg.subject}:attempt-${next.attempt}`, expectStream: STREAMS.deliver });
+        await recordEvent(ctx.bus, envelope.id, { type: 'Deferred', hop: hopName, recipients: [...addresses], reason: transient[0]!.response, nextAttempt: decision.notBefore }, node);
+      }
+      ctx.log.info({ id: envelope.id, hop: hopName, delivered: delivered.length, failed: failed.length, deferred: decision?.kind === 'retry' ? transient.length : 0, attempt: item.attempt }, 'outbound attempt finished');
       return ack;
     },
   });

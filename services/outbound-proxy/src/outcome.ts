@@ -3,7 +3,7 @@
  * 5xx is permanent; 4xx, connection failures and timeouts are transient and retried on the
  * transport's schedule until MessageExpirationTimeout, then failed as 4.4.7 (expired).
  */
-export type RecipientResult = { address: string; status: 'delivered' | 'transient' | 'permanent'; response: string };
+export type RecipientResult = { address: string; status: 'delivered' | 'transient' | 'permanent'; response: string; remoteMta?: string };
 
 export type SendReport = { accepted: string[]; rejected: Array<{ address: string; code: number | undefined; response: string }> };
 

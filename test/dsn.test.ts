@@ -1,0 +1,127 @@
+/**
+ * Delivery status notifications end to end: a sink that refuses or defers chosen
+ * recipients, real SMTP in, and the notifications arriving in the sender's Maildir.
+ */
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { decode } from '@msgpack/msgpack';
+import { jetstream } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { smtpTranscript, waitFor } from '@transit/testkit';
+import { startHarness, type Harness } from './harness.ts';
+
+let h: Harness;
+
+beforeAll(async () => {
+  h = await startHarness({
+    rejectRecipient: (rcpt) => (rcpt.startsWith('bounce') ? { code: 550, message: '5.1.1 no such user here' } : rcpt.startsWith('slow') ? { code: 451, message: '4.4.1 try again later' } : undefined),
+    transport: { TransientRetrySchedule: [1], DelayNotificationTimeout: 1, MessageExpirationTimeout: 4 },
+  });
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+/** Relays through the Application Relay connector (127.0.0.2), which may send as contoso.test and relay. */
+async function relay(mailFrom: string, rcpts: string[], subject: string, extra = ''): Promise<string[]> {
+  const body = `From: bob@contoso.test\r\nTo: ${rcpts.join(', ')}\r\nSubject: ${subject}\r\n\r\nThe body of ${subject}\r\n.\r\n`;
+  return smtpTranscript({ host: '127.0.0.1', port: h.cluster.port(25), localAddress: '127.0.0.2', lines: ['EHLO app.contoso.test', `MAIL FROM:<${mailFrom}>${extra}`, ...rcpts.map((r) => `RCPT TO:<${r.split(' ')[0]}>${r.includes(' ') ? ` ${r.split(' ').slice(1).join(' ')}` : ''}`), 'DATA', `DATA-BODY:${body}`, 'QUIT'] });
+}
+
+const dsnsFor = async (marker: string) => (await h.maildirFiles('bob@contoso.test')).filter((f) => f.includes('multipart/report') && f.includes(marker));
+
+/** The decoded events of every message, from the MAIL_EVENTS stream. */
+async function events(): Promise<Array<Record<string, unknown>>> {
+  const nc = await connect({ servers: h.cluster.natsUrl });
+  try {
+    const consumer = await jetstream(nc).consumers.get('MAIL_EVENTS');
+    const out: Array<Record<string, unknown>> = [];
+    const batch = await consumer.fetch({ max_messages: 10_000, expires: 1000 });
+    for await (const m of batch) {
+      out.push(decode(m.data) as Record<string, unknown>);
+      if (m.info.pending === 0) break;
+    }
+    return out;
+  } finally {
+    await nc.close();
+  }
+}
+
+describe('failure notifications', () => {
+  it('sends one RFC 3464 report to the sender for a recipient the remote server refused, and delivers the others', async () => {
+    const marker = `fail-${Date.now()}`;
+    const replies = await relay('bob@contoso.test', ['bounce1@example.net', 'fine@example.net'], marker);
+    expect(replies.at(-2)).toMatch(/^250 2\.6\.0 /);
+    const [dsn] = await waitFor(async () => ((await dsnsFor(marker)).length ? dsnsFor(marker) : undefined), { timeoutMs: 20_000, what: 'the failure DSN' });
+    expect(dsn).toMatch(/^Return-Path: <>\r\n/);
+    expect(dsn).toContain(`Subject: Undeliverable: ${marker}`);
+    expect(dsn).toMatch(/Content-Type: multipart\/report; report-type=delivery-status; boundary="/);
+    expect(dsn).toContain('Final-Recipient: rfc822; bounce1@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\nRemote-MTA: dns; 127.0.0.1\r\nDiagnostic-Code: smtp; 550 5.1.1 no such user here');
+    expect(dsn).toContain('Content-Type: text/rfc822-headers');
+    expect(dsn).not.toContain('fine@example.net\r\nAction');
+    expect(h.sink.messages.filter((m) => m.rcptTo.includes('fine@example.net') && m.data.toString().includes(marker))).toHaveLength(1);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await dsnsFor(marker)).toHaveLength(1);
+  });
+
+  it('honours RET=FULL, ENVID and ORCPT', async () => {
+    const marker = `full-${Date.now()}`;
+    await relay('bob@contoso.test', ['bounce2@example.net ORCPT=rfc822;Bounce2@Example.NET'], marker, ' RET=FULL ENVID=QQ314159');
+    const [dsn] = await waitFor(async () => ((await dsnsFor(marker)).length ? dsnsFor(marker) : undefined), { timeoutMs: 20_000, what: 'the failure DSN' });
+    expect(dsn).toContain('Original-Envelope-Id: QQ314159');
+    expect(dsn).toContain('Original-Recipient: rfc822;Bounce2@Example.NET\r\nFinal-Recipient: rfc822; bounce2@example.net');
+    expect(dsn).toContain('Content-Type: message/rfc822');
+    expect(dsn).toContain(`The body of ${marker}`);
+  });
+
+  it('sends none for NOTIFY=NEVER or to the null sender, and records why', async () => {
+    const marker = `never-${Date.now()}`;
+    await relay('bob@contoso.test', ['bounce3@example.net NOTIFY=NEVER'], marker);
+    await relay('', ['bounce4@example.net'], `${marker}-null`);
+    const suppressed = await waitFor(
+      async () => {
+        const all = (await events()).filter((e) => e.type === 'DsnSuppressed');
+        const never = all.find((e) => (e.recipients as string[]).includes('bounce3@example.net'));
+        const nul = all.find((e) => (e.recipients as string[]).includes('bounce4@example.net'));
+        return never && nul ? { never, nul } : undefined;
+      },
+      { timeoutMs: 20_000, what: 'DsnSuppressed events' },
+    );
+    expect(suppressed.never.reason).toBe('NOTIFY excludes it');
+    expect(suppressed.nul.reason).toBe('null sender');
+    expect(await dsnsFor(marker)).toEqual([]);
+  });
+
+  it('bounces an unknown recipient found by the categorizer (pickup) with 5.1.10', async () => {
+    const marker = `unknown-${Date.now()}`;
+    await writeFile(join(h.cluster.pickupDir, `${marker}.eml`), `From: bob@contoso.test\r\nTo: nobody@contoso.test\r\nSubject: ${marker}\r\n\r\nhello\r\n`);
+    const [dsn] = await waitFor(async () => ((await dsnsFor(marker)).length ? dsnsFor(marker) : undefined), { timeoutMs: 20_000, what: 'the categorizer DSN' });
+    expect(dsn).toContain('Final-Recipient: rfc822; nobody@contoso.test\r\nAction: failed\r\nStatus: 5.1.10\r\n');
+    expect(dsn).toContain('RESOLVER.ADR.RecipientNotFound');
+  });
+});
+
+describe('delay and expiry', () => {
+  it('sends one delay notice after DelayNotificationTimeout, then one 4.4.7 report at expiry', async () => {
+    const marker = `slow-${Date.now()}`;
+    await relay('bob@contoso.test', ['slow1@example.net'], marker);
+    const expired = await waitFor(
+      async () => {
+        const dsns = await dsnsFor(marker);
+        return dsns.some((d) => d.includes('Action: failed')) ? dsns : undefined;
+      },
+      { timeoutMs: 30_000, what: 'the expiry DSN' },
+    );
+    await new Promise((r) => setTimeout(r, 1500));
+    const all = await dsnsFor(marker);
+    expect(all).toHaveLength(2);
+    const delay = all.find((d) => d.includes('Action: delayed'))!;
+    expect(delay).toContain(`Subject: Delivery delayed: ${marker}`);
+    expect(delay).toContain('Status: 4.4.1');
+    expect(delay).toMatch(/Will-Retry-Until: /);
+    const failure = expired.find((d) => d.includes('Action: failed'))!;
+    expect(failure).toContain('Status: 4.4.7');
+    expect(failure).toContain('Diagnostic-Code: smtp; 550 4.4.7 Message expired: 451 4.4.1 try again later');
+  });
+});
