@@ -6,14 +6,13 @@
  */
 import { execFile } from 'node:child_process';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
-import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createTransport } from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { hashPassword } from '@transit/config';
-import { smtpTranscript, waitFor } from '@transit/testkit';
+import { openSmtpDialogue, smtpTranscript, waitFor, type SmtpDialogue } from '@transit/testkit';
 import { startHarness, waitForMaildirMessage, type Harness } from './harness.ts';
 
 const run = promisify(execFile);
@@ -88,35 +87,11 @@ async function rcptReply(source: string, rcpt: string, sender = 'app@example.org
 /** Within 2 s every service runs the new configuration: poll a fresh session until it sees it. */
 const applied = (check: () => Promise<boolean>) => waitFor(async () => ((await check()) ? true : undefined), { timeoutMs: 2000, intervalMs: 100, what: 'the configuration change to apply' });
 
-/** An SMTP dialogue kept open across steps, for "sessions keep their snapshot". */
-async function dialogue(source: string): Promise<{ say(line: string): Promise<string>; socket: Socket }> {
-  const socket = connect({ host: '127.0.0.1', port: port25(), localAddress: source });
-  let buffer = '';
-  const waiters: Array<() => void> = [];
-  socket.on('data', (d: Buffer) => {
-    buffer += d.toString('latin1');
-    waiters.splice(0).forEach((w) => w());
-  });
-  const next = async () => {
-    for (;;) {
-      const m = /^(\d{3}) [^\r\n]*\r\n/m.exec(buffer);
-      if (m) {
-        const reply = buffer.slice(0, m.index + m[0].length).trimEnd();
-        buffer = buffer.slice(m.index + m[0].length);
-        return reply.split('\r\n').at(-1)!;
-      }
-      await new Promise<void>((r) => waiters.push(r));
-    }
-  };
-  const greeting = await next();
-  if (!greeting.startsWith('220 ')) throw new Error(`expected a 220 greeting from ${source}, got ${greeting}`);
-  return {
-    socket,
-    say: async (line) => {
-      socket.write(`${line}\r\n`);
-      return next();
-    },
-  };
+/** An SMTP session kept open across steps, from `source`, that must have been greeted with 220. */
+async function dialogue(source: string): Promise<SmtpDialogue> {
+  const d = await openSmtpDialogue({ host: '127.0.0.1', port: port25(), localAddress: source });
+  if (!d.greeting.startsWith('220 ')) throw new Error(`expected a 220 greeting from ${source}, got ${d.greeting}`);
+  return d;
 }
 
 describe('Default Frontend (anonymous, Internet-facing)', () => {

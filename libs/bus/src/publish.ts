@@ -9,6 +9,17 @@ export class BusUnavailableError extends Error {
   }
 }
 
+/** The stream refused the message because a limit is reached (back pressure, not an outage). */
+export class QueueFullError extends Error {
+  readonly code = 'QUEUE_FULL';
+  constructor(message: string) {
+    super(message);
+    this.name = 'QueueFullError';
+  }
+}
+
+const LIMIT_REACHED = /maximum (messages|bytes|consumers) exceeded|insufficient (storage )?resources|10077|10047/i;
+
 /**
  * Publishes and waits for JetStream's acknowledgement: the only proof that the bytes are
  * durable. `msgID` makes a retried publish a no-op inside the stream's duplicate window.
@@ -24,6 +35,7 @@ export async function publishDurable(bus: Bus, subject: string, payload: Uint8Ar
       ...(opts.expectStream ? { expect: { streamName: opts.expectStream } } : {}),
     });
   } catch (err) {
-    throw new BusUnavailableError(`publish to ${subject} failed: ${(err as Error).message}`);
+    const message = `publish to ${subject} failed: ${(err as Error).message}`;
+    throw LIMIT_REACHED.test((err as Error).message) ? new QueueFullError(message) : new BusUnavailableError(message);
   }
 }

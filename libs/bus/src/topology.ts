@@ -29,7 +29,12 @@ export const SUBJECTS = {
 const MS = 1_000_000; // nanoseconds
 const DAY_MS = 24 * 3600 * 1000;
 
-export type TopologyOptions = { replicas: number };
+export type TopologyOptions = {
+  replicas: number;
+  /** Back pressure: the submit queue refuses new messages beyond these (-1: no limit). */
+  submitMaxMessages?: number;
+  submitMaxBytes?: number;
+};
 
 async function ensureStream(jsm: JetStreamManager, name: string, config: Parameters<JetStreamManager['streams']['add']>[0]): Promise<void> {
   try {
@@ -45,7 +50,15 @@ export async function ensureTopology(bus: Bus, opts: TopologyOptions): Promise<v
   const { jsm } = bus;
   const common = { storage: StorageType.File, num_replicas: opts.replicas, duplicate_window: 2 * 60 * 1000 * MS };
   // Work queues: a message leaves the stream when its consumer acknowledges it.
-  await ensureStream(jsm, STREAMS.submit, { ...common, name: STREAMS.submit, subjects: [SUBJECTS.submit], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New });
+  await ensureStream(jsm, STREAMS.submit, {
+    ...common,
+    name: STREAMS.submit,
+    subjects: [SUBJECTS.submit],
+    retention: RetentionPolicy.Workqueue,
+    discard: DiscardPolicy.New,
+    max_msgs: opts.submitMaxMessages ?? -1,
+    max_bytes: opts.submitMaxBytes ?? -1,
+  });
   await ensureStream(jsm, STREAMS.deliver, { ...common, name: STREAMS.deliver, subjects: ['mail.deliver.>'], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New });
   // The per-message event log (the fault-tolerance issue builds the actor model on it).
   await ensureStream(jsm, STREAMS.events, { ...common, name: STREAMS.events, subjects: ['mail.evt.>'], retention: RetentionPolicy.Limits, max_age: 7 * DAY_MS * MS });

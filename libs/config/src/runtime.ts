@@ -26,6 +26,11 @@ export type RuntimeSettings = {
   protocolLogDir: string;
   /** The shared secret Transit's own nodes authenticate with (AuthMechanism ExchangeServer). */
   clusterSecret: string | undefined;
+  /** Back pressure: limits of the submit queue (-1: none); beyond them frontends answer 452 4.3.1. */
+  submitQueueMaxMessages: number;
+  submitQueueMaxBytes: number;
+  /** On SIGTERM, how long SMTP sessions may take to finish before they are cut (ms). */
+  drainTimeoutMs: number;
 };
 
 function intFrom(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -55,5 +60,8 @@ export function runtimeSettings(env: NodeJS.ProcessEnv = process.env): RuntimeSe
     tlsKeyPath: env.TRANSIT_TLS_KEY ? resolve(env.TRANSIT_TLS_KEY) : undefined,
     protocolLogDir: resolve(env.TRANSIT_PROTOCOL_LOG_DIR ?? `${varDir}/logs/ProtocolLog`),
     clusterSecret: env.TRANSIT_CLUSTER_SECRET || undefined,
+    submitQueueMaxMessages: env.TRANSIT_SUBMIT_QUEUE_MAX_MESSAGES ? intFrom(env, 'TRANSIT_SUBMIT_QUEUE_MAX_MESSAGES', -1) : -1,
+    submitQueueMaxBytes: env.TRANSIT_SUBMIT_QUEUE_MAX_BYTES ? intFrom(env, 'TRANSIT_SUBMIT_QUEUE_MAX_BYTES', -1) : -1,
+    drainTimeoutMs: intFrom(env, 'TRANSIT_DRAIN_TIMEOUT_MS', 20_000),
   };
 }

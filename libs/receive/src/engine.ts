@@ -13,7 +13,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
-import { BusUnavailableError, type BodyStore, type Bus } from '@transit/bus';
+import { BusUnavailableError, QueueFullError, type BodyStore, type Bus } from '@transit/bus';
 import { directoryOf, findLogon, parseBinding, verifyPassword, type ConfigSnapshot, type LiveConfig, type OrganizationConfig, type ReceiveConnector, type RuntimeSettings } from '@transit/config';
 import type { Envelope } from '@transit/envelope';
 import { HeaderTooLargeError, ingestMessage, removeHeaderFields, rfc5322Date } from '@transit/ingest';
@@ -109,7 +109,13 @@ export type ReceiveEngineOptions = {
   protocolLog?: ProtocolLog;
 };
 
-export type ReceiveEngine = { endpoints(): Endpoint[]; openSessions(): number; close(): Promise<void> };
+export type ReceiveEngine = {
+  endpoints(): Endpoint[];
+  openSessions(): number;
+  draining(): boolean;
+  /** Stops the listeners; with drainMs, first lets open sessions finish (new ones get 421 4.3.2). */
+  close(drainMs?: number): Promise<void>;
+};
 
 const smtpError = (reply: Reply): Error & { responseCode: number } => Object.assign(new Error(replyText(reply)), { responseCode: reply.code });
 
@@ -123,6 +129,9 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
   installSmtpServerAdapter();
   const { settings, log, live } = opts;
   const sessions = new Map<string, SessionState>();
+  let draining = false;
+  /** Until when MAIL FROM answers 452 4.3.1: the submit queue refused a message for lack of room. */
+  let saturatedUntil = 0;
   const perConnector = new Map<string, number>();
   const perSource = new Map<string, number>();
   const servers = new Map<string, { server: SMTPServer; endpoint: Endpoint }>();
@@ -177,6 +186,8 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
   }
 
   function onOpen(endpoint: Endpoint, conn: ConnectionView): ConnectionOpening {
+    // Draining: tell new clients to go elsewhere (a load balancer has another frontend).
+    if (draining) return { accept: false, reply: REPLIES.serviceNotAvailable };
     const snapshot = live.current;
     const candidates = planFor(snapshot).get(endpointKey(endpoint))?.connectors ?? [];
     const connector = selectReceiveConnector(candidates, { localIp: conn.localAddress, localPort: endpoint.configuredPort, remoteIp: conn.remoteAddress });
@@ -294,7 +305,8 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
       hideDSN: false,
       maxClients: 100_000,
       socketTimeout: 24 * 3600 * 1000,
-      closeTimeout: 10_000,
+      // After the drain, sessions still open get 421 at their next command and are cut soon after.
+      closeTimeout: 2_000,
       onConnect: (_session, cb) => cb(),
       onSecure: (_socket, session, cb) => {
         sessions.get(session.id)?.protocolLog?.info('TLS negotiation succeeded', 'TLS');
@@ -304,6 +316,13 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
       onMailFrom: (address: SMTPServerAddress, session, cb) => {
         try {
           const s = stateOf(session);
+          if (draining) {
+            // The transaction that is under way has finished; the next one goes to another node.
+            cb(smtpError(REPLIES.serviceNotAvailable));
+            s.conn.closeWith(REPLIES.serviceNotAvailable);
+            return;
+          }
+          if (Date.now() < saturatedUntil) return cb(smtpError(REPLIES.insufficientResources));
           let decision = decideMailFrom(view(s), s.snapshot.config, address.address);
           const args = address.args as Record<string, string> | false;
           if (decision.ok && args && args.SIZE) decision = decideMessageSize(view(s), Number(args.SIZE));
@@ -432,6 +451,11 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
       await drain(stream);
       if (err instanceof HeaderTooLargeError) throw smtpError(REPLIES.headerTooBig);
       if ((err as { responseCode?: number }).responseCode) throw err;
+      if (err instanceof QueueFullError) {
+        saturatedUntil = Date.now() + 5000;
+        log.warn({ err: err.message }, 'submit queue full; answered 452 4.3.1 (back pressure)');
+        throw smtpError(REPLIES.insufficientResources);
+      }
       log.warn({ err: (err as Error).message, bus: err instanceof BusUnavailableError }, 'message not queued; answered 451');
       throw smtpError(REPLIES.queueUnavailable);
     }
@@ -440,9 +464,15 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
   return {
     endpoints: () => [...servers.values()].map((e) => e.endpoint),
     openSessions: () => sessions.size,
-    close: async () => {
+    draining: () => draining,
+    close: async (drainMs = 0) => {
       unsubscribe();
       await reconciling;
+      // Graceful drain: new sessions get 421 4.3.2, sessions finish the transaction they are in.
+      draining = true;
+      const deadline = Date.now() + drainMs;
+      while (sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      if (sessions.size > 0) log.warn({ sessions: sessions.size }, 'drain timeout: closing the remaining SMTP sessions with 421');
       await Promise.all([...servers.values()].map((e) => closeServer(e.server)));
       servers.clear();
     },

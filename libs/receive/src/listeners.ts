@@ -33,8 +33,8 @@ export async function startListenersFor(role: ListeningRole, ctx: ServiceContext
   });
   return {
     ...engine,
-    close: async () => {
-      await engine.close();
+    close: async (drainMs?: number) => {
+      await engine.close(drainMs);
       await protocolLog.close();
     },
   };

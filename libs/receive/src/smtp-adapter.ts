@@ -89,6 +89,7 @@ const STOCK: ReadonlyMap<string, Reply> = new Map([
   ['220|Ready to start TLS', REPLIES.startTlsReady],
   ['500|Error: command not recognized', REPLIES.unrecognizedCommand],
   ['421|Timeout - closing connection', REPLIES.timeoutWaitingForClient],
+  ['421|Server shutting down', REPLIES.serviceNotAvailable],
   ['503|Error: send HELO/EHLO first', { code: 503, enhanced: '5.5.2', text: 'Send hello first' }],
   ['503|Error: need MAIL command', { code: 503, enhanced: '5.5.2', text: 'Need mail command' }],
   ['503|Error: need RCPT command', { code: 503, enhanced: '5.5.2', text: 'Need rcpt command' }],

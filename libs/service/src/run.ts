@@ -39,10 +39,10 @@ export type RunningService = { stop(): Promise<void>; ready?(): boolean; routes?
 
 export type NodeHeartbeat = { role: Role; node: string; pid: number; startedAt: number; at: number; ready: boolean; http: string; facts: Record<string, unknown> };
 
-async function untilTopology(bus: Bus, replicas: number, log: Logger): Promise<void> {
+async function untilTopology(bus: Bus, settings: RuntimeSettings, log: Logger): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
-      await ensureTopology(bus, { replicas });
+      await ensureTopology(bus, { replicas: settings.streamReplicas, submitMaxMessages: settings.submitQueueMaxMessages, submitMaxBytes: settings.submitQueueMaxBytes });
       return;
     } catch (err) {
       if (attempt % 10 === 1) log.warn({ err: (err as Error).message, attempt }, 'JetStream not ready; retrying');
@@ -55,7 +55,7 @@ export async function runService(role: Role, start: (ctx: ServiceContext) => Pro
   const settings = runtimeSettings();
   const log = createLogger(role, settings.nodeName);
   const bus = await connectBus(settings.natsServers, `${role}@${settings.nodeName}`);
-  await untilTopology(bus, settings.streamReplicas, log);
+  await untilTopology(bus, settings, log);
   const store = await ConfigStore.open(bus, settings.streamReplicas);
   let initial: ConfigSnapshot | undefined;
   try {

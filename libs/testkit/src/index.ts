@@ -8,5 +8,5 @@ export { TestkitError, type TestkitErrorCode } from './errors.ts';
 export { freePort, freePortOffset } from './ports.ts';
 export { startNats, startRedis, type NatsHandle, type NatsOptions, type RedisHandle, type RedisOptions } from './servers.ts';
 export { startSmtpSink, type ReceivedMessage, type SinkReply, type SmtpSink, type SmtpSinkOptions } from './smtp-sink.ts';
-export { smtpTranscript, type TranscriptOptions } from './smtp-transcript.ts';
+export { openSmtpDialogue, smtpTranscript, type SmtpDialogue, type TranscriptOptions } from './smtp-transcript.ts';
 export { waitFor, type WaitOptions } from './wait.ts';

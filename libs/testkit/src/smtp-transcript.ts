@@ -2,7 +2,7 @@
  * A raw SMTP dialogue for tests that assert exact reply lines, byte for byte what a
  * client would see: no client library in between to retry, pipeline or reinterpret.
  */
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { TestkitError } from './errors.ts';
 
 export type TranscriptOptions = {
@@ -104,4 +104,55 @@ export async function smtpTranscript(opts: TranscriptOptions): Promise<string[]>
     socket.destroy();
     await closed;
   }
+}
+
+export type SmtpDialogue = {
+  /** The greeting the server sent. */
+  greeting: string;
+  /** Sends a line (CRLF appended) and resolves with the last line of the next complete reply. */
+  say(line: string): Promise<string>;
+  /** Everything received so far, raw (for replies the server sends on its own, e.g. a timeout). */
+  received(): string;
+  socket: Socket;
+};
+
+/** An SMTP session kept open across steps (for tests where something happens between commands). */
+export async function openSmtpDialogue(opts: { host: string; port: number; localAddress?: string; timeoutMs?: number }): Promise<SmtpDialogue> {
+  const socket = connect({ host: opts.host, port: opts.port, localAddress: opts.localAddress });
+  let buffer = '';
+  let all = '';
+  const waiters: Array<() => void> = [];
+  socket.on('data', (d: Buffer) => {
+    buffer += d.toString('latin1');
+    all += d.toString('latin1');
+    waiters.splice(0).forEach((w) => w());
+  });
+  socket.on('close', () => waiters.splice(0).forEach((w) => w()));
+  socket.on('error', () => undefined);
+  const next = async (): Promise<string> => {
+    const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
+    for (;;) {
+      const m = /^(\d{3}) [^\r\n]*\r\n/m.exec(buffer);
+      if (m) {
+        const last = m[0].trimEnd();
+        buffer = buffer.slice(m.index + m[0].length);
+        return last;
+      }
+      if (socket.destroyed || Date.now() > deadline) throw new TestkitError('CONNECTION', `no complete reply from ${opts.host}:${opts.port}; received ${JSON.stringify(all)}`);
+      await new Promise<void>((resolve) => {
+        waiters.push(resolve);
+        setTimeout(resolve, 200).unref();
+      });
+    }
+  };
+  const greeting = await next();
+  return {
+    greeting,
+    socket,
+    received: () => all,
+    say: async (line) => {
+      socket.write(`${line}\r\n`);
+      return next();
+    },
+  };
 }

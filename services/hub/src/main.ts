@@ -47,7 +47,7 @@ await runService('hub', async (ctx) => {
   const engine = await startListenersFor('hub', ctx);
   return {
     stop: async () => {
-      await engine.close();
+      await engine.close(ctx.settings.drainTimeoutMs);
       await worker.stop();
     },
   };

@@ -102,7 +102,7 @@ await runService('outbound-proxy', async (ctx) => {
   const engine = await startListenersFor('outbound-proxy', ctx, bodies);
   return {
     stop: async () => {
-      await engine.close();
+      await engine.close(ctx.settings.drainTimeoutMs);
       await worker.stop();
       sender.close();
       await sendLog.close();
