@@ -14,6 +14,8 @@ export type MessageEvent =
   | { type: 'Failed'; hop: string; recipients: string[]; reason: string }
   /** A delivery status notification about these recipients went to the sender (or was suppressed, and why). */
   | { type: 'DsnGenerated'; kind: 'failure' | 'delay'; recipients: string[]; dsnId: string }
+  /** A redelivered work item named recipients already delivered; they were not sent again. */
+  | { type: 'DuplicateSuppressed'; hop: string; recipients: string[] }
   | { type: 'DsnSuppressed'; kind: 'failure' | 'delay'; recipients: string[]; reason: string };
 
 export async function recordEvent(bus: Bus, messageId: string, event: MessageEvent, node: string): Promise<void> {

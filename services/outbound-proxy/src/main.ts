@@ -11,6 +11,7 @@ import { decodeDeliveryItem, encodeDeliveryItem, type DeliveryItem } from '@tran
 import { dsnStatus } from '@transit/dsn';
 import { submitDsn } from '@transit/ingest';
 import { ProtocolLog } from '@transit/logs';
+import { ShadowStore, rebuildShadowFromEvents } from '@transit/shadow';
 import { startListenersFor } from '@transit/receive';
 import { runService } from '@transit/service';
 import { classifyFailure, classifyReport, nextAttempt, type RecipientResult } from './outcome.ts';
@@ -19,6 +20,16 @@ import { SmtpSender, destinationsFor } from './sender.ts';
 await runService('outbound-proxy', async (ctx) => {
   const bodies = new BodyStore(ctx.bus);
   const sender = new SmtpSender(ctx.settings.nodeName);
+  const shadow = new ShadowStore(ctx.settings.redisUrl);
+  await shadow.connect();
+  let rebuilding: Promise<unknown> | undefined;
+  /** Redis came back empty (or never had the projection): replay the event log once, whoever asks first. */
+  const rebuild = () => {
+    rebuilding ??= rebuildShadowFromEvents(ctx.bus, shadow)
+      .then((r) => ctx.log.info(r, 'shadow state rebuilt from the event log'))
+      .finally(() => (rebuilding = undefined));
+    return rebuilding;
+  };
   const sendLog = new ProtocolLog({ dir: join(ctx.settings.protocolLogDir, 'OutboundProxy', 'SmtpSend'), kind: 'Send', onError: (err) => ctx.log.error({ err: err.message }, 'protocol log write failed') });
 
   async function attempt(item: DeliveryItem): Promise<RecipientResult[]> {
@@ -47,14 +58,31 @@ await runService('outbound-proxy', async (ctx) => {
     concurrency: 32,
     onError: (err, msg) => ctx.log.error({ err: (err as Error).message, seq: msg?.seq }, 'outbound delivery error; will retry'),
     decode: decodeDeliveryItem,
-    handle: async (item, msg) => {
+    handle: async (work, msg) => {
+      let item = work;
       const wait = item.notBefore - Date.now();
       if (wait > 0) return retry(Math.min(wait, 60_000));
-      const { envelope } = item;
       const hopName = msg.subject;
+      const node = ctx.settings.nodeName;
+      // Exactly once per recipient: a redelivered item (after a crash) skips those already delivered.
+      let already: Set<string>;
+      try {
+        if (!(await shadow.complete())) await rebuild();
+        already = await shadow.delivered(item.envelope.id, item.envelope.recipients.map((r) => r.address));
+      } catch (err) {
+        ctx.log.warn({ err: (err as Error).message, id: item.envelope.id }, 'shadow state unavailable; delivery waits');
+        return retry(2000);
+      }
+      if (already.size) {
+        await recordEvent(ctx.bus, item.envelope.id, { type: 'DuplicateSuppressed', hop: hopName, recipients: [...already] }, node);
+        ctx.log.warn({ id: item.envelope.id, recipients: [...already] }, 'recipients already delivered; not sent again');
+        const remaining = item.envelope.recipients.filter((r) => !already.has(r.address));
+        if (remaining.length === 0) return ack;
+        item = { ...item, envelope: { ...item.envelope, recipients: remaining } };
+      }
+      const { envelope } = item;
       const settings = ctx.config.TransportSettings;
       const results = await attempt(item);
-      const node = ctx.settings.nodeName;
       const of = (status: RecipientResult['status']) => results.filter((r) => r.status === status);
 
       const config = ctx.config;
@@ -63,6 +91,9 @@ await runService('outbound-proxy', async (ctx) => {
       const dsnRecipient = (r: RecipientResult, status: string) => ({ address: r.address, status, diagnostic: r.response, remoteMta: r.remoteMta });
 
       const delivered = of('delivered');
+      if (delivered.length) {
+        await shadow.markDelivered(envelope.id, delivered.map((r) => r.address)).catch((err: Error) => ctx.log.error({ err: err.message, id: envelope.id }, 'could not record delivery in the shadow state'));
+      }
       if (delivered.length) await recordEvent(ctx.bus, envelope.id, { type: 'Delivered', hop: hopName, recipients: delivered.map((r) => r.address) }, node);
       const failed = of('permanent').map((r) => dsnRecipient(r, dsnStatus(r.response, 5)));
       const transient = of('transient');
@@ -106,6 +137,7 @@ await runService('outbound-proxy', async (ctx) => {
       await worker.stop();
       sender.close();
       await sendLog.close();
+      await shadow.close();
     },
   };
 });

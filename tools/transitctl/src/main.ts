@@ -10,6 +10,7 @@ import { ConfigConflictError, ConfigStore, connectBus, type Bus } from '@transit
 import { ConfigError, hashPassword, parseOrganizationConfig, runtimeSettings, type ConfigSnapshot, type OrganizationConfig } from '@transit/config';
 import { EmsError, runEmsLine, splitEmsScript } from '@transit/ems';
 import { explainSession } from '@transit/policy';
+import { ShadowStore, rebuildShadowFromEvents } from '@transit/shadow';
 import { CliError, findKind, getObjects, newObject, parseFields, removeObject, renderTable, setObject } from './objects.ts';
 import { renderExplanation } from './explain.ts';
 
@@ -24,6 +25,7 @@ const USAGE = `transitctl — administer a Transit cluster (configuration lives 
   transitctl export [-f <file.yaml>]
   transitctl ems '<Exchange Management Shell line>'   e.g. 'Get-ReceiveConnector "default frontend*" | fl'
   transitctl ems                                      runs lines from stdin
+  transitctl shadow rebuild                           rebuild Redis shadow state from the event log (REDIS_URL)
   transitctl test-connector --remote-ip <ip> [--local <ip:port>] [--user <login>] [--from <addr>]
                             [--to <addr>]... [--size <bytes>] [--tls] [--helo <name>] [--json]
 `;
@@ -170,6 +172,20 @@ async function main(argv: string[]): Promise<number> {
         const text = stringify(current(s));
         if (typeof values.file === 'string') await writeFile(values.file, text);
         else out(text);
+        return 0;
+      }
+      case 'shadow': {
+        if (rest[0] !== 'rebuild') throw new CliError('shadow has one verb: rebuild');
+        const store = new ShadowStore(runtimeSettings().redisUrl);
+        try {
+          await store.connect();
+          const r = await rebuildShadowFromEvents(s.bus, store);
+          out(`shadow state rebuilt: ${r.recipients} delivered recipient(s) of ${r.messages} message(s)\n`);
+        } catch (err) {
+          throw new CliError(`could not rebuild the shadow state: ${(err as Error).message} (set REDIS_URL)`);
+        } finally {
+          await store.close();
+        }
         return 0;
       }
       case 'ems': {

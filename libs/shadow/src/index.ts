@@ -1,0 +1,1 @@
+export { SHADOW_EPOCH_KEY, ShadowStore, ShadowUnavailableError, rebuildShadowFromEvents } from './shadow.ts';

@@ -1,0 +1,104 @@
+/**
+ * Shadow state in Redis: which recipients of a message were already delivered, so a work
+ * item redelivered after a crash never sends to them again. Redis is a projection of the
+ * event log (the `Delivered` events in MAIL_EVENTS): when it comes back empty, it is
+ * rebuilt from there, and while it is unreachable delivery waits. Losing Redis costs time,
+ * never mail, and never a second copy.
+ */
+import { decode } from '@msgpack/msgpack';
+import { Redis } from 'ioredis';
+import { STREAMS, type Bus } from '@transit/bus';
+
+/** Present while the projection is complete; an empty Redis (restarted without data) lacks it. */
+export const SHADOW_EPOCH_KEY = 'transit:shadow:epoch';
+const deliveredKey = (messageId: string) => `transit:delivered:{${messageId}}`;
+
+export class ShadowUnavailableError extends Error {
+  readonly code = 'SHADOW_UNAVAILABLE';
+  constructor(message: string) {
+    super(message);
+    this.name = 'ShadowUnavailableError';
+  }
+}
+
+/** SADD and EXPIRE in one step: a recipient is never recorded without its expiry. */
+const MARK_DELIVERED = `
+redis.call('SADD', KEYS[1], unpack(ARGV, 2))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1`;
+
+export class ShadowStore {
+  readonly redis: Redis;
+  readonly #ttlSeconds: number;
+
+  constructor(url: string, ttlSeconds = 9 * 24 * 3600) {
+    // Commands fail at once while Redis is down (no offline queue): the caller retries the work later.
+    this.redis = new Redis(url, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy: (n) => Math.min(n * 200, 2000) });
+    this.redis.on('error', () => undefined);
+    this.#ttlSeconds = ttlSeconds;
+  }
+
+  async connect(): Promise<void> {
+    if (this.redis.status === 'wait') await this.redis.connect().catch(() => undefined);
+  }
+
+  async #call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw new ShadowUnavailableError(`shadow state ${what} failed: ${(err as Error).message}`);
+    }
+  }
+
+  /** The recipients among `recipients` already delivered for this message (case-insensitive). */
+  async delivered(messageId: string, recipients: readonly string[]): Promise<Set<string>> {
+    if (recipients.length === 0) return new Set();
+    const flags = await this.#call('read', () => this.redis.smismember(deliveredKey(messageId), ...recipients.map((r) => r.toLowerCase())));
+    return new Set(recipients.filter((_r, i) => flags[i] === 1));
+  }
+
+  async markDelivered(messageId: string, recipients: readonly string[]): Promise<void> {
+    if (recipients.length === 0) return;
+    await this.#call('write', () => this.redis.eval(MARK_DELIVERED, 1, deliveredKey(messageId), String(this.#ttlSeconds), ...recipients.map((r) => r.toLowerCase())));
+  }
+
+  /** Whether the projection is complete (false after Redis lost its data). */
+  async complete(): Promise<boolean> {
+    return (await this.#call('read', () => this.redis.exists(SHADOW_EPOCH_KEY))) === 1;
+  }
+
+  async markComplete(): Promise<void> {
+    await this.#call('write', () => this.redis.set(SHADOW_EPOCH_KEY, new Date().toISOString()));
+  }
+
+  async close(): Promise<void> {
+    await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+}
+
+/**
+ * Replays every `Delivered` event of the event log into the store, then marks it complete.
+ * Idempotent; safe to run while deliveries go on (they add to the same sets).
+ */
+export async function rebuildShadowFromEvents(bus: Bus, store: ShadowStore): Promise<{ messages: number; recipients: number }> {
+  // The events stream holds only mail.evt.> subjects (a subject filter would need nats-server 2.10).
+  const consumer = await bus.js.consumers.get(STREAMS.events);
+  const info = await bus.jsm.streams.info(STREAMS.events);
+  let messages = 0;
+  let recipients = 0;
+  if (info.state.messages > 0) {
+    const iter = await consumer.consume({ max_messages: 500 });
+    for await (const m of iter) {
+      const event = decode(m.data) as { type?: string; recipients?: string[] };
+      if (event.type === 'Delivered' && event.recipients?.length) {
+        await store.markDelivered(m.subject.slice('mail.evt.'.length), event.recipients);
+        messages++;
+        recipients += event.recipients.length;
+      }
+      if (m.info.pending === 0) break;
+    }
+    await iter.close();
+  }
+  await store.markComplete();
+  return { messages, recipients };
+}

@@ -1,0 +1,92 @@
+/**
+ * Exactly once per recipient when a delivery work item comes back (as it does after a
+ * crash between the remote server's 250 and the acknowledgement): the outbound proxy
+ * consults the shadow state in Redis, and rebuilds it from the event log when Redis
+ * returns empty.
+ */
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { decode } from '@msgpack/msgpack';
+import { jetstream } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { encodeDeliveryItem, type DeliveryItem } from '@transit/envelope';
+import { smtpTranscript, waitFor } from '@transit/testkit';
+import { startHarness, type Harness } from './harness.ts';
+
+const run = promisify(execFile);
+let h: Harness;
+
+beforeAll(async () => {
+  h = await startHarness();
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+async function eventsOf(id: string): Promise<Array<Record<string, unknown>>> {
+  const nc = await connect({ servers: h.cluster.natsUrl });
+  try {
+    const consumer = await jetstream(nc).consumers.get('MAIL_EVENTS');
+    const out: Array<Record<string, unknown>> = [];
+    for await (const m of await consumer.fetch({ max_messages: 10_000, expires: 1000 })) {
+      if (m.subject === `mail.evt.${id}`) out.push(decode(m.data) as Record<string, unknown>);
+      if (m.info.pending === 0) break;
+    }
+    return out;
+  } finally {
+    await nc.close();
+  }
+}
+
+/** Puts a delivery item for an already delivered message back on the queue, as a crash would. */
+async function redeliver(item: DeliveryItem, tag: string): Promise<void> {
+  const nc = await connect({ servers: h.cluster.natsUrl });
+  try {
+    await jetstream(nc).publish('mail.deliver.remote.sink_redelivered', encodeDeliveryItem(item), { msgID: `${item.envelope.id}:redelivered:${tag}` });
+  } finally {
+    await nc.close();
+  }
+}
+
+it('never sends a recipient twice when its work item comes back, even after Redis lost its data', async () => {
+  const marker = `once-${Date.now()}`;
+  const body = `From: app@contoso.test\r\nSubject: ${marker}\r\n\r\n${marker}\r\n`;
+  const replies = await smtpTranscript({ host: '127.0.0.1', port: h.cluster.port(25), localAddress: '127.0.0.2', lines: ['EHLO app.contoso.test', 'MAIL FROM:<app@contoso.test>', 'RCPT TO:<partner@example.net>', 'DATA', `DATA-BODY:${body}.\r\n`, 'QUIT'] });
+  expect(replies[5]).toMatch(/^250 2\.6\.0 /);
+  const atSink = () => h.sink.messages.filter((m) => m.data.toString('latin1').includes(marker));
+  const first = await waitFor(() => Promise.resolve(atSink()[0]), { timeoutMs: 20_000, what: 'the first delivery' });
+  const id = /\(Transit\) with ESMTP id (\w+);/.exec(first.data.toString('latin1'))![1]!;
+
+  const item: DeliveryItem = {
+    v: 1,
+    envelope: { v: 1, id, messageId: `<${marker}@test>`, receivedAt: Date.now(), sender: 'app@contoso.test', recipients: [{ address: 'partner@example.net' }], origin: { kind: 'smtp', serverHost: 'test' }, body: { kind: 'inline', data: Buffer.from(body) }, size: body.length },
+    hop: { type: 'smtp', connector: 'Sink', domain: 'example.net', smartHosts: [`${h.sink.host}:${h.sink.port}`], port: 25 },
+    attempt: 0,
+    notBefore: 0,
+  };
+  const suppressed = async (n: number) =>
+    waitFor(async () => ((await eventsOf(id)).filter((e) => e.type === 'DuplicateSuppressed').length >= n ? true : undefined), { timeoutMs: 20_000, what: `${n} DuplicateSuppressed event(s)` });
+
+  await redeliver(item, 'a');
+  await suppressed(1);
+  expect(atSink()).toHaveLength(1);
+
+  // Redis restarts empty: the projection is rebuilt from the Delivered events before anything is sent.
+  const redis = new Redis(h.cluster.redisUrl);
+  await redis.flushall();
+  await redis.quit();
+  await redeliver(item, 'b');
+  await suppressed(2);
+  expect(atSink()).toHaveLength(1);
+
+  // The administrator's way: transitctl shadow rebuild.
+  const flushed = new Redis(h.cluster.redisUrl);
+  await flushed.flushall();
+  const { stdout } = await run(process.execPath, [join(import.meta.dirname, '../tools/transitctl/src/main.ts'), 'shadow', 'rebuild'], { env: { ...process.env, NATS_URL: h.cluster.natsUrl, REDIS_URL: h.cluster.redisUrl } });
+  expect(stdout).toMatch(/shadow state rebuilt: [1-9]\d* delivered recipient\(s\)/);
+  expect(await flushed.sismember(`transit:delivered:{${id}}`, 'partner@example.net')).toBe(1);
+  await flushed.quit();
+});
