@@ -1,10 +1,14 @@
 /**
  * `npm start`: a single-node Transit cluster on this machine with the example organisation.
+ * `npm run cluster`: the same with three NATS nodes (routes on loopback, JetStream R3) and
+ * two replicas of every role, for fault tests and demos.
  * Data and logs under var/. Ctrl-C or SIGTERM stops every process it started.
  *
- *   TRANSIT_PORT_OFFSET  added to every Transit port (25 → 25+offset, ...); default 0
- *   TRANSIT_CONFIG       organisation file; default config/examples/contoso.yaml
- *   TRANSIT_VAR_DIR      data, Maildirs, pickup directory, logs; default var/
+ *   TRANSIT_PORT_OFFSET    added to every Transit port (25 → 25+offset, ...); default 0
+ *   TRANSIT_CONFIG         organisation file; default config/examples/contoso.yaml
+ *   TRANSIT_VAR_DIR        data, Maildirs, pickup directory, logs; default var/
+ *   TRANSIT_LOCAL_NODES    NATS nodes: 1 (default) or 3
+ *   TRANSIT_LOCAL_REPLICAS processes per role (default 1); replica n listens on ports + 100·n
  */
 import { resolve } from 'node:path';
 import { startLocalCluster } from '@transit/cluster';
@@ -19,18 +23,34 @@ const varDir = resolve(process.env.TRANSIT_VAR_DIR ?? 'var');
 const config = await loadOrganizationConfig(configPath);
 
 console.log(`Starting Transit (organisation ${config.Organization.Name}, data in ${varDir}) ...`);
-const cluster = await startLocalCluster({ varDir, configPath, portOffset: offset, natsPort: 4222 + offset, redisPort: 6379 + offset, persistRedis: true });
+const nodes = Number(process.env.TRANSIT_LOCAL_NODES ?? 1);
+const replicas = Number(process.env.TRANSIT_LOCAL_REPLICAS ?? 1);
+if (nodes !== 1 && nodes !== 3) throw new Error('TRANSIT_LOCAL_NODES must be 1 or 3');
+if (!Number.isInteger(replicas) || replicas < 1 || replicas > 5) throw new Error('TRANSIT_LOCAL_REPLICAS must be 1 to 5');
+const cluster = await startLocalCluster({
+  varDir,
+  configPath,
+  portOffset: offset,
+  natsPort: 4222 + offset,
+  redisPort: 6379 + offset,
+  persistRedis: true,
+  ...(nodes === 3 ? { natsCluster: { clientPorts: [4223 + offset, 4224 + offset] as [number, number], routePorts: [6222 + offset, 6223 + offset, 6224 + offset] as [number, number, number] } } : {}),
+  replicaPortOffsets: Array.from({ length: replicas - 1 }, (_v, i) => offset + 100 * (i + 1)),
+});
 
 const rows: string[][] = [
-  ['nats-server (JetStream)', cluster.natsUrl, ''],
+  [`nats-server (JetStream${nodes === 3 ? ', 3 nodes, R3' : ''})`, cluster.natsUrl, ''],
   ['redis-server', cluster.redisUrl, ''],
 ];
-for (const role of ['frontend', 'hub', 'outbound-proxy'] as const) {
-  for (const e of planEndpoints(receiveConnectorsFor(role, config.ReceiveConnectors), { listenHost: cluster.host, portOffset: offset })) {
-    rows.push([`${role} SMTP`, `${e.host}:${e.port}`, e.connectors.map((c) => c.Name).join(', ')]);
+for (let replica = 0; replica < cluster.replicas; replica++) {
+  const suffix = replica === 0 ? '' : ` #${replica}`;
+  for (const role of ['frontend', 'hub', 'outbound-proxy'] as const) {
+    for (const e of planEndpoints(receiveConnectorsFor(role, config.ReceiveConnectors), { listenHost: cluster.host, portOffset: cluster.port(0, replica) })) {
+      rows.push([`${role}${suffix} SMTP`, `${e.host}:${e.port}`, e.connectors.map((c) => c.Name).join(', ')]);
+    }
   }
+  for (const role of ROLES) rows.push([`${role}${suffix} HTTP`, `http://${cluster.host}:${cluster.httpPort(role, replica)}`, role === 'admin' ? '/api/health' : '/healthz /readyz']);
 }
-for (const role of ROLES) rows.push([`${role} HTTP`, `http://${cluster.host}:${cluster.httpPort(role)}`, role === 'admin' ? '/api/health' : '/healthz /readyz']);
 rows.push(['pickup directory', cluster.pickupDir, '.eml files are submitted']);
 rows.push(['mailboxes (Maildir)', cluster.mailDir, '<domain>/<user>/new']);
 rows.push(['logs', `${varDir}/log`, 'one file per process']);
@@ -51,7 +71,9 @@ const stop = async (signal: string) => {
 process.on('SIGINT', () => void stop('SIGINT'));
 process.on('SIGTERM', () => void stop('SIGTERM'));
 for (const role of ROLES) {
-  void cluster.roleProcess(role)?.exited.then((code) => {
-    if (!stopping) console.error(`${role} exited unexpectedly (code ${code}); see ${varDir}/log/${role}.log`);
-  });
+  for (let replica = 0; replica < cluster.replicas; replica++) {
+    void cluster.roleProcess(role, replica)?.exited.then((code) => {
+      if (!stopping) console.error(`${role}${replica ? `-${replica}` : ''} exited unexpectedly (code ${code}); see ${varDir}/log/`);
+    });
+  }
 }

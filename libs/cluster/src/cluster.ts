@@ -1,7 +1,8 @@
 /**
- * A single-node Transit cluster on this machine: one nats-server with JetStream, one
- * redis-server, and one process per role. Used by `npm start`, the integration tests and
- * the benchmark, so all three run exactly what a user runs.
+ * A Transit cluster on this machine: nats-server with JetStream (one node, or three with
+ * routes and R3 streams), one redis-server, and one or more processes per role. Used by
+ * `npm start`, `npm run cluster`, the integration tests and the benchmark, so all of them
+ * run exactly what a user runs. Every process is a child ended by its own PID.
  */
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -13,9 +14,13 @@ const repoRoot = resolve(import.meta.dirname, '../../..');
 export type ClusterOptions = {
   varDir: string;
   configPath: string;
-  /** Added to every Transit port (SMTP and HTTP); NATS and Redis ports are separate. */
+  /** Added to every Transit port (SMTP and HTTP) of the first replica of each role. */
   portOffset: number;
   natsPort: number;
+  /** A three-node NATS cluster: the other two client ports and the three route ports. */
+  natsCluster?: { clientPorts: [number, number]; routePorts: [number, number, number] };
+  /** Port offsets of further replicas of every role (replica 1, 2, ...): each has its own ports. */
+  replicaPortOffsets?: number[];
   redisPort: number;
   host?: string;
   roles?: readonly Role[];
@@ -31,14 +36,18 @@ export type LocalCluster = {
   varDir: string;
   mailDir: string;
   pickupDir: string;
-  port(configured: number): number;
-  httpPort(role: Role): number;
-  startRole(role: Role): Promise<void>;
-  stopRole(role: Role): Promise<void>;
-  killRole(role: Role): Promise<void>;
-  stopNats(): Promise<void>;
-  startNats(): Promise<void>;
-  roleProcess(role: Role): Supervised | undefined;
+  /** Replicas of each role (1 unless replicaPortOffsets was given). */
+  replicas: number;
+  natsNodes: number;
+  port(configured: number, replica?: number): number;
+  httpPort(role: Role, replica?: number): number;
+  startRole(role: Role, replica?: number): Promise<void>;
+  stopRole(role: Role, replica?: number): Promise<void>;
+  killRole(role: Role, replica?: number): Promise<void>;
+  /** SIGTERM (or SIGKILL with kill) one NATS node; node 0 when there is one. */
+  stopNats(node?: number, kill?: boolean): Promise<void>;
+  startNats(node?: number): Promise<void>;
+  roleProcess(role: Role, replica?: number): Supervised | undefined;
   stop(): Promise<void>;
 };
 
@@ -46,19 +55,28 @@ export async function startLocalCluster(opts: ClusterOptions): Promise<LocalClus
   const host = opts.host ?? '127.0.0.1';
   const varDir = resolve(opts.varDir);
   const logDir = join(varDir, 'log');
-  await Promise.all([logDir, join(varDir, 'nats'), join(varDir, 'redis')].map((d) => mkdir(d, { recursive: true })));
-  const natsUrl = `nats://${host}:${opts.natsPort}`;
+  await Promise.all([logDir, join(varDir, 'redis')].map((d) => mkdir(d, { recursive: true })));
+  const clientPorts = opts.natsCluster ? [opts.natsPort, ...opts.natsCluster.clientPorts] : [opts.natsPort];
+  const natsUrl = clientPorts.map((p) => `nats://${host}:${p}`).join(',');
   const redisUrl = `redis://${host}:${opts.redisPort}`;
-  const roles = new Map<Role, Supervised>();
+  const roles = new Map<string, Supervised>();
+  const natsNodes: Array<Supervised | undefined> = clientPorts.map(() => undefined);
+  const offsets = [opts.portOffset, ...(opts.replicaPortOffsets ?? [])];
 
-  let nats: Supervised | undefined;
-  const startNats = async () => {
+  const startNats = async (node = 0) => {
     const bin = findBinary('nats-server', ['/usr/sbin/nats-server', '/usr/bin/nats-server']);
-    nats = startProcess('nats-server', bin, ['-a', host, '-p', String(opts.natsPort), '-js', '-sd', join(varDir, 'nats')], { logFile: join(logDir, 'nats-server.log') });
-    const p = nats;
-    await waitForPort(host, opts.natsPort, 15_000, 'nats-server', () => p.alive());
+    const dir = join(varDir, natsNodes.length > 1 ? `nats-${node}` : 'nats');
+    await mkdir(dir, { recursive: true });
+    const args = ['-a', host, '-p', String(clientPorts[node]), '-js', '-sd', dir];
+    if (opts.natsCluster) {
+      const routes = opts.natsCluster.routePorts;
+      args.push('--server_name', `n${node}`, '--cluster_name', 'transit', '--cluster', `nats://${host}:${routes[node]}`, '--routes', routes.filter((_r, i) => i !== node).map((r) => `nats://${host}:${r}`).join(','));
+    }
+    const p = startProcess(`nats-server-${node}`, bin, args, { logFile: join(logDir, natsNodes.length > 1 ? `nats-server-${node}.log` : 'nats-server.log') });
+    natsNodes[node] = p;
+    await waitForPort(host, clientPorts[node]!, 15_000, 'nats-server', () => p.alive());
   };
-  await startNats();
+  await Promise.all(clientPorts.map((_p, node) => startNats(node)));
 
   const redisBin = findBinary('redis-server', ['/usr/bin/redis-server', '/usr/sbin/redis-server']);
   const redisArgs = ['--port', String(opts.redisPort), '--bind', host, '--dir', join(varDir, 'redis'), '--save', ''];
@@ -75,13 +93,22 @@ export async function startLocalCluster(opts: ClusterOptions): Promise<LocalClus
     TRANSIT_LISTEN_HOST: host,
     TRANSIT_PORT_OFFSET: String(opts.portOffset),
     TRANSIT_VAR_DIR: varDir,
+    ...(opts.natsCluster ? { TRANSIT_STREAM_REPLICAS: '3' } : {}),
   };
-  const httpPort = (role: Role) => DEFAULT_HTTP_PORTS[role] + opts.portOffset;
+  const offsetOf = (replica: number) => {
+    const offset = offsets[replica];
+    if (offset === undefined) throw new Error(`replica ${replica} does not exist (the cluster has ${offsets.length})`);
+    return offset;
+  };
+  const httpPort = (role: Role, replica = 0) => DEFAULT_HTTP_PORTS[role] + offsetOf(replica);
+  const key = (role: Role, replica: number) => `${role}#${replica}`;
 
-  const startRole = async (role: Role) => {
-    const p = startProcess(role, process.execPath, [join(repoRoot, 'services', role, 'src', 'main.ts')], { env, cwd: repoRoot, logFile: join(logDir, `${role}.log`) });
-    roles.set(role, p);
-    await waitForReady(host, httpPort(role), role, () => p.alive(), join(logDir, `${role}.log`));
+  const startRole = async (role: Role, replica = 0) => {
+    const name = replica === 0 ? role : `${role}-${replica}`;
+    const replicaEnv: NodeJS.ProcessEnv = replica === 0 ? env : { ...env, TRANSIT_PORT_OFFSET: String(offsetOf(replica)), TRANSIT_NODE_NAME: `${env.TRANSIT_NODE_NAME ?? 'node'}-${replica}`, TRANSIT_PROTOCOL_LOG_DIR: join(varDir, 'logs', `replica-${replica}`, 'ProtocolLog') };
+    const p = startProcess(name, process.execPath, [join(repoRoot, 'services', role, 'src', 'main.ts')], { env: replicaEnv, cwd: repoRoot, logFile: join(logDir, `${name}.log`) });
+    roles.set(key(role, replica), p);
+    await waitForReady(host, httpPort(role, replica), name, () => p.alive(), join(logDir, `${name}.log`));
   };
 
   const cluster: LocalCluster = {
@@ -91,30 +118,33 @@ export async function startLocalCluster(opts: ClusterOptions): Promise<LocalClus
     varDir,
     mailDir: join(varDir, 'mail'),
     pickupDir: join(varDir, 'pickup'),
-    port: (configured) => configured + opts.portOffset,
+    replicas: offsets.length,
+    natsNodes: clientPorts.length,
+    port: (configured, replica = 0) => configured + offsetOf(replica),
     httpPort,
     startRole,
-    stopRole: async (role) => {
-      const p = roles.get(role);
+    stopRole: async (role, replica = 0) => {
+      const p = roles.get(key(role, replica));
       if (p) await stopProcess(p, 35_000);
     },
-    killRole: async (role) => {
-      const p = roles.get(role);
+    killRole: async (role, replica = 0) => {
+      const p = roles.get(key(role, replica));
       if (p) await killProcess(p);
     },
-    stopNats: async () => {
-      if (nats) await stopProcess(nats);
+    stopNats: async (node = 0, kill = false) => {
+      const p = natsNodes[node];
+      if (p) await (kill ? killProcess(p) : stopProcess(p));
     },
     startNats,
-    roleProcess: (role) => roles.get(role),
+    roleProcess: (role, replica = 0) => roles.get(key(role, replica)),
     stop: async () => {
       await Promise.all([...roles.values()].map((p) => stopProcess(p, 35_000)));
-      if (nats) await stopProcess(nats);
+      await Promise.all(natsNodes.filter((p): p is Supervised => p !== undefined).map((p) => stopProcess(p)));
       await stopProcess(redis);
     },
   };
   try {
-    await Promise.all((opts.roles ?? ROLES).map(startRole));
+    await Promise.all((opts.roles ?? ROLES).flatMap((role) => offsets.map((_o, replica) => startRole(role, replica))));
   } catch (err) {
     await cluster.stop();
     throw err;

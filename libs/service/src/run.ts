@@ -6,7 +6,7 @@
 import type { Server } from 'node:http';
 import { Kvm, type KV } from '@nats-io/kv';
 import { ConfigStore, connectBus, ensureTopology, NODES_BUCKET, type Bus } from '@transit/bus';
-import { LiveConfig, loadOrganizationConfig, runtimeSettings, type ConfigSnapshot, type OrganizationConfig, type RuntimeSettings } from '@transit/config';
+import { ConfigError, LiveConfig, loadOrganizationConfig, runtimeSettings, type ConfigSnapshot, type OrganizationConfig, type RuntimeSettings } from '@transit/config';
 import { startHttpServer, type HttpRoute } from './health.ts';
 import { createLogger, type Logger } from './logger.ts';
 
@@ -56,17 +56,26 @@ export async function runService(role: Role, start: (ctx: ServiceContext) => Pro
   const log = createLogger(role, settings.nodeName);
   const bus = await connectBus(settings.natsServers, `${role}@${settings.nodeName}`);
   await untilTopology(bus, settings, log);
-  const store = await ConfigStore.open(bus, settings.streamReplicas);
+  let store: ConfigStore | undefined;
   let initial: ConfigSnapshot | undefined;
-  try {
-    // The file seeds an empty cluster; after that the store (transitctl) is the truth.
-    initial = (await store.read()) ?? (await store.seed(await loadOrganizationConfig(settings.configPath)));
-  } catch (err) {
-    log.fatal({ err: (err as Error).message }, 'configuration refused');
-    process.exit(78); // EX_CONFIG
+  for (let attempt = 1; !initial; attempt++) {
+    try {
+      store ??= await ConfigStore.open(bus, settings.streamReplicas);
+      // The file seeds an empty cluster; after that the store (transitctl) is the truth.
+      initial = (await store.read()) ?? (await store.seed(await loadOrganizationConfig(settings.configPath)));
+    } catch (err) {
+      // An invalid or unreadable organisation file will not get better by waiting.
+      if (err instanceof ConfigError || (err as NodeJS.ErrnoException).syscall !== undefined) {
+        log.fatal({ err: (err as Error).message }, 'configuration refused');
+        process.exit(78); // EX_CONFIG
+      }
+      // A fresh cluster may still be electing the configuration bucket's leader.
+      if (attempt % 10 === 1) log.warn({ err: (err as Error).message, attempt }, 'configuration store not ready; retrying');
+      await new Promise((r) => setTimeout(r, 500));
+    }
   }
   const live = new LiveConfig(initial);
-  const unwatch = await store.watch(
+  const unwatch = await store!.watch(
     (snapshot) => {
       if (live.update(snapshot)) log.info({ revision: snapshot.revision }, 'configuration applied');
     },

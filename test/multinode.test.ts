@@ -1,0 +1,88 @@
+/**
+ * The multi-node local cluster (`npm run cluster`): three nats-server nodes with routes
+ * and R3 streams, two replicas of each role. Mail keeps flowing, each message delivered
+ * once, while a NATS node and a hub replica are killed (SIGKILL).
+ */
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
+import { startLocalCluster, type LocalCluster } from '@transit/cluster';
+import { freePort, freePortOffset, smtpTranscript, waitFor } from '@transit/testkit';
+
+const PORTS = [25, 465, 587, 717, 2525, 8080, 8081, 8082, 8083, 8084, 8085];
+let cluster: LocalCluster;
+let dir: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'transit-multinode-'));
+  const config = parse(await readFile(new URL('../config/examples/contoso.yaml', import.meta.url), 'utf8')) as Record<string, unknown>;
+  const configPath = join(dir, 'org.yaml');
+  await writeFile(configPath, stringify(config));
+  const offset = await freePortOffset([...PORTS, ...PORTS.map((p) => p + 100)]);
+  cluster = await startLocalCluster({
+    varDir: join(dir, 'var'),
+    configPath,
+    portOffset: offset,
+    replicaPortOffsets: [offset + 100],
+    natsPort: await freePort(),
+    natsCluster: { clientPorts: [await freePort(), await freePort()], routePorts: [await freePort(), await freePort(), await freePort()] },
+    redisPort: await freePort(),
+    roles: ['frontend', 'hub', 'mailbox-delivery'],
+  });
+}, 120_000);
+afterAll(async () => {
+  await cluster?.stop();
+  await rm(dir, { recursive: true, force: true });
+}, 120_000);
+
+/** Sends one message through a frontend replica, retrying on 4xx as a real client does; resolves with the final reply. */
+async function send(replica: number, marker: string): Promise<string> {
+  let last = '';
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const r = await smtpTranscript({
+      host: '127.0.0.1',
+      port: cluster.port(25, replica),
+      lines: ['EHLO c.example.org', 'MAIL FROM:<x@example.org>', 'RCPT TO:<alice@contoso.test>', 'DATA', `DATA-BODY:Subject: ${marker}\r\n\r\n${marker}\r\n.\r\n`, 'QUIT'],
+      timeoutMs: 15_000,
+      allowClose: true,
+    }).catch((err: Error) => [err.message]);
+    last = r[5] ?? r.at(-1)!;
+    if (last.startsWith('250 ')) return last;
+    await new Promise((res) => setTimeout(res, 500));
+  }
+  return last;
+}
+
+async function copiesOf(markers: string[]): Promise<Map<string, number>> {
+  const path = join(cluster.mailDir, 'contoso.test', 'alice', 'new');
+  const files = await Promise.all((await readdir(path).catch(() => [] as string[])).map((f) => readFile(join(path, f), 'latin1')));
+  return new Map(markers.map((m) => [m, files.filter((f) => f.includes(`Subject: ${m}\r\n`)).length]));
+}
+
+async function sendBatch(prefix: string, count: number): Promise<string[]> {
+  const markers = Array.from({ length: count }, (_v, i) => `${prefix}-${i}-${Date.now()}`);
+  for (const [i, m] of markers.entries()) expect(await send(i % 2, m)).toMatch(/^250 2\.6\.0 /);
+  const copies = await waitFor(
+    async () => {
+      const c = await copiesOf(markers);
+      return [...c.values()].every((n) => n >= 1) ? c : undefined;
+    },
+    { timeoutMs: 60_000, intervalMs: 250, what: `${count} messages (${prefix}) in the Maildir` },
+  );
+  expect([...copies.values()].every((n) => n === 1)).toBe(true);
+  return markers;
+}
+
+it('delivers through either frontend replica on a three-node NATS cluster, and keeps delivering after a NATS node and a hub die', async () => {
+  expect(cluster.natsNodes).toBe(3);
+  expect(cluster.replicas).toBe(2);
+  await sendBatch('steady', 10);
+
+  await cluster.stopNats(0, true); // SIGKILL one of three NATS nodes: R3 streams keep a quorum
+  await sendBatch('nats-down', 10);
+
+  await cluster.killRole('hub', 0); // the other hub replica shares the durable consumer
+  await sendBatch('hub-down', 10);
+}, 240_000);
