@@ -24,10 +24,22 @@ async function portFree(port: number, host: string): Promise<boolean> {
   });
 }
 
-/** An offset such that every `port + offset` is free on `host` (for TRANSIT_PORT_OFFSET). */
+/**
+ * An offset such that every `port + offset` is free on `host` (for TRANSIT_PORT_OFFSET).
+ * The ports stay below Linux's ephemeral range (32768+), where freePort() and every
+ * outgoing connection take theirs: otherwise a client socket can hold a port a Transit
+ * process is about to listen on (EADDRINUSE).
+ */
 export async function freePortOffset(ports: readonly number[], host = '127.0.0.1'): Promise<number> {
+  // Test files running at the same time (vitest workers) draw from separate halves, so two
+  // clusters starting together cannot pick overlapping port sets.
+  const slice = (Number(process.env.VITEST_POOL_ID ?? 1) - 1) % 2;
+  const sliceWidth = Math.floor((32_767 - 10_000) / 2);
+  const highest = Math.max(...ports);
+  const room = sliceWidth - highest;
+  if (room <= 0) throw new TestkitError('NOT_READY', `ports up to ${highest} leave no offset below the ephemeral range`);
   for (let attempt = 0; attempt < 50; attempt++) {
-    const offset = 20_000 + Math.floor(Math.random() * 20_000);
+    const offset = 10_000 + slice * sliceWidth + Math.floor(Math.random() * room);
     const checks = await Promise.all(ports.map((p) => portFree(p + offset, host)));
     if (checks.every(Boolean)) return offset;
   }
