@@ -4,12 +4,9 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { decode } from '@msgpack/msgpack';
-import { jetstream } from '@nats-io/jetstream';
-import { connect } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { smtpTranscript, waitFor } from '@transit/testkit';
-import { startHarness, type Harness } from './harness.ts';
+import { messageEvents, startHarness, type Harness } from './harness.ts';
 
 let h: Harness;
 
@@ -30,23 +27,6 @@ async function relay(mailFrom: string, rcpts: string[], subject: string, extra =
 }
 
 const dsnsFor = async (marker: string) => (await h.maildirFiles('bob@contoso.test')).filter((f) => f.includes('multipart/report') && f.includes(marker));
-
-/** The decoded events of every message, from the MAIL_EVENTS stream. */
-async function events(): Promise<Array<Record<string, unknown>>> {
-  const nc = await connect({ servers: h.cluster.natsUrl });
-  try {
-    const consumer = await jetstream(nc).consumers.get('MAIL_EVENTS');
-    const out: Array<Record<string, unknown>> = [];
-    const batch = await consumer.fetch({ max_messages: 10_000, expires: 1000 });
-    for await (const m of batch) {
-      out.push(decode(m.data) as Record<string, unknown>);
-      if (m.info.pending === 0) break;
-    }
-    return out;
-  } finally {
-    await nc.close();
-  }
-}
 
 describe('failure notifications', () => {
   it('sends one RFC 3464 report to the sender for a recipient the remote server refused, and delivers the others', async () => {
@@ -81,7 +61,7 @@ describe('failure notifications', () => {
     await relay('', ['bounce4@example.net'], `${marker}-null`);
     const suppressed = await waitFor(
       async () => {
-        const all = (await events()).filter((e) => e.type === 'DsnSuppressed');
+        const all = (await messageEvents(h)).filter((e) => e.type === 'DsnSuppressed');
         const never = all.find((e) => (e.recipients as string[]).includes('bounce3@example.net'));
         const nul = all.find((e) => (e.recipients as string[]).includes('bounce4@example.net'));
         return never && nul ? { never, nul } : undefined;

@@ -5,6 +5,9 @@
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { decode } from '@msgpack/msgpack';
+import { jetstream } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { stringify, parse } from 'yaml';
 import { startLocalCluster, type LocalCluster } from '@transit/cluster';
 import { freePort, freePortOffset, startSmtpSink, waitFor, type SinkReply, type SmtpSink } from '@transit/testkit';
@@ -71,4 +74,20 @@ export async function waitForMaildir(h: Harness, address: string, count: number,
 /** The one message in `address`'s Maildir containing `marker` (tests share mailboxes, so counts alone race). */
 export async function waitForMaildirMessage(h: Harness, address: string, marker: string, timeoutMs = 20_000): Promise<string> {
   return waitFor(async () => (await h.maildirFiles(address)).find((f) => f.includes(marker)), { timeoutMs, what: `a message containing ${JSON.stringify(marker)} in ${address}'s Maildir` });
+}
+
+/** Every event in the MAIL_EVENTS stream (decoded), optionally only those of one message id. */
+export async function messageEvents(h: Harness, id?: string): Promise<Array<Record<string, unknown>>> {
+  const nc = await connect({ servers: h.cluster.natsUrl });
+  try {
+    const consumer = await jetstream(nc).consumers.get('MAIL_EVENTS');
+    const out: Array<Record<string, unknown>> = [];
+    for await (const m of await consumer.fetch({ max_messages: 10_000, expires: 1000 })) {
+      if (id === undefined || m.subject === `mail.evt.${id}`) out.push(decode(m.data) as Record<string, unknown>);
+      if (m.info.pending === 0) break;
+    }
+    return out;
+  } finally {
+    await nc.close();
+  }
 }

@@ -7,14 +7,13 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { decode } from '@msgpack/msgpack';
 import { jetstream } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { encodeDeliveryItem, type DeliveryItem } from '@transit/envelope';
 import { smtpTranscript, waitFor } from '@transit/testkit';
-import { startHarness, type Harness } from './harness.ts';
+import { messageEvents, startHarness, type Harness } from './harness.ts';
 
 const run = promisify(execFile);
 let h: Harness;
@@ -25,21 +24,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await h?.close();
 });
-
-async function eventsOf(id: string): Promise<Array<Record<string, unknown>>> {
-  const nc = await connect({ servers: h.cluster.natsUrl });
-  try {
-    const consumer = await jetstream(nc).consumers.get('MAIL_EVENTS');
-    const out: Array<Record<string, unknown>> = [];
-    for await (const m of await consumer.fetch({ max_messages: 10_000, expires: 1000 })) {
-      if (m.subject === `mail.evt.${id}`) out.push(decode(m.data) as Record<string, unknown>);
-      if (m.info.pending === 0) break;
-    }
-    return out;
-  } finally {
-    await nc.close();
-  }
-}
 
 /** Puts a delivery item for an already delivered message back on the queue, as a crash would. */
 async function redeliver(item: DeliveryItem, tag: string): Promise<void> {
@@ -68,7 +52,7 @@ it('never sends a recipient twice when its work item comes back, even after Redi
     notBefore: 0,
   };
   const suppressed = async (n: number) =>
-    waitFor(async () => ((await eventsOf(id)).filter((e) => e.type === 'DuplicateSuppressed').length >= n ? true : undefined), { timeoutMs: 20_000, what: `${n} DuplicateSuppressed event(s)` });
+    waitFor(async () => ((await messageEvents(h, id)).filter((e) => e.type === 'DuplicateSuppressed').length >= n ? true : undefined), { timeoutMs: 20_000, what: `${n} DuplicateSuppressed event(s)` });
 
   await redeliver(item, 'a');
   await suppressed(1);

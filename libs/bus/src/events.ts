@@ -16,6 +16,8 @@ export type MessageEvent =
   | { type: 'DsnGenerated'; kind: 'failure' | 'delay'; recipients: string[]; dsnId: string }
   /** A redelivered work item named recipients already delivered; they were not sent again. */
   | { type: 'DuplicateSuppressed'; hop: string; recipients: string[] }
+  /** Resubmitted from the Safety Net by an administrator. */
+  | { type: 'Resubmitted'; source: 'SAFETYNET'; recipients: string[] }
   | { type: 'DsnSuppressed'; kind: 'failure' | 'delay'; recipients: string[]; reason: string };
 
 export async function recordEvent(bus: Bus, messageId: string, event: MessageEvent, node: string): Promise<void> {

@@ -5,3 +5,4 @@ export { ack, retry, startWorker, type Outcome, type Worker, type WorkerOptions 
 export { BodyStore } from './bodies.ts';
 export { recordEvent, type MessageEvent } from './events.ts';
 export { CONFIG_BUCKET, ConfigConflictError, ConfigStore } from './config-store.ts';
+export { resubmitFromSafetyNet, type ResubmitRequest, type ResubmitResult } from './safety-net.ts';

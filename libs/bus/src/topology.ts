@@ -8,7 +8,7 @@ import { Kvm } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
 import type { Bus } from './connection.ts';
 
-export const STREAMS = { submit: 'MAIL_SUBMIT', deliver: 'MAIL_DELIVER', events: 'MAIL_EVENTS' } as const;
+export const STREAMS = { submit: 'MAIL_SUBMIT', deliver: 'MAIL_DELIVER', events: 'MAIL_EVENTS', safetyNet: 'SAFETY_NET' } as const;
 export const CONSUMERS = { hub: 'hub', mailboxDelivery: 'mailbox-delivery', outboundProxy: 'outbound-proxy' } as const;
 export const BODY_BUCKET = 'transit-bodies';
 export const NODES_BUCKET = 'transit-nodes';
@@ -24,6 +24,7 @@ export const SUBJECTS = {
   mailbox: (database: string) => `mail.deliver.mailbox.${subjectToken(database)}`,
   remote: (hop: string) => `mail.deliver.remote.${subjectToken(hop)}`,
   event: (messageId: string) => `mail.evt.${messageId}`,
+  safetyNet: (database: string) => `mail.safetynet.${subjectToken(database)}`,
 } as const;
 
 const MS = 1_000_000; // nanoseconds
@@ -34,6 +35,8 @@ export type TopologyOptions = {
   /** Back pressure: the submit queue refuses new messages beyond these (-1: no limit). */
   submitMaxMessages?: number;
   submitMaxBytes?: number;
+  /** How long delivered messages stay in the Safety Net (Exchange's SafetyNetHoldTime, 2 days). */
+  safetyNetHoldSeconds?: number;
 };
 
 async function ensureStream(jsm: JetStreamManager, name: string, config: Parameters<JetStreamManager['streams']['add']>[0]): Promise<void> {
@@ -62,6 +65,9 @@ export async function ensureTopology(bus: Bus, opts: TopologyOptions): Promise<v
   await ensureStream(jsm, STREAMS.deliver, { ...common, name: STREAMS.deliver, subjects: ['mail.deliver.>'], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New });
   // The per-message event log (the fault-tolerance issue builds the actor model on it).
   await ensureStream(jsm, STREAMS.events, { ...common, name: STREAMS.events, subjects: ['mail.evt.>'], retention: RetentionPolicy.Limits, max_age: 7 * DAY_MS * MS });
+
+  // Safety Net: copies of delivered mailbox items, for resubmission after a mailbox store is lost.
+  await ensureStream(jsm, STREAMS.safetyNet, { ...common, name: STREAMS.safetyNet, subjects: ['mail.safetynet.>'], retention: RetentionPolicy.Limits, max_age: (opts.safetyNetHoldSeconds ?? 2 * 24 * 3600) * 1000 * MS });
 
   const consumer = (durable: string, filter: string) => ({
     durable_name: durable,

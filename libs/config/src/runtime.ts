@@ -31,6 +31,8 @@ export type RuntimeSettings = {
   submitQueueMaxBytes: number;
   /** On SIGTERM, how long SMTP sessions may take to finish before they are cut (ms). */
   drainTimeoutMs: number;
+  /** SafetyNetHoldTime: how long delivered messages can be resubmitted (seconds). */
+  safetyNetHoldSeconds: number;
 };
 
 function intFrom(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -63,5 +65,6 @@ export function runtimeSettings(env: NodeJS.ProcessEnv = process.env): RuntimeSe
     submitQueueMaxMessages: env.TRANSIT_SUBMIT_QUEUE_MAX_MESSAGES ? intFrom(env, 'TRANSIT_SUBMIT_QUEUE_MAX_MESSAGES', -1) : -1,
     submitQueueMaxBytes: env.TRANSIT_SUBMIT_QUEUE_MAX_BYTES ? intFrom(env, 'TRANSIT_SUBMIT_QUEUE_MAX_BYTES', -1) : -1,
     drainTimeoutMs: intFrom(env, 'TRANSIT_DRAIN_TIMEOUT_MS', 20_000),
+    safetyNetHoldSeconds: intFrom(env, 'TRANSIT_SAFETY_NET_HOLD_SECONDS', 2 * 24 * 3600),
   };
 }

@@ -84,5 +84,7 @@ export const deliveryItemSchema = z.object({
   notBefore: z.number().int().nonnegative(),
   /** The sender already got the delay notification for these recipients. */
   delayNotified: z.boolean().optional(),
+  /** Resubmitted from the Safety Net: no notifications, and a copy already in the mailbox wins. */
+  resubmitted: z.boolean().optional(),
 });
 export type DeliveryItem = z.infer<typeof deliveryItemSchema>;

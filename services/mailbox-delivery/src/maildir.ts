@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { access, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -44,6 +44,18 @@ async function fsyncPath(path: string): Promise<void> {
 }
 
 export type MaildirDelivery = { base: string; recipient: string; sender: string; messageId: string; receivedAt: number; body: Readable };
+
+/**
+ * Whether this message is already in the recipient's mailbox: in new/, or (when `read`
+ * is asked, for Safety Net resubmissions) in cur/ where a mail client moved it.
+ */
+export async function alreadyInMailbox(base: string, recipient: string, messageId: string, receivedAt: number, read: boolean): Promise<boolean> {
+  const dir = mailboxPath(base, recipient);
+  const name = maildirFileName(messageId, receivedAt, recipient);
+  if (await access(join(dir, 'new', name)).then(() => true, () => false)) return true;
+  if (!read) return false;
+  return (await readdir(join(dir, 'cur')).catch(() => [] as string[])).some((f) => f === name || f.startsWith(`${name}:`));
+}
 
 /** Delivers one copy; resolves to the path in new/. */
 export async function deliverToMaildir(d: MaildirDelivery): Promise<string> {

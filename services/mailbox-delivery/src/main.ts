@@ -1,13 +1,14 @@
 /**
  * Mailbox Transport Delivery: consumes `mail.deliver.mailbox.*` and writes each message into
  * the recipient's Maildir. Acknowledges a work item only after every recipient's copy is
- * renamed into new/ and synced; a crash before that redelivers the item, and the
- * deterministic file names make the redelivery overwrite rather than duplicate.
+ * renamed into new/ and synced and a copy of the item is in the Safety Net; a crash before
+ * that redelivers the item, and a copy already in the mailbox (same message id) is not
+ * written again (DuplicateSuppressed) — which is also what makes Safety Net resubmission safe.
  */
-import { BodyStore, CONSUMERS, STREAMS, ack, recordEvent, startWorker } from '@transit/bus';
-import { decodeDeliveryItem } from '@transit/envelope';
+import { BodyStore, CONSUMERS, STREAMS, SUBJECTS, ack, publishDurable, recordEvent, startWorker } from '@transit/bus';
+import { decodeDeliveryItem, encodeDeliveryItem } from '@transit/envelope';
 import { runService } from '@transit/service';
-import { MaildirError, deliverToMaildir } from './maildir.ts';
+import { MaildirError, alreadyInMailbox, deliverToMaildir } from './maildir.ts';
 
 await runService('mailbox-delivery', (ctx) => {
   const bodies = new BodyStore(ctx.bus);
@@ -20,18 +21,34 @@ await runService('mailbox-delivery', (ctx) => {
     decode: decodeDeliveryItem,
     handle: async (item) => {
       const { envelope } = item;
+      const database = item.hop.type === 'mailbox' ? item.hop.database : '?';
       const delivered: string[] = [];
+      const duplicates: string[] = [];
       for (const rcpt of envelope.recipients) {
         try {
+          if (await alreadyInMailbox(ctx.settings.mailDir, rcpt.address, envelope.id, envelope.receivedAt, item.resubmitted === true)) {
+            duplicates.push(rcpt.address);
+            continue;
+          }
           await deliverToMaildir({ base: ctx.settings.mailDir, recipient: rcpt.address, sender: envelope.sender, messageId: envelope.id, receivedAt: envelope.receivedAt, body: await bodies.open(envelope.body) });
           delivered.push(rcpt.address);
         } catch (err) {
           if (!(err instanceof MaildirError)) throw err;
           ctx.log.error({ id: envelope.id, rcpt: rcpt.address, err: err.message }, 'recipient cannot be delivered');
-          await recordEvent(ctx.bus, envelope.id, { type: 'Failed', hop: `mailbox:${item.hop.type === 'mailbox' ? item.hop.database : '?'}`, recipients: [rcpt.address], reason: err.message }, ctx.settings.nodeName);
+          await recordEvent(ctx.bus, envelope.id, { type: 'Failed', hop: `mailbox:${database}`, recipients: [rcpt.address], reason: err.message }, ctx.settings.nodeName);
         }
       }
-      await recordEvent(ctx.bus, envelope.id, { type: 'Delivered', hop: `mailbox:${item.hop.type === 'mailbox' ? item.hop.database : '?'}`, recipients: delivered }, ctx.settings.nodeName);
+      if (duplicates.length) {
+        await recordEvent(ctx.bus, envelope.id, { type: 'DuplicateSuppressed', hop: `mailbox:${database}`, recipients: duplicates }, ctx.settings.nodeName);
+        ctx.log.info({ id: envelope.id, recipients: duplicates }, 'already in the mailbox; not delivered again');
+      }
+      if (delivered.length) {
+        // The Safety Net keeps what was delivered, for resubmission after a mailbox store is lost.
+        const { resubmitted: _resubmitted, ...original } = item;
+        const copy = { ...original, envelope: { ...envelope, recipients: envelope.recipients.filter((r) => delivered.includes(r.address)) } };
+        await publishDurable(ctx.bus, SUBJECTS.safetyNet(database), encodeDeliveryItem(copy), { msgID: `${envelope.id}:safetynet:${database}:${delivered.join(',')}`, expectStream: STREAMS.safetyNet });
+        await recordEvent(ctx.bus, envelope.id, { type: 'Delivered', hop: `mailbox:${database}`, recipients: delivered }, ctx.settings.nodeName);
+      }
       ctx.log.info({ id: envelope.id, recipients: delivered }, 'delivered to mailbox');
       return ack;
     },

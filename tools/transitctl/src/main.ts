@@ -6,7 +6,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml, stringify } from 'yaml';
-import { ConfigConflictError, ConfigStore, connectBus, type Bus } from '@transit/bus';
+import { ConfigConflictError, ConfigStore, connectBus, resubmitFromSafetyNet, type Bus } from '@transit/bus';
 import { ConfigError, hashPassword, parseOrganizationConfig, runtimeSettings, type ConfigSnapshot, type OrganizationConfig } from '@transit/config';
 import { EmsError, runEmsLine, splitEmsScript } from '@transit/ems';
 import { explainSession } from '@transit/policy';
@@ -25,6 +25,8 @@ const USAGE = `transitctl — administer a Transit cluster (configuration lives 
   transitctl export [-f <file.yaml>]
   transitctl ems '<Exchange Management Shell line>'   e.g. 'Get-ReceiveConnector "default frontend*" | fl'
   transitctl ems                                      runs lines from stdin
+  transitctl safetynet resubmit --recipient <addr|domain> --since <time> [--until <time>]
+                                                      resubmit delivered mail kept in the Safety Net
   transitctl shadow rebuild                           rebuild Redis shadow state from the event log (REDIS_URL)
   transitctl test-connector --remote-ip <ip> [--local <ip:port>] [--user <login>] [--from <addr>]
                             [--to <addr>]... [--size <bytes>] [--tls] [--helo <name>] [--json]
@@ -172,6 +174,22 @@ async function main(argv: string[]): Promise<number> {
         const text = stringify(current(s));
         if (typeof values.file === 'string') await writeFile(values.file, text);
         else out(text);
+        return 0;
+      }
+      case 'safetynet': {
+        if (rest[0] !== 'resubmit') throw new CliError('safetynet has one verb: resubmit');
+        const o = parseArgs({ args: flagArgs.slice(1), options: { recipient: { type: 'string' }, since: { type: 'string' }, until: { type: 'string' } } }).values;
+        const time = (name: string, v: string | undefined) => {
+          const d = v === undefined ? undefined : new Date(v);
+          if (d && Number.isNaN(d.getTime())) throw new CliError(`--${name} must be a date and time, e.g. 2026-11-24T10:00:00Z (got "${v}")`);
+          return d;
+        };
+        if (!o.recipient) throw new CliError('safetynet resubmit needs --recipient <address or domain>');
+        const since = time('since', o.since);
+        if (!since) throw new CliError('safetynet resubmit needs --since <time>');
+        const until = time('until', o.until);
+        const r = await resubmitFromSafetyNet(s.bus, { recipient: o.recipient, since, ...(until ? { until } : {}), node: 'transitctl' });
+        out(`resubmitted ${r.messages} message(s) for ${r.recipients} recipient(s) (${r.scanned} Safety Net entries scanned); copies already in a mailbox are skipped\n`);
         return 0;
       }
       case 'shadow': {
