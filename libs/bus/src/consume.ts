@@ -5,6 +5,7 @@
  */
 import type { JsMsg } from '@nats-io/jetstream';
 import type { Bus } from './connection.ts';
+import type { PoisonTracker } from './poison.ts';
 
 export type Outcome = { kind: 'ack' } | { kind: 'retry'; delayMs: number };
 export const ack: Outcome = { kind: 'ack' };
@@ -20,6 +21,8 @@ export type WorkerOptions<T> = {
   decode: (data: Uint8Array) => T;
   handle: (item: T, msg: JsMsg) => Promise<Outcome>;
   onError: (err: unknown, msg: JsMsg | undefined) => void;
+  /** Poison detection: an item whose handling killed the worker PoisonThreshold times is parked. */
+  poison?: { tracker: PoisonTracker; threshold: number; onParked: (item: T, msg: JsMsg, crashes: number) => Promise<void> };
 };
 
 export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
@@ -40,6 +43,20 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
       msg.term();
       return;
     }
+    const poison = opts.poison;
+    if (poison) {
+      try {
+        const crashes = await poison.tracker.begin(msg);
+        if (crashes >= poison.threshold) {
+          await poison.tracker.park(msg, crashes, `its processing ended ${crashes} workers`);
+          await poison.onParked(item, msg, crashes);
+          return;
+        }
+      } catch (err) {
+        // Without the marker store the item is still worked on: poison detection is a safeguard, not a gate.
+        opts.onError(err, msg);
+      }
+    }
     let outcome: Outcome;
     try {
       outcome = await opts.handle(item, msg);
@@ -49,6 +66,7 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
     }
     if (outcome.kind === 'ack') await msg.ackAck().catch((err: unknown) => opts.onError(err, msg));
     else msg.nak(outcome.delayMs);
+    if (poison) await poison.tracker.end(msg).catch((err: unknown) => opts.onError(err, msg));
   };
 
   const loop = async (): Promise<void> => {

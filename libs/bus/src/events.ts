@@ -16,6 +16,8 @@ export type MessageEvent =
   | { type: 'DsnGenerated'; kind: 'failure' | 'delay'; recipients: string[]; dsnId: string }
   /** A redelivered work item named recipients already delivered; they were not sent again. */
   | { type: 'DuplicateSuppressed'; hop: string; recipients: string[] }
+  /** Its processing killed workers PoisonThreshold times: parked in MAIL_POISON, not retried. */
+  | { type: 'Poisoned'; stage: string; crashes: number }
   /** Resubmitted from the Safety Net by an administrator. */
   | { type: 'Resubmitted'; source: 'SAFETYNET'; recipients: string[] }
   | { type: 'DsnSuppressed'; kind: 'failure' | 'delay'; recipients: string[]; reason: string };

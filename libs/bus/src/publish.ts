@@ -1,4 +1,5 @@
 import type { PubAck } from '@nats-io/jetstream';
+import { headers, type MsgHdrs } from '@nats-io/transport-node';
 import type { Bus } from './connection.ts';
 
 export class BusUnavailableError extends Error {
@@ -26,11 +27,17 @@ const LIMIT_REACHED = /maximum (messages|bytes|consumers) exceeded|insufficient 
  * Refuses up front while disconnected, so a publish is never left buffered in the client,
  * to be written after the caller already answered 4xx (and the sender retried).
  */
-export async function publishDurable(bus: Bus, subject: string, payload: Uint8Array, opts: { msgID: string; timeoutMs?: number; expectStream?: string }): Promise<PubAck> {
+export async function publishDurable(bus: Bus, subject: string, payload: Uint8Array, opts: { msgID: string; timeoutMs?: number; expectStream?: string; headers?: Record<string, string> }): Promise<PubAck> {
   if (!bus.connected()) throw new BusUnavailableError('not connected to NATS');
+  let hdrs: MsgHdrs | undefined;
+  if (opts.headers) {
+    hdrs = headers();
+    for (const [k, v] of Object.entries(opts.headers)) hdrs.set(k, v);
+  }
   try {
     return await bus.js.publish(subject, payload, {
       msgID: opts.msgID,
+      ...(hdrs ? { headers: hdrs } : {}),
       timeout: opts.timeoutMs ?? 5000,
       ...(opts.expectStream ? { expect: { streamName: opts.expectStream } } : {}),
     });

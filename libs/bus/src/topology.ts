@@ -8,10 +8,12 @@ import { Kvm } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
 import type { Bus } from './connection.ts';
 
-export const STREAMS = { submit: 'MAIL_SUBMIT', deliver: 'MAIL_DELIVER', events: 'MAIL_EVENTS', safetyNet: 'SAFETY_NET' } as const;
+export const STREAMS = { submit: 'MAIL_SUBMIT', deliver: 'MAIL_DELIVER', events: 'MAIL_EVENTS', safetyNet: 'SAFETY_NET', poison: 'MAIL_POISON' } as const;
 export const CONSUMERS = { hub: 'hub', mailboxDelivery: 'mailbox-delivery', outboundProxy: 'outbound-proxy' } as const;
 export const BODY_BUCKET = 'transit-bodies';
 export const NODES_BUCKET = 'transit-nodes';
+/** Markers of work items being handled right now (poison detection). */
+export const INFLIGHT_BUCKET = 'transit-inflight';
 
 /** A NATS subject token from free text: dots, wildcards and spaces become `_`. */
 export function subjectToken(text: string): string {
@@ -37,6 +39,8 @@ export type TopologyOptions = {
   submitMaxBytes?: number;
   /** How long delivered messages stay in the Safety Net (Exchange's SafetyNetHoldTime, 2 days). */
   safetyNetHoldSeconds?: number;
+  /** How long a consumer waits for an acknowledgement before redelivering (seconds; 60). */
+  ackWaitSeconds?: number;
 };
 
 async function ensureStream(jsm: JetStreamManager, name: string, config: Parameters<JetStreamManager['streams']['add']>[0]): Promise<void> {
@@ -69,11 +73,14 @@ export async function ensureTopology(bus: Bus, opts: TopologyOptions): Promise<v
   // Safety Net: copies of delivered mailbox items, for resubmission after a mailbox store is lost.
   await ensureStream(jsm, STREAMS.safetyNet, { ...common, name: STREAMS.safetyNet, subjects: ['mail.safetynet.>'], retention: RetentionPolicy.Limits, max_age: (opts.safetyNetHoldSeconds ?? 2 * 24 * 3600) * 1000 * MS });
 
+  // Poison messages: parked here, never retried automatically, kept 30 days for the administrator.
+  await ensureStream(jsm, STREAMS.poison, { ...common, name: STREAMS.poison, subjects: ['mail.poison.>'], retention: RetentionPolicy.Limits, max_age: 30 * DAY_MS * MS });
+
   const consumer = (durable: string, filter: string) => ({
     durable_name: durable,
     filter_subject: filter,
     ack_policy: AckPolicy.Explicit,
-    ack_wait: 60_000 * MS,
+    ack_wait: (opts.ackWaitSeconds ?? 60) * 1000 * MS,
     max_ack_pending: 1000,
   });
   await jsm.consumers.add(STREAMS.submit, consumer(CONSUMERS.hub, SUBJECTS.submit));
@@ -82,4 +89,6 @@ export async function ensureTopology(bus: Bus, opts: TopologyOptions): Promise<v
 
   await new Objm(bus.js).create(BODY_BUCKET, { storage: StorageType.File, replicas: opts.replicas, ttl: 7 * DAY_MS * MS });
   await new Kvm(bus.js).create(NODES_BUCKET, { replicas: opts.replicas, ttl: 15_000, history: 1 });
+  // A marker outlives a redelivery (ack wait) so the next attempt can see that the last one died.
+  await new Kvm(bus.js).create(INFLIGHT_BUCKET, { replicas: opts.replicas, ttl: Math.max(10 * 60, 5 * (opts.ackWaitSeconds ?? 60)) * 1000, history: 1 });
 }

@@ -33,6 +33,8 @@ export type RuntimeSettings = {
   drainTimeoutMs: number;
   /** SafetyNetHoldTime: how long delivered messages can be resubmitted (seconds). */
   safetyNetHoldSeconds: number;
+  /** How long JetStream waits for a worker's acknowledgement before redelivering (seconds). */
+  ackWaitSeconds: number;
 };
 
 function intFrom(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -66,5 +68,6 @@ export function runtimeSettings(env: NodeJS.ProcessEnv = process.env): RuntimeSe
     submitQueueMaxBytes: env.TRANSIT_SUBMIT_QUEUE_MAX_BYTES ? intFrom(env, 'TRANSIT_SUBMIT_QUEUE_MAX_BYTES', -1) : -1,
     drainTimeoutMs: intFrom(env, 'TRANSIT_DRAIN_TIMEOUT_MS', 20_000),
     safetyNetHoldSeconds: intFrom(env, 'TRANSIT_SAFETY_NET_HOLD_SECONDS', 2 * 24 * 3600),
+    ackWaitSeconds: intFrom(env, 'TRANSIT_ACK_WAIT_SECONDS', 60),
   };
 }

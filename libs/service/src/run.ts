@@ -42,7 +42,7 @@ export type NodeHeartbeat = { role: Role; node: string; pid: number; startedAt: 
 async function untilTopology(bus: Bus, settings: RuntimeSettings, log: Logger): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
-      await ensureTopology(bus, { replicas: settings.streamReplicas, submitMaxMessages: settings.submitQueueMaxMessages, submitMaxBytes: settings.submitQueueMaxBytes, safetyNetHoldSeconds: settings.safetyNetHoldSeconds });
+      await ensureTopology(bus, { replicas: settings.streamReplicas, submitMaxMessages: settings.submitQueueMaxMessages, submitMaxBytes: settings.submitQueueMaxBytes, safetyNetHoldSeconds: settings.safetyNetHoldSeconds, ackWaitSeconds: settings.ackWaitSeconds });
       return;
     } catch (err) {
       if (attempt % 10 === 1) log.warn({ err: (err as Error).message, attempt }, 'JetStream not ready; retrying');

@@ -8,11 +8,11 @@
  * Also listens on 2525 ("Default", HubTransport) for trusted servers.
  */
 import { BodyStore, CONSUMERS, STREAMS, ack, publishDurable, recordEvent, startWorker } from '@transit/bus';
-import { decodeEnvelope, encodeDeliveryItem } from '@transit/envelope';
+import { decodeEnvelope, encodeDeliveryItem, type Envelope } from '@transit/envelope';
 import { submitDsn } from '@transit/ingest';
 import { directoryFor } from '@transit/policy';
 import { startListenersFor } from '@transit/receive';
-import { runService } from '@transit/service';
+import { poisonGuard, runService } from '@transit/service';
 import { categorize } from './categorize.ts';
 
 await runService('hub', async (ctx) => {
@@ -23,6 +23,7 @@ await runService('hub', async (ctx) => {
     concurrency: 32,
     onError: (err, msg) => ctx.log.error({ err: (err as Error).message, seq: msg?.seq }, 'categorization failed'),
     decode: decodeEnvelope,
+    poison: poisonGuard(ctx, 'categorizer', (e: Envelope) => e.id),
     handle: async (envelope, msg) => {
       const config = ctx.config;
       const result = categorize(config, directoryFor(config), { ...envelope, internalId: envelope.internalId ?? msg.seq });

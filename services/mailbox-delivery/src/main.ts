@@ -6,8 +6,8 @@
  * written again (DuplicateSuppressed) — which is also what makes Safety Net resubmission safe.
  */
 import { BodyStore, CONSUMERS, STREAMS, SUBJECTS, ack, publishDurable, recordEvent, startWorker } from '@transit/bus';
-import { decodeDeliveryItem, encodeDeliveryItem } from '@transit/envelope';
-import { runService } from '@transit/service';
+import { decodeDeliveryItem, encodeDeliveryItem, type DeliveryItem } from '@transit/envelope';
+import { poisonGuard, runService } from '@transit/service';
 import { MaildirError, alreadyInMailbox, deliverToMaildir } from './maildir.ts';
 
 await runService('mailbox-delivery', (ctx) => {
@@ -19,6 +19,7 @@ await runService('mailbox-delivery', (ctx) => {
     concurrency: 16,
     onError: (err, msg) => ctx.log.error({ err: (err as Error).message, seq: msg?.seq }, 'mailbox delivery failed; will retry'),
     decode: decodeDeliveryItem,
+    poison: poisonGuard(ctx, 'mailbox-delivery', (i: DeliveryItem) => i.envelope.id),
     handle: async (item) => {
       const { envelope } = item;
       const database = item.hop.type === 'mailbox' ? item.hop.database : '?';

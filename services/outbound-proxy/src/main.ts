@@ -13,7 +13,7 @@ import { submitDsn } from '@transit/ingest';
 import { ProtocolLog } from '@transit/logs';
 import { ShadowStore, rebuildShadowFromEvents } from '@transit/shadow';
 import { startListenersFor } from '@transit/receive';
-import { runService } from '@transit/service';
+import { poisonGuard, runService } from '@transit/service';
 import { classifyFailure, classifyReport, nextAttempt, type RecipientResult } from './outcome.ts';
 import { SmtpSender, destinationsFor } from './sender.ts';
 
@@ -58,6 +58,7 @@ await runService('outbound-proxy', async (ctx) => {
     concurrency: 32,
     onError: (err, msg) => ctx.log.error({ err: (err as Error).message, seq: msg?.seq }, 'outbound delivery error; will retry'),
     decode: decodeDeliveryItem,
+    poison: poisonGuard(ctx, 'outbound-proxy', (i: DeliveryItem) => i.envelope.id),
     handle: async (work, msg) => {
       let item = work;
       const wait = item.notBefore - Date.now();

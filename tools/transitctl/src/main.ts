@@ -6,7 +6,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml, stringify } from 'yaml';
-import { ConfigConflictError, ConfigStore, connectBus, resubmitFromSafetyNet, type Bus } from '@transit/bus';
+import { ConfigConflictError, ConfigStore, connectBus, listPoison, resubmitFromSafetyNet, type Bus } from '@transit/bus';
 import { ConfigError, hashPassword, parseOrganizationConfig, runtimeSettings, type ConfigSnapshot, type OrganizationConfig } from '@transit/config';
 import { EmsError, runEmsLine, splitEmsScript } from '@transit/ems';
 import { explainSession } from '@transit/policy';
@@ -27,6 +27,7 @@ const USAGE = `transitctl — administer a Transit cluster (configuration lives 
   transitctl ems                                      runs lines from stdin
   transitctl safetynet resubmit --recipient <addr|domain> --since <time> [--until <time>]
                                                       resubmit delivered mail kept in the Safety Net
+  transitctl poison list                              messages parked after crashing workers (never retried automatically)
   transitctl shadow rebuild                           rebuild Redis shadow state from the event log (REDIS_URL)
   transitctl test-connector --remote-ip <ip> [--local <ip:port>] [--user <login>] [--from <addr>]
                             [--to <addr>]... [--size <bytes>] [--tls] [--helo <name>] [--json]
@@ -190,6 +191,12 @@ async function main(argv: string[]): Promise<number> {
         const until = time('until', o.until);
         const r = await resubmitFromSafetyNet(s.bus, { recipient: o.recipient, since, ...(until ? { until } : {}), node: 'transitctl' });
         out(`resubmitted ${r.messages} message(s) for ${r.recipients} recipient(s) (${r.scanned} Safety Net entries scanned); copies already in a mailbox are skipped\n`);
+        return 0;
+      }
+      case 'poison': {
+        if (rest[0] !== 'list') throw new CliError('poison has one verb: list');
+        const rows = await listPoison(s.bus);
+        out(json ? JSON.stringify(rows, null, 2) + '\n' : rows.length ? renderTable(rows, ['Id', 'Stage', 'Crashes', 'Sender', 'Recipients', 'ParkedAt']) : 'no poison messages\n');
         return 0;
       }
       case 'shadow': {

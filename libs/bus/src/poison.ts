@@ -1,0 +1,83 @@
+/**
+ * Poison messages (Exchange's PoisonThreshold): a work item whose processing kills its
+ * worker again and again must not crash-loop the cluster. Before handling an item the
+ * worker leaves a marker in the KV bucket `transit-inflight` and removes it when the item
+ * is settled; finding a marker on delivery means the previous attempt died mid-way. At
+ * PoisonThreshold such deaths the item is parked in the MAIL_POISON stream, never retried
+ * automatically, and shown by `transitctl poison list`.
+ */
+import { Kvm, type KV } from '@nats-io/kv';
+import type { JsMsg } from '@nats-io/jetstream';
+import { decodeDeliveryItem, decodeEnvelope } from '@transit/envelope';
+import type { Bus } from './connection.ts';
+import { publishDurable } from './publish.ts';
+import { INFLIGHT_BUCKET, STREAMS } from './topology.ts';
+
+export const POISON_THRESHOLD = 2;
+
+type Marker = { crashes: number; node: string; at: number };
+
+export class PoisonTracker {
+  readonly #kv: Promise<KV>;
+  readonly #bus: Bus;
+  readonly #node: string;
+  constructor(bus: Bus, node: string) {
+    this.#bus = bus;
+    this.#node = node;
+    this.#kv = new Kvm(bus.js).open(INFLIGHT_BUCKET);
+  }
+
+  static key(msg: JsMsg): string {
+    return `${msg.info.stream}.${msg.seq}`;
+  }
+
+  /** Records the start of an attempt; resolves with how many earlier attempts died. */
+  async begin(msg: JsMsg): Promise<number> {
+    const kv = await this.#kv;
+    const previous = await kv.get(PoisonTracker.key(msg));
+    const crashes = previous && previous.operation === 'PUT' && previous.length > 0 ? (previous.json<Marker>().crashes ?? 0) + 1 : 0;
+    await kv.put(PoisonTracker.key(msg), JSON.stringify({ crashes, node: this.#node, at: Date.now() } satisfies Marker));
+    return crashes;
+  }
+
+  async end(msg: JsMsg): Promise<void> {
+    await (await this.#kv).purge(PoisonTracker.key(msg));
+  }
+
+  /** Moves the item to MAIL_POISON (kept for the administrator) and out of its work queue. */
+  async park(msg: JsMsg, crashes: number, reason: string): Promise<void> {
+    const subject = `mail.poison.${msg.info.stream.toLowerCase()}`;
+    await publishDurable(this.#bus, subject, msg.data, { msgID: `poison:${PoisonTracker.key(msg)}`, expectStream: STREAMS.poison, headers: { 'Transit-Poison-Crashes': String(crashes), 'Transit-Poison-Subject': msg.subject, 'Transit-Poison-Reason': reason } });
+    msg.term();
+    await this.end(msg);
+  }
+}
+
+export type PoisonRow = { Id: string; Stage: string; Crashes: number; Sender: string; Recipients: string[]; ParkedAt: string };
+
+/** What MAIL_POISON holds, for the administrator. */
+export async function listPoison(bus: Bus): Promise<PoisonRow[]> {
+  const info = await bus.jsm.streams.info(STREAMS.poison);
+  const rows: PoisonRow[] = [];
+  if (info.state.messages === 0) return rows;
+  const consumer = await bus.js.consumers.get(STREAMS.poison);
+  for await (const m of await consumer.fetch({ max_messages: 10_000, expires: 2000 })) {
+    const fromSubmit = m.subject === 'mail.poison.mail_submit';
+    let envelope: { id: string; sender: string; recipients: Array<{ address: string }> } | undefined;
+    try {
+      envelope = fromSubmit ? decodeEnvelope(m.data) : decodeDeliveryItem(m.data).envelope;
+    } catch {
+      envelope = undefined;
+    }
+    rows.push({
+      Id: envelope?.id ?? `(undecodable, stream seq ${m.seq})`,
+      Stage: m.headers?.get('Transit-Poison-Subject') ?? m.subject,
+      Crashes: Number(m.headers?.get('Transit-Poison-Crashes') ?? 0),
+      Sender: envelope ? envelope.sender || '<>' : '',
+      Recipients: envelope?.recipients.map((r) => r.address) ?? [],
+      ParkedAt: new Date(m.info.timestampNanos / 1_000_000).toISOString(),
+    });
+    if (m.info.pending === 0) break;
+  }
+  return rows;
+}
