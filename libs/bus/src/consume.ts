@@ -64,9 +64,10 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
       opts.onError(err, msg);
       outcome = retry(Math.min(60_000, 1000 * 2 ** Math.min(msg.info.deliveryCount, 6)));
     }
+    // The marker goes first, not awaited: it is on the wire before the ack, in order.
+    if (poison) void poison.tracker.end(msg).catch((err: unknown) => opts.onError(err, msg));
     if (outcome.kind === 'ack') await msg.ackAck().catch((err: unknown) => opts.onError(err, msg));
     else msg.nak(outcome.delayMs);
-    if (poison) await poison.tracker.end(msg).catch((err: unknown) => opts.onError(err, msg));
   };
 
   const loop = async (): Promise<void> => {

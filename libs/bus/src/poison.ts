@@ -34,12 +34,21 @@ export class PoisonTracker {
   /** Records the start of an attempt; resolves with how many earlier attempts died. */
   async begin(msg: JsMsg): Promise<number> {
     const kv = await this.#kv;
-    const previous = await kv.get(PoisonTracker.key(msg));
-    const crashes = previous && previous.operation === 'PUT' && previous.length > 0 ? (previous.json<Marker>().crashes ?? 0) + 1 : 0;
-    await kv.put(PoisonTracker.key(msg), JSON.stringify({ crashes, node: this.#node, at: Date.now() } satisfies Marker));
-    return crashes;
+    const key = PoisonTracker.key(msg);
+    const marker = (crashes: number) => JSON.stringify({ crashes, node: this.#node, at: Date.now() } satisfies Marker);
+    try {
+      await kv.create(key, marker(0)); // the usual case: one round trip
+      return 0;
+    } catch {
+      // A marker is there: the previous attempt at this item never finished.
+      const previous = await kv.get(key);
+      const crashes = previous && previous.operation === 'PUT' && previous.length > 0 ? (previous.json<Marker>().crashes ?? 0) + 1 : 0;
+      await kv.put(key, marker(crashes));
+      return crashes;
+    }
   }
 
+  /** Clears the marker; called before the item is acknowledged (a crash in between only undercounts). */
   async end(msg: JsMsg): Promise<void> {
     await (await this.#kv).purge(PoisonTracker.key(msg));
   }

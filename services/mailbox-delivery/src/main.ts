@@ -47,8 +47,11 @@ await runService('mailbox-delivery', (ctx) => {
         // The Safety Net keeps what was delivered, for resubmission after a mailbox store is lost.
         const { resubmitted: _resubmitted, ...original } = item;
         const copy = { ...original, envelope: { ...envelope, recipients: envelope.recipients.filter((r) => delivered.includes(r.address)) } };
-        await publishDurable(ctx.bus, SUBJECTS.safetyNet(database), encodeDeliveryItem(copy), { msgID: `${envelope.id}:safetynet:${database}:${delivered.join(',')}`, expectStream: STREAMS.safetyNet });
-        await recordEvent(ctx.bus, envelope.id, { type: 'Delivered', hop: `mailbox:${database}`, recipients: delivered }, ctx.settings.nodeName);
+        // Both before the ack, in parallel: two round trips cost one.
+        await Promise.all([
+          publishDurable(ctx.bus, SUBJECTS.safetyNet(database), encodeDeliveryItem(copy), { msgID: `${envelope.id}:safetynet:${database}:${delivered.join(',')}`, expectStream: STREAMS.safetyNet }),
+          recordEvent(ctx.bus, envelope.id, { type: 'Delivered', hop: `mailbox:${database}`, recipients: delivered }, ctx.settings.nodeName),
+        ]);
       }
       ctx.log.info({ id: envelope.id, recipients: delivered }, 'delivered to mailbox');
       return ack;

@@ -93,9 +93,11 @@ await runService('outbound-proxy', async (ctx) => {
 
       const delivered = of('delivered');
       if (delivered.length) {
-        await shadow.markDelivered(envelope.id, delivered.map((r) => r.address)).catch((err: Error) => ctx.log.error({ err: err.message, id: envelope.id }, 'could not record delivery in the shadow state'));
+        await Promise.all([
+          shadow.markDelivered(envelope.id, delivered.map((r) => r.address)).catch((err: Error) => ctx.log.error({ err: err.message, id: envelope.id }, 'could not record delivery in the shadow state')),
+          recordEvent(ctx.bus, envelope.id, { type: 'Delivered', hop: hopName, recipients: delivered.map((r) => r.address) }, node),
+        ]);
       }
-      if (delivered.length) await recordEvent(ctx.bus, envelope.id, { type: 'Delivered', hop: hopName, recipients: delivered.map((r) => r.address) }, node);
       const failed = of('permanent').map((r) => dsnRecipient(r, dsnStatus(r.response, 5)));
       const transient = of('transient');
       const decision = transient.length ? nextAttempt(settings.TransientRetrySchedule, item.attempt, envelope.receivedAt, Date.now(), settings.MessageExpirationTimeout) : undefined;
