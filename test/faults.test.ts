@@ -10,6 +10,8 @@ beforeAll(async () => {
   // The sink defers one recipient on its first attempt and refuses another for good.
   let deferredOnce = false;
   h = await startHarness({
+    // Give up on an unreachable bus after 2 s (default 15 s) so the outage test answers quickly.
+    env: { TRANSIT_PUBLISH_BUDGET_MS: '2000' },
     rejectRecipient: (rcpt) => {
       if (rcpt === 'gone@example.net') return { code: 550, message: '5.1.1 mailbox gone' };
       if (rcpt === 'later@example.net' && !deferredOnce) {

@@ -85,4 +85,24 @@ it('delivers through either frontend replica on a three-node NATS cluster, and k
 
   await cluster.killRole('hub', 0); // the other hub replica shares the durable consumer
   await sendBatch('hub-down', 10);
-}, 240_000);
+
+  // Two of three NATS nodes gone: no write can be replicated, so no 250 (Exchange: RejectMessageOnShadowFailure).
+  await cluster.stopNats(1, true);
+  const refused = await smtpTranscript({
+    host: '127.0.0.1',
+    port: cluster.port(25, 1),
+    lines: ['EHLO c.example.org', 'MAIL FROM:<x@example.org>', 'RCPT TO:<alice@contoso.test>', 'DATA', 'DATA-BODY:Subject: no-quorum\r\n\r\nx\r\n.\r\n', 'QUIT'],
+    timeoutMs: 20_000,
+    allowClose: true,
+  });
+  expect(refused[5]).toBe('451 4.4.0 Message failed to be made redundant');
+  await Promise.all([cluster.startNats(0), cluster.startNats(1)]);
+  // Stream leaders are elected again once the nodes are back; a client retrying gets through then.
+  const probe = `probe-${Date.now()}`;
+  await waitFor(async () => ((await send(0, probe)).startsWith('250 ') ? true : undefined), { timeoutMs: 90_000, intervalMs: 1000, what: 'JetStream to have a quorum again' });
+  await sendBatch('recovered', 6);
+  expect((await waitFor(async () => ((await copiesOf([probe])).get(probe) ? copiesOf([probe]) : undefined), { timeoutMs: 30_000, what: 'the probe' })).get(probe)).toBe(1);
+  // A write that timed out without a quorum may still be committed when the quorum returns:
+  // the client was told 451 and will retry, so such a message may arrive (never twice).
+  expect((await copiesOf(['no-quorum'])).get('no-quorum')).toBeLessThanOrEqual(1);
+}, 300_000);

@@ -46,3 +46,22 @@ export async function publishDurable(bus: Bus, subject: string, payload: Uint8Ar
     throw LIMIT_REACHED.test((err as Error).message) ? new QueueFullError(message) : new BusUnavailableError(message);
   }
 }
+
+/**
+ * publishDurable, retried with the same Nats-Msg-Id while the bus is unreachable or the
+ * write is not acknowledged, for up to `budgetMs`. A timed-out publish may still be stored
+ * (a JetStream leader can commit it once its quorum is back); publishing it again under the
+ * same id either stores it or is acknowledged as a duplicate, and both mean "durable". Only
+ * when the budget is spent is the outcome left unknown to the caller.
+ */
+export async function publishDurableWithin(bus: Bus, subject: string, payload: Uint8Array, opts: { msgID: string; expectStream?: string; budgetMs: number }): Promise<PubAck> {
+  const deadline = Date.now() + opts.budgetMs;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await publishDurable(bus, subject, payload, { msgID: opts.msgID, timeoutMs: Math.max(1000, Math.min(5000, deadline - Date.now())), ...(opts.expectStream ? { expectStream: opts.expectStream } : {}) });
+    } catch (err) {
+      if (err instanceof QueueFullError || Date.now() + 500 >= deadline) throw err;
+      await new Promise((r) => setTimeout(r, Math.min(2000, 250 * attempt)));
+    }
+  }
+}

@@ -35,6 +35,8 @@ export type RuntimeSettings = {
   safetyNetHoldSeconds: number;
   /** How long JetStream waits for a worker's acknowledgement before redelivering (seconds). */
   ackWaitSeconds: number;
+  /** How long a frontend keeps trying to make an accepted message durable before answering 4xx (ms). */
+  publishBudgetMs: number;
 };
 
 function intFrom(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -69,5 +71,6 @@ export function runtimeSettings(env: NodeJS.ProcessEnv = process.env): RuntimeSe
     drainTimeoutMs: intFrom(env, 'TRANSIT_DRAIN_TIMEOUT_MS', 20_000),
     safetyNetHoldSeconds: intFrom(env, 'TRANSIT_SAFETY_NET_HOLD_SECONDS', 2 * 24 * 3600),
     ackWaitSeconds: intFrom(env, 'TRANSIT_ACK_WAIT_SECONDS', 60),
+    publishBudgetMs: intFrom(env, 'TRANSIT_PUBLISH_BUDGET_MS', 15_000),
   };
 }

@@ -5,11 +5,18 @@
  * in one place.
  */
 import type { Bus, BodyStore } from '@transit/bus';
-import { SUBJECTS, publishDurable, recordEvent, STREAMS } from '@transit/bus';
+import { SUBJECTS, publishDurableWithin, recordEvent, STREAMS } from '@transit/bus';
 import { encodeEnvelope, newMessageId, type BodyRef, type Envelope, type Origin, type Recipient } from '@transit/envelope';
 import { headerValue, splitHeader } from './headers.ts';
 
-export type IngestDeps = { bus: Bus; bodies: BodyStore; nodeName: string; log: { warn(obj: object, msg: string): void } };
+export type IngestDeps = {
+  bus: Bus;
+  bodies: BodyStore;
+  nodeName: string;
+  log: { warn(obj: object, msg: string): void };
+  /** How long to keep trying to make the message durable (same id, so never twice) before giving up. */
+  publishBudgetMs?: number;
+};
 
 export type IngestRequest = {
   sender: string;
@@ -85,7 +92,11 @@ export async function ingestMessage(deps: IngestDeps, req: IngestRequest): Promi
   if (refusal) throw refusal;
 
   const envelope: Envelope = { v: 1, id, messageId, receivedAt, sender: req.sender, recipients: req.recipients, origin: req.origin, body, size, dsn: req.dsn };
-  const ack = await publishDurable(deps.bus, SUBJECTS.submit, encodeEnvelope(envelope), { msgID: id, expectStream: STREAMS.submit });
+  const ack = await publishDurableWithin(deps.bus, SUBJECTS.submit, encodeEnvelope(envelope), { msgID: id, expectStream: STREAMS.submit, budgetMs: deps.publishBudgetMs ?? 15_000 }).catch((err: unknown) => {
+    // The outcome is unknown: JetStream may still commit it when its quorum returns.
+    deps.log.warn({ id, err: (err as Error).message }, 'message not confirmed durable; the client is told to retry, and this copy may still be delivered');
+    throw err;
+  });
   await recordEvent(deps.bus, id, { type: 'Received', connector: req.origin.connector, source: req.origin.kind === 'pickup' ? 'PICKUP' : req.origin.kind === 'dsn' ? 'DSN' : 'SMTP', sender: req.sender, recipients: req.recipients.map((r) => r.address), size }, deps.nodeName).catch(
     (err: unknown) => deps.log.warn({ err, id }, 'could not record Received event'),
   );

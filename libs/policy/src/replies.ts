@@ -39,6 +39,7 @@ export const REPLIES = {
   serviceNotAvailable: r(421, '4.3.2', 'Service not available'),
   insufficientResources: r(452, '4.3.1', 'Insufficient system resources'),
   queueUnavailable: r(451, '4.3.0', 'Temporary server error. Please try again later'),
+  notRedundant: r(451, '4.4.0', 'Message failed to be made redundant'),
   timeoutWaitingForClient: r(451, '4.7.0', 'Timeout waiting for client input'),
 } as const satisfies Record<string, Reply>;
 

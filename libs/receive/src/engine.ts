@@ -416,7 +416,7 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
     const strip = headerStripper(s.rights.effective);
     try {
       const result = await ingestMessage(
-        { bus: opts.bus, bodies: opts.bodies, nodeName: settings.nodeName, log },
+        { bus: opts.bus, bodies: opts.bodies, nodeName: settings.nodeName, log, publishBudgetMs: settings.publishBudgetMs },
         {
           sender,
           recipients: envelope.rcptTo.map(dsnRecipient),
@@ -456,8 +456,11 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
         log.warn({ err: err.message }, 'submit queue full; answered 452 4.3.1 (back pressure)');
         throw smtpError(REPLIES.insufficientResources);
       }
-      log.warn({ err: (err as Error).message, bus: err instanceof BusUnavailableError }, 'message not queued; answered 451');
-      throw smtpError(REPLIES.queueUnavailable);
+      // In a cluster the acknowledgement means "replicated"; without it the message was not made
+      // redundant, which Exchange (RejectMessageOnShadowFailure) answers with 451 4.4.0.
+      const reply = settings.streamReplicas > 1 && err instanceof BusUnavailableError ? REPLIES.notRedundant : REPLIES.queueUnavailable;
+      log.warn({ err: (err as Error).message, bus: err instanceof BusUnavailableError }, `message not queued; answered ${reply.code} ${reply.enhanced}`);
+      throw smtpError(reply);
     }
   }
 

@@ -29,7 +29,7 @@ await runService('submission', async (ctx) => {
     log: ctx.log,
     submit: (file: string, envelope: { sender: string; recipients: string[] }, rewriteHeader: (h: Buffer) => Buffer) =>
       ingestMessage(
-        { bus: ctx.bus, bodies, nodeName: ctx.settings.nodeName, log: ctx.log },
+        { bus: ctx.bus, bodies, nodeName: ctx.settings.nodeName, log: ctx.log, publishBudgetMs: ctx.settings.publishBudgetMs },
         {
           sender: envelope.sender,
           recipients: envelope.recipients.map((address) => ({ address })),
