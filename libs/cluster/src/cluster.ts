@@ -47,6 +47,9 @@ export type LocalCluster = {
   /** SIGTERM (or SIGKILL with kill) one NATS node; node 0 when there is one. */
   stopNats(node?: number, kill?: boolean): Promise<void>;
   startNats(node?: number): Promise<void>;
+  /** Stops redis-server (SIGKILL with kill); started again it is empty unless persistRedis. */
+  stopRedis(kill?: boolean): Promise<void>;
+  startRedis(): Promise<void>;
   roleProcess(role: Role, replica?: number): Supervised | undefined;
   stop(): Promise<void>;
 };
@@ -81,8 +84,13 @@ export async function startLocalCluster(opts: ClusterOptions): Promise<LocalClus
   const redisBin = findBinary('redis-server', ['/usr/bin/redis-server', '/usr/sbin/redis-server']);
   const redisArgs = ['--port', String(opts.redisPort), '--bind', host, '--dir', join(varDir, 'redis'), '--save', ''];
   redisArgs.push('--appendonly', opts.persistRedis ? 'yes' : 'no');
-  const redis = startProcess('redis-server', redisBin, redisArgs, { logFile: join(logDir, 'redis-server.log') });
-  await waitForPort(host, opts.redisPort, 15_000, 'redis-server', () => redis.alive());
+  let redis: Supervised;
+  const startRedis = async () => {
+    const p = startProcess('redis-server', redisBin, redisArgs, { logFile: join(logDir, 'redis-server.log') });
+    redis = p;
+    await waitForPort(host, opts.redisPort, 15_000, 'redis-server', () => p.alive());
+  };
+  await startRedis();
 
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -136,6 +144,10 @@ export async function startLocalCluster(opts: ClusterOptions): Promise<LocalClus
       if (p) await (kill ? killProcess(p) : stopProcess(p));
     },
     startNats,
+    stopRedis: async (kill = false) => {
+      await (kill ? killProcess(redis) : stopProcess(redis));
+    },
+    startRedis,
     roleProcess: (role, replica = 0) => roles.get(key(role, replica)),
     stop: async () => {
       await Promise.all([...roles.values()].map((p) => stopProcess(p, 35_000)));

@@ -1,0 +1,17 @@
+/**
+ * `npm run chaos`: the full fault-injection run. CHAOS_MESSAGES (1000), CHAOS_SESSIONS (8),
+ * CHAOS_SEED (a new one each run, printed so a failure can be replayed).
+ */
+import { runChaos } from '../test/chaos.ts';
+
+const seed = Number(process.env.CHAOS_SEED ?? Math.floor(Math.random() * 2 ** 31));
+const report = await runChaos({
+  messages: Number(process.env.CHAOS_MESSAGES ?? 1000),
+  sessions: Number(process.env.CHAOS_SESSIONS ?? 8),
+  seed,
+  killEveryMs: [1000, 3000],
+  paceMs: [0, 100],
+  log: (line) => console.log(`[chaos ${seed}] ${line}`),
+});
+console.log(JSON.stringify({ seed, ...report }, null, 2));
+process.exitCode = report.lost.length === 0 && report.duplicatesLocal.length === 0 ? 0 : 1;

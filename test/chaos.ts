@@ -1,0 +1,210 @@
+/**
+ * The fault-injection run shared by `npm test` (reduced) and `npm run chaos` (full): a
+ * three-node NATS cluster and two replicas of every mail role, N messages (one local and one
+ * remote recipient each) sent over C parallel SMTP sessions while a seeded schedule SIGKILLs
+ * and restarts frontends, hubs, mailbox and outbound workers, a NATS node, and Redis (which
+ * comes back empty). Then it counts, by marker, what reached each Maildir and the sink.
+ */
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parse, stringify } from 'yaml';
+import { startLocalCluster, type LocalCluster } from '@transit/cluster';
+import type { Role } from '@transit/service';
+import { freePort, freePortOffset, smtpTranscript, startSmtpSink, waitFor } from '@transit/testkit';
+
+export type ChaosOptions = {
+  messages: number;
+  sessions: number;
+  seed: number;
+  killEveryMs: [number, number];
+  /** Pause of each session between its messages, so sending spans the kills. */
+  paceMs: [number, number];
+  log?: (line: string) => void;
+};
+
+export type ChaosReport = {
+  sent: number;
+  acknowledged: number;
+  refused: number;
+  /** The client never saw a final reply (connection cut, timeout): delivery either way is correct. */
+  unknown: number;
+  deliveredLocal: number;
+  deliveredRemote: number;
+  lost: string[];
+  /** More than one copy in a Maildir: must never happen (delivery there is idempotent). */
+  duplicatesLocal: string[];
+  /**
+   * More than one copy at the remote sink. SMTP has no two-phase commit: an outbound proxy
+   * killed after the remote 250 and before it recorded the delivery sends again when the item
+   * comes back. Transit narrows that window to the Redis write; it cannot close it.
+   */
+  duplicatesRemote: string[];
+  outboundKills: number;
+  /** Appeared although the client was refused (an ambiguous 4xx; see README). */
+  appearedWithout250: string[];
+  kills: string[];
+  seconds: number;
+};
+
+const PORTS = [25, 465, 587, 717, 2525, 8080, 8081, 8082, 8083, 8084, 8085];
+const ROLES: Role[] = ['frontend', 'hub', 'mailbox-delivery', 'outbound-proxy'];
+
+/** mulberry32: a small seeded PRNG, so a failing schedule can be replayed with its seed. */
+function random(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
+  const started = Date.now();
+  const log = opts.log ?? (() => undefined);
+  const rnd = random(opts.seed);
+  const dir = await mkdtemp(join(tmpdir(), 'transit-chaos-'));
+  const sink = await startSmtpSink();
+  let cluster: LocalCluster | undefined;
+  try {
+    const config = parse(await readFile(new URL('../config/examples/contoso.yaml', import.meta.url), 'utf8')) as Record<string, unknown>;
+    config.SendConnectors = [{ Name: 'Sink', AddressSpaces: ['*'], DNSRoutingEnabled: false, SmartHosts: [`${sink.host}:${sink.port}`] }];
+    config.TransportSettings = { TransientRetrySchedule: [1] };
+    const configPath = join(dir, 'org.yaml');
+    await writeFile(configPath, stringify(config));
+    const offset = await freePortOffset([...PORTS, ...PORTS.map((p) => p + 100)]);
+    cluster = await startLocalCluster({
+      varDir: join(dir, 'var'),
+      configPath,
+      portOffset: offset,
+      replicaPortOffsets: [offset + 100],
+      natsPort: await freePort(),
+      natsCluster: { clientPorts: [await freePort(), await freePort()], routePorts: [await freePort(), await freePort(), await freePort()] },
+      redisPort: await freePort(),
+      roles: ROLES,
+      // A killed worker's items come back after 3 s instead of 60 s; sends wait out outages up to 10 s.
+      env: { TRANSIT_ACK_WAIT_SECONDS: '3', TRANSIT_PUBLISH_BUDGET_MS: '10000' },
+    });
+    const c = cluster;
+    log(`cluster up in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+
+    // The chaos schedule: one victim at a time, always leaving a replica of its kind alive.
+    const kills: string[] = [];
+    let sending = true;
+    const chaos = (async () => {
+      const victims: Array<{ name: string; kill: () => Promise<void>; revive: () => Promise<void> }> = [
+        ...ROLES.flatMap((role) => [0, 1].map((replica) => ({ name: `${role}#${replica}`, kill: () => c.killRole(role, replica), revive: () => c.startRole(role, replica) }))),
+        ...[0, 1, 2].map((node) => ({ name: `nats#${node}`, kill: () => c.stopNats(node, true), revive: () => c.startNats(node) })),
+        { name: 'redis (restarts empty)', kill: () => c.stopRedis(true), revive: () => c.startRedis() },
+      ];
+      // A seeded shuffle, taken in turn: every kind of victim comes up before any comes twice.
+      const order = victims.map((v) => ({ v, k: rnd() })).sort((a, b) => a.k - b.k).map((x) => x.v);
+      for (let turn = 0; sending; turn++) {
+        const [lo, hi] = opts.killEveryMs;
+        await new Promise((r) => setTimeout(r, lo + rnd() * (hi - lo)));
+        if (!sending) break;
+        const victim = order[turn % order.length]!;
+        kills.push(victim.name);
+        log(`SIGKILL ${victim.name}`);
+        await victim.kill();
+        await new Promise((r) => setTimeout(r, 300 + rnd() * 1200));
+        await victim.revive().catch((err: Error) => log(`could not restart ${victim.name}: ${err.message}`));
+      }
+    })();
+
+    type Outcome = 'acknowledged' | 'refused' | 'unknown';
+    const outcomes = new Map<string, { outcome: Outcome; local: string }>();
+    let next = 0;
+    const sender = async () => {
+      for (;;) {
+        const i = next++;
+        if (i >= opts.messages) return;
+        const marker = `chaos-${opts.seed}-${i}`;
+        const local = i % 2 === 0 ? 'alice@contoso.test' : 'bob@contoso.test';
+        const replica = i % 2;
+        const body = `From: app@contoso.test\r\nSubject: ${marker}\r\n\r\n${marker}\r\n.\r\n`;
+        let outcome: Outcome;
+        try {
+          const r = await smtpTranscript({
+            host: '127.0.0.1',
+            port: c.port(25, replica),
+            localAddress: '127.0.0.2', // the Application Relay connector: may relay to the sink
+            lines: ['EHLO chaos.example.org', 'MAIL FROM:<app@contoso.test>', `RCPT TO:<${local}>`, `RCPT TO:<r${i}@example.net>`, 'DATA', `DATA-BODY:${body}`, 'QUIT'],
+            timeoutMs: 30_000,
+            allowClose: true,
+          });
+          const final = r[6];
+          outcome = final?.startsWith('250 ') ? 'acknowledged' : final && /^[45]\d\d /.test(final) ? 'refused' : 'unknown';
+        } catch {
+          outcome = 'unknown';
+        }
+        outcomes.set(marker, { outcome, local });
+        const [lo, hi] = opts.paceMs;
+        await new Promise((r) => setTimeout(r, lo + rnd() * (hi - lo)));
+      }
+    };
+    await Promise.all(Array.from({ length: opts.sessions }, sender));
+    sending = false;
+    await chaos;
+    log(`sent ${opts.messages}; waiting for delivery`);
+
+    const countLocal = async () => {
+      const counts = new Map<string, number>();
+      for (const user of ['alice', 'bob']) {
+        const path = join(c.mailDir, 'contoso.test', user, 'new');
+        for (const f of await readdir(path).catch(() => [] as string[])) {
+          const m = /Subject: (chaos-\d+-\d+)\r\n/.exec(await readFile(join(path, f), 'latin1'));
+          if (m) counts.set(m[1]!, (counts.get(m[1]!) ?? 0) + 1);
+        }
+      }
+      return counts;
+    };
+    const countRemote = () => {
+      const counts = new Map<string, number>();
+      for (const m of sink.messages) {
+        const found = /Subject: (chaos-\d+-\d+)\r\n/.exec(m.data.toString('latin1'));
+        if (found) counts.set(found[1]!, (counts.get(found[1]!) ?? 0) + 1);
+      }
+      return counts;
+    };
+    const acked = [...outcomes].filter(([, o]) => o.outcome === 'acknowledged').map(([m]) => m);
+    const everything = async () => {
+      const local = await countLocal();
+      const remote = countRemote();
+      return acked.every((m) => local.has(m) && remote.has(m)) ? { local, remote } : undefined;
+    };
+    const settled = await waitFor(everything, { timeoutMs: 120_000, intervalMs: 1000, what: 'every acknowledged message at its recipients' }).catch(() => undefined);
+    // Let redeliveries that could double something arrive before counting.
+    await new Promise((r) => setTimeout(r, 5000));
+    const local = await countLocal();
+    const remote = countRemote();
+    if (!settled) log('not everything acknowledged arrived in time');
+
+    const lost = acked.filter((m) => !local.has(m) || !remote.has(m));
+    const duplicatesLocal = [...outcomes.keys()].filter((m) => (local.get(m) ?? 0) > 1);
+    const duplicatesRemote = [...outcomes.keys()].filter((m) => (remote.get(m) ?? 0) > 1);
+    const appearedWithout250 = [...outcomes].filter(([m, o]) => o.outcome === 'refused' && (local.has(m) || remote.has(m))).map(([m]) => m);
+    return {
+      sent: opts.messages,
+      acknowledged: acked.length,
+      refused: [...outcomes.values()].filter((o) => o.outcome === 'refused').length,
+      unknown: [...outcomes.values()].filter((o) => o.outcome === 'unknown').length,
+      deliveredLocal: [...local.values()].reduce((a, b) => a + b, 0),
+      deliveredRemote: [...remote.values()].reduce((a, b) => a + b, 0),
+      lost,
+      duplicatesLocal,
+      duplicatesRemote,
+      outboundKills: kills.filter((k) => k.startsWith('outbound-proxy')).length,
+      appearedWithout250,
+      kills,
+      seconds: Math.round((Date.now() - started) / 1000),
+    };
+  } finally {
+    await cluster?.stop();
+    await sink.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
