@@ -9,8 +9,8 @@ const report = await runChaos({
   messages: Number(process.env.CHAOS_MESSAGES ?? 1000),
   sessions: Number(process.env.CHAOS_SESSIONS ?? 8),
   seed,
-  killEveryMs: [1000, 3000],
-  paceMs: [0, 100],
+  killEveryMs: [1000, 2500],
+  paceMs: [50, 250],
   log: (line) => console.log(`[chaos ${seed}] ${line}`),
 });
 console.log(JSON.stringify({ seed, ...report }, null, 2));
