@@ -15,6 +15,7 @@ export {
   parseTimeSpan,
   permissionSchema,
   receiveConnectorSchema,
+  retrySchedule,
   sendConnectorSchema,
   transportSettingsSchema,
   userSchema,

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, directoryOf, findLogon, groupsOf, hashPassword, parseIpRange, parseOrganizationConfig, parseOrganizationYaml, resolvePrincipal, verifyPassword } from './index.ts';
+import { ConfigError, retrySchedule, directoryOf, findLogon, groupsOf, hashPassword, parseIpRange, parseOrganizationConfig, parseOrganizationYaml, resolvePrincipal, verifyPassword } from './index.ts';
 
 const minimal = {
   Organization: { Name: 'T' },
@@ -95,6 +95,16 @@ describe('organisation configuration', () => {
   it('reads Exchange time spans and sizes', () => {
     const c = parseOrganizationConfig(connector({ ConnectionTimeout: '00:10:00', ConnectionInactivityTimeout: '00:05:00', TarpitInterval: '00:00:00', MaxMessageSize: '36 MB (37,748,736 bytes)', MaxHeaderSize: '64KB' })).ReceiveConnectors[0]!;
     expect([c.ConnectionTimeout, c.ConnectionInactivityTimeout, c.TarpitInterval, c.MaxMessageSize, c.MaxHeaderSize]).toEqual([600, 300, 0, 37_748_736, 65_536]);
+  });
+});
+
+describe('retry schedule', () => {
+  it("follows Exchange's intervals by default, and an explicit schedule when given", () => {
+    const ts = parseOrganizationConfig(minimal).TransportSettings;
+    expect(retrySchedule(ts)).toEqual([60, 60, 60, 60, 300, 300, 300, 300, 300, 300, 600]);
+    const tuned = parseOrganizationConfig({ ...minimal, TransportSettings: { GlitchRetryCount: 1, GlitchRetryInterval: '00:00:30', TransientFailureRetryCount: 2, TransientFailureRetryInterval: '00:02:00', OutboundConnectionFailureRetryInterval: '00:15:00' } }).TransportSettings;
+    expect(retrySchedule(tuned)).toEqual([30, 120, 120, 900]);
+    expect(retrySchedule(parseOrganizationConfig({ ...minimal, TransportSettings: { TransientRetrySchedule: [1] } }).TransportSettings)).toEqual([1]);
   });
 });
 

@@ -221,8 +221,18 @@ export type SendConnector = z.infer<typeof sendConnectorSchema>;
 export const transportSettingsSchema = z.strictObject({
   /** Bodies up to this size travel inline in the envelope; larger ones go to the object store. */
   InlineBodyMaxBytes: z.number().int().min(1024).max(768 * 1024).default(256 * 1024),
-  /** Outbound retry schedule for transient failures (seconds between attempts). */
-  TransientRetrySchedule: z.array(z.number().int().min(1)).min(1).default([60, 60, 60, 60, 300, 300, 300, 300, 300, 300, 600]),
+  /**
+   * Exchange's retry intervals (EXCHANGE.md §9): GlitchRetryCount quick retries every
+   * GlitchRetryInterval, then TransientFailureRetryCount every TransientFailureRetryInterval,
+   * then every OutboundConnectionFailureRetryInterval until MessageExpirationTimeout.
+   */
+  GlitchRetryCount: z.number().int().min(0).max(15).default(4),
+  GlitchRetryInterval: seconds(1, 3600, 60),
+  TransientFailureRetryCount: z.number().int().min(0).max(15).default(6),
+  TransientFailureRetryInterval: seconds(1, 12 * 3600, 5 * 60),
+  OutboundConnectionFailureRetryInterval: seconds(1, 24 * 3600, 10 * 60),
+  /** Transit: an explicit schedule (seconds between attempts, the last one repeating) instead of the intervals above. */
+  TransientRetrySchedule: z.array(z.number().int().min(1)).min(1).optional(),
   /** After this long a message that still cannot be delivered is failed with 4.4.7 (Exchange: 2 days). */
   MessageExpirationTimeout: seconds(1, 90 * 86_400, 2 * 24 * 3600),
   /** After this long undelivered, the sender gets one delay notification (Exchange: 4 hours). */
@@ -234,6 +244,16 @@ export const transportSettingsSchema = z.strictObject({
   PickupDirectoryMaxHeaderSize: z.number().int().min(1024).default(64 * 1024),
 });
 export type TransportSettings = z.infer<typeof transportSettingsSchema>;
+
+/** Seconds to wait before each retry: the explicit schedule, or the one Exchange's intervals make. */
+export function retrySchedule(ts: TransportSettings): number[] {
+  if (ts.TransientRetrySchedule) return ts.TransientRetrySchedule;
+  return [
+    ...new Array<number>(ts.GlitchRetryCount).fill(ts.GlitchRetryInterval),
+    ...new Array<number>(ts.TransientFailureRetryCount).fill(ts.TransientFailureRetryInterval),
+    ts.OutboundConnectionFailureRetryInterval,
+  ];
+}
 
 export const organizationConfigSchema = z
   .strictObject({

@@ -8,6 +8,7 @@
 import { join } from 'node:path';
 import { BodyStore, CONSUMERS, STREAMS, ack, publishDurable, recordEvent, retry, startWorker } from '@transit/bus';
 import { decodeDeliveryItem, encodeDeliveryItem, type DeliveryItem } from '@transit/envelope';
+import { retrySchedule } from '@transit/config';
 import { dsnStatus } from '@transit/dsn';
 import { submitDsn } from '@transit/ingest';
 import { ProtocolLog } from '@transit/logs';
@@ -100,7 +101,7 @@ await runService('outbound-proxy', async (ctx) => {
       }
       const failed = of('permanent').map((r) => dsnRecipient(r, dsnStatus(r.response, 5)));
       const transient = of('transient');
-      const decision = transient.length ? nextAttempt(settings.TransientRetrySchedule, item.attempt, envelope.receivedAt, Date.now(), settings.MessageExpirationTimeout) : undefined;
+      const decision = transient.length ? nextAttempt(retrySchedule(settings), item.attempt, envelope.receivedAt, Date.now(), settings.MessageExpirationTimeout) : undefined;
       if (decision?.kind === 'expire') {
         // Exchange: the message expired in the queue; the NDR carries 4.4.7 and the last error.
         failed.push(...transient.map((r) => ({ ...dsnRecipient(r, '4.4.7'), diagnostic: `550 4.4.7 Message expired: ${r.response}` })));
