@@ -21,6 +21,8 @@ export type WorkerOptions<T> = {
   decode: (data: Uint8Array) => T;
   handle: (item: T, msg: JsMsg) => Promise<Outcome>;
   onError: (err: unknown, msg: JsMsg | undefined) => void;
+  /** How often a handler still at work extends its claim; default a third of the consumer's ack wait. */
+  keepAliveMs?: number;
   /** Poison detection: an item whose handling killed the worker PoisonThreshold times is parked. */
   poison?: { tracker: PoisonTracker; threshold: number; onParked: (item: T, msg: JsMsg, crashes: number) => Promise<void> };
 };
@@ -31,6 +33,8 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
   const idle: Array<() => void> = [];
   const done = new Set<Promise<void>>();
   let messages: { stop(): void } | undefined;
+  /** A third of the consumer's ack wait, read when consuming starts. */
+  let keepAliveMs = 5000;
 
   const settle = async (msg: JsMsg): Promise<void> => {
     let item: T;
@@ -58,11 +62,16 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
       }
     }
     let outcome: Outcome;
+    // A live worker keeps its claim (+WPI) well inside the ack wait; a dead one stops, so
+    // its item goes to a survivor after one ack wait (15 s by default), however long the work.
+    const keepAlive = setInterval(() => msg.working(), opts.keepAliveMs ?? keepAliveMs);
     try {
       outcome = await opts.handle(item, msg);
     } catch (err) {
       opts.onError(err, msg);
       outcome = retry(Math.min(60_000, 1000 * 2 ** Math.min(msg.info.deliveryCount, 6)));
+    } finally {
+      clearInterval(keepAlive);
     }
     // The marker goes first, not awaited: it is on the wire before the ack, in order.
     if (poison) void poison.tracker.end(msg).catch((err: unknown) => opts.onError(err, msg));
@@ -74,6 +83,7 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
     while (!stopping) {
       try {
         const consumer = await bus.js.consumers.get(opts.stream, opts.consumer);
+        keepAliveMs = Math.max(250, Math.floor(((await consumer.info(true)).config.ack_wait ?? 15_000_000_000) / 1_000_000 / 3));
         const iter = await consumer.consume({ max_messages: opts.concurrency * 2 });
         messages = iter;
         for await (const msg of iter) {

@@ -39,7 +39,7 @@ export type TopologyOptions = {
   submitMaxBytes?: number;
   /** How long delivered messages stay in the Safety Net (Exchange's SafetyNetHoldTime, 2 days). */
   safetyNetHoldSeconds?: number;
-  /** How long a consumer waits for an acknowledgement before redelivering (seconds; 60). */
+  /** How long a consumer waits for an acknowledgement before redelivering (seconds; 15 — workers extend it while they work). */
   ackWaitSeconds?: number;
 };
 
@@ -80,15 +80,24 @@ export async function ensureTopology(bus: Bus, opts: TopologyOptions): Promise<v
     durable_name: durable,
     filter_subject: filter,
     ack_policy: AckPolicy.Explicit,
-    ack_wait: (opts.ackWaitSeconds ?? 60) * 1000 * MS,
+    ack_wait: (opts.ackWaitSeconds ?? 15) * 1000 * MS,
     max_ack_pending: 1000,
   });
-  await jsm.consumers.add(STREAMS.submit, consumer(CONSUMERS.hub, SUBJECTS.submit));
-  await jsm.consumers.add(STREAMS.deliver, consumer(CONSUMERS.mailboxDelivery, 'mail.deliver.mailbox.>'));
-  await jsm.consumers.add(STREAMS.deliver, consumer(CONSUMERS.outboundProxy, 'mail.deliver.remote.>'));
+  // Add, or bring an existing consumer to this ack wait (the one setting that may change).
+  const ensureConsumer = async (stream: string, config: ReturnType<typeof consumer>) => {
+    try {
+      await jsm.consumers.add(stream, config);
+    } catch (err) {
+      if (!/already (exists|in use)/i.test((err as Error).message)) throw err;
+      await jsm.consumers.update(stream, config.durable_name, { ack_wait: config.ack_wait });
+    }
+  };
+  await ensureConsumer(STREAMS.submit, consumer(CONSUMERS.hub, SUBJECTS.submit));
+  await ensureConsumer(STREAMS.deliver, consumer(CONSUMERS.mailboxDelivery, 'mail.deliver.mailbox.>'));
+  await ensureConsumer(STREAMS.deliver, consumer(CONSUMERS.outboundProxy, 'mail.deliver.remote.>'));
 
   await new Objm(bus.js).create(BODY_BUCKET, { storage: StorageType.File, replicas: opts.replicas, ttl: 7 * DAY_MS * MS });
   await new Kvm(bus.js).create(NODES_BUCKET, { replicas: opts.replicas, ttl: 15_000, history: 1 });
   // A marker outlives a redelivery (ack wait) so the next attempt can see that the last one died.
-  await new Kvm(bus.js).create(INFLIGHT_BUCKET, { replicas: opts.replicas, ttl: Math.max(10 * 60, 5 * (opts.ackWaitSeconds ?? 60)) * 1000, history: 1 });
+  await new Kvm(bus.js).create(INFLIGHT_BUCKET, { replicas: opts.replicas, ttl: Math.max(10 * 60, 5 * (opts.ackWaitSeconds ?? 15)) * 1000, history: 1 });
 }

@@ -70,7 +70,7 @@ export function runtimeSettings(env: NodeJS.ProcessEnv = process.env): RuntimeSe
     submitQueueMaxBytes: env.TRANSIT_SUBMIT_QUEUE_MAX_BYTES ? intFrom(env, 'TRANSIT_SUBMIT_QUEUE_MAX_BYTES', -1) : -1,
     drainTimeoutMs: intFrom(env, 'TRANSIT_DRAIN_TIMEOUT_MS', 20_000),
     safetyNetHoldSeconds: intFrom(env, 'TRANSIT_SAFETY_NET_HOLD_SECONDS', 2 * 24 * 3600),
-    ackWaitSeconds: intFrom(env, 'TRANSIT_ACK_WAIT_SECONDS', 60),
+    ackWaitSeconds: intFrom(env, 'TRANSIT_ACK_WAIT_SECONDS', 15),
     publishBudgetMs: intFrom(env, 'TRANSIT_PUBLISH_BUDGET_MS', 15_000),
   };
 }
