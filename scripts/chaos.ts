@@ -14,4 +14,4 @@ const report = await runChaos({
   log: (line) => console.log(`[chaos ${seed}] ${line}`),
 });
 console.log(JSON.stringify({ seed, ...report }, null, 2));
-process.exitCode = report.lost.length === 0 && report.duplicatesLocal.length === 0 ? 0 : 1;
+process.exitCode = report.lost.length === 0 && report.duplicatesLocal.length === 0 && report.stuck === 0 ? 0 : 1;

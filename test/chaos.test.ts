@@ -14,6 +14,7 @@ it('delivers every acknowledged message exactly once while a seeded schedule SIG
   expect(report.acknowledged).toBeGreaterThan(0);
   expect(report.lost).toEqual([]);
   expect(report.duplicatesLocal).toEqual([]);
+  expect(report.stuck).toBe(0);
   // The one window SMTP leaves open (see ChaosReport.duplicatesRemote): only an outbound-proxy kill can double a remote copy.
   if (report.outboundKills === 0) expect(report.duplicatesRemote).toEqual([]);
   else expect(report.duplicatesRemote.length).toBeLessThanOrEqual(report.outboundKills * 2);

@@ -8,6 +8,8 @@
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { parse, stringify } from 'yaml';
 import { startLocalCluster, type LocalCluster } from '@transit/cluster';
 import type { Role } from '@transit/service';
@@ -41,6 +43,8 @@ export type ChaosReport = {
    */
   duplicatesRemote: string[];
   outboundKills: number;
+  /** Work items still in mail.submit / mail.deliver.* after everything arrived (should be none). */
+  stuck: number;
   /** Appeared although the client was refused (an ambiguous 4xx; see README). */
   appearedWithout250: string[];
   kills: string[];
@@ -184,6 +188,14 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     if (!settled) log('not everything acknowledged arrived in time');
 
     const lost = acked.filter((m) => !local.has(m) || !remote.has(m));
+    const nc = await connect({ servers: c.natsUrl.split(',') });
+    let stuck = 0;
+    try {
+      const jsm = await jetstreamManager(nc);
+      for (const stream of ['MAIL_SUBMIT', 'MAIL_DELIVER']) stuck += (await jsm.streams.info(stream)).state.messages;
+    } finally {
+      await nc.close();
+    }
     const duplicatesLocal = [...outcomes.keys()].filter((m) => (local.get(m) ?? 0) > 1);
     const duplicatesRemote = [...outcomes.keys()].filter((m) => (remote.get(m) ?? 0) > 1);
     const appearedWithout250 = [...outcomes].filter(([m, o]) => o.outcome === 'refused' && (local.has(m) || remote.has(m))).map(([m]) => m);
@@ -198,6 +210,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       duplicatesLocal,
       duplicatesRemote,
       outboundKills: kills.filter((k) => k.startsWith('outbound-proxy')).length,
+      stuck,
       appearedWithout250,
       kills,
       seconds: Math.round((Date.now() - started) / 1000),
