@@ -188,11 +188,13 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     if (!settled) log('not everything acknowledged arrived in time');
 
     const lost = acked.filter((m) => !local.has(m) || !remote.has(m));
+    // Items a killed worker held come back after the ack wait (3 s here) and are settled then.
     const nc = await connect({ servers: c.natsUrl.split(',') });
     let stuck = 0;
     try {
       const jsm = await jetstreamManager(nc);
-      for (const stream of ['MAIL_SUBMIT', 'MAIL_DELIVER']) stuck += (await jsm.streams.info(stream)).state.messages;
+      const inQueues = async () => (await jsm.streams.info('MAIL_SUBMIT')).state.messages + (await jsm.streams.info('MAIL_DELIVER')).state.messages;
+      stuck = await waitFor(async () => ((await inQueues()) === 0 ? 0 : undefined), { timeoutMs: 45_000, intervalMs: 1000, what: 'empty work queues' }).catch(() => inQueues());
     } finally {
       await nc.close();
     }
