@@ -1,7 +1,9 @@
 /**
  * Receive connector selection (EXCHANGE.md §4): among enabled connectors bound to the
  * connection's local port, a binding on the exact local address beats a wildcard binding;
- * then the smallest RemoteIPRanges interval containing the client wins.
+ * then the smallest RemoteIPRanges interval containing the client wins. `matchConnector`
+ * is the one place that decides how a connector matches a connection; the frontend's
+ * choice and `transitctl test-connector`'s explanation both come from it.
  */
 import type { ReceiveConnector } from '@transit/config';
 import { intervalContains, intervalSize, normalizeIp, parseBinding, parseIp, parseIpRange } from '@transit/config';
@@ -12,42 +14,54 @@ export type ConnectionFacts = {
   /** The configured port of the listener (before any local port offset). */
   localPort: number;
   remoteIp: string;
-  /** In the local profile wildcard bindings listen on one host; they still count as wildcards. */
 };
 
-export type ConnectorChoice = { connector: ReceiveConnector; specificBinding: boolean; rangeSize: bigint };
+/** How one connector matches a connection; undefined when it has no binding on the port. */
+export type ConnectorMatch = {
+  connector: ReceiveConnector;
+  binding: 'specific' | 'wildcard' | 'none';
+  /** The smallest RemoteIPRanges entry containing the client, and its size. */
+  range: string | undefined;
+  rangeSize: bigint | undefined;
+};
 
-export function selectReceiveConnector(connectors: readonly ReceiveConnector[], facts: ConnectionFacts): ReceiveConnector | undefined {
+export function matchConnector(connector: ReceiveConnector, facts: ConnectionFacts): ConnectorMatch | undefined {
   const remote = parseIp(facts.remoteIp);
   const local = normalizeIp(facts.localIp);
-  if (!remote) return undefined;
-  let best: ConnectorChoice | undefined;
+  let binding: ConnectorMatch['binding'] = 'none';
+  let onPort = false;
+  for (const spec of connector.Bindings) {
+    const b = parseBinding(spec);
+    if (b.port !== facts.localPort) continue;
+    onPort = true;
+    if (!b.wildcard && normalizeIp(b.host) === local) binding = 'specific';
+    else if (b.wildcard && remote && b.family === remote.family && binding === 'none') binding = 'wildcard';
+  }
+  if (!onPort) return undefined;
+  let range: string | undefined;
+  let rangeSize: bigint | undefined;
+  for (const spec of connector.RemoteIPRanges) {
+    const r = parseIpRange(spec);
+    if (r && remote && intervalContains(r, remote) && (rangeSize === undefined || intervalSize(r) < rangeSize)) {
+      range = spec;
+      rangeSize = intervalSize(r);
+    }
+  }
+  return { connector, binding, range, rangeSize };
+}
+
+export function selectReceiveConnector(connectors: readonly ReceiveConnector[], facts: ConnectionFacts): ReceiveConnector | undefined {
+  let best: ConnectorMatch | undefined;
   for (const connector of connectors) {
     if (!connector.Enabled) continue;
-    let bindingScore: boolean | undefined;
-    for (const spec of connector.Bindings) {
-      const b = parseBinding(spec);
-      if (b.port !== facts.localPort) continue;
-      if (!b.wildcard && normalizeIp(b.host) === local) bindingScore = true;
-      else if (b.wildcard && b.family === remote.family && bindingScore === undefined) bindingScore = false;
-    }
-    if (bindingScore === undefined) continue;
-    let smallest: bigint | undefined;
-    for (const spec of connector.RemoteIPRanges) {
-      const range = parseIpRange(spec);
-      if (range && intervalContains(range, remote)) {
-        const size = intervalSize(range);
-        if (smallest === undefined || size < smallest) smallest = size;
-      }
-    }
-    if (smallest === undefined) continue;
-    const candidate = { connector, specificBinding: bindingScore, rangeSize: smallest };
-    if (!best || better(candidate, best)) best = candidate;
+    const m = matchConnector(connector, facts);
+    if (!m || m.binding === 'none' || m.rangeSize === undefined) continue;
+    if (!best || better(m, best)) best = m;
   }
   return best?.connector;
 }
 
-function better(a: ConnectorChoice, b: ConnectorChoice): boolean {
-  if (a.specificBinding !== b.specificBinding) return a.specificBinding;
-  return a.rangeSize < b.rangeSize;
+function better(a: ConnectorMatch, b: ConnectorMatch): boolean {
+  if (a.binding !== b.binding) return a.binding === 'specific';
+  return a.rangeSize! < b.rangeSize!;
 }

@@ -3,8 +3,8 @@
  * configuration with the very functions the receive engine runs (selection, rights, each
  * SMTP step). `transitctl test-connector` prints this; nothing here decides on its own.
  */
-import { directoryOf, findLogon, intervalContains, intervalSize, normalizeIp, parseBinding, parseIp, parseIpRange, type OrganizationConfig, type ReceiveConnector } from '@transit/config';
-import { selectReceiveConnector } from './connectors.ts';
+import { directoryOf, findLogon, type OrganizationConfig, type ReceiveConnector } from '@transit/config';
+import { matchConnector, selectReceiveConnector } from './connectors.ts';
 import { directoryFor } from './domains.ts';
 import { formatReply } from './replies.ts';
 import { describeIdentity, initialIdentity, sessionRights, type RightSource, type SessionIdentity } from './rights.ts';
@@ -35,33 +35,13 @@ export type Explanation = {
   steps: StepReport[];
 };
 
-function candidateReport(connector: ReceiveConnector, req: ExplainRequest, remote: ReturnType<typeof parseIp>): CandidateReport | undefined {
-  let binding: CandidateReport['binding'] = 'none';
-  let onPort = false;
-  for (const spec of connector.Bindings) {
-    const b = parseBinding(spec);
-    if (b.port !== req.localPort) continue;
-    onPort = true;
-    if (!b.wildcard && normalizeIp(b.host) === normalizeIp(req.localIp)) binding = 'specific';
-    else if (b.wildcard && remote && b.family === remote.family && binding === 'none') binding = 'wildcard';
-  }
-  if (!onPort) return undefined;
-  let range: string | undefined;
-  let rangeSize: bigint | undefined;
-  for (const spec of connector.RemoteIPRanges) {
-    const r = parseIpRange(spec);
-    if (r && remote && intervalContains(r, remote) && (rangeSize === undefined || intervalSize(r) < rangeSize)) {
-      range = spec;
-      rangeSize = intervalSize(r);
-    }
-  }
-  return { connector: connector.Name, enabled: connector.Enabled, binding, range, rangeSize, chosen: false };
-}
-
 export function explainSession(config: OrganizationConfig, req: ExplainRequest): Explanation {
-  const remote = parseIp(req.remoteIp);
-  const candidates = config.ReceiveConnectors.map((c) => candidateReport(c, req, remote)).filter((c): c is CandidateReport => c !== undefined);
-  const connector = selectReceiveConnector(config.ReceiveConnectors, { localIp: req.localIp, localPort: req.localPort, remoteIp: req.remoteIp });
+  const facts = { localIp: req.localIp, localPort: req.localPort, remoteIp: req.remoteIp };
+  const connector = selectReceiveConnector(config.ReceiveConnectors, facts);
+  const candidates: CandidateReport[] = config.ReceiveConnectors.flatMap((c) => {
+    const m = matchConnector(c, facts);
+    return m ? [{ connector: c.Name, enabled: c.Enabled, binding: m.binding, range: m.range, rangeSize: m.rangeSize, chosen: c === connector }] : [];
+  });
   const steps: StepReport[] = [];
   const step = (command: string, d: Decision) => {
     steps.push({ command, reply: formatReply(d.reply), reason: d.reason, ok: d.ok });
@@ -71,7 +51,6 @@ export function explainSession(config: OrganizationConfig, req: ExplainRequest):
     steps.push({ command: '(connect)', reply: '421 4.3.2 Service not available', reason: 'no enabled receive connector has a binding and a RemoteIPRanges entry matching this connection', ok: false });
     return { candidates, connector, principal: undefined, rights: [], sources: [], steps };
   }
-  candidates.find((c) => c.connector === connector.Name)!.chosen = true;
 
   let identity: SessionIdentity = initialIdentity(connector);
   let session: SessionView = { connector, identity, rights: sessionRights(config, connector, identity), secure: false };

@@ -1,5 +1,5 @@
 export { REPLIES, formatReply, queuedReply, replyText, type Reply, type ReplyName } from './replies.ts';
-export { selectReceiveConnector, type ConnectionFacts } from './connectors.ts';
+export { matchConnector, selectReceiveConnector, type ConnectionFacts, type ConnectorMatch } from './connectors.ts';
 export {
   EXTENDED_RIGHTS,
   PERMISSION_GROUP_GRANTS,

@@ -200,7 +200,7 @@ describe('MAIL FROM', () => {
   });
   it('refuses an authoritative-domain sender to a partner server (Partners lack the right)', () => {
     const c = connector('Relay Subnet');
-    // A partner server session (mutual TLS, not implemented yet) modelled through the rights table.
+    // The rights Partners grants (Submit, Accept-Headers-Routing), as a partner server's session would hold them.
     const partner: SessionView = { connector: c, identity: { kind: 'server', name: 'p$' }, secure: true, rights: { connector: new Set(['SMTP-Submit']), effective: new Set(['SMTP-Submit', 'Accept-Headers-Routing']), sources: [] } };
     expect(formatReply(decideMailFrom(partner, config, 'alice@contoso.test').reply)).toBe('550 5.7.1 Client does not have permissions to send as this sender');
     expect(formatReply(decideMailFrom(partner, config, 'x@example.org').reply)).toBe('550 5.7.1 Client does not have permissions to send as this sender');

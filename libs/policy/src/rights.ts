@@ -16,6 +16,7 @@ import {
   WELL_KNOWN_PRINCIPALS,
   accountIdentity,
   directoryOf,
+  findReceiveConnector,
   groupsOf,
   resolvePrincipal,
   type DirectoryAccount,
@@ -115,7 +116,7 @@ function grantsOn(config: OrganizationConfig, connector: ReceiveConnector, ident
   const directory = directoryOf(config);
   const groups = identity.kind === 'user' ? groupsOf(directory, identity.account) : [];
   for (const entry of config.Permissions) {
-    if (!sameConnector(entry.Identity, connector)) continue;
+    if (!findReceiveConnector([connector], entry.Identity)) continue;
     const who = resolvePrincipal(directory, entry.User);
     const applies =
       who !== undefined &&
@@ -125,13 +126,6 @@ function grantsOn(config: OrganizationConfig, connector: ReceiveConnector, ident
     if (applies) entry.ExtendedRights.forEach((right) => out.push({ right, connector: connector.Name, via: `${entry.Deny ? 'Deny' : 'Allow'} ${entry.User} (Add-ADPermission)`, deny: entry.Deny }));
   }
   return out;
-}
-
-function sameConnector(identity: string, connector: ReceiveConnector): boolean {
-  const slash = identity.lastIndexOf('\\');
-  const name = identity.slice(slash + 1).toLowerCase();
-  const server = slash >= 0 ? identity.slice(0, slash).toLowerCase() : undefined;
-  return connector.Name.toLowerCase() === name && (server === undefined || !connector.Server || connector.Server.toLowerCase() === server);
 }
 
 function fold(sources: readonly RightSource[]): Set<ExtendedRight> {
