@@ -11,6 +11,7 @@ const base: DsnInput = {
   arrivalDate: new Date(Date.UTC(2026, 10, 24, 10, 0, 0)),
   now: new Date(Date.UTC(2026, 10, 24, 10, 5, 0)),
   recipients: [{ address: 'x@example.net', status: '5.1.1', diagnostic: '550 5.1.1 User unknown', remoteMta: 'mx.example.net', original: 'rfc822;X@example.net' }],
+  originalSubject: 'Quarterly report',
   originalHeader: header,
   messageId: '<dsn-1@fe1.contoso.test>',
   date,

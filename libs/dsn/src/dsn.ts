@@ -31,6 +31,8 @@ export type DsnInput = {
   now: Date;
   envid?: string | undefined;
   recipients: DsnRecipient[];
+  /** The original message's Subject (unfolded), for the notification's own. */
+  originalSubject: string;
   /** The original header block (always included: text/rfc822-headers, or the message with RET=FULL). */
   originalHeader: Buffer;
   /** The whole original message, when RET=FULL was asked and it is small enough to return. */
@@ -62,15 +64,10 @@ export function dsnStatus(reply: string | undefined, fallbackClass: 4 | 5): stri
 
 const oneLine = (s: string) => s.replace(/[\r\n]+/g, ' ').trim();
 
-function subjectOf(header: Buffer): string {
-  const m = /^Subject:[ \t]*((?:.*)(?:\r?\n[ \t].*)*)/im.exec(header.toString('latin1'));
-  return m ? m[1]!.replace(/\r?\n[ \t]+/g, ' ').trim() : '';
-}
-
 export function buildDsn(input: DsnInput): Buffer {
   const boundary = `transit-dsn-${randomBytes(12).toString('hex')}`;
   const failed = input.kind === 'failure';
-  const subject = `${failed ? 'Undeliverable' : 'Delivery delayed'}: ${subjectOf(input.originalHeader)}`.trim();
+  const subject = `${failed ? 'Undeliverable' : 'Delivery delayed'}: ${input.originalSubject}`.trim();
   const human = failed
     ? ['Delivery has failed to these recipients or groups:', '']
     : ['Delivery of your message has been delayed to these recipients or groups. Transit will keep trying.', ''];

@@ -11,7 +11,7 @@ import { recordEvent } from '@transit/bus';
 import type { OrganizationConfig } from '@transit/config';
 import { buildDsn, wantsNotification, type DsnKind, type DsnRecipient } from '@transit/dsn';
 import type { Envelope } from '@transit/envelope';
-import { rfc5322Date, splitHeader } from './headers.ts';
+import { headerValue, rfc5322Date, splitHeader } from './headers.ts';
 import { ingestMessage, type IngestDeps } from './ingest.ts';
 
 export type DsnRequest = {
@@ -63,6 +63,7 @@ export async function submitDsn(deps: IngestDeps, req: DsnRequest): Promise<DsnO
     now,
     envid: envelope.dsn?.envid,
     recipients: wanted.map((r) => ({ ...r, original: r.original ?? notifyOf.get(r.address.toLowerCase())?.original })),
+    originalSubject: headerValue(header, 'Subject') ?? '',
     originalHeader: header,
     originalMessage: message,
     willRetryUntil: req.willRetryUntil,
