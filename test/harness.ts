@@ -6,8 +6,7 @@ import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decode } from '@msgpack/msgpack';
-import { jetstream } from '@nats-io/jetstream';
-import { connect } from '@nats-io/transport-node';
+import { STREAMS, SUBJECTS, connectBus, scanStream } from '@transit/bus';
 import { stringify, parse } from 'yaml';
 import { startLocalCluster, type LocalCluster } from '@transit/cluster';
 import { freePort, freePortOffset, startSmtpSink, waitFor, type SinkReply, type SmtpSink } from '@transit/testkit';
@@ -78,16 +77,14 @@ export async function waitForMaildirMessage(h: Harness, address: string, marker:
 
 /** Every event in the MAIL_EVENTS stream (decoded), optionally only those of one message id. */
 export async function messageEvents(h: Harness, id?: string): Promise<Array<Record<string, unknown>>> {
-  const nc = await connect({ servers: h.cluster.natsUrl });
+  const bus = await connectBus(h.cluster.natsUrl.split(','), 'test', 'once');
   try {
-    const consumer = await jetstream(nc).consumers.get('MAIL_EVENTS');
     const out: Array<Record<string, unknown>> = [];
-    for await (const m of await consumer.fetch({ max_messages: 10_000, expires: 1000 })) {
-      if (id === undefined || m.subject === `mail.evt.${id}`) out.push(decode(m.data) as Record<string, unknown>);
-      if (m.info.pending === 0) break;
-    }
+    await scanStream(bus, STREAMS.events, (m) => {
+      if (id === undefined || m.subject === SUBJECTS.event(id)) out.push(decode(m.data) as Record<string, unknown>);
+    });
     return out;
   } finally {
-    await nc.close();
+    await bus.close();
   }
 }

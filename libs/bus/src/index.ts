@@ -7,3 +7,4 @@ export { recordEvent, type MessageEvent } from './events.ts';
 export { CONFIG_BUCKET, ConfigConflictError, ConfigStore } from './config-store.ts';
 export { resubmitFromSafetyNet, type ResubmitRequest, type ResubmitResult } from './safety-net.ts';
 export { POISON_THRESHOLD, PoisonTracker, listPoison, type PoisonRow } from './poison.ts';
+export { scanStream } from './scan.ts';

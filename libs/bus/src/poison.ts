@@ -11,6 +11,7 @@ import type { JsMsg } from '@nats-io/jetstream';
 import { decodeDeliveryItem, decodeEnvelope } from '@transit/envelope';
 import type { Bus } from './connection.ts';
 import { publishDurable } from './publish.ts';
+import { scanStream } from './scan.ts';
 import { INFLIGHT_BUCKET, STREAMS } from './topology.ts';
 
 export const POISON_THRESHOLD = 2;
@@ -66,15 +67,11 @@ export type PoisonRow = { Id: string; Stage: string; Crashes: number; Sender: st
 
 /** What MAIL_POISON holds, for the administrator. */
 export async function listPoison(bus: Bus): Promise<PoisonRow[]> {
-  const info = await bus.jsm.streams.info(STREAMS.poison);
   const rows: PoisonRow[] = [];
-  if (info.state.messages === 0) return rows;
-  const consumer = await bus.js.consumers.get(STREAMS.poison);
-  for await (const m of await consumer.fetch({ max_messages: 10_000, expires: 2000 })) {
-    const fromSubmit = m.subject === 'mail.poison.mail_submit';
+  await scanStream(bus, STREAMS.poison, (m) => {
     let envelope: { id: string; sender: string; recipients: Array<{ address: string }> } | undefined;
     try {
-      envelope = fromSubmit ? decodeEnvelope(m.data) : decodeDeliveryItem(m.data).envelope;
+      envelope = m.subject === 'mail.poison.mail_submit' ? decodeEnvelope(m.data) : decodeDeliveryItem(m.data).envelope;
     } catch {
       envelope = undefined;
     }
@@ -86,7 +83,6 @@ export async function listPoison(bus: Bus): Promise<PoisonRow[]> {
       Recipients: envelope?.recipients.map((r) => r.address) ?? [],
       ParkedAt: new Date(m.info.timestampNanos / 1_000_000).toISOString(),
     });
-    if (m.info.pending === 0) break;
-  }
+  });
   return rows;
 }

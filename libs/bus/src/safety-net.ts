@@ -5,11 +5,11 @@
  * time window. Mailbox delivery skips copies already in the mailbox, so resubmitting too
  * much is harmless; resubmitted items never produce notifications.
  */
-import { DeliverPolicy } from '@nats-io/jetstream';
 import { decodeDeliveryItem, encodeDeliveryItem } from '@transit/envelope';
 import type { Bus } from './connection.ts';
 import { recordEvent } from './events.ts';
 import { publishDurable } from './publish.ts';
+import { scanStream } from './scan.ts';
 import { STREAMS, SUBJECTS } from './topology.ts';
 
 export type ResubmitRequest = {
@@ -28,26 +28,24 @@ export async function resubmitFromSafetyNet(bus: Bus, req: ResubmitRequest): Pro
     const a = address.toLowerCase();
     return wanted.includes('@') ? a === wanted : a.endsWith(`@${wanted}`);
   };
-  const info = await bus.jsm.streams.info(STREAMS.safetyNet);
   const result: ResubmitResult = { messages: 0, recipients: 0, scanned: 0 };
-  if (info.state.messages === 0) return result;
-  const consumer = await bus.js.consumers.get(STREAMS.safetyNet, { deliver_policy: DeliverPolicy.StartTime, opt_start_time: req.since.toISOString() });
-  const iter = await consumer.fetch({ max_messages: 100_000, expires: 2000 });
   const stamp = Date.now();
-  for await (const m of iter) {
-    result.scanned++;
-    const last = m.info.pending === 0;
-    if (req.until && m.info.timestampNanos / 1_000_000 > req.until.getTime()) break;
-    const item = decodeDeliveryItem(m.data);
-    const recipients = item.envelope.recipients.filter((r) => matches(r.address));
-    if (recipients.length > 0 && item.hop.type === 'mailbox') {
+  await scanStream(
+    bus,
+    STREAMS.safetyNet,
+    async (m) => {
+      if (req.until && m.info.timestampNanos / 1_000_000 > req.until.getTime()) return false;
+      result.scanned++;
+      const item = decodeDeliveryItem(m.data);
+      const recipients = item.envelope.recipients.filter((r) => matches(r.address));
+      if (recipients.length === 0 || item.hop.type !== 'mailbox') return;
       const again = { ...item, envelope: { ...item.envelope, recipients }, attempt: 0, notBefore: 0, resubmitted: true };
       await publishDurable(bus, SUBJECTS.mailbox(item.hop.database), encodeDeliveryItem(again), { msgID: `${item.envelope.id}:resubmit:${m.seq}:${stamp}`, expectStream: STREAMS.deliver });
       await recordEvent(bus, item.envelope.id, { type: 'Resubmitted', source: 'SAFETYNET', recipients: recipients.map((r) => r.address) }, req.node);
       result.messages++;
       result.recipients += recipients.length;
-    }
-    if (last) break;
-  }
+    },
+    { since: req.since },
+  );
   return result;
 }

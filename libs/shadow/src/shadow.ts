@@ -7,7 +7,7 @@
  */
 import { decode } from '@msgpack/msgpack';
 import { Redis } from 'ioredis';
-import { STREAMS, type Bus } from '@transit/bus';
+import { STREAMS, scanStream, type Bus } from '@transit/bus';
 
 /** Present while the projection is complete; an empty Redis (restarted without data) lacks it. */
 export const SHADOW_EPOCH_KEY = 'transit:shadow:epoch';
@@ -81,24 +81,15 @@ export class ShadowStore {
  * Idempotent; safe to run while deliveries go on (they add to the same sets).
  */
 export async function rebuildShadowFromEvents(bus: Bus, store: ShadowStore): Promise<{ messages: number; recipients: number }> {
-  // The events stream holds only mail.evt.> subjects (a subject filter would need nats-server 2.10).
-  const consumer = await bus.js.consumers.get(STREAMS.events);
-  const info = await bus.jsm.streams.info(STREAMS.events);
   let messages = 0;
   let recipients = 0;
-  if (info.state.messages > 0) {
-    const iter = await consumer.consume({ max_messages: 500 });
-    for await (const m of iter) {
-      const event = decode(m.data) as { type?: string; recipients?: string[] };
-      if (event.type === 'Delivered' && event.recipients?.length) {
-        await store.markDelivered(m.subject.slice('mail.evt.'.length), event.recipients);
-        messages++;
-        recipients += event.recipients.length;
-      }
-      if (m.info.pending === 0) break;
-    }
-    await iter.close();
-  }
+  await scanStream(bus, STREAMS.events, async (m) => {
+    const event = decode(m.data) as { type?: string; recipients?: string[] };
+    if (event.type !== 'Delivered' || !event.recipients?.length) return;
+    await store.markDelivered(m.subject.slice('mail.evt.'.length), event.recipients);
+    messages++;
+    recipients += event.recipients.length;
+  });
   await store.markComplete();
   return { messages, recipients };
 }
