@@ -5,15 +5,14 @@
  * and restarts frontends, hubs, mailbox and outbound workers, a NATS node, and Redis (which
  * comes back empty). Then it counts, by marker, what reached each Maildir and the sink.
  */
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { jetstreamManager } from '@nats-io/jetstream';
-import { connect } from '@nats-io/transport-node';
-import { parse, stringify } from 'yaml';
-import { startLocalCluster, type LocalCluster } from '@transit/cluster';
+import { STREAMS, connectBus } from '@transit/bus';
+import type { LocalCluster } from '@transit/cluster';
 import type { Role } from '@transit/service';
-import { freePort, freePortOffset, smtpTranscript, startSmtpSink, waitFor } from '@transit/testkit';
+import { smtpTranscript, startSmtpSink, waitFor } from '@transit/testkit';
+import { exampleOrganisation, startMultiNodeCluster } from './harness.ts';
 
 export type ChaosOptions = {
   messages: number;
@@ -51,7 +50,6 @@ export type ChaosReport = {
   seconds: number;
 };
 
-const PORTS = [25, 465, 587, 717, 2525, 8080, 8081, 8082, 8083, 8084, 8085];
 const ROLES: Role[] = ['frontend', 'hub', 'mailbox-delivery', 'outbound-proxy'];
 
 /** mulberry32: a small seeded PRNG, so a failing schedule can be replayed with its seed. */
@@ -74,24 +72,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const sink = await startSmtpSink();
   let cluster: LocalCluster | undefined;
   try {
-    const config = parse(await readFile(new URL('../config/examples/contoso.yaml', import.meta.url), 'utf8')) as Record<string, unknown>;
+    const config = await exampleOrganisation();
     config.SendConnectors = [{ Name: 'Sink', AddressSpaces: ['*'], DNSRoutingEnabled: false, SmartHosts: [`${sink.host}:${sink.port}`] }];
     config.TransportSettings = { TransientRetrySchedule: [1] };
-    const configPath = join(dir, 'org.yaml');
-    await writeFile(configPath, stringify(config));
-    const offset = await freePortOffset([...PORTS, ...PORTS.map((p) => p + 100)]);
-    cluster = await startLocalCluster({
-      varDir: join(dir, 'var'),
-      configPath,
-      portOffset: offset,
-      replicaPortOffsets: [offset + 100],
-      natsPort: await freePort(),
-      natsCluster: { clientPorts: [await freePort(), await freePort()], routePorts: [await freePort(), await freePort(), await freePort()] },
-      redisPort: await freePort(),
-      roles: ROLES,
-      // A killed worker's items come back after 3 s instead of 60 s; sends wait out outages up to 10 s.
-      env: { TRANSIT_ACK_WAIT_SECONDS: '3', TRANSIT_PUBLISH_BUDGET_MS: '10000' },
-    });
+    // A killed worker's items come back after 3 s; sends wait out outages up to 10 s.
+    cluster = await startMultiNodeCluster(dir, config, ROLES, { TRANSIT_ACK_WAIT_SECONDS: '3', TRANSIT_PUBLISH_BUDGET_MS: '10000' });
     const c = cluster;
     log(`cluster up in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
@@ -189,14 +174,13 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
 
     const lost = acked.filter((m) => !local.has(m) || !remote.has(m));
     // Items a killed worker held come back after the ack wait (3 s here) and are settled then.
-    const nc = await connect({ servers: c.natsUrl.split(',') });
+    const bus = await connectBus(c.natsUrl.split(','), 'chaos', 'once');
     let stuck = 0;
     try {
-      const jsm = await jetstreamManager(nc);
-      const inQueues = async () => (await jsm.streams.info('MAIL_SUBMIT')).state.messages + (await jsm.streams.info('MAIL_DELIVER')).state.messages;
+      const inQueues = async () => (await bus.jsm.streams.info(STREAMS.submit)).state.messages + (await bus.jsm.streams.info(STREAMS.deliver)).state.messages;
       stuck = await waitFor(async () => ((await inQueues()) === 0 ? 0 : undefined), { timeoutMs: 45_000, intervalMs: 1000, what: 'empty work queues' }).catch(() => inQueues());
     } finally {
-      await nc.close();
+      await bus.close();
     }
     const duplicatesLocal = [...outcomes.keys()].filter((m) => (local.get(m) ?? 0) > 1);
     const duplicatesRemote = [...outcomes.keys()].filter((m) => (remote.get(m) ?? 0) > 1);

@@ -9,6 +9,7 @@ import { decode } from '@msgpack/msgpack';
 import { STREAMS, SUBJECTS, connectBus, scanStream } from '@transit/bus';
 import { stringify, parse } from 'yaml';
 import { startLocalCluster, type LocalCluster } from '@transit/cluster';
+import type { Role } from '@transit/service';
 import { freePort, freePortOffset, startSmtpSink, waitFor, type SinkReply, type SmtpSink } from '@transit/testkit';
 
 export type Harness = { cluster: LocalCluster; sink: SmtpSink; dir: string; maildirFiles(address: string): Promise<string[]>; close(): Promise<void> };
@@ -29,7 +30,7 @@ export type HarnessOptions = {
 export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
   const dir = await mkdtemp(join(tmpdir(), 'transit-e2e-'));
   const sink = await startSmtpSink({ rejectRecipient: opts.rejectRecipient });
-  const base = parse(await readFile(new URL('../config/examples/contoso.yaml', import.meta.url), 'utf8')) as Record<string, unknown>;
+  const base = await exampleOrganisation();
   const config: Record<string, unknown> = {
     ...base,
     TransportSettings: { PickupDirectoryPollInterval: 200, TransientRetrySchedule: [1], ...opts.transport },
@@ -58,6 +59,29 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** The example organisation (config/examples/contoso.yaml) as a plain object, to adjust before it seeds a cluster. */
+export async function exampleOrganisation(): Promise<Record<string, unknown>> {
+  return parse(await readFile(new URL('../config/examples/contoso.yaml', import.meta.url), 'utf8')) as Record<string, unknown>;
+}
+
+/** Three NATS nodes (streams with 3 replicas) and two processes of each role in `roles`, on free loopback ports, seeded with `config`. */
+export async function startMultiNodeCluster(dir: string, config: Record<string, unknown>, roles: Role[], env?: NodeJS.ProcessEnv): Promise<LocalCluster> {
+  const configPath = join(dir, 'org.yaml');
+  await writeFile(configPath, stringify(config));
+  const offset = await freePortOffset([...TRANSIT_PORTS, ...TRANSIT_PORTS.map((p) => p + 100)]);
+  return startLocalCluster({
+    varDir: join(dir, 'var'),
+    configPath,
+    portOffset: offset,
+    replicaPortOffsets: [offset + 100],
+    natsPort: await freePort(),
+    natsCluster: { clientPorts: [await freePort(), await freePort()], routePorts: [await freePort(), await freePort(), await freePort()] },
+    redisPort: await freePort(),
+    roles,
+    ...(env ? { env } : {}),
+  });
 }
 
 export async function waitForMaildir(h: Harness, address: string, count: number, timeoutMs = 20_000): Promise<string[]> {

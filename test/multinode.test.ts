@@ -3,34 +3,20 @@
  * and R3 streams, two replicas of each role. Mail keeps flowing, each message delivered
  * once, while a NATS node and a hub replica are killed (SIGKILL).
  */
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { parse, stringify } from 'yaml';
-import { startLocalCluster, type LocalCluster } from '@transit/cluster';
-import { freePort, freePortOffset, smtpTranscript, waitFor } from '@transit/testkit';
+import type { LocalCluster } from '@transit/cluster';
+import { smtpTranscript, waitFor } from '@transit/testkit';
+import { exampleOrganisation, startMultiNodeCluster } from './harness.ts';
 
-const PORTS = [25, 465, 587, 717, 2525, 8080, 8081, 8082, 8083, 8084, 8085];
 let cluster: LocalCluster;
 let dir: string;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'transit-multinode-'));
-  const config = parse(await readFile(new URL('../config/examples/contoso.yaml', import.meta.url), 'utf8')) as Record<string, unknown>;
-  const configPath = join(dir, 'org.yaml');
-  await writeFile(configPath, stringify(config));
-  const offset = await freePortOffset([...PORTS, ...PORTS.map((p) => p + 100)]);
-  cluster = await startLocalCluster({
-    varDir: join(dir, 'var'),
-    configPath,
-    portOffset: offset,
-    replicaPortOffsets: [offset + 100],
-    natsPort: await freePort(),
-    natsCluster: { clientPorts: [await freePort(), await freePort()], routePorts: [await freePort(), await freePort(), await freePort()] },
-    redisPort: await freePort(),
-    roles: ['frontend', 'hub', 'mailbox-delivery'],
-  });
+  cluster = await startMultiNodeCluster(dir, await exampleOrganisation(), ['frontend', 'hub', 'mailbox-delivery']);
 }, 120_000);
 afterAll(async () => {
   await cluster?.stop();
