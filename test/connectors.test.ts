@@ -9,23 +9,22 @@ import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createTransport } from 'nodemailer';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { hashPassword } from '@transit/config';
 import { openSmtpDialogue, smtpTranscript, waitFor, type SmtpDialogue } from '@transit/testkit';
-import { startHarness, waitForMaildirMessage, type Harness } from './harness.ts';
+import { waitForMaildirMessage } from './harness.ts';
+import { useHarness } from './use-harness.ts';
 
 const run = promisify(execFile);
 const RELAY_PASSWORD = 'Office-Relay-2026!';
 const BOB_PASSWORD = 'Bob-Secret-2026!';
 const CLUSTER_SECRET = 'cluster-secret-for-tests';
-let h: Harness;
-
-beforeAll(async () => {
+const h = useHarness(async () => {
   const cost = { N: 1024, r: 8, p: 1 }; // cheap hashes keep the test fast; production uses N=16384
   const relayHash = await hashPassword(RELAY_PASSWORD, cost);
   const bobHash = await hashPassword(BOB_PASSWORD, cost);
-  h = await startHarness({
+  return {
     env: { TRANSIT_CLUSTER_SECRET: CLUSTER_SECRET },
     prepare: (config) => {
       const mailboxes = config.Mailboxes as Record<string, unknown>[];
@@ -50,10 +49,7 @@ beforeAll(async () => {
         TarpitInterval: 0,
       });
     },
-  });
-});
-afterAll(async () => {
-  await h?.close();
+  };
 });
 
 const port25 = () => h.cluster.port(25);

@@ -3,18 +3,12 @@
  * queue answers 452 4.3.1 instead of buffering, and SIGTERM lets the transaction under way
  * finish while new sessions are told 421 4.3.2 to go elsewhere.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { openSmtpDialogue, smtpTranscript, waitFor } from '@transit/testkit';
-import { startHarness, waitForMaildirMessage, type Harness } from './harness.ts';
+import { waitForMaildirMessage } from './harness.ts';
+import { useHarness } from './use-harness.ts';
 
-let h: Harness;
-
-beforeAll(async () => {
-  h = await startHarness({ env: { TRANSIT_SUBMIT_QUEUE_MAX_MESSAGES: '3', TRANSIT_DRAIN_TIMEOUT_MS: '15000' } });
-});
-afterAll(async () => {
-  await h?.close();
-});
+const h = useHarness({ env: { TRANSIT_SUBMIT_QUEUE_MAX_MESSAGES: '3', TRANSIT_DRAIN_TIMEOUT_MS: '15000' } });
 
 const send = (marker: string) =>
   smtpTranscript({

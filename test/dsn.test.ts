@@ -4,21 +4,15 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { smtpTranscript, waitFor } from '@transit/testkit';
-import { messageEvents, startHarness, type Harness } from './harness.ts';
+import { messageEvents } from './harness.ts';
+import { useHarness } from './use-harness.ts';
 
-let h: Harness;
-
-beforeAll(async () => {
-  h = await startHarness({
+const h = useHarness({
     rejectRecipient: (rcpt) => (rcpt.startsWith('bounce') ? { code: 550, message: '5.1.1 no such user here' } : rcpt.startsWith('slow') ? { code: 451, message: '4.4.1 try again later' } : undefined),
     transport: { TransientRetrySchedule: [1], DelayNotificationTimeout: 1, MessageExpirationTimeout: 4 },
   });
-});
-afterAll(async () => {
-  await h?.close();
-});
 
 /** Relays through the Application Relay connector (127.0.0.2), which may send as contoso.test and relay. */
 async function relay(mailFrom: string, rcpts: string[], subject: string, extra = ''): Promise<string[]> {

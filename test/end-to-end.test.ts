@@ -3,19 +3,13 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createTransport } from 'nodemailer';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { smtpTranscript } from '@transit/testkit';
-import { startHarness, waitForMaildir, waitForMaildirMessage, type Harness } from './harness.ts';
+import { waitForMaildir, waitForMaildirMessage } from './harness.ts';
+import { useHarness } from './use-harness.ts';
 
 const run = promisify(execFile);
-let h: Harness;
-
-beforeAll(async () => {
-  h = await startHarness();
-});
-afterAll(async () => {
-  await h?.close();
-});
+const h = useHarness();
 
 async function swaks(args: string[]): Promise<string> {
   const { stdout } = await run('swaks', ['--server', `127.0.0.1:${h.cluster.port(25)}`, '--timeout', '20', ...args]).catch((e: { stdout: string }) => ({ stdout: e.stdout }));

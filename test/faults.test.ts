@@ -1,29 +1,24 @@
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { createTransport } from 'nodemailer';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { smtpTranscript, waitFor } from '@transit/testkit';
-import { startHarness, waitForMaildir, waitForMaildirMessage, type Harness } from './harness.ts';
+import { waitForMaildir, waitForMaildirMessage } from './harness.ts';
+import { useHarness } from './use-harness.ts';
 
-let h: Harness;
-beforeAll(async () => {
-  // The sink defers one recipient on its first attempt and refuses another for good.
-  let deferredOnce = false;
-  h = await startHarness({
-    // Give up on an unreachable bus after 2 s (default 15 s) so the outage test answers quickly.
-    env: { TRANSIT_PUBLISH_BUDGET_MS: '2000' },
-    rejectRecipient: (rcpt) => {
-      if (rcpt === 'gone@example.net') return { code: 550, message: '5.1.1 mailbox gone' };
-      if (rcpt === 'later@example.net' && !deferredOnce) {
-        deferredOnce = true;
-        return { code: 451, message: '4.2.0 try later' };
-      }
-      return undefined;
-    },
-  });
-});
-afterAll(async () => {
-  await h?.close();
+// The sink defers one recipient on its first attempt and refuses another for good.
+let deferredOnce = false;
+const h = useHarness({
+  // Give up on an unreachable bus after 2 s (default 15 s) so the outage test answers quickly.
+  env: { TRANSIT_PUBLISH_BUDGET_MS: '2000' },
+  rejectRecipient: (rcpt) => {
+    if (rcpt === 'gone@example.net') return { code: 550, message: '5.1.1 mailbox gone' };
+    if (rcpt === 'later@example.net' && !deferredOnce) {
+      deferredOnce = true;
+      return { code: 451, message: '4.2.0 try later' };
+    }
+    return undefined;
+  },
 });
 
 const send = (to: string, subject: string) =>

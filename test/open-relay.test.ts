@@ -5,18 +5,12 @@
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startHarness, type Harness } from './harness.ts';
+import { expect, it } from 'vitest';
+import { useHarness } from './use-harness.ts';
+
 
 const run = promisify(execFile);
-let h: Harness;
-
-beforeAll(async () => {
-  h = await startHarness();
-});
-afterAll(async () => {
-  await h?.close();
-});
+const h = useHarness();
 
 it('nmap smtp-open-relay finds no open relay on the Default Frontend', async () => {
   const port = String(h.cluster.port(25));

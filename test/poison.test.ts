@@ -6,25 +6,19 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { smtpTranscript, waitFor } from '@transit/testkit';
-import { messageEvents, startHarness, waitForMaildirMessage, type Harness } from './harness.ts';
+import { messageEvents, waitForMaildirMessage } from './harness.ts';
+import { useHarness } from './use-harness.ts';
 
 const run = promisify(execFile);
-let h: Harness;
-
-beforeAll(async () => {
-  h = await startHarness({
+const h = useHarness({
     // Redelivery 2 s after a crash instead of Exchange-like 60 s keeps the test short.
     env: { NODE_OPTIONS: `--import=${join(import.meta.dirname, 'fixtures', 'crash-on-poison.ts')}`, TRANSIT_ACK_WAIT_SECONDS: '2' },
     prepare: (config) => {
       (config.Mailboxes as unknown[]).push({ Name: 'Poison', PrimarySmtpAddress: 'poison@contoso.test' });
     },
   });
-});
-afterAll(async () => {
-  await h?.close();
-});
 
 const send = (rcpt: string, marker: string) =>
   smtpTranscript({ host: '127.0.0.1', port: h.cluster.port(25), lines: ['EHLO c.example.org', 'MAIL FROM:<x@example.org>', `RCPT TO:<${rcpt}>`, 'DATA', `DATA-BODY:Subject: ${marker}\r\n\r\n${marker}\r\n.\r\n`, 'QUIT'] });

@@ -7,19 +7,13 @@ import { execFile } from 'node:child_process';
 import { readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { smtpTranscript, waitFor } from '@transit/testkit';
-import { messageEvents, startHarness, waitForMaildirMessage, type Harness } from './harness.ts';
+import { messageEvents, waitForMaildirMessage } from './harness.ts';
+import { useHarness } from './use-harness.ts';
 
 const run = promisify(execFile);
-let h: Harness;
-
-beforeAll(async () => {
-  h = await startHarness();
-});
-afterAll(async () => {
-  await h?.close();
-});
+const h = useHarness();
 
 const resubmit = async (args: string[]) =>
   (await run(process.execPath, [join(import.meta.dirname, '../tools/transitctl/src/main.ts'), 'safetynet', 'resubmit', ...args], { env: { ...process.env, NATS_URL: h.cluster.natsUrl } })).stdout;

@@ -10,20 +10,14 @@ import { promisify } from 'node:util';
 import { jetstream } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { encodeDeliveryItem, type DeliveryItem } from '@transit/envelope';
 import { smtpTranscript, waitFor } from '@transit/testkit';
-import { messageEvents, startHarness, type Harness } from './harness.ts';
+import { messageEvents } from './harness.ts';
+import { useHarness } from './use-harness.ts';
 
 const run = promisify(execFile);
-let h: Harness;
-
-beforeAll(async () => {
-  h = await startHarness();
-});
-afterAll(async () => {
-  await h?.close();
-});
+const h = useHarness();
 
 /** Puts a delivery item for an already delivered message back on the queue, as a crash would. */
 async function redeliver(item: DeliveryItem, tag: string): Promise<void> {
