@@ -87,7 +87,7 @@ it('delivers through either frontend replica on a three-node NATS cluster, and k
   const probe = `probe-${Date.now()}`;
   await waitFor(async () => ((await send(0, probe)).startsWith('250 ') ? true : undefined), { timeoutMs: 90_000, intervalMs: 1000, what: 'JetStream to have a quorum again' });
   await sendBatch('recovered', 6);
-  expect((await waitFor(async () => ((await copiesOf([probe])).get(probe) ? copiesOf([probe]) : undefined), { timeoutMs: 30_000, what: 'the probe' })).get(probe)).toBe(1);
+  expect((await waitFor(async () => ((await copiesOf([probe])).get(probe) ? copiesOf([probe]) : undefined), { timeoutMs: 90_000, what: 'the probe' })).get(probe)).toBe(1);
   // A write that timed out without a quorum may still be committed when the quorum returns:
   // the client was told 451 and will retry, so such a message may arrive (never twice).
   expect((await copiesOf(['no-quorum'])).get('no-quorum')).toBeLessThanOrEqual(1);

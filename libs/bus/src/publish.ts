@@ -58,10 +58,25 @@ export async function publishDurableWithin(bus: Bus, subject: string, payload: U
   const deadline = Date.now() + opts.budgetMs;
   for (let attempt = 1; ; attempt++) {
     try {
-      return await publishDurable(bus, subject, payload, { msgID: opts.msgID, timeoutMs: Math.max(1000, Math.min(5000, deadline - Date.now())), ...(opts.expectStream ? { expectStream: opts.expectStream } : {}) });
+      const ack = await publishDurable(bus, subject, payload, { msgID: opts.msgID, timeoutMs: Math.max(1000, Math.min(5000, deadline - Date.now())), ...(opts.expectStream ? { expectStream: opts.expectStream } : {}) });
+      // "Duplicate" after a failed attempt should mean the first one was stored, but a leader
+      // can know an id it has not committed yet: only a stored copy proves it. (It may also
+      // already be consumed from a work queue; then the sender is told to retry — a possible
+      // duplicate, never a loss.)
+      if (ack.duplicate && attempt > 1 && !(await storedUnder(bus, ack, opts.msgID))) throw new BusUnavailableError(`publish to ${subject}: reported as a duplicate of a message that is not stored`);
+      return ack;
     } catch (err) {
       if (err instanceof QueueFullError || Date.now() + 500 >= deadline) throw err;
       await new Promise((r) => setTimeout(r, Math.min(2000, 250 * attempt)));
     }
+  }
+}
+
+async function storedUnder(bus: Bus, ack: PubAck, msgID: string): Promise<boolean> {
+  try {
+    const stored = await bus.jsm.streams.getMessage(ack.stream, { seq: ack.seq });
+    return stored?.header.get('Nats-Msg-Id') === msgID;
+  } catch {
+    return false;
   }
 }
