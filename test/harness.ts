@@ -80,6 +80,7 @@ export async function startMultiNodeCluster(dir: string, config: Record<string, 
     natsCluster: { clientPorts: [await freePort(), await freePort()], routePorts: [await freePort(), await freePort(), await freePort()] },
     redisPort: await freePort(),
     roles,
+    readyTimeoutMs: 90_000,
     ...(env ? { env } : {}),
   });
 }

@@ -1,94 +1,118 @@
 /**
  * The multi-node local cluster (`npm run cluster`): three nats-server nodes with routes
  * and R3 streams, two replicas of each role. Mail keeps flowing, each message delivered
- * once, while a NATS node and a hub replica are killed (SIGKILL).
+ * once, while a NATS node and a hub replica are killed (SIGKILL); then the fault-injection
+ * suite in reduced size (`npm run chaos` runs it in full). Both live in this one file so
+ * their clusters never start at the same time on a two-core machine.
  */
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LocalCluster } from '@transit/cluster';
 import { smtpTranscript, waitFor } from '@transit/testkit';
+import { runChaos } from './chaos.ts';
 import { exampleOrganisation, startMultiNodeCluster } from './harness.ts';
 
-let cluster: LocalCluster;
-let dir: string;
+describe('a three-node cluster with two replicas of each role', () => {
+  let cluster: LocalCluster;
+  let dir: string;
 
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'transit-multinode-'));
-  cluster = await startMultiNodeCluster(dir, await exampleOrganisation(), ['frontend', 'hub', 'mailbox-delivery']);
-}, 120_000);
-afterAll(async () => {
-  await cluster?.stop();
-  await rm(dir, { recursive: true, force: true });
-}, 120_000);
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'transit-multinode-'));
+    cluster = await startMultiNodeCluster(dir, await exampleOrganisation(), ['frontend', 'hub', 'mailbox-delivery']);
+  }, 240_000);
+  afterAll(async () => {
+    await cluster?.stop();
+    await rm(dir, { recursive: true, force: true });
+  }, 120_000);
 
-/** Sends one message through a frontend replica, retrying on 4xx as a real client does; resolves with the final reply. */
-async function send(replica: number, marker: string): Promise<string> {
-  let last = '';
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const r = await smtpTranscript({
-      host: '127.0.0.1',
-      port: cluster.port(25, replica),
-      lines: ['EHLO c.example.org', 'MAIL FROM:<x@example.org>', 'RCPT TO:<alice@contoso.test>', 'DATA', `DATA-BODY:Subject: ${marker}\r\n\r\n${marker}\r\n.\r\n`, 'QUIT'],
-      timeoutMs: 15_000,
-      allowClose: true,
-    }).catch((err: Error) => [err.message]);
-    last = r[5] ?? r.at(-1)!;
-    if (last.startsWith('250 ')) return last;
-    await new Promise((res) => setTimeout(res, 500));
+  /** Sends one message through a frontend replica, retrying on 4xx as a real client does; resolves with the final reply. */
+  async function send(replica: number, marker: string): Promise<string> {
+    let last = '';
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const r = await smtpTranscript({
+        host: '127.0.0.1',
+        port: cluster.port(25, replica),
+        lines: ['EHLO c.example.org', 'MAIL FROM:<x@example.org>', 'RCPT TO:<alice@contoso.test>', 'DATA', `DATA-BODY:Subject: ${marker}\r\n\r\n${marker}\r\n.\r\n`, 'QUIT'],
+        timeoutMs: 15_000,
+        allowClose: true,
+      }).catch((err: Error) => [err.message]);
+      last = r[5] ?? r.at(-1)!;
+      if (last.startsWith('250 ')) return last;
+      await new Promise((res) => setTimeout(res, 500));
+    }
+    return last;
   }
-  return last;
-}
 
-async function copiesOf(markers: string[]): Promise<Map<string, number>> {
-  const path = join(cluster.mailDir, 'contoso.test', 'alice', 'new');
-  const files = await Promise.all((await readdir(path).catch(() => [] as string[])).map((f) => readFile(join(path, f), 'latin1')));
-  return new Map(markers.map((m) => [m, files.filter((f) => f.includes(`Subject: ${m}\r\n`)).length]));
-}
+  async function copiesOf(markers: string[]): Promise<Map<string, number>> {
+    const path = join(cluster.mailDir, 'contoso.test', 'alice', 'new');
+    const files = await Promise.all((await readdir(path).catch(() => [] as string[])).map((f) => readFile(join(path, f), 'latin1')));
+    return new Map(markers.map((m) => [m, files.filter((f) => f.includes(`Subject: ${m}\r\n`)).length]));
+  }
 
-async function sendBatch(prefix: string, count: number): Promise<string[]> {
-  const markers = Array.from({ length: count }, (_v, i) => `${prefix}-${i}-${Date.now()}`);
-  for (const [i, m] of markers.entries()) expect(await send(i % 2, m)).toMatch(/^250 2\.6\.0 /);
-  const copies = await waitFor(
-    async () => {
-      const c = await copiesOf(markers);
-      return [...c.values()].every((n) => n >= 1) ? c : undefined;
-    },
-    { timeoutMs: 60_000, intervalMs: 250, what: `${count} messages (${prefix}) in the Maildir` },
-  );
-  expect([...copies.values()].every((n) => n === 1)).toBe(true);
-  return markers;
-}
+  async function sendBatch(prefix: string, count: number): Promise<string[]> {
+    const markers = Array.from({ length: count }, (_v, i) => `${prefix}-${i}-${Date.now()}`);
+    for (const [i, m] of markers.entries()) expect(await send(i % 2, m)).toMatch(/^250 2\.6\.0 /);
+    const copies = await waitFor(
+      async () => {
+        const c = await copiesOf(markers);
+        return [...c.values()].every((n) => n >= 1) ? c : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 250, what: `${count} messages (${prefix}) in the Maildir` },
+    );
+    expect([...copies.values()].every((n) => n === 1)).toBe(true);
+    return markers;
+  }
 
-it('delivers through either frontend replica on a three-node NATS cluster, and keeps delivering after a NATS node and a hub die', async () => {
-  expect(cluster.natsNodes).toBe(3);
-  expect(cluster.replicas).toBe(2);
-  await sendBatch('steady', 10);
+  it('delivers through either frontend replica on a three-node NATS cluster, and keeps delivering after a NATS node and a hub die', async () => {
+    expect(cluster.natsNodes).toBe(3);
+    expect(cluster.replicas).toBe(2);
+    await sendBatch('steady', 10);
 
-  await cluster.stopNats(0, true); // SIGKILL one of three NATS nodes: R3 streams keep a quorum
-  await sendBatch('nats-down', 10);
+    await cluster.stopNats(0, true); // SIGKILL one of three NATS nodes: R3 streams keep a quorum
+    await sendBatch('nats-down', 10);
 
-  await cluster.killRole('hub', 0); // the other hub replica shares the durable consumer
-  await sendBatch('hub-down', 10);
+    await cluster.killRole('hub', 0); // the other hub replica shares the durable consumer
+    await sendBatch('hub-down', 10);
 
-  // Two of three NATS nodes gone: no write can be replicated, so no 250 (Exchange: RejectMessageOnShadowFailure).
-  await cluster.stopNats(1, true);
-  const refused = await smtpTranscript({
-    host: '127.0.0.1',
-    port: cluster.port(25, 1),
-    lines: ['EHLO c.example.org', 'MAIL FROM:<x@example.org>', 'RCPT TO:<alice@contoso.test>', 'DATA', 'DATA-BODY:Subject: no-quorum\r\n\r\nx\r\n.\r\n', 'QUIT'],
-    timeoutMs: 20_000,
-    allowClose: true,
-  });
-  expect(refused[5]).toBe('451 4.4.0 Message failed to be made redundant');
-  await Promise.all([cluster.startNats(0), cluster.startNats(1)]);
-  // Stream leaders are elected again once the nodes are back; a client retrying gets through then.
-  const probe = `probe-${Date.now()}`;
-  await waitFor(async () => ((await send(0, probe)).startsWith('250 ') ? true : undefined), { timeoutMs: 90_000, intervalMs: 1000, what: 'JetStream to have a quorum again' });
-  await sendBatch('recovered', 6);
-  expect((await waitFor(async () => ((await copiesOf([probe])).get(probe) ? copiesOf([probe]) : undefined), { timeoutMs: 90_000, what: 'the probe' })).get(probe)).toBe(1);
-  // A write that timed out without a quorum may still be committed when the quorum returns:
-  // the client was told 451 and will retry, so such a message may arrive (never twice).
-  expect((await copiesOf(['no-quorum'])).get('no-quorum')).toBeLessThanOrEqual(1);
-}, 300_000);
+    // Two of three NATS nodes gone: no write can be replicated, so no 250 (Exchange: RejectMessageOnShadowFailure).
+    await cluster.stopNats(1, true);
+    const refused = await smtpTranscript({
+      host: '127.0.0.1',
+      port: cluster.port(25, 1),
+      lines: ['EHLO c.example.org', 'MAIL FROM:<x@example.org>', 'RCPT TO:<alice@contoso.test>', 'DATA', 'DATA-BODY:Subject: no-quorum\r\n\r\nx\r\n.\r\n', 'QUIT'],
+      timeoutMs: 20_000,
+      allowClose: true,
+    });
+    expect(refused[5]).toBe('451 4.4.0 Message failed to be made redundant');
+    await Promise.all([cluster.startNats(0), cluster.startNats(1)]);
+    // Stream leaders are elected again once the nodes are back; a client retrying gets through then.
+    const probe = `probe-${Date.now()}`;
+    await waitFor(async () => ((await send(0, probe)).startsWith('250 ') ? true : undefined), { timeoutMs: 90_000, intervalMs: 1000, what: 'JetStream to have a quorum again' });
+    await sendBatch('recovered', 6);
+    expect((await waitFor(async () => ((await copiesOf([probe])).get(probe) ? copiesOf([probe]) : undefined), { timeoutMs: 90_000, what: 'the probe' })).get(probe)).toBe(1);
+    // A write that timed out without a quorum may still be committed when the quorum returns:
+    // the client was told 451 and will retry, so such a message may arrive (never twice).
+    expect((await copiesOf(['no-quorum'])).get('no-quorum')).toBeLessThanOrEqual(1);
+  }, 300_000);
+});
+
+/*
+ * The fault-injection suite, reduced: every message that got a 250 reaches its local
+ * recipient exactly once and its remote recipient at least once, whatever was killed; a
+ * remote copy can be doubled only by killing an outbound proxy between the remote 250 and
+ * its record of it.
+ */
+it('delivers every acknowledged message exactly once while a seeded schedule SIGKILLs processes, NATS nodes and Redis', async () => {
+  const report = await runChaos({ messages: 40, sessions: 4, seed: 20261124, killEveryMs: [800, 1600], paceMs: [500, 1500] });
+  console.log(JSON.stringify({ ...report, kills: report.kills.join(', ') }));
+  expect(report.kills.length).toBeGreaterThan(0);
+  expect(report.acknowledged).toBeGreaterThan(0);
+  expect(report.lost).toEqual([]);
+  expect(report.duplicatesLocal).toEqual([]);
+  expect(report.stuck).toBe(0);
+  // The one window SMTP leaves open (see ChaosReport.duplicatesRemote): only an outbound-proxy kill can double a remote copy.
+  if (report.outboundKills === 0) expect(report.duplicatesRemote).toEqual([]);
+  else expect(report.duplicatesRemote.length).toBeLessThanOrEqual(report.outboundKills * 2);
+}, 600_000);

@@ -27,6 +27,8 @@ export type ClusterOptions = {
   /** Keep Redis data (AOF) under varDir; tests use a throwaway instance. */
   persistRedis?: boolean;
   env?: NodeJS.ProcessEnv;
+  /** How long a role may take to report ready (a fresh three-node cluster elects its leaders first); default 30 s. */
+  readyTimeoutMs?: number;
 };
 
 export type LocalCluster = {
@@ -116,7 +118,7 @@ export async function startLocalCluster(opts: ClusterOptions): Promise<LocalClus
     const replicaEnv: NodeJS.ProcessEnv = replica === 0 ? env : { ...env, TRANSIT_PORT_OFFSET: String(offsetOf(replica)), TRANSIT_NODE_NAME: `${env.TRANSIT_NODE_NAME ?? 'node'}-${replica}`, TRANSIT_PROTOCOL_LOG_DIR: join(varDir, 'logs', `replica-${replica}`, 'ProtocolLog') };
     const p = startProcess(name, process.execPath, [join(repoRoot, 'services', role, 'src', 'main.ts')], { env: replicaEnv, cwd: repoRoot, logFile: join(logDir, `${name}.log`) });
     roles.set(key(role, replica), p);
-    await waitForReady(host, httpPort(role, replica), name, () => p.alive(), join(logDir, `${name}.log`));
+    await waitForReady(host, httpPort(role, replica), name, () => p.alive(), join(logDir, `${name}.log`), opts.readyTimeoutMs ?? 30_000);
   };
 
   const cluster: LocalCluster = {
@@ -164,8 +166,8 @@ export async function startLocalCluster(opts: ClusterOptions): Promise<LocalClus
   return cluster;
 }
 
-async function waitForReady(host: string, port: number, role: string, alive: () => boolean, logFile: string): Promise<void> {
-  const deadline = Date.now() + 30_000;
+async function waitForReady(host: string, port: number, role: string, alive: () => boolean, logFile: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
       const res = await fetch(`http://${host}:${port}/readyz`);
@@ -174,7 +176,7 @@ async function waitForReady(host: string, port: number, role: string, alive: () 
       // not listening yet
     }
     if (!alive()) throw new Error(`${role} exited during start-up; see ${logFile}`);
-    if (Date.now() > deadline) throw new Error(`${role} not ready after 30s; see ${logFile}`);
+    if (Date.now() > deadline) throw new Error(`${role} not ready after ${timeoutMs / 1000}s; see ${logFile}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
