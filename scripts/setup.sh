@@ -26,6 +26,10 @@ command -v swaks >/dev/null 2>&1 || missing+=(swaks)
 command -v nmap >/dev/null 2>&1 || missing+=(nmap)
 # swaks --tls (STARTTLS in the README and the tests) needs Perl's TLS modules.
 perl -MNet::SSLeay -MIO::Socket::SSL -e 1 >/dev/null 2>&1 || missing+=(libnet-ssleay-perl libio-socket-ssl-perl)
+# HAProxy fronts two frontends with PROXY protocol v2 in the load-balancer test.
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+# docker-compose (v1, Debian's) validates docker-compose.yml without a Docker engine.
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing ${missing[*]} from Debian's packages"
