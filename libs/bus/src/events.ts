@@ -1,10 +1,16 @@
 /**
- * The per-message event log, `mail.evt.<id>`. This issue records the facts; the
- * fault-tolerance issue folds them into message state with optimistic concurrency.
+ * The per-message event log, `mail.evt.<id>`: each message is an actor whose state is the
+ * fold of its events. Every append names the last sequence it saw on the message's subject
+ * (`Nats-Expected-Last-Subject-Sequence`), so two workers can never write conflicting
+ * histories: the loser of a race re-reads, decides again on the new state and either
+ * appends what is still true or nothing (a second Delivered for a recipient, a Failed after
+ * a Delivered, a second Poisoned are never written). A retried append after a lost
+ * acknowledgement is just another race, lost to itself, so appends are idempotent too.
  */
-import { encode } from '@msgpack/msgpack';
+import { encode, decode } from '@msgpack/msgpack';
+import { headers } from '@nats-io/transport-node';
 import type { Bus } from './connection.ts';
-import { SUBJECTS } from './topology.ts';
+import { STREAMS, SUBJECTS } from './topology.ts';
 
 export type MessageEvent =
   | { type: 'Received'; connector?: string; source: 'SMTP' | 'PICKUP' | 'DSN'; sender: string; recipients: string[]; size: number }
@@ -22,6 +28,184 @@ export type MessageEvent =
   | { type: 'Resubmitted'; source: 'SAFETYNET'; recipients: string[] }
   | { type: 'DsnSuppressed'; kind: 'failure' | 'delay'; recipients: string[]; reason: string };
 
-export async function recordEvent(bus: Bus, messageId: string, event: MessageEvent, node: string): Promise<void> {
-  await bus.js.publish(SUBJECTS.event(messageId), encode({ ...event, at: Date.now(), node }, { ignoreUndefined: true }));
+/** An event as stored: the event, when and where it was written, and its stream sequence. */
+export type StoredEvent = MessageEvent & { at: number; node: string; seq: number };
+
+export type RecipientStatus = 'Pending' | 'Routed' | 'Deferred' | 'Delivered' | 'Failed' | 'Resubmitted';
+
+export type RecipientState = {
+  address: string;
+  status: RecipientStatus;
+  hop?: string;
+  /** Deferrals so far. */
+  deferrals: number;
+  lastError?: string;
+  nextAttempt?: number;
+  /** Notifications generated (or suppressed) about this recipient, by kind. */
+  dsn: Array<'failure' | 'delay'>;
+};
+
+export type MessageStatus = 'Unknown' | 'Active' | 'Retry' | 'Delivered' | 'Failed' | 'PartiallyFailed' | 'Poisoned';
+
+export type MessageState = {
+  id: string;
+  /** The sequence of the last event on the message's subject (0: no events). */
+  lastSeq: number;
+  events: number;
+  received?: { at: number; sender: string; connector?: string; source: string; size: number; node: string };
+  recipients: Record<string, RecipientState>;
+  poisoned?: { stage: string; crashes: number; at: number };
+  duplicatesSuppressed: number;
+  resubmissions: number;
+  status: MessageStatus;
+};
+
+const key = (address: string) => address.toLowerCase();
+const TERMINAL: ReadonlySet<RecipientStatus> = new Set(['Delivered', 'Failed']);
+
+export function emptyState(id: string): MessageState {
+  return { id, lastSeq: 0, events: 0, recipients: {}, duplicatesSuppressed: 0, resubmissions: 0, status: 'Unknown' };
+}
+
+function recipient(state: MessageState, address: string): RecipientState {
+  return (state.recipients[key(address)] ??= { address, status: 'Pending', deferrals: 0, dsn: [] });
+}
+
+function statusOf(state: MessageState): MessageStatus {
+  if (state.poisoned) return 'Poisoned';
+  const all = Object.values(state.recipients);
+  if (all.length === 0) return state.events ? 'Active' : 'Unknown';
+  if (all.every((r) => TERMINAL.has(r.status))) {
+    if (all.every((r) => r.status === 'Delivered')) return 'Delivered';
+    return all.every((r) => r.status === 'Failed') ? 'Failed' : 'PartiallyFailed';
+  }
+  return all.some((r) => r.status === 'Deferred') ? 'Retry' : 'Active';
+}
+
+/** Applies one event to a state (pure; the state is copied). */
+export function applyEvent(prev: MessageState, event: StoredEvent): MessageState {
+  const state: MessageState = { ...prev, recipients: Object.fromEntries(Object.entries(prev.recipients).map(([k, r]) => [k, { ...r, dsn: [...r.dsn] }])) };
+  state.lastSeq = Math.max(state.lastSeq, event.seq);
+  state.events++;
+  switch (event.type) {
+    case 'Received':
+      state.received = { at: event.at, sender: event.sender, connector: event.connector, source: event.source, size: event.size, node: event.node };
+      for (const a of event.recipients) recipient(state, a);
+      break;
+    case 'Routed':
+      for (const a of event.recipients) Object.assign(recipient(state, a), { status: 'Routed', hop: event.hop });
+      break;
+    case 'Delivered':
+      for (const a of event.recipients) Object.assign(recipient(state, a), { status: 'Delivered', hop: event.hop, nextAttempt: undefined });
+      break;
+    case 'Failed':
+      for (const a of event.recipients) Object.assign(recipient(state, a), { status: 'Failed', hop: event.hop, lastError: event.reason, nextAttempt: undefined });
+      break;
+    case 'Deferred':
+      for (const a of event.recipients) {
+        const r = recipient(state, a);
+        Object.assign(r, { status: 'Deferred', hop: event.hop, lastError: event.reason, nextAttempt: event.nextAttempt, deferrals: r.deferrals + 1 });
+      }
+      break;
+    case 'DsnGenerated':
+    case 'DsnSuppressed':
+      for (const a of event.recipients) recipient(state, a).dsn.push(event.kind);
+      break;
+    case 'DuplicateSuppressed':
+      state.duplicatesSuppressed += event.recipients.length;
+      // A redelivered item found them already delivered (e.g. the Delivered event was lost in a crash).
+      for (const a of event.recipients) Object.assign(recipient(state, a), { status: 'Delivered', hop: event.hop });
+      break;
+    case 'Poisoned':
+      state.poisoned ??= { stage: event.stage, crashes: event.crashes, at: event.at };
+      break;
+    case 'Resubmitted':
+      state.resubmissions++;
+      for (const a of event.recipients) Object.assign(recipient(state, a), { status: 'Resubmitted' });
+      break;
+  }
+  state.status = statusOf(state);
+  return state;
+}
+
+export function foldMessage(id: string, events: readonly StoredEvent[]): MessageState {
+  return events.reduce(applyEvent, emptyState(id));
+}
+
+/**
+ * What of `event` is still true to record on `state`, or undefined for nothing: the rule that
+ * keeps histories free of conflicts. Outcomes are recorded once per recipient (until the
+ * Safety Net resubmits it), a notification once per recipient and kind, Poisoned once.
+ */
+export function admit(state: MessageState, event: MessageEvent): MessageEvent | undefined {
+  const current = (a: string) => state.recipients[key(a)];
+  const keep = (recipients: string[], ok: (r: RecipientState | undefined) => boolean) => recipients.filter((a) => ok(current(a)));
+  const trimmed = (recipients: string[]) => (recipients.length ? ({ ...event, recipients } as MessageEvent) : undefined);
+  switch (event.type) {
+    case 'Received':
+      return state.received ? undefined : event;
+    case 'Routed':
+      return trimmed(keep(event.recipients, (r) => !r || r.status === 'Pending'));
+    case 'Delivered':
+    case 'Failed':
+    case 'Deferred':
+      return trimmed(keep(event.recipients, (r) => !r || !TERMINAL.has(r.status)));
+    case 'DsnGenerated':
+    case 'DsnSuppressed':
+      return trimmed(keep(event.recipients, (r) => !r?.dsn.includes(event.kind)));
+    case 'Poisoned':
+      return state.poisoned ? undefined : event;
+    case 'DuplicateSuppressed':
+    case 'Resubmitted':
+      return event;
+  }
+}
+
+/** Reads a message's events in order (a few per message, read by subject from the stream leader). */
+export async function loadMessageEvents(bus: Bus, messageId: string): Promise<StoredEvent[]> {
+  const subject = SUBJECTS.event(messageId);
+  const out: StoredEvent[] = [];
+  for (let seq = 1; ; ) {
+    // `next_by_subj` is in the server's STREAM.MSG.GET API (2.9+); the client's type lists only seq/last_by_subj.
+    const m = await bus.jsm.streams.getMessage(STREAMS.events, { seq, next_by_subj: subject } as unknown as { seq: number }).catch((err: Error) => {
+      if (/no message found|not found/i.test(err.message)) return null;
+      throw err;
+    });
+    if (!m || m.subject !== subject) return out;
+    out.push({ ...(decode(m.data) as MessageEvent & { at: number; node: string }), seq: m.seq });
+    seq = m.seq + 1;
+  }
+}
+
+export async function loadMessage(bus: Bus, messageId: string): Promise<MessageState> {
+  return foldMessage(messageId, await loadMessageEvents(bus, messageId));
+}
+
+const WRONG_LAST_SEQUENCE = 10071;
+const MAX_RACES = 20;
+
+/**
+ * Appends `event` to the message's log if (and as far as) it is still true on the current
+ * state, with the expected last subject sequence; on a lost race, reads again and retries.
+ * Returns the event as recorded, or undefined when nothing was left to record.
+ */
+export async function recordEvent(bus: Bus, messageId: string, event: MessageEvent, node: string): Promise<MessageEvent | undefined> {
+  const subject = SUBJECTS.event(messageId);
+  for (let race = 0; ; race++) {
+    const state = await loadMessage(bus, messageId);
+    const admitted = admit(state, event);
+    if (!admitted) return undefined;
+    const hdrs = headers();
+    // Set by hand: the client's `expect.lastSubjectSequence` leaves out 0 ("no events yet").
+    hdrs.set('Nats-Expected-Last-Subject-Sequence', String(state.lastSeq));
+    try {
+      await bus.js.publish(subject, encode({ ...admitted, at: Date.now(), node }, { ignoreUndefined: true }), { headers: hdrs, expect: { streamName: STREAMS.events } });
+      return admitted;
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      const lost = code === WRONG_LAST_SEQUENCE || code === String(WRONG_LAST_SEQUENCE) || /wrong last sequence/i.test((err as Error).message);
+      if (!lost || race >= MAX_RACES) throw err;
+      await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 5 * (race + 1))));
+    }
+  }
 }

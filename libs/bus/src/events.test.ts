@@ -1,0 +1,108 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { headers } from '@nats-io/transport-node';
+import { startNats, type NatsHandle } from '@transit/testkit';
+import { connectBus, type Bus } from './connection.ts';
+import { admit, foldMessage, loadMessage, loadMessageEvents, recordEvent, type MessageEvent, type StoredEvent } from './events.ts';
+import { STREAMS, SUBJECTS, ensureTopology } from './topology.ts';
+
+let seq = 0;
+const stored = (event: MessageEvent): StoredEvent => ({ ...event, at: 1000 + seq, node: 'n1', seq: ++seq });
+const received: MessageEvent = { type: 'Received', source: 'SMTP', connector: 'Default Frontend', sender: 's@example.org', recipients: ['a@contoso.test', 'B@fabrikam.test'], size: 10 };
+
+describe('foldMessage', () => {
+  it('folds a message through routing, a deferral and delivery', () => {
+    const state = foldMessage('m1', [
+      stored(received),
+      stored({ type: 'Routed', hop: 'mailbox:db1', recipients: ['a@contoso.test'] }),
+      stored({ type: 'Routed', hop: 'remote:fabrikam.test', recipients: ['b@fabrikam.test'] }),
+      stored({ type: 'Delivered', hop: 'mailbox:db1', recipients: ['a@contoso.test'] }),
+      stored({ type: 'Deferred', hop: 'remote:fabrikam.test', recipients: ['b@fabrikam.test'], reason: '451 4.3.0 try later', nextAttempt: 5000 }),
+    ]);
+    expect(state.status).toBe('Retry');
+    expect(state.received?.sender).toBe('s@example.org');
+    expect(state.recipients['a@contoso.test']?.status).toBe('Delivered');
+    // Addresses are matched without case; the first spelling is kept.
+    expect(state.recipients['b@fabrikam.test']).toMatchObject({ address: 'B@fabrikam.test', status: 'Deferred', deferrals: 1, lastError: '451 4.3.0 try later', nextAttempt: 5000 });
+    const done = foldMessage('m1', [stored(received), stored({ type: 'Delivered', hop: 'x', recipients: ['a@contoso.test', 'b@fabrikam.test'] })]);
+    expect(done.status).toBe('Delivered');
+  });
+
+  it('tells partial failure, poison and resubmission apart', () => {
+    const partial = foldMessage('m2', [stored(received), stored({ type: 'Delivered', hop: 'h', recipients: ['a@contoso.test'] }), stored({ type: 'Failed', hop: 'h', recipients: ['b@fabrikam.test'], reason: '550 5.1.1 unknown' })]);
+    expect(partial.status).toBe('PartiallyFailed');
+    const poisoned = foldMessage('m3', [stored(received), stored({ type: 'Poisoned', stage: 'categorizer', crashes: 2 })]);
+    expect(poisoned.status).toBe('Poisoned');
+    const resubmitted = foldMessage('m4', [stored(received), stored({ type: 'Delivered', hop: 'h', recipients: ['a@contoso.test', 'b@fabrikam.test'] }), stored({ type: 'Resubmitted', source: 'SAFETYNET', recipients: ['a@contoso.test'] })]);
+    expect(resubmitted).toMatchObject({ status: 'Active', resubmissions: 1 });
+    expect(resubmitted.recipients['a@contoso.test']?.status).toBe('Resubmitted');
+  });
+});
+
+describe('admit', () => {
+  const state = foldMessage('m', [stored(received), stored({ type: 'Delivered', hop: 'h', recipients: ['a@contoso.test'] })]);
+  it('never records a second outcome for a recipient', () => {
+    expect(admit(state, { type: 'Delivered', hop: 'h', recipients: ['a@contoso.test'] })).toBeUndefined();
+    expect(admit(state, { type: 'Failed', hop: 'h', recipients: ['A@contoso.test', 'b@fabrikam.test'], reason: 'x' })).toEqual({ type: 'Failed', hop: 'h', recipients: ['b@fabrikam.test'], reason: 'x' });
+    expect(admit(state, { type: 'Deferred', hop: 'h', recipients: ['a@contoso.test'], reason: 'x', nextAttempt: 1 })).toBeUndefined();
+  });
+  it('records Received, Poisoned and each kind of notification once', () => {
+    expect(admit(state, received)).toBeUndefined();
+    const withDsn = foldMessage('m', [stored(received), stored({ type: 'DsnGenerated', kind: 'delay', recipients: ['a@contoso.test'], dsnId: 'd1' })]);
+    expect(admit(withDsn, { type: 'DsnGenerated', kind: 'delay', recipients: ['a@contoso.test'], dsnId: 'd2' })).toBeUndefined();
+    expect(admit(withDsn, { type: 'DsnGenerated', kind: 'failure', recipients: ['a@contoso.test'], dsnId: 'd3' })).toBeDefined();
+    const poisoned = foldMessage('m', [stored({ type: 'Poisoned', stage: 's', crashes: 2 })]);
+    expect(admit(poisoned, { type: 'Poisoned', stage: 's', crashes: 3 })).toBeUndefined();
+  });
+  it('lets a resubmitted recipient be delivered again', () => {
+    const again = foldMessage('m', [stored(received), stored({ type: 'Delivered', hop: 'h', recipients: ['a@contoso.test'] }), stored({ type: 'Resubmitted', source: 'SAFETYNET', recipients: ['a@contoso.test'] })]);
+    expect(admit(again, { type: 'Delivered', hop: 'h', recipients: ['a@contoso.test'] })).toBeDefined();
+  });
+});
+
+describe('recordEvent against JetStream', () => {
+  let nats: NatsHandle;
+  let bus: Bus;
+  beforeAll(async () => {
+    nats = await startNats({ jetstream: true });
+    bus = await connectBus([nats.url], 'events-test', 'once');
+    await ensureTopology(bus, { replicas: 1 });
+  });
+  afterAll(async () => {
+    await bus?.close();
+    await nats?.stop();
+  });
+
+  it('lets exactly one of two racing workers record an outcome for a recipient', async () => {
+    for (let round = 0; round < 10; round++) {
+      const id = `race-${round}`;
+      await recordEvent(bus, id, received, 'n0');
+      const results = await Promise.all([
+        recordEvent(bus, id, { type: 'Delivered', hop: 'h', recipients: ['a@contoso.test'] }, 'n1'),
+        recordEvent(bus, id, { type: 'Failed', hop: 'h', recipients: ['a@contoso.test'], reason: '550 5.0.0 no' }, 'n2'),
+        recordEvent(bus, id, { type: 'Delivered', hop: 'h', recipients: ['a@contoso.test'] }, 'n3'),
+      ]);
+      expect(results.filter(Boolean)).toHaveLength(1);
+      const events = await loadMessageEvents(bus, id);
+      expect(events.map((e) => e.type)).toHaveLength(2);
+      expect(events.every((e, i) => i === 0 || e.seq > events[i - 1]!.seq)).toBe(true);
+      expect(['Delivered', 'Failed']).toContain((await loadMessage(bus, id)).recipients['a@contoso.test']?.status);
+    }
+  });
+
+  it('refuses an append that names a stale last sequence', async () => {
+    const id = 'stale';
+    await recordEvent(bus, id, received, 'n0');
+    const hdrs = headers();
+    hdrs.set('Nats-Expected-Last-Subject-Sequence', '0');
+    await expect(bus.js.publish(SUBJECTS.event(id), new Uint8Array([0xc0]), { headers: hdrs, expect: { streamName: STREAMS.events } })).rejects.toThrow(/wrong last sequence/);
+    expect(await loadMessageEvents(bus, id)).toHaveLength(1);
+  });
+
+  it('reads only the message’s own events, across other messages’ events', async () => {
+    await recordEvent(bus, 'one', received, 'n0');
+    await recordEvent(bus, 'two', received, 'n0');
+    await recordEvent(bus, 'one', { type: 'Routed', hop: 'h', recipients: ['a@contoso.test'] }, 'n0');
+    expect((await loadMessageEvents(bus, 'one')).map((e) => e.type)).toEqual(['Received', 'Routed']);
+    expect((await loadMessage(bus, 'never-seen')).status).toBe('Unknown');
+  });
+});
