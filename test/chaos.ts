@@ -3,16 +3,21 @@
  * three-node NATS cluster and two replicas of every mail role, N messages (one local and one
  * remote recipient each) sent over C parallel SMTP sessions while a seeded schedule SIGKILLs
  * and restarts frontends, hubs, mailbox and outbound workers, a NATS node, and Redis (which
- * comes back empty). Then it counts, by marker, what reached each Maildir and the sink.
+ * comes back empty). Frontends are killed while one of their sessions is in the middle of
+ * DATA, mailbox workers while they write a message file, outbound proxies while they hold a
+ * connection to the remote server mid-transaction (found through /proc), when that moment
+ * comes within a few seconds. Then it counts, by marker, what reached each Maildir and the
+ * sink, and checks each arrived message's event log (its folded state) against that.
  */
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { STREAMS, connectBus } from '@transit/bus';
+import { STREAMS, connectBus, loadMessage } from '@transit/bus';
 import type { LocalCluster } from '@transit/cluster';
 import type { Role } from '@transit/service';
 import { smtpTranscript, startSmtpSink, waitFor } from '@transit/testkit';
 import { exampleOrganisation, startMultiNodeCluster } from './harness.ts';
+import { openFiles, ownerOfConnection } from './proc.ts';
 
 export type ChaosOptions = {
   messages: number;
@@ -47,8 +52,24 @@ export type ChaosReport = {
   /** Appeared although the client was refused (an ambiguous 4xx; see README). */
   appearedWithout250: string[];
   kills: string[];
+  /** Arrived messages whose event log was folded and compared with where copies arrived. */
+  eventLogsChecked: number;
+  /** Arrived messages whose folded state does not say Delivered for every recipient (should be none). */
+  eventLogsInconsistent: string[];
   seconds: number;
 };
+
+/** Polls `check` every few milliseconds for up to `ms`; true once it held. */
+async function within(ms: number, check: () => Promise<boolean> | boolean): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await check()) return true;
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  return false;
+}
+
+const MOMENT_WAIT_MS = 10_000;
 
 const ROLES: Role[] = ['frontend', 'hub', 'mailbox-delivery', 'outbound-proxy'];
 
@@ -69,7 +90,16 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const log = opts.log ?? (() => undefined);
   const rnd = random(opts.seed);
   const dir = await mkdtemp(join(tmpdir(), 'transit-chaos-'));
-  const sink = await startSmtpSink();
+  // An outbound proxy marked for death is killed while the sink holds its RCPT reply.
+  let outboundVictim: { pid: number; kill: () => Promise<void>; hit?: boolean } | undefined;
+  const sink = await startSmtpSink({
+    beforeRcptReply: async (_rcpt, client) => {
+      const victim = outboundVictim;
+      if (!victim || victim.hit || (await ownerOfConnection([victim.pid], client.port)) !== victim.pid) return;
+      victim.hit = true;
+      await victim.kill();
+    },
+  });
   let cluster: LocalCluster | undefined;
   try {
     const config = await exampleOrganisation();
@@ -83,9 +113,38 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     // The chaos schedule: one victim at a time, always leaving a replica of its kind alive.
     const kills: string[] = [];
     let sending = true;
+    /** Sessions of each frontend replica paused in the middle of DATA right now. */
+    const midData = [0, 0];
+    const pidOf = (role: Role, replica: number) => c.roleProcess(role, replica)?.child.pid ?? -1;
+    /** Kills a role replica at its telling moment if that comes within MOMENT_WAIT_MS; says which moment it was. */
+    const killAtMoment = async (role: Role, replica: number): Promise<string> => {
+      const kill = () => c.killRole(role, replica);
+      if (role === 'frontend') {
+        const hit = await within(MOMENT_WAIT_MS, () => midData[replica]! > 0);
+        await kill();
+        return hit ? ' (mid-DATA)' : '';
+      }
+      if (role === 'mailbox-delivery') {
+        const pid = pidOf(role, replica);
+        const writing = (files: string[]) => files.some((f) => f.startsWith(c.mailDir) && f.includes('/tmp/'));
+        const hit = await within(MOMENT_WAIT_MS, async () => writing(await openFiles(pid)));
+        await kill();
+        return hit ? ' (mid-write)' : '';
+      }
+      if (role === 'outbound-proxy') {
+        const victim: NonNullable<typeof outboundVictim> = { pid: pidOf(role, replica), kill };
+        outboundVictim = victim;
+        await within(MOMENT_WAIT_MS, () => victim.hit === true);
+        outboundVictim = undefined;
+        if (!victim.hit) await kill();
+        return victim.hit ? ' (mid-SMTP)' : '';
+      }
+      await kill();
+      return '';
+    };
     const chaos = (async () => {
-      const victims: Array<{ name: string; kill: () => Promise<void>; revive: () => Promise<void> }> = [
-        ...ROLES.flatMap((role) => [0, 1].map((replica) => ({ name: `${role}#${replica}`, kill: () => c.killRole(role, replica), revive: () => c.startRole(role, replica) }))),
+      const victims: Array<{ name: string; kill: () => Promise<string | void>; revive: () => Promise<void> }> = [
+        ...ROLES.flatMap((role) => [0, 1].map((replica) => ({ name: `${role}#${replica}`, kill: () => killAtMoment(role, replica), revive: () => c.startRole(role, replica) }))),
         ...[0, 1, 2].map((node) => ({ name: `nats#${node}`, kill: () => c.stopNats(node, true), revive: () => c.startNats(node) })),
         { name: 'redis (restarts empty)', kill: () => c.stopRedis(true), revive: () => c.startRedis() },
       ];
@@ -96,9 +155,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         await new Promise((r) => setTimeout(r, lo + rnd() * (hi - lo)));
         if (!sending) break;
         const victim = order[turn % order.length]!;
-        kills.push(victim.name);
-        log(`SIGKILL ${victim.name}`);
-        await victim.kill();
+        const moment = (await victim.kill()) ?? '';
+        kills.push(`${victim.name}${moment}`);
+        log(`SIGKILL ${victim.name}${moment}`);
         await new Promise((r) => setTimeout(r, 300 + rnd() * 1200));
         await victim.revive().catch((err: Error) => log(`could not restart ${victim.name}: ${err.message}`));
       }
@@ -114,21 +173,29 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         const marker = `chaos-${opts.seed}-${i}`;
         const local = i % 2 === 0 ? 'alice@contoso.test' : 'bob@contoso.test';
         const replica = i % 2;
-        const body = `From: app@contoso.test\r\nSubject: ${marker}\r\n\r\n${marker}\r\n.\r\n`;
+        const pause = 20 + rnd() * 200;
         let outcome: Outcome;
         try {
+          // The message goes in two parts with a pause between: a frontend killed then dies mid-DATA.
           const r = await smtpTranscript({
             host: '127.0.0.1',
             port: c.port(25, replica),
             localAddress: '127.0.0.2', // the Application Relay connector: may relay to the sink
-            lines: ['EHLO chaos.example.org', 'MAIL FROM:<app@contoso.test>', `RCPT TO:<${local}>`, `RCPT TO:<r${i}@example.net>`, 'DATA', `DATA-BODY:${body}`, 'QUIT'],
+            lines: ['EHLO chaos.example.org', 'MAIL FROM:<app@contoso.test>', `RCPT TO:<${local}>`, `RCPT TO:<r${i}@example.net>`, 'DATA', `DATA-PART:From: app@contoso.test\r\nSubject: ${marker}\r\n`, `DATA-BODY:\r\n${marker}\r\n.\r\n`, 'QUIT'],
+            beforeEntry: async (entry) => {
+              if (entry !== 6) return;
+              midData[replica]!++;
+              await new Promise((res) => setTimeout(res, pause));
+              midData[replica]!--;
+            },
             timeoutMs: 30_000,
             allowClose: true,
           });
           const final = r[6];
           outcome = final?.startsWith('250 ') ? 'acknowledged' : final && /^[45]\d\d /.test(final) ? 'refused' : 'unknown';
-        } catch {
-          outcome = 'unknown';
+        } catch (err) {
+          // Never connected (the replica was down): certainly not accepted.
+          outcome = /ECONNREFUSED/.test((err as Error).message) ? 'refused' : 'unknown';
         }
         outcomes.set(marker, { outcome, local });
         const [lo, hi] = opts.paceMs;
@@ -140,13 +207,19 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     await chaos;
     log(`sent ${opts.messages}; waiting for delivery`);
 
+    /** Marker → Transit's message id, from the Received header the frontend wrote. */
+    const ids = new Map<string, string>();
     const countLocal = async () => {
       const counts = new Map<string, number>();
       for (const user of ['alice', 'bob']) {
         const path = join(c.mailDir, 'contoso.test', user, 'new');
         for (const f of await readdir(path).catch(() => [] as string[])) {
-          const m = /Subject: (chaos-\d+-\d+)\r\n/.exec(await readFile(join(path, f), 'latin1'));
-          if (m) counts.set(m[1]!, (counts.get(m[1]!) ?? 0) + 1);
+          const text = await readFile(join(path, f), 'latin1');
+          const m = /Subject: (chaos-\d+-\d+)\r\n/.exec(text);
+          if (!m) continue;
+          counts.set(m[1]!, (counts.get(m[1]!) ?? 0) + 1);
+          const id = /\(Transit\) with \S+ id ([^;\s]+);/.exec(text)?.[1];
+          if (id) ids.set(m[1]!, id);
         }
       }
       return counts;
@@ -176,9 +249,18 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     // Items a killed worker held come back after the ack wait (3 s here) and are settled then.
     const bus = await connectBus(c.natsUrl.split(','), 'chaos', 'once');
     let stuck = 0;
+    const eventLogsInconsistent: string[] = [];
     try {
       const inQueues = async () => (await bus.jsm.streams.info(STREAMS.submit)).state.messages + (await bus.jsm.streams.info(STREAMS.deliver)).state.messages;
       stuck = await waitFor(async () => ((await inQueues()) === 0 ? 0 : undefined), { timeoutMs: 45_000, intervalMs: 1000, what: 'empty work queues' }).catch(() => inQueues());
+      // Each arrived message's history, folded, must say what the Maildir and the sink say.
+      for (const [marker, id] of ids) {
+        const state = await loadMessage(bus, id);
+        const recipients = Object.values(state.recipients);
+        const wrong = recipients.filter((r) => r.status !== 'Delivered').map((r) => `${r.address}: ${r.status}`);
+        if (recipients.length < 2) wrong.push(`${recipients.length} recipient(s) in the log`);
+        if (wrong.length) eventLogsInconsistent.push(`${marker} (${id}): ${wrong.join(', ')}`);
+      }
     } finally {
       await bus.close();
     }
@@ -199,6 +281,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       stuck,
       appearedWithout250,
       kills,
+      eventLogsChecked: ids.size,
+      eventLogsInconsistent,
       seconds: Math.round((Date.now() - started) / 1000),
     };
   } finally {

@@ -112,6 +112,9 @@ it('delivers every acknowledged message exactly once while a seeded schedule SIG
   expect(report.lost).toEqual([]);
   expect(report.duplicatesLocal).toEqual([]);
   expect(report.stuck).toBe(0);
+  // What arrived agrees with each message's folded event log.
+  expect(report.eventLogsChecked).toBeGreaterThan(0);
+  expect(report.eventLogsInconsistent).toEqual([]);
   // The one window SMTP leaves open (see ChaosReport.duplicatesRemote): only an outbound-proxy kill can double a remote copy.
   if (report.outboundKills === 0) expect(report.duplicatesRemote).toEqual([]);
   else expect(report.duplicatesRemote.length).toBeLessThanOrEqual(report.outboundKills * 2);

@@ -14,6 +14,8 @@ export type SmtpSinkOptions = {
   /** The reply for a recipient the sink refuses at RCPT (e.g. 550 '5.1.1 no such user', or a 4xx); undefined accepts it. */
   /** Answer RCPT TO for chosen recipients with this reply (e.g. 550 or 451) instead of accepting. */
   rejectRecipient?: (rcpt: string) => SinkReply | undefined;
+  /** Awaited before the sink answers a RCPT TO: holds the client mid-transaction (e.g. while a test kills it). */
+  beforeRcptReply?: (rcpt: string, client: { address: string; port: number }) => Promise<void>;
 };
 export type SmtpSink = {
   readonly host: string;
@@ -38,10 +40,14 @@ export async function startSmtpSink(opts: SmtpSinkOptions = {}): Promise<SmtpSin
     disableReverseLookup: true,
     // A client that keeps its connection open (a pool) must not hold close() for the default 30 s.
     closeTimeout: 1_000,
-    onRcptTo(address, _session, callback) {
-      const reply = refuse?.(address.address);
-      if (!reply) return callback();
-      callback(Object.assign(new Error(reply.message), { responseCode: reply.code }));
+    onRcptTo(address, session, callback) {
+      const answer = () => {
+        const reply = refuse?.(address.address);
+        if (!reply) return callback();
+        callback(Object.assign(new Error(reply.message), { responseCode: reply.code }));
+      };
+      if (!opts.beforeRcptReply) return answer();
+      opts.beforeRcptReply(address.address, { address: session.remoteAddress, port: session.remotePort }).then(answer, (err: Error) => callback(err));
     },
     onData(stream, session, callback) {
       const chunks: Buffer[] = [];

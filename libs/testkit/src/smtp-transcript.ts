@@ -13,9 +13,12 @@ export type TranscriptOptions = {
   /**
    * Each entry is sent with CRLF appended, then one complete reply is read. An entry
    * 'DATA-BODY:<text>' sends <text> exactly as given (already dot-stuffed, ending with
-   * CRLF.CRLF for the server to answer).
+   * CRLF.CRLF for the server to answer). An entry 'DATA-PART:<text>' sends <text> and reads
+   * no reply: a message sent in parts, with `beforeEntry` able to pause between them.
    */
   lines: string[];
+  /** Awaited before each entry is sent (e.g. to hold a session in the middle of DATA). */
+  beforeEntry?: (index: number) => Promise<void> | void;
   /** Bound on the whole dialogue; default 10 s. */
   timeoutMs?: number;
   /** The server may close the connection (e.g. after a 421): return the replies so far instead of failing. */
@@ -23,6 +26,7 @@ export type TranscriptOptions = {
 };
 
 const DATA_BODY = 'DATA-BODY:';
+const DATA_PART = 'DATA-PART:';
 const CLOSED = '(closed)';
 
 /** Returns the greeting and then one reply per entry; a multi-line reply's lines joined with '\n'; with allowClose, '(closed)' marks where the server hung up. */
@@ -93,8 +97,13 @@ export async function smtpTranscript(opts: TranscriptOptions): Promise<string[]>
 
   try {
     replies.push(await readReply());
-    for (const line of opts.lines) {
+    for (const [index, line] of opts.lines.entries()) {
       if (replies.at(-1) === CLOSED) break;
+      await opts.beforeEntry?.(index);
+      if (line.startsWith(DATA_PART)) {
+        socket.write(line.slice(DATA_PART.length));
+        continue;
+      }
       socket.write(line.startsWith(DATA_BODY) ? line.slice(DATA_BODY.length) : `${line}\r\n`);
       replies.push(await readReply());
     }
