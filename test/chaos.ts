@@ -252,7 +252,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     const eventLogsInconsistent: string[] = [];
     try {
       const inQueues = async () => (await bus.jsm.streams.info(STREAMS.submit)).state.messages + (await bus.jsm.streams.info(STREAMS.deliver)).state.messages;
-      stuck = await waitFor(async () => ((await inQueues()) === 0 ? 0 : undefined), { timeoutMs: 45_000, intervalMs: 1000, what: 'empty work queues' }).catch(() => inQueues());
+      stuck = await waitFor(async () => ((await inQueues()) === 0 ? 0 : undefined), { timeoutMs: 90_000, intervalMs: 1000, what: 'empty work queues' }).catch(() => inQueues());
       // Each arrived message's history, folded, must say what the Maildir and the sink say.
       for (const [marker, id] of ids) {
         const state = await loadMessage(bus, id);

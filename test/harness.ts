@@ -10,7 +10,7 @@ import { STREAMS, SUBJECTS, connectBus, scanStream } from '@transit/bus';
 import { stringify, parse } from 'yaml';
 import { startLocalCluster, type LocalCluster } from '@transit/cluster';
 import type { Role } from '@transit/service';
-import { freePort, freePortOffset, startSmtpSink, waitFor, type SinkReply, type SmtpSink } from '@transit/testkit';
+import { freePort, freePortOffset, startSmtpSink, waitFor, type SinkReply, type SmtpSink, type SmtpSinkOptions } from '@transit/testkit';
 
 export type Harness = { cluster: LocalCluster; sink: SmtpSink; dir: string; maildirFiles(address: string): Promise<string[]>; close(): Promise<void> };
 
@@ -18,6 +18,10 @@ const TRANSIT_PORTS = [25, 26, 465, 587, 717, 2525, 8080, 8081, 8082, 8083, 8084
 
 export type HarnessOptions = {
   rejectRecipient?: (rcpt: string) => SinkReply | undefined;
+  /** Holds the sink's answer to a RCPT TO (e.g. while the test kills the sender). */
+  beforeRcptReply?: SmtpSinkOptions['beforeRcptReply'];
+  /** Roles that run a second replica (on their own ports). */
+  replicated?: Role[];
   transport?: Record<string, unknown>;
   /** Changes to the organisation before it seeds the cluster (users, connectors...). */
   prepare?: (config: Record<string, unknown>) => void;
@@ -29,7 +33,7 @@ export type HarnessOptions = {
 
 export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
   const dir = await mkdtemp(join(tmpdir(), 'transit-e2e-'));
-  const sink = await startSmtpSink({ rejectRecipient: opts.rejectRecipient });
+  const sink = await startSmtpSink({ rejectRecipient: opts.rejectRecipient, ...(opts.beforeRcptReply ? { beforeRcptReply: opts.beforeRcptReply } : {}) });
   const base = await exampleOrganisation();
   const config: Record<string, unknown> = {
     ...base,
@@ -42,7 +46,16 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   opts.prepare?.(config);
   const configPath = join(dir, 'org.yaml');
   await writeFile(configPath, stringify(config));
-  const cluster = await startLocalCluster({ varDir: join(dir, 'var'), configPath, portOffset: await freePortOffset(TRANSIT_PORTS), natsPort: await freePort(), redisPort: await freePort(), env: opts.env });
+  const replicas = opts.replicated?.length ? await freePortOffset([...TRANSIT_PORTS, ...TRANSIT_PORTS.map((p) => p + 100)]) : undefined;
+  const cluster = await startLocalCluster({
+    varDir: join(dir, 'var'),
+    configPath,
+    portOffset: replicas ?? (await freePortOffset(TRANSIT_PORTS)),
+    ...(replicas !== undefined ? { replicaPortOffsets: [replicas + 100], replicaRoles: opts.replicated } : {}),
+    natsPort: await freePort(),
+    redisPort: await freePort(),
+    env: opts.env,
+  });
   return {
     cluster,
     sink,

@@ -22,7 +22,9 @@ export async function connectBus(servers: string[], name: string, mode: 'service
       else if (s.type === 'reconnect') up = true;
     }
   })();
-  const jsm = await jetstreamManager(nc, { timeout: 5000 });
+  // No API check here: while a NATS node is down and leaders are being elected it can time
+  // out, and a service starting then must wait for JetStream (ensureTopology retries), not die.
+  const jsm = await jetstreamManager(nc, { timeout: 5000, checkAPI: false });
   return {
     nc,
     js: jetstream(nc, { timeout: 5000 }),

@@ -21,6 +21,8 @@ export type ClusterOptions = {
   natsCluster?: { clientPorts: [number, number]; routePorts: [number, number, number] };
   /** Port offsets of further replicas of every role (replica 1, 2, ...): each has its own ports. */
   replicaPortOffsets?: number[];
+  /** The roles that get those further replicas at start (default: every role started). */
+  replicaRoles?: readonly Role[];
   redisPort: number;
   host?: string;
   roles?: readonly Role[];
@@ -158,7 +160,8 @@ export async function startLocalCluster(opts: ClusterOptions): Promise<LocalClus
     },
   };
   try {
-    await Promise.all((opts.roles ?? ROLES).flatMap((role) => offsets.map((_o, replica) => startRole(role, replica))));
+    const replicated = (role: Role, replica: number) => replica === 0 || !opts.replicaRoles || opts.replicaRoles.includes(role);
+    await Promise.all((opts.roles ?? ROLES).flatMap((role) => offsets.map((_o, replica) => replica).filter((replica) => replicated(role, replica)).map((replica) => startRole(role, replica))));
   } catch (err) {
     await cluster.stop();
     throw err;

@@ -8,10 +8,10 @@
 import { decode } from '@msgpack/msgpack';
 import { Redis } from 'ioredis';
 import { STREAMS, scanStream, type Bus } from '@transit/bus';
+import { Leases, deliveredKey, type LeaseOptions } from './leases.ts';
 
 /** Present while the projection is complete; an empty Redis (restarted without data) lacks it. */
 export const SHADOW_EPOCH_KEY = 'transit:shadow:epoch';
-const deliveredKey = (messageId: string) => `transit:delivered:{${messageId}}`;
 
 export class ShadowUnavailableError extends Error {
   readonly code = 'SHADOW_UNAVAILABLE';
@@ -62,6 +62,11 @@ export class ShadowStore {
     await this.#call('write', () => this.redis.eval(MARK_DELIVERED, 1, deliveredKey(messageId), String(this.#ttlSeconds), ...recipients.map((r) => r.toLowerCase())));
   }
 
+  /** The leases of one owner (a process), on this store's connection. */
+  leases(owner: string, opts: Omit<LeaseOptions, 'owner' | 'deliveredTtlSeconds'> = {}): Leases {
+    return new Leases(this.redis, { ...opts, owner, deliveredTtlSeconds: this.#ttlSeconds });
+  }
+
   /** Whether the projection is complete (false after Redis lost its data). */
   async complete(): Promise<boolean> {
     return (await this.#call('read', () => this.redis.exists(SHADOW_EPOCH_KEY))) === 1;
@@ -77,7 +82,7 @@ export class ShadowStore {
 }
 
 /**
- * Replays every `Delivered` event of the event log into the store, then marks it complete.
+ * Replays every `Delivered` (and `DuplicateSuppressed`) event of the event log into the store, then marks it complete.
  * Idempotent; safe to run while deliveries go on (they add to the same sets).
  */
 export async function rebuildShadowFromEvents(bus: Bus, store: ShadowStore): Promise<{ messages: number; recipients: number }> {
@@ -85,7 +90,8 @@ export async function rebuildShadowFromEvents(bus: Bus, store: ShadowStore): Pro
   let recipients = 0;
   await scanStream(bus, STREAMS.events, async (m) => {
     const event = decode(m.data) as { type?: string; recipients?: string[] };
-    if (event.type !== 'Delivered' || !event.recipients?.length) return;
+    // A DuplicateSuppressed event is a delivery whose Delivered event was lost in a crash.
+    if ((event.type !== 'Delivered' && event.type !== 'DuplicateSuppressed') || !event.recipients?.length) return;
     await store.markDelivered(m.subject.slice('mail.evt.'.length), event.recipients);
     messages++;
     recipients += event.recipients.length;

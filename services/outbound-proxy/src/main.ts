@@ -3,16 +3,19 @@
  * connector's smart hosts or the recipient domain's MX. Per recipient: delivered, failed
  * (5xx) or deferred (4xx, connection failure) — deferred recipients are re-queued as a new
  * work item with a later notBefore, so a partial failure never resends to those already
- * delivered. Also listens on 717 ("Outbound Proxy Frontend") for trusted internal senders.
+ * delivered. Each item is delivered under a lease in Redis (libs/shadow/src/leases.ts): a
+ * copy JetStream hands out again while its worker is still alive waits, and the items of a
+ * worker whose heartbeat stopped are taken over by a survivor within seconds. Also listens
+ * on 717 ("Outbound Proxy Frontend") for trusted internal senders.
  */
 import { join } from 'node:path';
-import { BodyStore, CONSUMERS, STREAMS, ack, publishDurable, recordEvent, retry, startWorker } from '@transit/bus';
+import { BodyStore, CONSUMERS, STREAMS, ack, loadMessage, publishDurable, recordEvent, retry, startWorker, type Outcome } from '@transit/bus';
 import { decodeDeliveryItem, encodeDeliveryItem, type DeliveryItem } from '@transit/envelope';
 import { retrySchedule } from '@transit/config';
 import { dsnStatus } from '@transit/dsn';
 import { submitDsn } from '@transit/ingest';
 import { ProtocolLog } from '@transit/logs';
-import { ShadowStore, rebuildShadowFromEvents } from '@transit/shadow';
+import { ShadowStore, rebuildShadowFromEvents, type Claim, type WorkRef } from '@transit/shadow';
 import { startListenersFor } from '@transit/receive';
 import { poisonGuard, runService } from '@transit/service';
 import { classifyFailure, classifyReport, nextAttempt, type RecipientResult } from './outcome.ts';
@@ -53,27 +56,45 @@ await runService('outbound-proxy', async (ctx) => {
     return last;
   }
 
-  const worker = startWorker(ctx.bus, {
-    stream: STREAMS.deliver,
-    consumer: CONSUMERS.outboundProxy,
-    concurrency: 32,
-    onError: (err, msg) => ctx.log.error({ err: (err as Error).message, seq: msg?.seq }, 'outbound delivery error; will retry'),
-    decode: decodeDeliveryItem,
-    poison: poisonGuard(ctx, 'outbound-proxy', (i: DeliveryItem) => i.envelope.id),
-    handle: async (work, msg) => {
-      let item = work;
-      const wait = item.notBefore - Date.now();
-      if (wait > 0) return retry(Math.min(wait, 60_000));
-      const hopName = msg.subject;
-      const node = ctx.settings.nodeName;
-      // Exactly once per recipient: a redelivered item (after a crash) skips those already delivered.
-      let already: Set<string>;
-      try {
-        if (!(await shadow.complete())) await rebuild();
-        already = await shadow.delivered(item.envelope.id, item.envelope.recipients.map((r) => r.address));
-      } catch (err) {
-        ctx.log.warn({ err: (err as Error).message, id: item.envelope.id }, 'shadow state unavailable; delivery waits');
-        return retry(2000);
+  const node = ctx.settings.nodeName;
+  const leases = shadow.leases(`${node}/${process.pid}`);
+
+  /**
+   * Delivers one work item under its lease. `ref` names it in JetStream; `redelivered` says a
+   * worker may have handled it before (then the folded event log is consulted as well as Redis,
+   * whose projection may have missed a delivery another worker recorded only in the log).
+   */
+  async function handleItem(work: DeliveryItem, ref: WorkRef, redelivered: boolean): Promise<Outcome> {
+    let item = work;
+    const wait = item.notBefore - Date.now();
+    if (wait > 0) return retry(Math.min(wait, 60_000));
+    const hopName = ref.subject;
+    // Exactly once per recipient: claim the item, learning who already has it.
+    let claim: Claim;
+    try {
+      if (!(await shadow.complete())) await rebuild();
+      claim = await leases.claim(ref, item.envelope.recipients.map((r) => r.address));
+    } catch (err) {
+      ctx.log.warn({ err: (err as Error).message, id: item.envelope.id }, 'shadow state unavailable; delivery waits');
+      return retry(2000);
+    }
+    if (!claim.ok) {
+      // JetStream handed it out again while a live worker still delivers it: that one finishes it.
+      ctx.log.warn({ id: item.envelope.id, holder: claim.holder }, 'work item leased by another live worker; waiting');
+      return retry(leases.leaseTtlMs);
+    }
+    let released = false;
+    const release = async (delivered: string[]) => {
+      if (released) return;
+      released = true;
+      await leases.release(ref, delivered);
+    };
+    const renewal = setInterval(() => void leases.renew(ref).catch(() => undefined), Math.floor(leases.leaseTtlMs / 3));
+    try {
+      const already = new Set(claim.alreadyDelivered);
+      if (redelivered) {
+        const state = await loadMessage(ctx.bus, item.envelope.id);
+        for (const r of item.envelope.recipients) if (state.recipients[r.address.toLowerCase()]?.status === 'Delivered') already.add(r.address);
       }
       if (already.size) {
         await recordEvent(ctx.bus, item.envelope.id, { type: 'DuplicateSuppressed', hop: hopName, recipients: [...already] }, node);
@@ -81,6 +102,12 @@ await runService('outbound-proxy', async (ctx) => {
         const remaining = item.envelope.recipients.filter((r) => !already.has(r.address));
         if (remaining.length === 0) return ack;
         item = { ...item, envelope: { ...item.envelope, recipients: remaining } };
+      }
+      // A process paused past its heartbeat may have been taken over: check just before sending.
+      if (!(await leases.renew(ref))) {
+        released = true;
+        ctx.log.warn({ id: item.envelope.id }, 'lease taken over by another worker; not sending');
+        return retry(leases.leaseTtlMs);
       }
       const { envelope } = item;
       const settings = ctx.config.TransportSettings;
@@ -93,12 +120,11 @@ await runService('outbound-proxy', async (ctx) => {
       const dsnRecipient = (r: RecipientResult, status: string) => ({ address: r.address, status, diagnostic: r.response, remoteMta: r.remoteMta });
 
       const delivered = of('delivered');
-      if (delivered.length) {
-        await Promise.all([
-          shadow.markDelivered(envelope.id, delivered.map((r) => r.address)).catch((err: Error) => ctx.log.error({ err: err.message, id: envelope.id }, 'could not record delivery in the shadow state')),
-          recordEvent(ctx.bus, envelope.id, { type: 'Delivered', hop: hopName, recipients: delivered.map((r) => r.address) }, node),
-        ]);
-      }
+      // Recorded at once, in Redis (with the lease released) and in the event log: the window for a second copy is these writes.
+      await Promise.all([
+        release(delivered.map((r) => r.address)).catch((err: Error) => ctx.log.error({ err: err.message, id: envelope.id }, 'could not record delivery in the shadow state')),
+        delivered.length ? recordEvent(ctx.bus, envelope.id, { type: 'Delivered', hop: hopName, recipients: delivered.map((r) => r.address) }, node) : undefined,
+      ]);
       const failed = of('permanent').map((r) => dsnRecipient(r, dsnStatus(r.response, 5)));
       const transient = of('transient');
       const decision = transient.length ? nextAttempt(retrySchedule(settings), item.attempt, envelope.receivedAt, Date.now(), settings.MessageExpirationTimeout) : undefined;
@@ -126,19 +152,71 @@ await runService('outbound-proxy', async (ctx) => {
           });
         }
         const next: DeliveryItem = { ...item, envelope: { ...envelope, recipients: envelope.recipients.filter((r) => addresses.has(r.address)) }, attempt: item.attempt + 1, notBefore: decision.notBefore, delayNotified: item.delayNotified || late };
-        await publishDurable(ctx.bus, msg.subject, encodeDeliveryItem(next), { msgID: `${envelope.id}:${msg.subject}:attempt-${next.attempt}`, expectStream: STREAMS.deliver });
+        await publishDurable(ctx.bus, hopName, encodeDeliveryItem(next), { msgID: `${envelope.id}:${hopName}:attempt-${next.attempt}`, expectStream: STREAMS.deliver });
         await recordEvent(ctx.bus, envelope.id, { type: 'Deferred', hop: hopName, recipients: [...addresses], reason: transient[0]!.response, nextAttempt: decision.notBefore }, node);
       }
       ctx.log.info({ id: envelope.id, hop: hopName, delivered: delivered.length, failed: failed.length, deferred: decision?.kind === 'retry' ? transient.length : 0, attempt: item.attempt }, 'outbound attempt finished');
       return ack;
-    },
+    } finally {
+      clearInterval(renewal);
+      await release([]).catch(() => undefined);
+    }
+  }
+
+  const worker = startWorker(ctx.bus, {
+    stream: STREAMS.deliver,
+    consumer: CONSUMERS.outboundProxy,
+    concurrency: 32,
+    onError: (err, msg) => ctx.log.error({ err: (err as Error).message, seq: msg?.seq }, 'outbound delivery error; will retry'),
+    decode: decodeDeliveryItem,
+    poison: poisonGuard(ctx, 'outbound-proxy', (i: DeliveryItem) => i.envelope.id),
+    handle: (item, msg) => handleItem(item, { stream: STREAMS.deliver, seq: msg.seq, subject: msg.subject, messageId: item.envelope.id }, msg.info.redelivered),
   });
+
+  /**
+   * Orphans: the items an owner held when its heartbeat stopped (a process killed mid-delivery)
+   * are fetched from the stream by sequence and delivered here, then deleted from the work
+   * queue, so they do not wait out JetStream's ack wait. An item that is no longer in the
+   * stream was settled already.
+   */
+  const adopting = new Set<Promise<void>>();
+  const adopt = async (ref: WorkRef) => {
+    try {
+      const stored = await ctx.bus.jsm.streams.getMessage(ref.stream, { seq: ref.seq }).catch(() => null);
+      if (!stored || stored.subject !== ref.subject) return await leases.release(ref, []);
+      ctx.log.warn({ id: ref.messageId, seq: ref.seq, subject: ref.subject }, 'taking over a work item whose worker stopped');
+      if ((await handleItem(decodeDeliveryItem(stored.data), ref, true)).kind === 'ack') await ctx.bus.jsm.streams.deleteMessage(ref.stream, ref.seq, false);
+      // Otherwise JetStream hands it out again after its ack wait, as it would have.
+    } catch (err) {
+      ctx.log.error({ err: (err as Error).message, id: ref.messageId }, 'taking over an orphaned work item failed; JetStream redelivers it');
+      await leases.release(ref, []).catch(() => undefined);
+    }
+  };
+  let stopping = false;
+  const beat = setInterval(() => void leases.heartbeat().catch((err: Error) => ctx.log.warn({ err: err.message }, 'shadow heartbeat failed')), Math.floor(leases.heartbeatTtlMs / 3));
+  void leases.heartbeat().catch(() => undefined);
+  const sweep = setInterval(() => {
+    if (stopping || adopting.size > 0) return;
+    void leases.adoptOrphans().then(
+      (refs) => {
+        for (const ref of refs) {
+          const p = adopt(ref).finally(() => adopting.delete(p));
+          adopting.add(p);
+        }
+      },
+      () => undefined, // Redis away: JetStream's ack wait still brings the items back.
+    );
+  }, 1000);
 
   const engine = await startListenersFor('outbound-proxy', ctx, bodies);
   return {
     stop: async () => {
+      stopping = true;
+      clearInterval(sweep);
       await engine.close(ctx.settings.drainTimeoutMs);
       await worker.stop();
+      await Promise.allSettled([...adopting]);
+      clearInterval(beat);
       sender.close();
       await sendLog.close();
       await shadow.close();
