@@ -106,7 +106,12 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     config.SendConnectors = [{ Name: 'Sink', AddressSpaces: ['*'], DNSRoutingEnabled: false, SmartHosts: [`${sink.host}:${sink.port}`] }];
     config.TransportSettings = { TransientRetrySchedule: [1] };
     // A killed worker's items come back after 3 s; sends wait out outages up to 10 s.
-    cluster = await startMultiNodeCluster(dir, config, ROLES, { TRANSIT_ACK_WAIT_SECONDS: '3', TRANSIT_PUBLISH_BUDGET_MS: '10000' });
+    // Maildir writes are held 30 ms (test/fixtures/slow-maildir-write.ts) so a kill can land inside one.
+    cluster = await startMultiNodeCluster(dir, config, ROLES, {
+      TRANSIT_ACK_WAIT_SECONDS: '3',
+      TRANSIT_PUBLISH_BUDGET_MS: '10000',
+      NODE_OPTIONS: `--import=${join(import.meta.dirname, 'fixtures', 'slow-maildir-write.ts')}`,
+    });
     const c = cluster;
     log(`cluster up in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
@@ -126,7 +131,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       }
       if (role === 'mailbox-delivery') {
         const pid = pidOf(role, replica);
-        const writing = (files: string[]) => files.some((f) => f.startsWith(c.mailDir) && f.includes('/tmp/'));
+        const writing = (files: string[]) => files.some((f) => f.startsWith(c.mailDir) && f.slice(c.mailDir.length).includes('/tmp/'));
         const hit = await within(MOMENT_WAIT_MS, async () => writing(await openFiles(pid)));
         await kill();
         return hit ? ' (mid-write)' : '';
