@@ -7,6 +7,11 @@ const minimal = {
   AcceptedDomains: [{ DomainName: 'contoso.test', Default: true }],
 };
 
+const balanced = (lb: Record<string, unknown>, more: Record<string, unknown>[] = []) => ({
+  ...connector({}),
+  LoadBalancers: [{ Name: 'haproxy', Bindings: ['0.0.0.0:25'], RemoteIPRanges: ['10.0.0.0/24'], ...lb }, ...more],
+});
+
 const connector = (over: Record<string, unknown>) => ({
   ...minimal,
   ReceiveConnectors: [{ Name: 'C', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:25'], ...over }],
@@ -58,6 +63,14 @@ describe('organisation configuration', () => {
       },
       /RemoteIPRanges of B and A partially overlap/,
     ],
+    ['a load balancer on a binding no connector has', balanced({ Bindings: ['0.0.0.0:25', '0.0.0.0:2526'] }), /LoadBalancers\.0\.Bindings\.1: no receive connector has binding 0\.0\.0\.0:2526/],
+    ['a load balancer on the right port but another address', balanced({ Bindings: ['10.0.0.1:25'] }), /LoadBalancers\.0\.Bindings\.0: no receive connector has binding 10\.0\.0\.1:25/],
+    ['a load balancer with a bad binding', balanced({ Bindings: ['25'] }), /LoadBalancers\.0\.Bindings\.0: expected IPv4:port/],
+    ['a load balancer with a bad range', balanced({ RemoteIPRanges: ['10.0.0.0/40'] }), /LoadBalancers\.0\.RemoteIPRanges\.0: expected an IP address, a CIDR block/],
+    ['a load balancer without ranges (whom to trust must be said)', balanced({ RemoteIPRanges: undefined }), /LoadBalancers\.0\.RemoteIPRanges: /],
+    ['a load balancer without bindings', balanced({ Bindings: [] }), /LoadBalancers\.0\.Bindings: /],
+    ['a typo in a load balancer', balanced({ RemoteIpRanges: ['10.0.0.1'] }), /LoadBalancers\.0: Unrecognized key: "RemoteIpRanges"/],
+    ['two load balancers with one name', balanced({}, [{ Name: 'HAProxy', Bindings: ['0.0.0.0:25'], RemoteIPRanges: ['10.0.1.0/24'] }]), /LoadBalancers\.1\.Name: duplicate load balancer name HAProxy/],
     ['a smart-host connector without hosts', { ...minimal, SendConnectors: [{ Name: 'S', AddressSpaces: ['*'], DNSRoutingEnabled: false }] }, /SmartHosts: a connector without DNS routing/],
   ])('refuses %s, naming the field', (_name, doc, message) => {
     expect(() => parseOrganizationConfig(doc)).toThrow(ConfigError);
@@ -83,6 +96,16 @@ describe('organisation configuration', () => {
   ])('accepts %s', (_name, ra, rb, ba, bb) => {
     const doc = { ...minimal, ReceiveConnectors: [{ Name: 'A', TransportRole: 'FrontendTransport', Bindings: ba, RemoteIPRanges: ra }, { Name: 'B', TransportRole: 'FrontendTransport', Bindings: bb, RemoteIPRanges: rb }] };
     expect(parseOrganizationConfig(doc).ReceiveConnectors).toHaveLength(2);
+  });
+
+  it('accepts load balancers on connector bindings (however the address is written), none by default', () => {
+    expect(parseOrganizationConfig(connector({})).LoadBalancers).toEqual([]);
+    const cfg = parseOrganizationConfig({
+      ...minimal,
+      ReceiveConnectors: [{ Name: 'C', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:25', '[::]:25'] }, { Name: 'Off', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:26'], Enabled: false }],
+      LoadBalancers: [{ Name: 'haproxy', Bindings: ['0.0.0.0:25', '[0:0::0]:25', '0.0.0.0:26'], RemoteIPRanges: ['10.0.0.0/24', '2001:db8::5', '10.0.1.1-10.0.1.9'], Comment: 'edge pair' }],
+    });
+    expect(cfg.LoadBalancers).toEqual([{ Name: 'haproxy', Bindings: ['0.0.0.0:25', '[0:0::0]:25', '0.0.0.0:26'], RemoteIPRanges: ['10.0.0.0/24', '2001:db8::5', '10.0.1.1-10.0.1.9'], Comment: 'edge pair' }]);
   });
 
   it('applies Usage defaults at creation, then forgets Usage', () => {

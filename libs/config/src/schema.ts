@@ -255,6 +255,22 @@ export function retrySchedule(ts: TransportSettings): number[] {
   ];
 }
 
+/**
+ * Transit extension (Exchange has no load-balancer protocol): a load balancer in front of
+ * receive connectors that names the real client with a PROXY protocol header (v1 or v2).
+ * It belongs to listening endpoints, not to connectors: the header has to be read before a
+ * connector can be chosen, because the choice depends on the client's address.
+ */
+export const loadBalancerSchema = z.strictObject({
+  Name: z.string().min(1),
+  /** Receive-connector bindings (as written there, e.g. `0.0.0.0:25`) whose listeners take PROXY headers from this load balancer. */
+  Bindings: z.array(bindingSchema).min(1),
+  /** The load balancer's own addresses as the listeners see them (its source address toward them): only these may send a PROXY header, and they must. */
+  RemoteIPRanges: z.array(remoteRangeSchema).min(1),
+  Comment: z.string().optional(),
+});
+export type LoadBalancer = z.infer<typeof loadBalancerSchema>;
+
 export const organizationConfigSchema = z
   .strictObject({
     Organization: z.strictObject({
@@ -270,6 +286,7 @@ export const organizationConfigSchema = z
     ReceiveConnectors: z.array(receiveConnectorSchema).default([]),
     Permissions: z.array(permissionSchema).default([]),
     SendConnectors: z.array(sendConnectorSchema).default([]),
+    LoadBalancers: z.array(loadBalancerSchema).default([]),
   })
   .superRefine((cfg, ctx) => {
     const defaults = cfg.AcceptedDomains.filter((d) => d.Default);
@@ -287,8 +304,16 @@ export const organizationConfigSchema = z
     });
     uniqueNames(cfg.ReceiveConnectors, 'ReceiveConnectors', 'connector', ctx);
     uniqueNames(cfg.SendConnectors, 'SendConnectors', 'send connector', ctx);
+    uniqueNames(cfg.LoadBalancers, 'LoadBalancers', 'load balancer', ctx);
     uniqueNames([...cfg.Mailboxes, ...cfg.Users, ...cfg.Groups], 'Users', 'directory object', ctx);
     for (const issue of bindingConflicts(cfg.ReceiveConnectors)) ctx.addIssue({ code: 'custom', path: ['ReceiveConnectors', issue.index, 'RemoteIPRanges'], message: issue.message });
+    const connectorBindings = new Set(cfg.ReceiveConnectors.flatMap((c) => c.Bindings.map(bindingKey)));
+    cfg.LoadBalancers.forEach((lb, i) => {
+      lb.Bindings.forEach((b, j) => {
+        const key = bindingKey(b);
+        if (key !== undefined && !connectorBindings.has(key)) ctx.addIssue({ code: 'custom', path: ['LoadBalancers', i, 'Bindings', j], message: `no receive connector has binding ${b}` });
+      });
+    });
     const directory = directoryOf(cfg);
     cfg.Groups.forEach((g, i) => {
       g.Members.forEach((member, j) => {
@@ -301,6 +326,17 @@ export const organizationConfigSchema = z
     });
   });
 export type OrganizationConfig = z.infer<typeof organizationConfigSchema>;
+
+/** One text per listening address and port (`[::]:25` and `[0::0]:25` are the same); undefined when invalid (reported on its own field). */
+function bindingKey(binding: string): string | undefined {
+  try {
+    const b = parseBinding(binding);
+    const ip = parseIp(b.host);
+    return ip ? `${ip.family}|${ip.value}|${b.port}` : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 function uniqueNames(items: readonly { Name: string }[], path: string, what: string, ctx: z.RefinementCtx): void {
   const names = new Set<string>();

@@ -33,3 +33,4 @@ export {
   type SessionView,
 } from './session.ts';
 export { explainSession, type CandidateReport, type ExplainRequest, type Explanation, type StepReport } from './explain.ts';
+export { decideProxyPeer, loadBalancersOn, proxiedClient, type ProxyHeaderFacts, type ProxyPeerDecision } from './proxy.ts';

@@ -41,6 +41,9 @@ export const REPLIES = {
   queueUnavailable: r(451, '4.3.0', 'Temporary server error. Please try again later'),
   notRedundant: r(451, '4.4.0', 'Message failed to be made redundant'),
   timeoutWaitingForClient: r(451, '4.7.0', 'Timeout waiting for client input'),
+  // PROXY protocol (Transit's own; Exchange has none): a load balancer's header from someone else, or none from a load balancer.
+  proxyHeaderNotAccepted: r(421, '4.7.0', 'PROXY protocol header not accepted from this address, closing transmission channel'),
+  proxyHeaderRequired: r(421, '4.7.0', 'Valid PROXY protocol header required, closing transmission channel'),
 } as const satisfies Record<string, Reply>;
 
 export type ReplyName = keyof typeof REPLIES;

@@ -8,13 +8,21 @@
  * Live configuration: each connection takes the snapshot current when it opens and keeps
  * it until it closes; a new revision opens listeners for new bindings and closes listeners
  * no connector uses any more, without a restart.
+ *
+ * Load balancers (PROXY protocol): a listener that a configured load balancer serves asks
+ * libs/policy about each socket before the session exists. The load balancer's sockets
+ * must start with a PROXY header and their sessions are the client it names, so connector
+ * selection, rights, limits, logs, Received headers and the recorded origin all see the
+ * client; other sockets are direct clients whose PROXY header is refused. The check
+ * follows the live configuration per connection; listeners no load balancer serves skip it.
  */
 import { timingSafeEqual } from 'node:crypto';
 import { once } from 'node:events';
+import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { BusUnavailableError, QueueFullError, type BodyStore, type Bus } from '@transit/bus';
-import { directoryOf, findLogon, parseBinding, verifyPassword, type ConfigSnapshot, type LiveConfig, type OrganizationConfig, type ReceiveConnector, type RuntimeSettings } from '@transit/config';
+import { directoryOf, findLogon, parseBinding, verifyPassword, type ConfigSnapshot, type LiveConfig, type LoadBalancer, type OrganizationConfig, type ReceiveConnector, type RuntimeSettings } from '@transit/config';
 import type { Envelope } from '@transit/envelope';
 import { HeaderTooLargeError, ingestMessage, removeHeaderFields, rfc5322Date } from '@transit/ingest';
 import type { ProtocolLog, ProtocolLogSession } from '@transit/logs';
@@ -26,11 +34,13 @@ import {
   decideHello,
   decideMailFrom,
   decideMessageSize,
+  decideProxyPeer,
   decideRcptTo,
   describeIdentity,
   directoryFor,
   headerStripper,
   initialIdentity,
+  loadBalancersOn,
   queuedReply,
   replyText,
   selectReceiveConnector,
@@ -44,13 +54,25 @@ import {
   type SessionView,
 } from '@transit/policy';
 import type { Logger } from '@transit/service';
-import { installSmtpServerAdapter, type ConnectionHooks, type ConnectionOpening, type ConnectionView } from './smtp-adapter.ts';
+import { installSmtpServerAdapter, type ConnectionHooks, type ConnectionOpening, type ConnectionView, type ProxyAdmission } from './smtp-adapter.ts';
 import type { TlsMaterial } from './tls.ts';
 
-export type Endpoint = { host: string; port: number; configuredPort: number; connectors: ReceiveConnector[] };
+export type Endpoint = {
+  host: string;
+  port: number;
+  configuredPort: number;
+  connectors: ReceiveConnector[];
+  /** The configured bindings this listener serves (several when wildcards move to listenHost). */
+  bindings: string[];
+  /** Load balancers whose Bindings name one of them: their PROXY headers are read here. */
+  loadBalancers: LoadBalancer[];
+};
 
-/** Where each binding listens on this machine: wildcards move to listenHost, ports by the offset. */
-export function planEndpoints(connectors: readonly ReceiveConnector[], settings: Pick<RuntimeSettings, 'listenHost' | 'portOffset'>): Endpoint[] {
+/** How long a trusted load balancer has to send its PROXY header (HAProxy sends it with the connection). */
+export const PROXY_HEADER_TIMEOUT_MS = 5_000;
+
+/** Where each binding listens on this machine: wildcards move to listenHost, ports by the offset; and which load balancers serve it. */
+export function planEndpoints(connectors: readonly ReceiveConnector[], settings: Pick<RuntimeSettings, 'listenHost' | 'portOffset'>, loadBalancers: readonly LoadBalancer[] = []): Endpoint[] {
   const byKey = new Map<string, Endpoint>();
   for (const connector of connectors) {
     if (!connector.Enabled) continue;
@@ -59,12 +81,15 @@ export function planEndpoints(connectors: readonly ReceiveConnector[], settings:
       const host = b.wildcard && settings.listenHost ? settings.listenHost : b.host;
       const port = b.port + settings.portOffset;
       const key = `${host}|${port}`;
-      const endpoint = byKey.get(key) ?? { host, port, configuredPort: b.port, connectors: [] };
+      const endpoint = byKey.get(key) ?? { host, port, configuredPort: b.port, connectors: [], bindings: [], loadBalancers: [] };
       if (!endpoint.connectors.includes(connector)) endpoint.connectors.push(connector);
+      if (!endpoint.bindings.includes(spec)) endpoint.bindings.push(spec);
       byKey.set(key, endpoint);
     }
   }
-  return [...byKey.values()];
+  const endpoints = [...byKey.values()];
+  if (loadBalancers.length > 0) for (const e of endpoints) e.loadBalancers = loadBalancersOn(loadBalancers, e.bindings);
+  return endpoints;
 }
 
 const endpointKey = (e: Pick<Endpoint, 'host' | 'port'>) => `${e.host}|${e.port}`;
@@ -140,7 +165,7 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
   const planFor = (snapshot: ConfigSnapshot): Map<string, Endpoint> => {
     let plan = plans.get(snapshot);
     if (!plan) {
-      plan = new Map(planEndpoints(opts.connectorsFor(snapshot.config), settings).map((e) => [endpointKey(e), e]));
+      plan = new Map(planEndpoints(opts.connectorsFor(snapshot.config), settings, snapshot.config.LoadBalancers).map((e) => [endpointKey(e), e]));
       plans.set(snapshot, plan);
     }
     return plan;
@@ -185,6 +210,30 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
     return options;
   }
 
+  const DIRECT: ProxyAdmission = { kind: 'direct' };
+  const SCREEN: ProxyAdmission = { kind: 'screen' };
+
+  /** Before the session exists: does this socket start with a PROXY header, must it not, or is the listener plain? */
+  function admit(endpoint: Endpoint, socket: Socket): ProxyAdmission {
+    const snapshot = live.current;
+    if (snapshot.config.LoadBalancers.length === 0) return DIRECT;
+    const loadBalancers = planFor(snapshot).get(endpointKey(endpoint))?.loadBalancers ?? [];
+    const decision = decideProxyPeer(loadBalancers, socket.remoteAddress ?? '');
+    if (decision.kind === 'direct') return DIRECT;
+    if (decision.kind === 'untrusted') return SCREEN;
+    return {
+      kind: 'header',
+      loadBalancer: decision.loadBalancer,
+      timeoutMs: PROXY_HEADER_TIMEOUT_MS,
+      onRefused: (failure) => {
+        const facts = { loadBalancer: decision.loadBalancer, peer: `${socket.remoteAddress}:${socket.remotePort}`, local: `${endpoint.host}:${endpoint.port}`, code: failure.code, reason: failure.message };
+        // Connect-and-close without a byte is a TCP health check, not a fault: no warning every few seconds.
+        if (failure.code === 'CLOSED' && failure.received === 0) log.debug(facts, 'load balancer closed the connection before sending anything (a TCP health check)');
+        else log.warn(facts, 'no valid PROXY header from a trusted load balancer; connection refused');
+      },
+    };
+  }
+
   function onOpen(endpoint: Endpoint, conn: ConnectionView): ConnectionOpening {
     // Draining: tell new clients to go elsewhere (a load balancer has another frontend).
     if (draining) return { accept: false, reply: REPLIES.serviceNotAvailable };
@@ -223,6 +272,10 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
     };
     sessions.set(conn.id, state);
     protocolLog?.connect();
+    if (conn.proxied) {
+      const p = conn.proxied;
+      protocolLog?.info(`PROXY v${p.header.version} ${p.header.command} from load balancer ${p.loadBalancer} at ${p.peerAddress}:${p.peerPort}`, 'PROXY');
+    }
     setPermissions(state);
     const hooks: ConnectionHooks = {
       options: connectionOptions(connector, conn, () => sessions.get(conn.id)),
@@ -232,6 +285,13 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
       },
       maxProtocolErrors: connector.MaxProtocolErrors,
       inactivityMs: connector.ConnectionInactivityTimeout * 1000,
+      onProxyHeader: (version) => {
+        log.warn(
+          { connector: connector.Name, remote: `${conn.remoteAddress}:${conn.remotePort}`, local: `${conn.localAddress}:${conn.localPort}`, version },
+          'PROXY header from an address that is not a configured load balancer; connection refused',
+        );
+        protocolLog?.info(`PROXY v${version} header from an address that is not a configured load balancer; connection refused`, 'PROXY');
+      },
       ...(protocolLog ? { onSent: (line: string) => protocolLog.sent(line), onReceived: (line: string) => protocolLog.received(line) } : {}),
     };
     const banner = connector.Banner ? connector.Banner.slice(4) : `${fqdn} Transit ESMTP MAIL Service ready at ${rfc5322Date(new Date())}`;
@@ -361,6 +421,7 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
       },
     });
     (server.options as { transitOnOpen?: unknown }).transitOnOpen = (conn: ConnectionView) => onOpen(endpoint, conn);
+    (server.options as { transitProxy?: unknown }).transitProxy = (socket: Socket) => admit(endpoint, socket);
     server.on('error', (err) => log.error({ err: err.message }, 'SMTP listener error'));
     return server;
   }

@@ -14,10 +14,20 @@
  *    (every 550 becomes 5.1.1). Transit's reply table carries Exchange's exact codes, so a
  *    reply that starts with one is sent as is, and smtp-server's stock texts are replaced
  *    by Exchange's wording for the same step.
+ * 4. PROXY protocol per connection. smtp-server reads only v1, for a fixed list of peers
+ *    per listener. Transit asks the engine about each new socket (`transitProxy`): a
+ *    trusted load balancer's socket must first carry a v1 or v2 header, read by
+ *    proxy-protocol.ts, and the session is created with the client it names; any other
+ *    socket on such a listener has its first bytes screened, and a PROXY header there
+ *    closes the connection. A listener without `transitProxy` works exactly as before.
  */
+import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
-import { REPLIES, replyText, type Reply } from '@transit/policy';
+import type { Writable } from 'node:stream';
+import { REPLIES, formatReply, proxiedClient, replyText, type Reply } from '@transit/policy';
+import { SMTPServer } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
+import { proxyHeaderStart, readProxyHeader, type ProxyHeader, type ProxyRead } from './proxy-protocol.ts';
 
 /** Per-connection behaviour chosen by the engine when the connection opens. */
 export type ConnectionHooks = {
@@ -31,7 +41,23 @@ export type ConnectionHooks = {
   /** Protocol errors (500-504 replies) allowed before the connection is closed. */
   maxProtocolErrors: number;
   inactivityMs: number;
+  /** A PROXY header arrived from a peer that may not send one (the connection is then closed with proxyHeaderNotAccepted). */
+  onProxyHeader?: (version: 1 | 2) => void;
 };
+
+/** What a listener does with a new socket before smtp-server makes a session of it. */
+export type ProxyAdmission =
+  /** Plain SMTP, nothing looked at (no load balancer serves the listener). */
+  | { kind: 'direct' }
+  /** Plain SMTP from a direct client; a PROXY header in its first bytes closes the connection. */
+  | { kind: 'screen' }
+  /** A trusted load balancer: a valid header must come first, within timeoutMs. */
+  | { kind: 'header'; loadBalancer: string; timeoutMs: number; onRefused: (failure: Extract<ProxyRead, { ok: false }>) => void };
+
+export type ProxyHook = (socket: Socket) => ProxyAdmission;
+
+/** A session that came through a load balancer: who relayed it and what it said. */
+export type ProxiedConnection = { loadBalancer: string; peerAddress: string; peerPort: number; header: ProxyHeader };
 
 export type ConnectionOpening =
   | { accept: true; name: string; banner: string; greetingDelayMs: number; hooks: ConnectionHooks }
@@ -45,6 +71,8 @@ export type ConnectionView = {
   remoteAddress: string;
   remotePort: number;
   readonly secure: boolean;
+  /** Set when a trusted load balancer relayed the connection (remoteAddress is then the client it named). */
+  readonly proxied: ProxiedConnection | undefined;
   /** Sends a final reply and closes the connection. */
   closeWith(reply: Reply): void;
 };
@@ -52,12 +80,19 @@ export type ConnectionView = {
 export type OpenHook = (conn: ConnectionView) => ConnectionOpening;
 
 type ServerLike = { options: Record<string, unknown> & { transitOnOpen?: OpenHook }; connections: Set<unknown> };
+type SocketOptions = { id?: string; remoteAddress?: string; remotePort?: number };
+type ServerInternals = {
+  options: Record<string, unknown> & { transitProxy?: ProxyHook };
+  _expectsProxyHeader: (this: ServerInternals, socket: Socket) => boolean;
+  _handleProxy: (this: ServerInternals, socket: Socket, callback: (err: Error | null, options?: SocketOptions) => void) => void;
+};
 type Handler = (this: Internals, command: Buffer, callback: () => void) => void;
 type Internals = ConnectionView & {
   name: string;
   secure: boolean;
   _server: ServerLike;
   _socket: Socket;
+  _parser: Writable & { _write: Writable['_write'] };
   _setListeners: (this: Internals, cb: () => void) => void;
   connectionReady: (this: Internals) => void;
   send: (this: Internals, code: number, data?: string | string[], context?: string | false) => void;
@@ -105,6 +140,58 @@ function stockReply(code: number, data: string, context: string | false | undefi
   return STOCK.get(`${code}|${data}|${context || ''}`) ?? STOCK.get(`${code}|${data}`);
 }
 
+/** The engine's answer for each socket, asked once (smtp-server consults it twice before the session exists). */
+const admissions = new WeakMap<Socket, ProxyAdmission>();
+const proxiedSockets = new WeakMap<Socket, ProxiedConnection>();
+const screenedSockets = new WeakSet<Socket>();
+
+function admissionOf(server: ServerInternals, socket: Socket): ProxyAdmission | undefined {
+  const hook = server.options.transitProxy;
+  if (!hook) return undefined;
+  let admission = admissions.get(socket);
+  if (!admission) {
+    admission = hook(socket);
+    admissions.set(socket, admission);
+  }
+  return admission;
+}
+
+/** smtp-server's session id format, for sessions whose socket options Transit makes. */
+const newSessionId = () => BigInt(`0x${randomBytes(10).toString('hex')}`).toString(32).padStart(16, '0');
+
+/** Answers a socket that never became a session, gives the line a moment to leave, then closes it. */
+function refuseSocket(socket: Socket, reply: Reply): void {
+  socket.on('error', () => undefined);
+  if (socket.destroyed || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  socket.end(`${formatReply(reply)}\r\n`);
+  setTimeout(() => socket.destroy(), 1000).unref();
+}
+
+/**
+ * Holds a direct client's first bytes until they are clearly not the start of a PROXY
+ * header (at most 11 bytes), then hands them and everything after to smtp-server's parser
+ * untouched. A header closes the connection and its bytes never reach the parser.
+ */
+function screenFirstBytes(conn: Internals): void {
+  const parser = conn._parser;
+  const write = parser._write.bind(parser);
+  let held: Buffer = Buffer.alloc(0);
+  parser._write = function (chunk: Buffer, encoding: BufferEncoding, next: (error?: Error | null) => void) {
+    held = held.length > 0 ? Buffer.concat([held, chunk]) : chunk;
+    const start = proxyHeaderStart(held);
+    if (start === 'undecided') return next();
+    // Decided either way: the parser's own _write (from its prototype) takes over.
+    delete (parser as Partial<typeof parser>)._write;
+    if (start === undefined) return write(held, encoding, next);
+    conn.transitHooks?.onProxyHeader?.(start.version);
+    conn.closeWith(REPLIES.proxyHeaderNotAccepted);
+    next();
+  };
+}
+
 let installed = false;
 
 export function installSmtpServerAdapter(): void {
@@ -114,14 +201,47 @@ export function installSmtpServerAdapter(): void {
   for (const method of ['init', 'connectionReady', 'send', 'close', '_sendGreeting', '_setListeners', '_onCommand', '_armTimeout', 'handler_EHLO', 'handler_HELO'] as const) {
     if (typeof proto[method] !== 'function') throw new Error(`smtp-server changed: SMTPConnection.${method} is missing; review libs/receive/src/smtp-adapter.ts`);
   }
+  const serverProto = SMTPServer.prototype as unknown as ServerInternals;
+  for (const method of ['_expectsProxyHeader', '_handleProxy'] as const) {
+    if (typeof serverProto[method] !== 'function') throw new Error(`smtp-server changed: SMTPServer.${method} is missing; review libs/receive/src/smtp-adapter.ts`);
+  }
   const originalInit = proto.init;
   const originalSend = proto.send;
   const originalGreeting = proto._sendGreeting;
   const originalOnCommand = proto._onCommand;
+  const originalExpectsProxyHeader = serverProto._expectsProxyHeader;
+  const originalHandleProxy = serverProto._handleProxy;
+
+  // Only a header-bound socket is "expecting a PROXY header": smtp-server then guards it
+  // (counts it as pending, destroys it when the listener closes) until the session exists.
+  serverProto._expectsProxyHeader = function (this: ServerInternals, socket: Socket) {
+    const admission = admissionOf(this, socket);
+    return admission ? admission.kind === 'header' : originalExpectsProxyHeader.call(this, socket);
+  };
+
+  serverProto._handleProxy = function (this: ServerInternals, socket: Socket, callback: (err: Error | null, options?: SocketOptions) => void) {
+    const admission = admissionOf(this, socket);
+    if (!admission || admission.kind !== 'header') {
+      if (admission?.kind === 'screen') screenedSockets.add(socket);
+      return originalHandleProxy.call(this, socket, callback);
+    }
+    const peer = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
+    void readProxyHeader(socket, admission.timeoutMs).then((read) => {
+      if (!read.ok) {
+        admission.onRefused(read);
+        refuseSocket(socket, REPLIES.proxyHeaderRequired);
+        return callback(Object.assign(new Error(read.message), { code: `PROXY_${read.code}` }));
+      }
+      const client = proxiedClient(read.header, peer);
+      proxiedSockets.set(socket, { loadBalancer: admission.loadBalancer, peerAddress: peer.address, peerPort: peer.port, header: read.header });
+      callback(null, { id: newSessionId(), ...(client.from === 'header' ? { remoteAddress: client.address, remotePort: client.port } : {}) });
+    });
+  };
 
   proto.closeWith = function (this: Internals, reply: Reply) {
     if (this.transitClosing) return;
     this.transitClosing = true;
+    this.transitHooks?.onSent?.(`${reply.code} ${replyText(reply)}`);
     originalSend.call(this, reply.code, replyText(reply), false);
     this.close();
   };
@@ -129,6 +249,7 @@ export function installSmtpServerAdapter(): void {
   proto.init = function (this: Internals) {
     const hook = this._server.options.transitOnOpen;
     if (!hook) return originalInit.call(this);
+    (this as { proxied: ProxiedConnection | undefined }).proxied = proxiedSockets.get(this._socket);
     this._setListeners(() => {
       const opening = hook(this);
       if (!opening.accept) {
@@ -139,6 +260,8 @@ export function installSmtpServerAdapter(): void {
       this.transitBanner = opening.banner;
       this.transitHooks = opening.hooks;
       this.transitErrors = 0;
+      // Synchronously after the pipe is set up, so the screen sees the very first bytes.
+      if (screenedSockets.has(this._socket)) screenFirstBytes(this);
       // This connection's own view of the options, over the listener's.
       const server = this._server;
       // Descriptors, not values: some options are getters that follow the session (TLS, rights).

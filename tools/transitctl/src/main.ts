@@ -17,7 +17,8 @@ import { renderExplanation } from './explain.ts';
 const USAGE = `transitctl — administer a Transit cluster (configuration lives in NATS KV; NATS_URL or --nats)
 
   transitctl get <kind> [name-pattern] [--json]       kinds: receiveconnector (rc), sendconnector (sc),
-  transitctl new <kind> --Field value ...                    accepteddomain, mailbox, user, group, permission
+  transitctl new <kind> --Field value ...                    accepteddomain, mailbox, user, group, permission,
+                                                             loadbalancer (lb)
   transitctl set <kind> <name> --Field value ...      lists are comma-separated: --Bindings 0.0.0.0:25,[::]:25
   transitctl remove <kind> <name>                     permissions are named "<connector>|<principal>"
   transitctl password <user-or-mailbox>               reads the new password from stdin, stores a scrypt hash

@@ -43,6 +43,15 @@ describe('transitctl objects', () => {
     expect(removed.Permissions).toEqual([]);
     expect(() => setObject(config, findKind('rc'), 'Ghost', {})).toThrow(/no receiveconnector named "Ghost"/);
   });
+  it('creates, changes and removes load balancers (PROXY protocol), validated against the connectors', () => {
+    const lb = findKind('lb');
+    const created = parseOrganizationConfig(newObject(config, lb, parseFields(['--Name', 'haproxy', '--Bindings', '0.0.0.0:25', '--RemoteIPRanges', '10.0.0.10,10.0.0.11'])));
+    expect(created.LoadBalancers).toEqual([{ Name: 'haproxy', Bindings: ['0.0.0.0:25'], RemoteIPRanges: ['10.0.0.10', '10.0.0.11'] }]);
+    const widened = parseOrganizationConfig(setObject(created, lb, 'HAPROXY', parseFields(['--Bindings', '0.0.0.0:25,0.0.0.0:587'])));
+    expect(widened.LoadBalancers[0]!.Bindings).toEqual(['0.0.0.0:25', '0.0.0.0:587']);
+    expect(() => parseOrganizationConfig(setObject(created, lb, 'haproxy', { Bindings: ['0.0.0.0:2525'] }))).toThrow(/LoadBalancers\.0\.Bindings\.0: no receive connector has binding 0\.0\.0\.0:2525/);
+    expect(parseOrganizationConfig(removeObject(widened, lb, 'haproxy')).LoadBalancers).toEqual([]);
+  });
   it('renders a table with lists joined', () => {
     expect(renderTable([{ Name: 'A', Bindings: ['0.0.0.0:25', '[::]:25'] }], ['Name', 'Bindings'])).toBe('Name Bindings\n---- -------------------\nA    0.0.0.0:25, [::]:25\n');
   });

@@ -13,7 +13,7 @@ export class CliError extends Error {
   }
 }
 
-type Collection = 'ReceiveConnectors' | 'SendConnectors' | 'AcceptedDomains' | 'Mailboxes' | 'Users' | 'Groups' | 'Permissions';
+type Collection = 'ReceiveConnectors' | 'SendConnectors' | 'AcceptedDomains' | 'Mailboxes' | 'Users' | 'Groups' | 'Permissions' | 'LoadBalancers';
 type Item = Record<string, unknown>;
 
 export type Kind = { name: string; aliases: string[]; collection: Collection; key: (item: Item) => string; columns: string[] };
@@ -28,6 +28,7 @@ export const KINDS: Kind[] = [
   { name: 'user', aliases: ['users'], collection: 'Users', key: byName, columns: ['Name', 'SamAccountName', 'UserPrincipalName'] },
   { name: 'group', aliases: ['groups'], collection: 'Groups', key: byName, columns: ['Name', 'Members'] },
   { name: 'permission', aliases: ['permissions', 'perm', 'adpermission'], collection: 'Permissions', key: (p) => `${String(p.Identity)}|${String(p.User)}`, columns: ['Identity', 'User', 'ExtendedRights', 'Deny'] },
+  { name: 'loadbalancer', aliases: ['loadbalancers', 'lb'], collection: 'LoadBalancers', key: byName, columns: ['Name', 'Bindings', 'RemoteIPRanges', 'Comment'] },
 ];
 
 /** Fields that hold lists: `--Bindings 0.0.0.0:25,[::]:25`. */
