@@ -3,23 +3,34 @@
 # One image for every Transit role; the role is the command:
 #   docker build -t transit .
 #   docker run transit frontend        # runs services/frontend/src/main.ts
+#   docker run transit transitctl get receiveconnector   # the admin CLI (NATS_URL)
 #
 # Node 24 runs the TypeScript sources directly (type stripping), so there is no build step.
 # The repo's `node` devDependency (Node from the npm registry) is left out by --omit=dev:
-# the image runs the base image's Node 24.
+# the image runs the base image's Node.
+#
+# Reproducible: dependencies come only from package-lock.json (`npm ci`), and the base is
+# pinned to the Node release the test suite runs on (the `node` devDependency). A release
+# build should pin the base by digest as well, e.g.
+#   docker build --build-arg NODE_IMAGE=node:24.21.0-slim@sha256:<digest> .
+# because a tag's Debian packages are refreshed when the tag is rebuilt.
+# No secrets: nothing from the host but the manifests, libs/, services/, tools/, config/ and
+# the entry point reaches the build (.dockerignore is an allowlist); certificates and the
+# cluster secret are mounted at run time (TRANSIT_TLS_CERT/KEY, TRANSIT_CLUSTER_SECRET).
 
-ARG NODE_IMAGE=node:24-slim
+ARG NODE_IMAGE=node:24.21.0-slim
 
 # --- manifests: only the package.json files of the workspaces, at their paths ----------
 # Copying the sources and deleting everything else keeps the next stage's layer identical
 # while no manifest changes, so `npm ci` stays cached across source edits, and a new
-# workspace under libs/ or services/ needs no edit here.
+# workspace under libs/, services/ or tools/ needs no edit here.
 FROM ${NODE_IMAGE} AS manifests
 WORKDIR /src
 COPY libs/ libs/
 COPY services/ services/
-RUN find libs services -type f ! -name package.json -delete \
- && find libs services -depth -type d -empty -delete
+COPY tools/ tools/
+RUN find libs services tools -type f ! -name package.json -delete \
+ && find libs services tools -depth -type d -empty -delete
 
 # --- deps: production dependencies only --------------------------------------------------
 FROM ${NODE_IMAGE} AS deps
@@ -51,8 +62,12 @@ COPY --from=deps /app/package.json /app/package-lock.json ./
 COPY --from=deps /app/node_modules ./node_modules
 COPY libs/ libs/
 COPY services/ services/
+COPY tools/ tools/
 COPY config/ config/
 COPY deploy/docker/entrypoint.sh /usr/local/bin/transit-entrypoint
+# `kubectl exec deploy/admin -- transitctl ...` and `docker compose exec admin transitctl ...`
+# bypass the entry point, so the CLI is on PATH as well.
+RUN ln -s /app/tools/transitctl/bin/transitctl.js /usr/local/bin/transitctl
 
 # The role to run when no command is given (`docker build --build-arg TRANSIT_ROLE=hub`).
 ARG TRANSIT_ROLE=""

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Container entry point for every Transit role: `docker run transit <role> [args...]`.
+# Container entry point for every Transit role: `docker run transit <role> [args...]`,
+# and for the admin CLI: `docker run transit transitctl <verb> ...` (NATS_URL).
 # The role comes from the first argument, or from TRANSIT_ROLE when no argument is given
 # (an image built with --build-arg TRANSIT_ROLE=hub runs the hub without a command).
 # It maps the role to services/<role>/src/main.ts and execs Node 24 on it, so node is the
@@ -11,6 +12,7 @@ ROLES="frontend hub mailbox-delivery submission outbound-proxy admin" # keep in 
 
 usage() {
   echo "usage: docker run <image> <role> [args...]" >&2
+  echo "       docker run <image> transitctl <verb> [args...]" >&2
   echo "roles: $ROLES" >&2
 }
 
@@ -29,6 +31,10 @@ fi
 
 case "$role" in
   frontend | hub | mailbox-delivery | submission | outbound-proxy | admin) ;;
+  transitctl)
+    cd "$APP_DIR"
+    exec node "$APP_DIR/tools/transitctl/src/main.ts" "$@"
+    ;;
   *)
     echo "transit: unknown role \"$role\"" >&2
     usage
