@@ -42,4 +42,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 1
   fi
 fi
+# test/deploy.test.ts renders deploy/k8s with `kubectl kustomize` (kubectl 1.21+; Debian's
+# kubernetes-client 1.20 is too old). It is not in Debian's repositories: say so early.
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "setup: kubectl (1.21+) not found; test/deploy.test.ts will fail until it is installed (https://kubernetes.io/docs/tasks/tools/)" >&2
+fi
 # Debian's packages start their own services where an init system runs; Transit never uses them.
