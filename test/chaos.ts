@@ -24,6 +24,12 @@ export type ChaosOptions = {
   sessions: number;
   seed: number;
   killEveryMs: [number, number];
+  /**
+   * 'chaos' (default): the seeded SIGKILL schedule. 'rolling': a rolling restart instead —
+   * each replica of each role in turn gets SIGTERM, is waited for, and started again, while
+   * sending goes on until the last one is back (`messages` is then a cap).
+   */
+  schedule?: 'chaos' | 'rolling';
   /** Pause of each session between its messages, so sending spans the kills. */
   paceMs: [number, number];
   log?: (line: string) => void;
@@ -147,7 +153,20 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       await kill();
       return '';
     };
-    const chaos = (async () => {
+    let rollingDone = false;
+    const rolling = async () => {
+      for (const role of ROLES) {
+        for (const replica of [0, 1]) {
+          await new Promise((r) => setTimeout(r, 500));
+          log(`SIGTERM ${role}#${replica}`);
+          await c.stopRole(role, replica);
+          kills.push(`${role}#${replica} (SIGTERM, restarted)`);
+          await c.startRole(role, replica);
+        }
+      }
+      rollingDone = true;
+    };
+    const chaos = opts.schedule === 'rolling' ? rolling() : (async () => {
       const victims: Array<{ name: string; kill: () => Promise<string | void>; revive: () => Promise<void> }> = [
         ...ROLES.flatMap((role) => [0, 1].map((replica) => ({ name: `${role}#${replica}`, kill: () => killAtMoment(role, replica), revive: () => c.startRole(role, replica) }))),
         ...[0, 1, 2].map((node) => ({ name: `nats#${node}`, kill: () => c.stopNats(node, true), revive: () => c.startNats(node) })),
@@ -174,7 +193,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     const sender = async () => {
       for (;;) {
         const i = next++;
-        if (i >= opts.messages) return;
+        if (i >= opts.messages || rollingDone) return;
         const marker = `chaos-${opts.seed}-${i}`;
         const local = i % 2 === 0 ? 'alice@contoso.test' : 'bob@contoso.test';
         const replica = i % 2;
@@ -210,7 +229,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     await Promise.all(Array.from({ length: opts.sessions }, sender));
     sending = false;
     await chaos;
-    log(`sent ${opts.messages}; waiting for delivery`);
+    log(`sent ${outcomes.size}; waiting for delivery`);
 
     /** Marker → Transit's message id, from the Received header the frontend wrote. */
     const ids = new Map<string, string>();
@@ -273,7 +292,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     const duplicatesRemote = [...outcomes.keys()].filter((m) => (remote.get(m) ?? 0) > 1);
     const appearedWithout250 = [...outcomes].filter(([m, o]) => o.outcome === 'refused' && (local.has(m) || remote.has(m))).map(([m]) => m);
     return {
-      sent: opts.messages,
+      sent: outcomes.size,
       acknowledged: acked.length,
       refused: [...outcomes.values()].filter((o) => o.outcome === 'refused').length,
       unknown: [...outcomes.values()].filter((o) => o.outcome === 'unknown').length,
