@@ -38,6 +38,32 @@ describe('foldMessage', () => {
   });
 });
 
+describe('Submitted', () => {
+  const submitted: MessageEvent = { type: 'Submitted', source: 'QUEUE', recipients: ['alice@contoso.test', 'b@fabrikam.test'], resolved: [{ address: 'alice@contoso.test', original: 'A@contoso.test' }] };
+  it('replaces a resolved alias by its address, so the message can still end Delivered', () => {
+    const state = foldMessage('m5', [stored(received), stored(submitted), stored({ type: 'Delivered', hop: 'h', recipients: ['alice@contoso.test', 'b@fabrikam.test'] })]);
+    expect(Object.keys(state.recipients).sort()).toEqual(['alice@contoso.test', 'b@fabrikam.test']);
+    expect(state.status).toBe('Delivered');
+    expect(state.submitted).toEqual({ at: expect.any(Number) as number, node: 'n1' });
+  });
+  it('does not bring a resolved alias back when Received lands after Submitted', () => {
+    const late = foldMessage('m5b', [stored(submitted), stored(received), stored({ type: 'Delivered', hop: 'h', recipients: ['alice@contoso.test', 'b@fabrikam.test'] })]);
+    expect(Object.keys(late.recipients).sort()).toEqual(['alice@contoso.test', 'b@fabrikam.test']);
+    expect(late.status).toBe('Delivered');
+  });
+  it('is recorded once per message, also when a redelivered submit item is categorized again', () => {
+    const once = foldMessage('m6', [stored(received), stored(submitted)]);
+    expect(admit(once, submitted)).toBeUndefined();
+    expect(admit(foldMessage('m7', [stored(received)]), submitted)).toEqual(submitted);
+    // Categorization may win the race with the Received append (which follows the submit queue's ack).
+    expect(admit(foldMessage('m8', [stored(submitted)]), received)).toEqual(received);
+  });
+  it('keeps the fields tracking searches by', () => {
+    const state = foldMessage('m9', [stored({ ...received, messageId: '<x@example.org>', subject: 'Hello' })]);
+    expect(state.received).toMatchObject({ messageId: '<x@example.org>', subject: 'Hello', sender: 's@example.org' });
+  });
+});
+
 describe('admit', () => {
   const state = foldMessage('m', [stored(received), stored({ type: 'Delivered', hop: 'h', recipients: ['a@contoso.test'] })]);
   it('never records a second outcome for a recipient', () => {

@@ -13,8 +13,32 @@ import type { Bus } from './connection.ts';
 import { STREAMS, SUBJECTS } from './topology.ts';
 
 export type MessageEvent =
-  | { type: 'Received'; connector?: string; source: 'SMTP' | 'PICKUP' | 'DSN'; sender: string; recipients: string[]; size: number }
-  | { type: 'Routed'; hop: string; recipients: string[] }
+  | {
+      type: 'Received';
+      connector?: string;
+      source: 'SMTP' | 'PICKUP' | 'DSN';
+      sender: string;
+      recipients: string[];
+      size: number;
+      /** The RFC 5322 Message-ID (with angle brackets) and Subject, so tracking can be searched by them. Absent in events written before tracking. */
+      messageId?: string;
+      subject?: string;
+      /** The submit stream's sequence, the InternalId of the 250 reply. */
+      internalId?: number;
+      clientIp?: string;
+      clientHostname?: string;
+      /** When the submit queue acknowledged it: Received is appended after that, possibly after the hub's Submitted. */
+      queuedAt?: number;
+    }
+  /**
+   * The categorizer took the message from the submission queue and resolved its recipients:
+   * one event (two tracking rows, SUBMIT and RESOLVE) so categorization costs one append more.
+   * `recipients` are the resolved addresses; `resolved` names those that differ from what the
+   * sender wrote (an alias resolved to its mailbox's primary address).
+   */
+  | { type: 'Submitted'; source: 'QUEUE'; recipients: string[]; resolved: Array<{ address: string; original: string }> }
+  /** `connector`: the send connector of an SMTP hop (message tracking's ConnectorId of SEND). */
+  | { type: 'Routed'; hop: string; recipients: string[]; connector?: string }
   | { type: 'Delivered'; hop: string; recipients: string[]; response?: string }
   | { type: 'Deferred'; hop: string; recipients: string[]; reason: string; nextAttempt: number }
   | { type: 'Failed'; hop: string; recipients: string[]; reason: string }
@@ -52,7 +76,11 @@ export type MessageState = {
   /** The sequence of the last event on the message's subject (0: no events). */
   lastSeq: number;
   events: number;
-  received?: { at: number; sender: string; connector?: string; source: string; size: number; node: string };
+  received?: { at: number; sender: string; connector?: string; source: string; size: number; node: string; messageId?: string; subject?: string };
+  /** When a categorizer took the message from the submission queue (once per message). */
+  submitted?: { at: number; node: string };
+  /** Addresses the sender wrote that the categorizer resolved to another (alias → primary), lower case. */
+  resolvedAliases: Record<string, string>;
   recipients: Record<string, RecipientState>;
   poisoned?: { stage: string; crashes: number; at: number };
   duplicatesSuppressed: number;
@@ -64,7 +92,7 @@ const key = (address: string) => address.toLowerCase();
 const TERMINAL: ReadonlySet<RecipientStatus> = new Set(['Delivered', 'Failed']);
 
 export function emptyState(id: string): MessageState {
-  return { id, lastSeq: 0, events: 0, recipients: {}, duplicatesSuppressed: 0, resubmissions: 0, status: 'Unknown' };
+  return { id, lastSeq: 0, events: 0, recipients: {}, resolvedAliases: {}, duplicatesSuppressed: 0, resubmissions: 0, status: 'Unknown' };
 }
 
 function recipient(state: MessageState, address: string): RecipientState {
@@ -84,12 +112,23 @@ function statusOf(state: MessageState): MessageStatus {
 
 /** Applies one event to a state (pure; the state is copied). */
 export function applyEvent(prev: MessageState, event: StoredEvent): MessageState {
-  const state: MessageState = { ...prev, recipients: Object.fromEntries(Object.entries(prev.recipients).map(([k, r]) => [k, { ...r, dsn: [...r.dsn] }])) };
+  const state: MessageState = { ...prev, resolvedAliases: { ...prev.resolvedAliases }, recipients: Object.fromEntries(Object.entries(prev.recipients).map(([k, r]) => [k, { ...r, dsn: [...r.dsn] }])) };
   state.lastSeq = Math.max(state.lastSeq, event.seq);
   state.events++;
   switch (event.type) {
     case 'Received':
-      state.received = { at: event.at, sender: event.sender, connector: event.connector, source: event.source, size: event.size, node: event.node };
+      state.received = { at: event.at, sender: event.sender, connector: event.connector, source: event.source, size: event.size, node: event.node, messageId: event.messageId, subject: event.subject };
+      // Received can land after Submitted (it is appended once the submit queue acknowledged): an alias already resolved is not a recipient of its own.
+      for (const a of event.recipients) if (!state.resolvedAliases[key(a)]) recipient(state, a);
+      break;
+    case 'Submitted':
+      state.submitted ??= { at: event.at, node: event.node };
+      // From here on a resolved address stands for the alias the sender wrote: left in, the alias would stay Pending for ever.
+      for (const { address, original } of event.resolved) {
+        if (key(address) === key(original)) continue;
+        state.resolvedAliases[key(original)] = address;
+        if (state.recipients[key(original)]?.status === 'Pending') delete state.recipients[key(original)];
+      }
       for (const a of event.recipients) recipient(state, a);
       break;
     case 'Routed':
@@ -135,7 +174,8 @@ export function foldMessage(id: string, events: readonly StoredEvent[]): Message
 /**
  * What of `event` is still true to record on `state`, or undefined for nothing: the rule that
  * keeps histories free of conflicts. Outcomes are recorded once per recipient (until the
- * Safety Net resubmits it), a notification once per recipient and kind, Poisoned once.
+ * Safety Net resubmits it), a notification once per recipient and kind, Received, Submitted
+ * and Poisoned once.
  */
 export function admit(state: MessageState, event: MessageEvent): MessageEvent | undefined {
   const current = (a: string) => state.recipients[key(a)];
@@ -144,6 +184,9 @@ export function admit(state: MessageState, event: MessageEvent): MessageEvent | 
   switch (event.type) {
     case 'Received':
       return state.received ? undefined : event;
+    case 'Submitted':
+      // Once per message: a submit item redelivered after a hub crash is categorized again, but was submitted once.
+      return state.submitted ? undefined : event;
     case 'Routed':
       return trimmed(keep(event.recipients, (r) => !r || r.status === 'Pending'));
     case 'Delivered':

@@ -1,3 +1,3 @@
 export { EmsError } from './errors.ts';
 export { splitEmsScript } from './lexer.ts';
-export { runEmsLine, type EmsOutput, type EmsResult } from './run.ts';
+export { emsTrackingRequest, runEmsLine, type EmsOutput, type EmsResult, type EmsTrackingRequest } from './run.ts';

@@ -4,6 +4,7 @@
  * before the next stage sees it, and the caller gets it only when the whole line ran.
  */
 import type { OrganizationConfig } from '@transit/config';
+import type { TrackingQuery, TrackingRow } from '@transit/tracking';
 import { bindArgs, type Args, type Cmdlet, type Ctx, type Item, type Kind } from './binding.ts';
 import { EmsError } from './errors.ts';
 import { renderItems, type Format, type View } from './format.ts';
@@ -11,11 +12,12 @@ import { stripComments, stripPrompt, tokenize, type Token } from './lexer.ts';
 import { demangle, parsePipeline, renderTokens } from './parser.ts';
 import { RECEIVE_CMDLETS, RECEIVE_CONNECTOR_PROPERTIES } from './receive.ts';
 import { ROUTING_CMDLETS, SEND_CONNECTOR_PROPERTIES } from './routing.ts';
+import { GET_MESSAGE_TRACKING_LOG, trackingItem, trackingQuery } from './tracking.ts';
 
 export type EmsOutput = { objects: Record<string, unknown>[]; text: string };
 export type EmsResult = { config: OrganizationConfig; changed: boolean; output: EmsOutput; warnings: string[] };
 
-const CMDLETS = [...RECEIVE_CMDLETS, ...ROUTING_CMDLETS];
+const CMDLETS = [...RECEIVE_CMDLETS, ...ROUTING_CMDLETS, GET_MESSAGE_TRACKING_LOG];
 
 /** Format-List / Format-Table only choose how the last stage's objects print. */
 const FORMATTERS: Record<string, Format['kind']> = { 'format-list': 'list', fl: 'list', 'format-table': 'table', ft: 'table' };
@@ -26,6 +28,7 @@ const VIEWS: Record<Kind, View> = {
   ADPermission: { columns: ['Identity', 'User', 'Deny', 'Inherited', 'Rights'], types: {} },
   AcceptedDomain: { columns: ['Name', 'DomainName', 'DomainType', 'Default'], types: {} },
   SendConnector: { columns: ['Identity', 'AddressSpaces', 'Enabled'], types: SEND_CONNECTOR_PROPERTIES },
+  MessageTrackingEvent: { columns: ['EventId', 'Source', 'Sender', 'Recipients', 'MessageSubject'], types: {} },
 };
 
 function lookup(name: string): Cmdlet | undefined {
@@ -68,21 +71,43 @@ const paramsOf = (name: string) => {
   return cmdlet ? Object.keys(cmdlet.params) : undefined;
 };
 
-export function runEmsLine(line: string, config: OrganizationConfig): EmsResult {
+function bindEmsLine(line: string): { bound: Bound; readAs?: string; warnings: string[] } {
   const warnings: string[] = [];
   const tokens = tokenize(stripComments(stripPrompt(line)).code);
-  let bound: Bound;
-  let readAs: string | undefined;
   try {
-    bound = bindLine(tokens);
+    return { bound: bindLine(tokens), warnings };
   } catch (err) {
     // Only a line that fails as written is read again with its hyphens rejoined.
     const fixed = err instanceof EmsError ? demangle(tokens, paramsOf) : undefined;
     if (!fixed) throw err;
-    readAs = renderTokens(fixed);
-    bound = withReading(readAs, () => bindLine(fixed));
+    const readAs = renderTokens(fixed);
+    const bound = withReading(readAs, () => bindLine(fixed));
     warnings.push(`read as: ${readAs} (the line had spaces around its hyphens, as web pages print them)`);
+    return { bound, readAs, warnings };
   }
+}
+
+/** A Get-MessageTrackingLog line: the query to run on the event log, and how to print its rows. */
+export type EmsTrackingRequest = { query: TrackingQuery; warnings: string[]; render(rows: readonly TrackingRow[]): EmsOutput };
+
+/** The tracking request of `line`, or undefined when the line is not Get-MessageTrackingLog (run it with runEmsLine). */
+export function emsTrackingRequest(line: string): EmsTrackingRequest | undefined {
+  const { bound, readAs, warnings } = bindEmsLine(line);
+  const first = bound.stages[0];
+  if (first?.cmdlet !== GET_MESSAGE_TRACKING_LOG) return undefined;
+  const query = withReading(readAs, () => trackingQuery(first.args, warnings));
+  return {
+    query,
+    warnings,
+    render: (rows) => {
+      const items = rows.map(trackingItem);
+      return { objects: items.map((i) => i.row), text: renderItems(items, bound.format, VIEWS) };
+    },
+  };
+}
+
+export function runEmsLine(line: string, config: OrganizationConfig): EmsResult {
+  const { bound, readAs, warnings } = bindEmsLine(line);
   const ctx: Ctx = { config, changed: false, warnings };
   const items = withReading(readAs, () => {
     let piped: Item[] = [];

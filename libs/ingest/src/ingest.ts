@@ -7,6 +7,7 @@
 import type { Bus, BodyStore } from '@transit/bus';
 import { SUBJECTS, publishDurableWithin, recordEvent, STREAMS } from '@transit/bus';
 import { encodeEnvelope, newMessageId, type BodyRef, type Envelope, type Origin, type Recipient } from '@transit/envelope';
+import { metrics } from '@transit/metrics';
 import { headerValue, splitHeader } from './headers.ts';
 
 export type IngestDeps = {
@@ -88,6 +89,8 @@ export async function ingestMessage(deps: IngestDeps, req: IngestRequest): Promi
     body = await deps.bodies.putStream(id, all());
   }
 
+  // The whole message is read (for SMTP, the end of DATA): from here to the return is the wait for the 250.
+  const dataEnd = performance.now();
   const refusal = req.beforePublish?.(size);
   if (refusal) throw refusal;
 
@@ -97,8 +100,14 @@ export async function ingestMessage(deps: IngestDeps, req: IngestRequest): Promi
     deps.log.warn({ id, err: (err as Error).message }, 'message not confirmed durable; the client is told to retry, and this copy may still be delivered');
     throw err;
   });
-  await recordEvent(deps.bus, id, { type: 'Received', connector: req.origin.connector, source: req.origin.kind === 'pickup' ? 'PICKUP' : req.origin.kind === 'dsn' ? 'DSN' : 'SMTP', sender: req.sender, recipients: req.recipients.map((r) => r.address), size }, deps.nodeName).catch(
+  const queuedAt = Date.now();
+  // What message tracking shows and searches by; the subject is read from the header block already in hand (as sent, not RFC 2047-decoded).
+  const tracking = { messageId, subject: headerValue(header, 'Subject'), internalId: ack.seq, clientIp: req.origin.clientIp, clientHostname: req.origin.clientHelo, queuedAt };
+  const source = req.origin.kind === 'pickup' ? 'PICKUP' : req.origin.kind === 'dsn' ? 'DSN' : 'SMTP';
+  await recordEvent(deps.bus, id, { type: 'Received', connector: req.origin.connector, source, sender: req.sender, recipients: req.recipients.map((r) => r.address), size, ...tracking }, deps.nodeName).catch(
     (err: unknown) => deps.log.warn({ err, id }, 'could not record Received event'),
   );
+  metrics.messagesReceived.inc({ connector: req.origin.connector ?? 'none', source });
+  metrics.messageAccept.observe({ source }, (performance.now() - dataEnd) / 1000);
   return { id, messageId, internalId: ack.seq, size };
 }

@@ -42,6 +42,8 @@ describe('categorize', () => {
     expect(r.groups[0]!.recipients[0]!.original).toBe('alice.smith@contoso.test');
     expect(r.groups.find((g) => g.hop.type === 'smtp' && g.hop.connector === 'Partner')!.hop).toEqual({ type: 'smtp', connector: 'Partner', domain: 'partner.test', smartHosts: ['10.0.0.5:2525'], port: 25 });
     expect(r.unroutable.map((u) => [u.recipient.address, u.code])).toEqual([['nobody@contoso.test', '5.1.10']]);
+    // What message tracking's RESOLVE row names: only addresses that resolved to another one.
+    expect(r.resolved).toEqual([{ address: 'alice@contoso.test', original: 'alice.smith@contoso.test' }]);
   });
   it('reports recipients without any send connector as unroutable', () => {
     const bare = { ...config, SendConnectors: [] };

@@ -10,16 +10,20 @@ import { SUBJECTS } from '@transit/bus';
 
 export type HopGroup = { key: string; subject: string; hop: NextHop; recipients: Recipient[] };
 export type Unroutable = { recipient: Recipient; reason: string; code: string };
-export type Categorized = { groups: HopGroup[]; unroutable: Unroutable[] };
+/** A recipient the directory resolved to another address (an alias to its mailbox's primary address). */
+export type Resolution = { address: string; original: string };
+export type Categorized = { groups: HopGroup[]; unroutable: Unroutable[]; resolved: Resolution[] };
 
 export function categorize(config: OrganizationConfig, directory: Directory, envelope: Envelope): Categorized {
   const groups = new Map<string, HopGroup>();
   const unroutable: Unroutable[] = [];
+  const resolved: Resolution[] = [];
   const seen = new Set<string>();
   for (const recipient of envelope.recipients) {
     const route = routeRecipient(config, directory, recipient.address, envelope.size);
     if (route.kind === 'mailbox') {
       const primary = route.mailbox.PrimarySmtpAddress;
+      if (primary.toLowerCase() !== recipient.address.toLowerCase()) resolved.push({ address: primary, original: recipient.address });
       if (seen.has(primary.toLowerCase())) continue; // an alias and its primary: one delivery
       seen.add(primary.toLowerCase());
       const key = `mailbox:${route.mailbox.Database}`;
@@ -45,5 +49,5 @@ export function categorize(config: OrganizationConfig, directory: Directory, env
       unroutable.push({ recipient, code: '5.4.4', reason: `Unable to route: no send connector for ${route.domain}` });
     }
   }
-  return { groups: [...groups.values()], unroutable };
+  return { groups: [...groups.values()], unroutable, resolved };
 }

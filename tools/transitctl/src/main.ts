@@ -3,16 +3,19 @@
  * NATS KV (every service applies a change within seconds), explains connector decisions
  * with the frontend's own policy code, and runs Exchange Management Shell lines.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml, stringify } from 'yaml';
 import { ConfigConflictError, ConfigStore, connectBus, listPoison, resubmitFromSafetyNet, type Bus } from '@transit/bus';
 import { ConfigError, hashPassword, parseOrganizationConfig, runtimeSettings, type ConfigSnapshot, type OrganizationConfig } from '@transit/config';
-import { EmsError, runEmsLine, splitEmsScript } from '@transit/ems';
+import { EmsError, emsTrackingRequest, runEmsLine, splitEmsScript } from '@transit/ems';
 import { explainSession } from '@transit/policy';
 import { ShadowStore, rebuildShadowFromEvents } from '@transit/shadow';
+import { msgtrkFiles, trackingCsv, trackingJson, trackingTable } from '@transit/tracking';
 import { CliError, findKind, getObjects, newObject, parseFields, removeObject, renderTable, setObject } from './objects.ts';
 import { renderExplanation } from './explain.ts';
+import { parseTrackArgs, readTracking } from './track.ts';
 
 const USAGE = `transitctl — administer a Transit cluster (configuration lives in NATS KV; NATS_URL or --nats)
 
@@ -26,6 +29,12 @@ const USAGE = `transitctl — administer a Transit cluster (configuration lives 
   transitctl export [-f <file.yaml>]
   transitctl ems '<Exchange Management Shell line>'   e.g. 'Get-ReceiveConnector "default frontend*" | fl'
   transitctl ems                                      runs lines from stdin
+  transitctl ems 'Get-MessageTrackingLog -Recipients x@y -EventId DELIVER -Start "11/24/2026 09:00" -ResultSize 10'
+  transitctl track [--sender <addr>] [--recipient <addr>]... [--message-id <id>] [--internal-id <n>]
+                   [--network-id <id>] [--event <EVENTID>] [--source <SOURCE>] [--subject <text>]
+                   [--start <time>] [--end <time>] [--limit <n>|unlimited] [--json|--csv] [--log-dir <dir>]
+                                                      message tracking (Exchange's rows, from the event log);
+                                                      --log-dir also writes daily MSGTRK<yyyymmdd>-<n>.LOG files
   transitctl safetynet resubmit --recipient <addr|domain> --since <time> [--until <time>]
                                                       resubmit delivered mail kept in the Safety Net
   transitctl poison list                              messages parked after crashing workers (never retried automatically)
@@ -126,6 +135,25 @@ async function main(argv: string[]): Promise<number> {
     }
   }
 
+  if (verb === 'track') {
+    // Checked before connecting, so a mistyped option is named without waiting for NATS.
+    const command = parseTrackArgs(argv.slice(argv.indexOf(verb) + 1));
+    const s = await open(values.nats as string | undefined);
+    try {
+      const rows = await readTracking(s.bus, command.query);
+      out(command.output === 'json' ? trackingJson(rows) : command.output === 'csv' ? trackingCsv(rows) : trackingTable(rows));
+      if (command.logDir !== undefined) {
+        await mkdir(command.logDir, { recursive: true });
+        const files = msgtrkFiles(rows);
+        for (const [name, content] of files) await writeFile(join(command.logDir, name), content);
+        process.stderr.write(`wrote ${files.size} message tracking log file(s) to ${command.logDir}\n`);
+      }
+      return 0;
+    } finally {
+      await s.bus.close();
+    }
+  }
+
   const s = await open(values.nats as string | undefined);
   try {
     switch (verb) {
@@ -219,6 +247,15 @@ async function main(argv: string[]): Promise<number> {
         let config = current(s);
         let changed = false;
         for (const line of lines) {
+          // Get-MessageTrackingLog reads the event log: libs/ems binds it, the rows come from the bus.
+          const tracking = emsTrackingRequest(line);
+          if (tracking) {
+            for (const w of tracking.warnings) process.stderr.write(`WARNING: ${w}\n`);
+            const output = tracking.render(await readTracking(s.bus, tracking.query));
+            if (json) out(JSON.stringify(output.objects, null, 2) + '\n');
+            else if (output.text) out(output.text + '\n');
+            continue;
+          }
           const result = runEmsLine(line, config);
           for (const w of result.warnings) process.stderr.write(`WARNING: ${w}\n`);
           if (json) out(JSON.stringify(result.output.objects, null, 2) + '\n');
