@@ -29,6 +29,7 @@ import ts from 'typescript';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { runtimeSettings } from '@transit/config';
+import { collectProcessMetrics, exportedSeriesNames, promqlMetricNames } from '@transit/metrics';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const ROLES = ['frontend', 'hub', 'mailbox-delivery', 'submission', 'outbound-proxy', 'admin'];
@@ -155,6 +156,89 @@ describe('docker-compose.yml', () => {
       .filter((v) => v.startsWith('./'))
       .map((v) => v.split(':')[0]!);
     expect(binds.filter((path) => !existsSync(join(ROOT, path)))).toEqual([]);
+  });
+});
+
+// --- Dashboards and alert rules -----------------------------------------------------------
+
+type Panel = { id?: number; type: string; title: string; datasource?: { uid?: string }; targets?: Array<{ expr?: string; datasource?: { uid?: string } }>; panels?: Panel[] };
+type AlertRule = { alert?: string; record?: string; expr: string; for?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+
+describe('deploy/observability: the Grafana dashboard and the alert rules name only metrics Transit exports', () => {
+  // What the code defines (libs/metrics, process metrics included), and what Prometheus adds to every target.
+  let exported: Set<string>;
+  const SCRAPE_SERIES = ['up', 'scrape_duration_seconds', 'scrape_samples_scraped'];
+  beforeAll(async () => {
+    collectProcessMetrics();
+    exported = new Set([...(await exportedSeriesNames()), ...SCRAPE_SERIES]);
+  });
+  const unknownIn = (expr: string) => promqlMetricNames(expr).filter((name) => !exported.has(name));
+
+  const dashboard = JSON.parse(read('deploy/observability/grafana/dashboards/transit.json')) as { uid: string; title: string; panels: Panel[] };
+  const panels = dashboard.panels.flatMap((p) => [p, ...(p.panels ?? [])]);
+  const alerts = parse(read('deploy/observability/alerts.yml')) as { groups: Array<{ name: string; rules: AlertRule[] }> };
+  const rules = alerts.groups.flatMap((g) => g.rules);
+
+  it('has a dashboard with unique panel ids, each query on the provisioned Prometheus data source', () => {
+    expect(dashboard.uid).toBe('transit-overview');
+    const ids = panels.map((p) => p.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    const queries = panels.filter((p) => p.type !== 'row');
+    expect(queries.length).toBeGreaterThan(10);
+    for (const p of queries) {
+      expect(p.targets?.length, p.title).toBeGreaterThan(0);
+      for (const t of p.targets!) expect([t.datasource?.uid, p.datasource?.uid, t.expr !== undefined], p.title).toEqual(['prometheus', 'prometheus', true]);
+    }
+  });
+
+  it('covers throughput, latency quantiles, queues, rejections, sessions and health', () => {
+    const used = new Set(panels.flatMap((p) => (p.targets ?? []).flatMap((t) => promqlMetricNames(t.expr ?? ''))));
+    for (const name of [
+      'up',
+      'transit_jetstream_up',
+      'transit_redis_up',
+      'transit_messages_received_total',
+      'transit_messages_routed_total',
+      'transit_messages_delivered_total',
+      'transit_messages_deferred_total',
+      'transit_messages_failed_total',
+      'transit_message_accept_seconds_bucket',
+      'transit_delivery_latency_seconds_bucket',
+      'transit_queue_messages',
+      'transit_queue_oldest_age_seconds',
+      'transit_smtp_rejections_total',
+      'transit_smtp_sessions_open',
+      'transit_smtp_sessions_total',
+    ])
+      expect(used, name).toContain(name);
+    expect(panels.some((p) => p.targets?.some((t) => t.expr?.startsWith('histogram_quantile(')))).toBe(true);
+  });
+
+  it('queries only exported metrics in every dashboard panel', () => {
+    const unknown = panels.flatMap((p) => (p.targets ?? []).flatMap((t) => unknownIn(t.expr ?? '').map((name) => `${p.title}: ${name}`)));
+    expect(unknown).toEqual([]);
+  });
+
+  it('has alert rules for a role down, queues, delivery failures, JetStream, Redis and event-loop lag, on exported metrics only', () => {
+    const names = rules.map((r) => r.alert);
+    expect(new Set(names).size).toBe(names.length);
+    for (const rule of rules) {
+      expect(rule.alert, rule.expr).toMatch(/^Transit[A-Za-z]+$/);
+      expect(['critical', 'warning', 'info'], rule.alert).toContain(rule.labels?.severity);
+      expect(rule.annotations?.summary, rule.alert).toBeTruthy();
+      expect(unknownIn(rule.expr), rule.alert).toEqual([]);
+    }
+    const watched = (name: string) => rules.filter((r) => promqlMetricNames(r.expr).includes(name)).map((r) => r.alert);
+    for (const name of ['up', 'transit_queue_messages', 'transit_queue_oldest_age_seconds', 'transit_messages_failed_total', 'transit_jetstream_up', 'transit_redis_up', 'nodejs_eventloop_lag_p99_seconds'])
+      expect(watched(name), name).not.toEqual([]);
+  });
+
+  it('is loaded by Prometheus: rule_files names where docker-compose.yml mounts alerts.yml', () => {
+    const prometheus = parse(read('deploy/observability/prometheus.yml')) as { rule_files?: string[] };
+    const compose = parse(read('docker-compose.yml'), { merge: true }) as ComposeFile;
+    const mount = (compose.services.prometheus!.volumes ?? []).find((v) => v.startsWith('./deploy/observability/alerts.yml:'));
+    expect(mount?.split(':')[1]).toBeDefined();
+    expect(prometheus.rule_files).toEqual([mount!.split(':')[1]]);
   });
 });
 

@@ -27,22 +27,29 @@ describe('a three-node cluster with two replicas of each role', () => {
     await rm(dir, { recursive: true, force: true });
   }, 120_000);
 
-  /** Sends one message through a frontend replica, retrying on 4xx as a real client does; resolves with the final reply. */
-  async function send(replica: number, marker: string): Promise<string> {
-    let last = '';
+  /**
+   * Sends one message through a frontend replica, retrying on 4xx as a real client does. Each
+   * attempt carries its own marker (`<marker>-a<n>`): an attempt answered 4xx may still be
+   * delivered (a write committed after its timeout), so only per attempt can "once" be checked.
+   */
+  async function send(replica: number, marker: string): Promise<{ reply: string; accepted?: string; refused: string[] }> {
+    let reply = '';
+    const refused: string[] = [];
     for (let attempt = 0; attempt < 20; attempt++) {
+      const tagged = `${marker}-a${attempt}`;
       const r = await smtpTranscript({
         host: '127.0.0.1',
         port: cluster.port(25, replica),
-        lines: ['EHLO c.example.org', 'MAIL FROM:<x@example.org>', 'RCPT TO:<alice@contoso.test>', 'DATA', `DATA-BODY:Subject: ${marker}\r\n\r\n${marker}\r\n.\r\n`, 'QUIT'],
+        lines: ['EHLO c.example.org', 'MAIL FROM:<x@example.org>', 'RCPT TO:<alice@contoso.test>', 'DATA', `DATA-BODY:Subject: ${tagged}\r\n\r\n${tagged}\r\n.\r\n`, 'QUIT'],
         timeoutMs: 15_000,
         allowClose: true,
       }).catch((err: Error) => [err.message]);
-      last = r[5] ?? r.at(-1)!;
-      if (last.startsWith('250 ')) return last;
+      reply = r[5] ?? r.at(-1)!;
+      if (reply.startsWith('250 ')) return { reply, accepted: tagged, refused };
+      refused.push(tagged);
       await new Promise((res) => setTimeout(res, 500));
     }
-    return last;
+    return { reply, refused };
   }
 
   async function copiesOf(markers: string[]): Promise<Map<string, number>> {
@@ -51,18 +58,21 @@ describe('a three-node cluster with two replicas of each role', () => {
     return new Map(markers.map((m) => [m, files.filter((f) => f.includes(`Subject: ${m}\r\n`)).length]));
   }
 
-  async function sendBatch(prefix: string, count: number): Promise<string[]> {
-    const markers = Array.from({ length: count }, (_v, i) => `${prefix}-${i}-${Date.now()}`);
-    for (const [i, m] of markers.entries()) expect(await send(i % 2, m)).toMatch(/^250 2\.6\.0 /);
+  async function sendBatch(prefix: string, count: number): Promise<void> {
+    const sent = [];
+    for (let i = 0; i < count; i++) sent.push(await send(i % 2, `${prefix}-${i}-${Date.now()}`));
+    for (const s of sent) expect(s.reply).toMatch(/^250 2\.6\.0 /);
+    const accepted = sent.map((s) => s.accepted!);
     const copies = await waitFor(
       async () => {
-        const c = await copiesOf(markers);
+        const c = await copiesOf(accepted);
         return [...c.values()].every((n) => n >= 1) ? c : undefined;
       },
       { timeoutMs: 60_000, intervalMs: 250, what: `${count} messages (${prefix}) in the Maildir` },
     );
     expect([...copies.values()].every((n) => n === 1)).toBe(true);
-    return markers;
+    // An attempt refused with 4xx appears at most once (a write committed after its timeout).
+    expect([...(await copiesOf(sent.flatMap((s) => s.refused))).values()].every((n) => n <= 1)).toBe(true);
   }
 
   it('delivers through either frontend replica on a three-node NATS cluster, and keeps delivering after a NATS node and a hub die', async () => {
@@ -88,10 +98,18 @@ describe('a three-node cluster with two replicas of each role', () => {
     expect(refused[5]).toBe('451 4.4.0 Message failed to be made redundant');
     await Promise.all([cluster.startNats(0), cluster.startNats(1)]);
     // Stream leaders are elected again once the nodes are back; a client retrying gets through then.
-    const probe = `probe-${Date.now()}`;
-    await waitFor(async () => ((await send(0, probe)).startsWith('250 ') ? true : undefined), { timeoutMs: 90_000, intervalMs: 1000, what: 'JetStream to have a quorum again' });
+    const attempts: Array<Awaited<ReturnType<typeof send>>> = [];
+    const probe = await waitFor(
+      async () => {
+        const r = await send(0, `probe-${Date.now()}`);
+        attempts.push(r);
+        return r.accepted;
+      },
+      { timeoutMs: 90_000, intervalMs: 1000, what: 'JetStream to have a quorum again' },
+    );
     await sendBatch('recovered', 6);
     expect((await waitFor(async () => ((await copiesOf([probe])).get(probe) ? copiesOf([probe]) : undefined), { timeoutMs: 90_000, what: 'the probe' })).get(probe)).toBe(1);
+    expect([...(await copiesOf(attempts.flatMap((a) => a.refused))).values()].every((n) => n <= 1)).toBe(true);
     // A write that timed out without a quorum may still be committed when the quorum returns:
     // the client was told 451 and will retry, so such a message may arrive (never twice).
     expect((await copiesOf(['no-quorum'])).get('no-quorum')).toBeLessThanOrEqual(1);

@@ -6,6 +6,7 @@
 import type { JsMsg } from '@nats-io/jetstream';
 import type { Bus } from './connection.ts';
 import type { PoisonTracker } from './poison.ts';
+import { SpanKind, extractTrace, inSpan } from './trace.ts';
 
 export type Outcome = { kind: 'ack' } | { kind: 'retry'; delayMs: number };
 export const ack: Outcome = { kind: 'ack' };
@@ -66,7 +67,13 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
     // its item goes to a survivor after one ack wait (15 s by default), however long the work.
     const keepAlive = setInterval(() => msg.working(), opts.keepAliveMs ?? keepAliveMs);
     try {
-      outcome = await opts.handle(item, msg);
+      // The handler runs in a consumer span, child of the span that published the item.
+      const attributes = { 'messaging.system': 'nats', 'messaging.operation.type': 'process', 'messaging.destination.name': msg.subject, 'messaging.consumer.group.name': opts.consumer, 'transit.delivery_count': msg.info.deliveryCount };
+      outcome = await inSpan(`process ${opts.stream}`, { kind: SpanKind.CONSUMER, attributes, parent: extractTrace(msg.headers) }, async (span) => {
+        const o = await opts.handle(item, msg);
+        span.setAttribute('transit.outcome', o.kind);
+        return o;
+      });
     } catch (err) {
       opts.onError(err, msg);
       outcome = retry(Math.min(60_000, 1000 * 2 ** Math.min(msg.info.deliveryCount, 6)));

@@ -8,3 +8,4 @@ export { CONFIG_BUCKET, ConfigConflictError, ConfigStore } from './config-store.
 export { resubmitFromSafetyNet, type ResubmitRequest, type ResubmitResult } from './safety-net.ts';
 export { POISON_THRESHOLD, PoisonTracker, listPoison, type PoisonRow } from './poison.ts';
 export { scanStream } from './scan.ts';
+export { SpanKind, annotate, extractTrace, inSpan, injectTrace, tracer } from './trace.ts';

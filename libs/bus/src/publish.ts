@@ -1,6 +1,7 @@
 import type { PubAck } from '@nats-io/jetstream';
 import { headers, type MsgHdrs } from '@nats-io/transport-node';
 import type { Bus } from './connection.ts';
+import { injectTrace } from './trace.ts';
 
 export class BusUnavailableError extends Error {
   readonly code = 'BUS_UNAVAILABLE';
@@ -29,15 +30,14 @@ const LIMIT_REACHED = /maximum (messages|bytes|consumers) exceeded|insufficient 
  */
 export async function publishDurable(bus: Bus, subject: string, payload: Uint8Array, opts: { msgID: string; timeoutMs?: number; expectStream?: string; headers?: Record<string, string> }): Promise<PubAck> {
   if (!bus.connected()) throw new BusUnavailableError('not connected to NATS');
-  let hdrs: MsgHdrs | undefined;
-  if (opts.headers) {
-    hdrs = headers();
-    for (const [k, v] of Object.entries(opts.headers)) hdrs.set(k, v);
-  }
+  const hdrs: MsgHdrs = headers();
+  for (const [k, v] of Object.entries(opts.headers ?? {})) hdrs.set(k, v);
+  // The message's trace goes with it: the consumer's span becomes this span's child.
+  injectTrace(hdrs);
   try {
     return await bus.js.publish(subject, payload, {
       msgID: opts.msgID,
-      ...(hdrs ? { headers: hdrs } : {}),
+      ...(hdrs.keys().length ? { headers: hdrs } : {}),
       timeout: opts.timeoutMs ?? 5000,
       ...(opts.expectStream ? { expect: { streamName: opts.expectStream } } : {}),
     });

@@ -21,11 +21,12 @@ import { once } from 'node:events';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
-import { BusUnavailableError, QueueFullError, type BodyStore, type Bus } from '@transit/bus';
+import { BusUnavailableError, QueueFullError, SpanKind, annotate, inSpan, type BodyStore, type Bus } from '@transit/bus';
 import { directoryOf, findLogon, parseBinding, verifyPassword, type ConfigSnapshot, type LiveConfig, type LoadBalancer, type OrganizationConfig, type ReceiveConnector, type RuntimeSettings } from '@transit/config';
 import type { Envelope } from '@transit/envelope';
 import { HeaderTooLargeError, ingestMessage, removeHeaderFields, rfc5322Date } from '@transit/ingest';
 import type { ProtocolLog, ProtocolLogSession } from '@transit/logs';
+import { metrics } from '@transit/metrics';
 import {
   REPLIES,
   basicAuthOffer,
@@ -179,11 +180,17 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
   const view = (s: SessionState): SessionView => ({ connector: s.connector, identity: s.identity, rights: s.rights, secure: s.conn.secure });
   const bypassesSize = (s: SessionState) => s.rights.effective.has('Bypass-Message-Size-Limit');
   const connectorId = (c: ReceiveConnector) => `${c.Server ?? settings.nodeName}\\${c.Name}`;
+  /** Counts a refusal the engine sends; "none" when no connector was chosen yet. */
+  const refused = (connector: string, reply: Reply): Reply => {
+    metrics.smtpRejections.inc({ connector, code: reply.enhanced });
+    return reply;
+  };
 
   /** Answers a decision through smtp-server's callback, after the tarpit delay when it is a refusal to an untrusted session. */
   const answer = (s: SessionState, decision: Decision, cb: (err?: Error | null) => void, what: string, extra: object = {}): void => {
     if (decision.ok) return cb();
     log.info({ connector: s.connector.Name, remote: s.conn.remoteAddress, reason: decision.reason, ...extra }, `${what} refused`);
+    refused(s.connector.Name, decision.reply);
     const delay = tarpitSeconds(view(s), decision.reply.code);
     if (delay > 0) setTimeout(() => cb(smtpError(decision.reply)), delay * 1000).unref();
     else cb(smtpError(decision.reply));
@@ -236,18 +243,18 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
 
   function onOpen(endpoint: Endpoint, conn: ConnectionView): ConnectionOpening {
     // Draining: tell new clients to go elsewhere (a load balancer has another frontend).
-    if (draining) return { accept: false, reply: REPLIES.serviceNotAvailable };
+    if (draining) return { accept: false, reply: refused('none', REPLIES.serviceNotAvailable) };
     const snapshot = live.current;
     const candidates = planFor(snapshot).get(endpointKey(endpoint))?.connectors ?? [];
     const connector = selectReceiveConnector(candidates, { localIp: conn.localAddress, localPort: endpoint.configuredPort, remoteIp: conn.remoteAddress });
     if (!connector) {
       log.warn({ remote: conn.remoteAddress, local: `${conn.localAddress}:${conn.localPort}` }, 'no receive connector matches; connection refused');
-      return { accept: false, reply: REPLIES.serviceNotAvailable };
+      return { accept: false, reply: refused('none', REPLIES.serviceNotAvailable) };
     }
     const sourceKey = `${connector.Name}|${conn.remoteAddress}`;
     if ((perConnector.get(connector.Name) ?? 0) >= connector.MaxInboundConnection || (perSource.get(sourceKey) ?? 0) >= connector.MaxInboundConnectionPerSource) {
       log.warn({ connector: connector.Name, remote: conn.remoteAddress }, 'connection limit reached; connection refused');
-      return { accept: false, reply: REPLIES.tooManyConnections };
+      return { accept: false, reply: refused(connector.Name, REPLIES.tooManyConnections) };
     }
     perConnector.set(connector.Name, (perConnector.get(connector.Name) ?? 0) + 1);
     perSource.set(sourceKey, (perSource.get(sourceKey) ?? 0) + 1);
@@ -268,9 +275,11 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
       logonFailures: 0,
       protocolLog,
       sourceKey,
-      timer: setTimeout(() => conn.closeWith(REPLIES.connectionTimedOut), connector.ConnectionTimeout * 1000).unref(),
+      timer: setTimeout(() => conn.closeWith(refused(connector.Name, REPLIES.connectionTimedOut)), connector.ConnectionTimeout * 1000).unref(),
     };
     sessions.set(conn.id, state);
+    metrics.smtpSessions.inc({ connector: connector.Name });
+    metrics.smtpSessionsOpen.inc({ connector: connector.Name });
     protocolLog?.connect();
     if (conn.proxied) {
       const p = conn.proxied;
@@ -281,7 +290,7 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
       options: connectionOptions(connector, conn, () => sessions.get(conn.id)),
       onHello: (hostname) => {
         const d = decideHello(connector, hostname);
-        return d.ok ? undefined : d.reply;
+        return d.ok ? undefined : refused(connector.Name, d.reply);
       },
       maxProtocolErrors: connector.MaxProtocolErrors,
       inactivityMs: connector.ConnectionInactivityTimeout * 1000,
@@ -322,14 +331,14 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
       return cb(err as Error);
     }
     const start = decideAuthStart(view(s), auth.method);
-    if (!start.ok) return cb(smtpError(start.reply));
+    if (!start.ok) return cb(smtpError(refused(s.connector.Name, start.reply)));
     const fail = (reason: string) => {
       s.logonFailures++;
       log.info({ connector: s.connector.Name, remote: s.conn.remoteAddress, failures: s.logonFailures, reason }, 'AUTH refused');
       setTimeout(() => {
-        cb(smtpError(REPLIES.authUnsuccessful));
+        cb(smtpError(refused(s.connector.Name, REPLIES.authUnsuccessful)));
         // At once, not on a later tick: the client's next command must not be read first.
-        if (s.connector.MaxLogonFailures > 0 && s.logonFailures >= s.connector.MaxLogonFailures) s.conn.closeWith(REPLIES.tooManyErrors);
+        if (s.connector.MaxLogonFailures > 0 && s.logonFailures >= s.connector.MaxLogonFailures) s.conn.closeWith(refused(s.connector.Name, REPLIES.tooManyErrors));
       }, s.connector.AuthTarpitInterval * 1000).unref();
     };
     authenticate(s, auth).then(
@@ -347,7 +356,7 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
       },
       (err: Error) => {
         log.error({ err: err.message }, 'AUTH failed internally');
-        cb(smtpError({ code: 454, enhanced: '4.7.0', text: 'Temporary authentication failure' }));
+        cb(smtpError(refused(s.connector.Name, { code: 454, enhanced: '4.7.0', text: 'Temporary authentication failure' })));
       },
     );
   }
@@ -378,11 +387,11 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
           const s = stateOf(session);
           if (draining) {
             // The transaction that is under way has finished; the next one goes to another node.
-            cb(smtpError(REPLIES.serviceNotAvailable));
+            cb(smtpError(refused(s.connector.Name, REPLIES.serviceNotAvailable)));
             s.conn.closeWith(REPLIES.serviceNotAvailable);
             return;
           }
-          if (Date.now() < saturatedUntil) return cb(smtpError(REPLIES.insufficientResources));
+          if (Date.now() < saturatedUntil) return cb(smtpError(refused(s.connector.Name, REPLIES.insufficientResources)));
           let decision = decideMailFrom(view(s), s.snapshot.config, address.address);
           const args = address.args as Record<string, string> | false;
           if (decision.ok && args && args.SIZE) decision = decideMessageSize(view(s), Number(args.SIZE));
@@ -411,6 +420,7 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
         if (!s) return;
         sessions.delete(session.id);
         clearTimeout(s.timer);
+        metrics.smtpSessionsOpen.dec({ connector: s.connector.Name });
         const n = (perConnector.get(s.connector.Name) ?? 1) - 1;
         if (n > 0) perConnector.set(s.connector.Name, n);
         else perConnector.delete(s.connector.Name);
@@ -470,7 +480,24 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
     await once(stream, 'end');
   }
 
-  async function receiveData(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
+  /** A message's trace starts here: the SMTP transaction's span is the root, and publishing carries it on. */
+  function receiveData(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
+    const s = stateOf(session);
+    const attributes = { 'transit.connector': s.connector.Name, 'transit.principal': describeIdentity(s.snapshot.config, s.identity), 'client.address': session.remoteAddress, 'server.address': s.fqdn, 'smtp.recipient_count': session.envelope.rcptTo.length };
+    return inSpan('SMTP DATA', { kind: SpanKind.SERVER, attributes }, async (span) => {
+      try {
+        const reply = await queueMessage(stream, session);
+        span.setAttribute('smtp.reply_code', 250);
+        return reply;
+      } catch (err) {
+        const code = (err as { responseCode?: number }).responseCode;
+        if (code) span.setAttribute('smtp.reply_code', code);
+        throw err;
+      }
+    });
+  }
+
+  async function queueMessage(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
     const s = stateOf(session);
     const envelope = session.envelope;
     const sender = envelope.mailFrom ? envelope.mailFrom.address : '';
@@ -500,28 +527,29 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
           prependHeaders: (id) =>
             `Received: from ${session.hostNameAppearsAs || 'unknown'} ([${session.remoteAddress}]) by ${s.fqdn} (Transit) with ${session.transmissionType} id ${id}; ${rfc5322Date(new Date())}\r\n`,
           beforePublish: () => {
-            if (stream.sizeExceeded) return smtpError(REPLIES.messageTooBig);
+            if (stream.sizeExceeded) return smtpError(refused(s.connector.Name, REPLIES.messageTooBig));
             const decision = decideMessageSize(view(s), stream.byteLength);
-            return decision.ok ? undefined : smtpError(decision.reply);
+            return decision.ok ? undefined : smtpError(refused(s.connector.Name, decision.reply));
           },
         },
       );
       log.info({ connector: s.connector.Name, id: result.id, internalId: result.internalId, size: result.size, rcpts: envelope.rcptTo.length }, 'message queued');
+      annotate({ 'transit.message_id': result.id, 'transit.internal_id': result.internalId, 'transit.size': result.size });
       return replyText(queuedReply(result.messageId, result.internalId, s.fqdn));
     } catch (err) {
       await drain(stream);
-      if (err instanceof HeaderTooLargeError) throw smtpError(REPLIES.headerTooBig);
+      if (err instanceof HeaderTooLargeError) throw smtpError(refused(s.connector.Name, REPLIES.headerTooBig));
       if ((err as { responseCode?: number }).responseCode) throw err;
       if (err instanceof QueueFullError) {
         saturatedUntil = Date.now() + 5000;
         log.warn({ err: err.message }, 'submit queue full; answered 452 4.3.1 (back pressure)');
-        throw smtpError(REPLIES.insufficientResources);
+        throw smtpError(refused(s.connector.Name, REPLIES.insufficientResources));
       }
       // In a cluster the acknowledgement means "replicated"; without it the message was not made
       // redundant, which Exchange (RejectMessageOnShadowFailure) answers with 451 4.4.0.
       const reply = settings.streamReplicas > 1 && err instanceof BusUnavailableError ? REPLIES.notRedundant : REPLIES.queueUnavailable;
       log.warn({ err: (err as Error).message, bus: err instanceof BusUnavailableError }, `message not queued; answered ${reply.code} ${reply.enhanced}`);
-      throw smtpError(reply);
+      throw smtpError(refused(s.connector.Name, reply));
     }
   }
 

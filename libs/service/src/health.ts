@@ -1,8 +1,10 @@
 /**
  * Liveness and readiness over HTTP for every role: `/healthz` says the process is alive,
- * `/readyz` says it can take work (connected to NATS, listeners open).
+ * `/readyz` says it can take work (connected to NATS, listeners open), `/metrics` is the
+ * process's Prometheus registry (libs/metrics).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { renderMetrics } from '@transit/metrics';
 
 export type HealthChecks = {
   ready(): boolean;
@@ -24,6 +26,12 @@ export async function startHttpServer(host: string, port: number, checks: Health
         if (path === '/readyz') {
           const ready = checks.ready();
           return send(ready ? 200 : 503, { status: ready ? 'ready' : 'not ready', ...checks.details() });
+        }
+        if (path === '/metrics' && req.method === 'GET') {
+          const { contentType, body } = await renderMetrics();
+          res.writeHead(200, { 'content-type': contentType });
+          res.end(body);
+          return;
         }
         for (const route of routes) if (await route(req, res)) return;
         send(404, { error: 'not found' });

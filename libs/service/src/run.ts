@@ -7,8 +7,11 @@ import type { Server } from 'node:http';
 import { Kvm, type KV } from '@nats-io/kv';
 import { ConfigStore, connectBus, ensureTopology, NODES_BUCKET, type Bus } from '@transit/bus';
 import { ConfigError, LiveConfig, loadOrganizationConfig, runtimeSettings, type ConfigSnapshot, type OrganizationConfig, type RuntimeSettings } from '@transit/config';
+import { collectProcessMetrics, metrics, onScrape } from '@transit/metrics';
 import { startHttpServer, type HttpRoute } from './health.ts';
 import { createLogger, type Logger } from './logger.ts';
+import { startTracing } from './tracing.ts';
+import { jetStreamProbe } from './metrics.ts';
 
 export const ROLES = ['frontend', 'hub', 'mailbox-delivery', 'submission', 'outbound-proxy', 'admin'] as const;
 export type Role = (typeof ROLES)[number];
@@ -54,6 +57,7 @@ async function untilTopology(bus: Bus, settings: RuntimeSettings, log: Logger): 
 export async function runService(role: Role, start: (ctx: ServiceContext) => Promise<RunningService>): Promise<void> {
   const settings = runtimeSettings();
   const log = createLogger(role, settings.nodeName);
+  const tracing = startTracing(role, settings.nodeName);
   const bus = await connectBus(settings.natsServers, `${role}@${settings.nodeName}`);
   await untilTopology(bus, settings, log);
   let store: ConfigStore | undefined;
@@ -95,6 +99,9 @@ export async function runService(role: Role, start: (ctx: ServiceContext) => Pro
     facts: {},
   };
   const service = await start(ctx);
+  collectProcessMetrics();
+  metrics.roleInfo.set({ role }, 1);
+  onScrape(jetStreamProbe(bus));
   const startedAt = Date.now();
   const httpHost = settings.listenHost ?? '0.0.0.0';
   const httpPort = settings.httpPort ?? DEFAULT_HTTP_PORTS[role] + settings.portOffset;
@@ -129,6 +136,8 @@ export async function runService(role: Role, start: (ctx: ServiceContext) => Pro
       await kv.delete(key).catch(() => undefined);
       http.close();
       await bus.close();
+      // Spans still batched go out before the process ends.
+      await tracing?.shutdown().catch(() => undefined);
       log.info(`${role} stopped`);
     } catch (err) {
       code = 1;

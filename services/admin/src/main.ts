@@ -1,7 +1,7 @@
 /**
  * Admin: the cluster's management HTTP surface. This first version reports the health of
  * every role (GET /api/health) from the heartbeats each service writes to the nodes bucket.
- * The management API, dashboard and metrics arrive with the operations issue.
+ * The management API and dashboard arrive with the operations issue (metrics: GET /metrics, as every role).
  */
 import { Kvm } from '@nats-io/kv';
 import { NODES_BUCKET } from '@transit/bus';

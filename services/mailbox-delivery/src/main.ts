@@ -5,8 +5,9 @@
  * that redelivers the item, and a copy already in the mailbox (same message id) is not
  * written again (DuplicateSuppressed) — which is also what makes Safety Net resubmission safe.
  */
-import { BodyStore, CONSUMERS, STREAMS, SUBJECTS, ack, publishDurable, recordEvent, startWorker } from '@transit/bus';
+import { BodyStore, CONSUMERS, STREAMS, SUBJECTS, ack, annotate, publishDurable, recordEvent, startWorker } from '@transit/bus';
 import { decodeDeliveryItem, encodeDeliveryItem, type DeliveryItem } from '@transit/envelope';
+import { countDelivered, hopLabel, metrics } from '@transit/metrics';
 import { poisonGuard, runService } from '@transit/service';
 import { MaildirError, alreadyInMailbox, deliverToMaildir } from './maildir.ts';
 
@@ -23,6 +24,7 @@ await runService('mailbox-delivery', (ctx) => {
     handle: async (item) => {
       const { envelope } = item;
       const database = item.hop.type === 'mailbox' ? item.hop.database : '?';
+      annotate({ 'transit.message_id': envelope.id, 'transit.next_hop': `mailbox:${database}`, 'transit.recipient_count': envelope.recipients.length });
       const delivered: string[] = [];
       const duplicates: string[] = [];
       for (const rcpt of envelope.recipients) {
@@ -37,6 +39,7 @@ await runService('mailbox-delivery', (ctx) => {
           if (!(err instanceof MaildirError)) throw err;
           ctx.log.error({ id: envelope.id, rcpt: rcpt.address, err: err.message }, 'recipient cannot be delivered');
           await recordEvent(ctx.bus, envelope.id, { type: 'Failed', hop: `mailbox:${database}`, recipients: [rcpt.address], reason: err.message }, ctx.settings.nodeName);
+          metrics.messagesFailed.inc({ hop: hopLabel(item.hop) });
         }
       }
       if (duplicates.length) {
@@ -52,6 +55,7 @@ await runService('mailbox-delivery', (ctx) => {
           publishDurable(ctx.bus, SUBJECTS.safetyNet(database), encodeDeliveryItem(copy), { msgID: `${envelope.id}:safetynet:${database}:${delivered.join(',')}`, expectStream: STREAMS.safetyNet }),
           recordEvent(ctx.bus, envelope.id, { type: 'Delivered', hop: `mailbox:${database}`, recipients: delivered }, ctx.settings.nodeName),
         ]);
+        countDelivered('mailbox', item.hop, delivered.length, envelope.receivedAt);
       }
       ctx.log.info({ id: envelope.id, recipients: delivered }, 'delivered to mailbox');
       return ack;

@@ -9,12 +9,13 @@
  * on 717 ("Outbound Proxy Frontend") for trusted internal senders.
  */
 import { join } from 'node:path';
-import { BodyStore, CONSUMERS, STREAMS, ack, loadMessage, publishDurable, recordEvent, retry, startWorker, type Outcome } from '@transit/bus';
+import { BodyStore, CONSUMERS, STREAMS, SpanKind, ack, annotate, inSpan, loadMessage, publishDurable, recordEvent, retry, startWorker, type Outcome } from '@transit/bus';
 import { decodeDeliveryItem, encodeDeliveryItem, type DeliveryItem } from '@transit/envelope';
 import { retrySchedule } from '@transit/config';
 import { dsnStatus } from '@transit/dsn';
 import { submitDsn } from '@transit/ingest';
 import { ProtocolLog } from '@transit/logs';
+import { countDelivered, hopLabel, metrics, watchRedis } from '@transit/metrics';
 import { ShadowStore, rebuildShadowFromEvents, type Claim, type WorkRef } from '@transit/shadow';
 import { startListenersFor } from '@transit/receive';
 import { poisonGuard, runService } from '@transit/service';
@@ -26,6 +27,8 @@ await runService('outbound-proxy', async (ctx) => {
   const sender = new SmtpSender(ctx.settings.nodeName);
   const shadow = new ShadowStore(ctx.settings.redisUrl);
   await shadow.connect();
+  // Commands fail at once while Redis is down (no offline queue), so the PING answers or fails fast.
+  watchRedis(() => shadow.redis.ping());
   let rebuilding: Promise<unknown> | undefined;
   /** Redis came back empty (or never had the projection): replay the event log once, whoever asks first. */
   const rebuild = () => {
@@ -45,7 +48,16 @@ await runService('outbound-proxy', async (ctx) => {
     let last: RecipientResult[] = classifyFailure(recipients, undefined, 'no destination');
     for (const dest of await destinationsFor(hop)) {
       try {
-        const report = await sender.send(dest, item.envelope.sender, recipients, await bodies.open(item.envelope.body), logging);
+        // One client span per destination tried, with the remote server's answer.
+        const report = await inSpan('SMTP send', { kind: SpanKind.CLIENT, attributes: { 'server.address': dest.host, 'server.port': dest.port, 'transit.send_connector': hop.connector, 'smtp.recipient_count': recipients.length } }, async (span) => {
+          try {
+            return await sender.send(dest, item.envelope.sender, recipients, await bodies.open(item.envelope.body), logging);
+          } catch (err) {
+            const code = (err as { responseCode?: number }).responseCode;
+            if (code) span.setAttribute('smtp.reply_code', code);
+            throw err;
+          }
+        });
         return classifyReport(recipients, report).map((r) => ({ ...r, remoteMta: dest.host }));
       } catch (err) {
         const e = err as Error & { responseCode?: number; response?: string };
@@ -69,6 +81,7 @@ await runService('outbound-proxy', async (ctx) => {
     const wait = item.notBefore - Date.now();
     if (wait > 0) return retry(Math.min(wait, 60_000));
     const hopName = ref.subject;
+    annotate({ 'transit.message_id': item.envelope.id, 'transit.next_hop': hopName, 'transit.attempt': item.attempt });
     // Exactly once per recipient: claim the item, learning who already has it.
     let claim: Claim;
     try {
@@ -125,6 +138,7 @@ await runService('outbound-proxy', async (ctx) => {
         release(delivered.map((r) => r.address)).catch((err: Error) => ctx.log.error({ err: err.message, id: envelope.id }, 'could not record delivery in the shadow state')),
         delivered.length ? recordEvent(ctx.bus, envelope.id, { type: 'Delivered', hop: hopName, recipients: delivered.map((r) => r.address) }, node) : undefined,
       ]);
+      countDelivered('remote', item.hop, delivered.length, envelope.receivedAt);
       const failed = of('permanent').map((r) => dsnRecipient(r, dsnStatus(r.response, 5)));
       const transient = of('transient');
       const decision = transient.length ? nextAttempt(retrySchedule(settings), item.attempt, envelope.receivedAt, Date.now(), settings.MessageExpirationTimeout) : undefined;
@@ -134,6 +148,7 @@ await runService('outbound-proxy', async (ctx) => {
       }
       if (failed.length) {
         await recordEvent(ctx.bus, envelope.id, { type: 'Failed', hop: hopName, recipients: failed.map((r) => r.address), reason: failed[0]!.diagnostic }, node);
+        metrics.messagesFailed.inc({ hop: hopLabel(item.hop) }, failed.length);
         await submitDsn(deps, { envelope, kind: 'failure', tag, config, fqdn: node, recipients: failed });
       }
       if (decision?.kind === 'retry') {
@@ -154,6 +169,7 @@ await runService('outbound-proxy', async (ctx) => {
         const next: DeliveryItem = { ...item, envelope: { ...envelope, recipients: envelope.recipients.filter((r) => addresses.has(r.address)) }, attempt: item.attempt + 1, notBefore: decision.notBefore, delayNotified: item.delayNotified || late };
         await publishDurable(ctx.bus, hopName, encodeDeliveryItem(next), { msgID: `${envelope.id}:${hopName}:attempt-${next.attempt}`, expectStream: STREAMS.deliver });
         await recordEvent(ctx.bus, envelope.id, { type: 'Deferred', hop: hopName, recipients: [...addresses], reason: transient[0]!.response, nextAttempt: decision.notBefore }, node);
+        metrics.messagesDeferred.inc({ hop: hopLabel(item.hop) }, addresses.size);
       }
       ctx.log.info({ id: envelope.id, hop: hopName, delivered: delivered.length, failed: failed.length, deferred: decision?.kind === 'retry' ? transient.length : 0, attempt: item.attempt }, 'outbound attempt finished');
       return ack;
