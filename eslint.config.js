@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'var/**', 'coverage/**', '**/dist/**'] },
+  { ignores: ['node_modules/**', 'var/**', 'coverage/**', '**/dist/**', 'services/admin/public/**', 'test-results/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

@@ -42,6 +42,8 @@ const rows: string[][] = [
   [`nats-server (JetStream${nodes === 3 ? ', 3 nodes, R3' : ''})`, cluster.natsUrl, ''],
   ['redis-server', cluster.redisUrl, ''],
 ];
+// The admin API and dashboard stay shut without a password (never open by default).
+const adminNote = process.env.TRANSIT_ADMIN_PASSWORD || process.env.TRANSIT_ADMIN_PASSWORD_FILE ? 'dashboard and /api (user admin)' : 'dashboard and /api disabled: set TRANSIT_ADMIN_PASSWORD';
 for (let replica = 0; replica < cluster.replicas; replica++) {
   const suffix = replica === 0 ? '' : ` #${replica}`;
   for (const role of ['frontend', 'hub', 'outbound-proxy'] as const) {
@@ -49,7 +51,7 @@ for (let replica = 0; replica < cluster.replicas; replica++) {
       rows.push([`${role}${suffix} SMTP`, `${e.host}:${e.port}`, e.connectors.map((c) => c.Name).join(', ')]);
     }
   }
-  for (const role of ROLES) rows.push([`${role}${suffix} HTTP`, `http://${cluster.host}:${cluster.httpPort(role, replica)}`, role === 'admin' ? '/api/health' : '/healthz /readyz']);
+  for (const role of ROLES) rows.push([`${role}${suffix} HTTP`, `http://${cluster.host}:${cluster.httpPort(role, replica)}`, role === 'admin' ? adminNote : '/healthz /readyz']);
 }
 rows.push(['pickup directory', cluster.pickupDir, '.eml files are submitted']);
 rows.push(['mailboxes (Maildir)', cluster.mailDir, '<domain>/<user>/new']);

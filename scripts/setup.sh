@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh clone lacks, then returns quickly on every later run:
 # npm dependencies (including Node 24 from the npm registry's `node` package) and
-# nats-server, redis-server, swaks and nmap from Debian's packages.
+# nats-server, redis-server, swaks, nmap and chromium from Debian's packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +30,8 @@ perl -MNet::SSLeay -MIO::Socket::SSL -e 1 >/dev/null 2>&1 || missing+=(libnet-ss
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 # docker-compose (v1, Debian's) validates docker-compose.yml without a Docker engine.
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+# Headless Chromium drives the admin dashboard in test/dashboard.test.ts (playwright-core, no browser download).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing ${missing[*]} from Debian's packages"

@@ -26,3 +26,22 @@ export async function verifyPassword(password: string, stored: string): Promise<
   const key = await derive(password, Buffer.from(m[4]!, 'base64'), { N: Number(m[1]), r: Number(m[2]), p: Number(m[3]) });
   return key.length === expected.length && timingSafeEqual(key, expected);
 }
+
+/**
+ * `Password:` on the users and mailboxes of a document an administrator supplies (transitctl
+ * apply, the admin API) becomes `PasswordHash:` in place, so plaintext never reaches the store.
+ */
+export async function hashPlaintextPasswords(doc: Record<string, unknown>): Promise<void> {
+  for (const list of ['Mailboxes', 'Users']) {
+    const items = doc[list];
+    if (!Array.isArray(items)) continue;
+    for (const item of items as unknown[]) {
+      if (typeof item !== 'object' || item === null) continue;
+      const entry = item as Record<string, unknown>;
+      if (typeof entry.Password === 'string') {
+        entry.PasswordHash = await hashPassword(entry.Password);
+        delete entry.Password;
+      }
+    }
+  }
+}

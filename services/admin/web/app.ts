@@ -1,0 +1,357 @@
+/**
+ * The Transit operations dashboard: one page, hash routes, every figure from the admin API.
+ * Login; the cluster map (roles, replicas, readiness); live throughput and latency; queues
+ * with their actions; message tracking with a message's timeline; receive connectors and
+ * the test-connector explanation. Views that show live data refresh on a timer that stops
+ * when another view is opened.
+ */
+import { ApiError, api, cell, errorBox, h, table } from './dom.ts';
+import { lineChart } from './chart.ts';
+
+type Row = Record<string, unknown>;
+type NodeInfo = { node: string; pid: number; ready: boolean; http: string; ageMs: number };
+type RoleHealth = { role: string; replicas: number; ready: number; nodes: NodeInfo[] };
+type Health = { status: string; roles: RoleHealth[] };
+type Bucket = { start: string; received: number; delivered: number; deferred: number; failed: number; latencyP50Ms: number | null; latencyP95Ms: number | null };
+type Throughput = { windowSeconds: number; bucketSeconds: number; totals: Record<string, number>; latencyMs: { p50: number | null; p95: number | null; max: number | null; samples: number }; buckets: Bucket[]; truncated: boolean };
+type StepReport = { command: string; reply: string; reason?: string; ok: boolean };
+type Explanation = { candidates: Array<{ connector: string; enabled: boolean; binding: string; range?: string; chosen: boolean }>; connector?: { Name: string }; principal?: string; rights: string[]; sources: Array<{ right: string; connector: string; via: string; deny?: boolean }>; steps: StepReport[] };
+
+const main = document.getElementById('app')!;
+const nav = document.getElementById('nav')!;
+const logout = document.getElementById('logout')!;
+let timers: number[] = [];
+
+/** Runs a live view's refresh now and every `ms`; a failed refresh shows why above the last good figures. */
+function every(ms: number, fn: () => Promise<void>): void {
+  const problem = h('p', { class: 'error', role: 'alert', hidden: true });
+  main.prepend(problem);
+  const run = () =>
+    fn().then(
+      () => {
+        problem.hidden = true;
+      },
+      (err: unknown) => {
+        if (err instanceof ApiError && err.status === 401) return loginView('Your session ended; log in again.');
+        problem.hidden = false;
+        problem.textContent = err instanceof Error ? err.message : String(err);
+      },
+    );
+  void run();
+  timers.push(window.setInterval(() => void run(), ms));
+}
+
+function show(...nodes: Node[]): void {
+  main.replaceChildren(...nodes);
+}
+
+function loginView(message?: string): void {
+  for (const t of timers) window.clearInterval(t);
+  timers = [];
+  nav.hidden = true;
+  logout.hidden = true;
+  const user = h('input', { name: 'user', autocomplete: 'username', value: 'admin', required: true });
+  const password = h('input', { name: 'password', type: 'password', autocomplete: 'current-password', required: true });
+  const status = h('p', { class: 'error', role: 'alert', hidden: !message }, message ?? '');
+  const form = h(
+    'form',
+    {
+      class: 'stack',
+      id: 'login',
+      onsubmit: (ev) => {
+        ev.preventDefault();
+        api('POST', '/api/login', { user: user.value, password: password.value })
+          .then(() => route())
+          .catch((err: unknown) => {
+            status.hidden = false;
+            status.textContent = err instanceof Error ? err.message : String(err);
+          });
+      },
+    },
+    h('h2', {}, 'Log in to Transit admin'),
+    h('label', {}, 'User', user),
+    h('label', {}, 'Password', password),
+    h('button', { type: 'submit' }, 'Log in'),
+    status,
+  );
+  show(form);
+}
+
+function clusterView(): void {
+  const body = h('div', {});
+  show(h('h2', {}, 'Cluster'), body);
+  every(5000, async () => {
+    const health = await api<Health>('GET', '/api/health');
+    const rows = health.roles.map((r) => ({ role: r.role, replicas: r.replicas, ready: r.ready, state: r.ready > 0 ? 'ready' : 'not ready', nodes: r.nodes.map((n) => `${n.node}/${n.pid} ${n.http}${n.ready ? '' : ' (not ready)'}`) }));
+    const t = table(['role', 'replicas', 'ready', 'state', 'nodes'], rows, { testId: 'roles' });
+    t.querySelectorAll('tbody tr').forEach((tr, i) => {
+      tr.setAttribute('data-role', rows[i]!.role);
+      tr.children[3]!.className = rows[i]!.ready > 0 ? 'ok' : 'bad';
+    });
+    body.replaceChildren(h('p', {}, 'Status: ', h('span', { class: health.status === 'healthy' ? 'ok' : 'bad', 'data-testid': 'cluster-status' }, health.status)), t);
+  });
+}
+
+function throughputView(): void {
+  const body = h('div', {});
+  show(h('h2', {}, 'Throughput and latency (last 15 minutes, from the event log)'), body);
+  every(10_000, async () => {
+    const t = await api<Throughput>('GET', '/api/throughput?minutes=15');
+    const labels = t.buckets.map((b) => b.start.slice(11, 19));
+    const perMinute = (v: number) => (v * 60) / t.bucketSeconds;
+    const card = (label: string, value: string) => h('div', { class: 'card' }, h('div', { class: 'muted' }, label), h('div', { class: 'value' }, value));
+    const ms = (v: number | null) => (v === null ? '–' : v < 1000 ? `${v} ms` : `${(v / 1000).toFixed(1)} s`);
+    body.replaceChildren(
+      h(
+        'div',
+        { class: 'cards' },
+        card('received', String(t.totals.received ?? 0)),
+        card('delivered (recipients)', String(t.totals.delivered ?? 0)),
+        card('deferred', String(t.totals.deferred ?? 0)),
+        card('failed', String(t.totals.failed ?? 0)),
+        card('latency p50', ms(t.latencyMs.p50)),
+        card('latency p95', ms(t.latencyMs.p95)),
+      ),
+      h(
+        'div',
+        { class: 'chart', 'data-testid': 'throughput-chart' },
+        lineChart('Messages per minute', labels, [
+          { name: 'received', color: '#2f6fde', values: t.buckets.map((b) => perMinute(b.received)) },
+          { name: 'delivered', color: '#17723a', values: t.buckets.map((b) => perMinute(b.delivered)) },
+          { name: 'failed', color: '#b3261e', values: t.buckets.map((b) => perMinute(b.failed)) },
+        ], 'per min'),
+      ),
+      h(
+        'div',
+        { class: 'chart', 'data-testid': 'latency-chart' },
+        lineChart('Delivery latency', labels, [
+          { name: 'p50', color: '#2f6fde', values: t.buckets.map((b) => b.latencyP50Ms) },
+          { name: 'p95', color: '#c77700', values: t.buckets.map((b) => b.latencyP95Ms) },
+        ], 'ms'),
+      ),
+      t.truncated ? h('p', { class: 'muted' }, 'The window held more events than one read takes; the figures cover its start only.') : h('span'),
+    );
+  });
+}
+
+/** Get-Queue's Identity (`Transit\\remote.sink`); a message is acted on by Transit's id (MessageId), as in transitctl. */
+const identity = (row: Row): string => (typeof row.Identity === 'string' ? row.Identity : '');
+const messageId = (row: Row): string => (typeof row.MessageId === 'string' ? row.MessageId : '');
+
+function actionButton(label: string, run: () => Promise<unknown>, after: () => Promise<void>, confirmText?: string): HTMLButtonElement {
+  return h(
+    'button',
+    {
+      type: 'button',
+      'data-action': label.toLowerCase(),
+      onclick: () => {
+        if (confirmText && !window.confirm(confirmText)) return;
+        run()
+          .then(after)
+          .catch((err: unknown) => window.alert(err instanceof Error ? err.message : String(err)));
+      },
+    },
+    label,
+  );
+}
+
+function queuesView(): void {
+  const queuesBox = h('div', {});
+  const messagesBox = h('div', {});
+  show(h('h2', {}, 'Queues'), queuesBox, h('h3', {}, 'Messages'), messagesBox);
+  const refresh = async () => {
+    const { queues } = await api<{ queues: Row[] }>('GET', '/api/queues');
+    const { messages } = await api<{ messages: Row[] }>('GET', '/api/messages?limit=200');
+    const queueColumns = [...new Set(queues.flatMap((q) => Object.keys(q)))].filter((k) => typeof queues[0]?.[k] !== 'object' || Array.isArray(queues[0]?.[k]));
+    const enc = encodeURIComponent;
+    queuesBox.replaceChildren(
+      queues.length
+        ? table(queueColumns, queues, {
+            testId: 'queues',
+            extra: (q) =>
+              h(
+                'span',
+                {},
+                actionButton('Retry', () => api('POST', `/api/queues/${enc(identity(q))}/retry`), refresh),
+                actionButton('Suspend', () => api('POST', `/api/queues/${enc(identity(q))}/suspend`), refresh),
+                actionButton('Resume', () => api('POST', `/api/queues/${enc(identity(q))}/resume`), refresh),
+              ),
+          })
+        : h('p', { class: 'muted' }, 'No queues.'),
+    );
+    const messageColumns = [...new Set(messages.flatMap((m) => Object.keys(m)))].filter((k) => typeof messages[0]?.[k] !== 'object' || Array.isArray(messages[0]?.[k]));
+    messagesBox.replaceChildren(
+      messages.length
+        ? table(messageColumns, messages, {
+            testId: 'queue-messages',
+            extra: (m) =>
+              h(
+                'span',
+                {},
+                actionButton('Suspend', () => api('POST', `/api/messages/${enc(messageId(m))}/suspend`), refresh),
+                actionButton('Resume', () => api('POST', `/api/messages/${enc(messageId(m))}/resume`), refresh),
+                actionButton('Remove', () => api('POST', `/api/messages/${enc(messageId(m))}/remove`, { withNdr: true }), refresh, 'Remove this message and send the sender a non-delivery report?'),
+              ),
+          })
+        : h('p', { class: 'muted' }, 'No messages waiting.'),
+    );
+  };
+  every(5000, refresh);
+}
+
+async function timelineView(id: string): Promise<void> {
+  type Timeline = { id: string; state: { status: string; received?: { sender: string; subject?: string; messageId?: string; at: number }; recipients: Record<string, { address: string; status: string; hop?: string; lastError?: string }> }; rows: Row[] };
+  const t = await api<Timeline>('GET', `/api/messages/${encodeURIComponent(id)}/timeline`);
+  const recipients = Object.values(t.state.recipients).map((r) => ({ recipient: r.address, status: r.status, hop: r.hop, lastError: r.lastError }));
+  show(
+    h('h2', {}, `Message ${t.id}`),
+    h('p', {}, 'Status: ', h('strong', { 'data-testid': 'message-status' }, t.state.status), t.state.received ? ` — from ${t.state.received.sender}${t.state.received.subject ? `, "${t.state.received.subject}"` : ''}` : ''),
+    h('h3', {}, 'Recipients'),
+    table(['recipient', 'status', 'hop', 'lastError'], recipients),
+    h('h3', {}, 'Timeline'),
+    table(['Timestamp', 'EventId', 'Source', 'Recipients', 'RecipientStatus', 'ConnectorId', 'ServerHostname', 'Reference'], t.rows, { testId: 'timeline' }),
+    h('p', {}, h('a', { href: '#/tracking' }, '← back to the search')),
+  );
+}
+
+let lastSearch = '';
+
+async function trackingView(): Promise<void> {
+  const params = new URLSearchParams(lastSearch);
+  const input = (name: string, label: string, placeholder: string) => h('label', {}, label, h('input', { name, placeholder, value: params.get(name) ?? '' }));
+  const results = h('div', {});
+  const form = h(
+    'form',
+    {
+      class: 'inline',
+      id: 'tracking-search',
+      onsubmit: (ev) => {
+        ev.preventDefault();
+        const data = new FormData(form);
+        const query = new URLSearchParams();
+        for (const [k, v] of data.entries()) if (typeof v === 'string' && v.trim()) query.set(k, v.trim());
+        lastSearch = query.toString();
+        void search();
+      },
+    },
+    input('recipient', 'Recipient', 'alice@contoso.test'),
+    input('sender', 'Sender', 'x@example.org'),
+    input('message-id', 'Message-ID', '<abc@example.org>'),
+    input('start', 'Start (default: last 24 h)', '2026-11-24T09:00:00Z'),
+    input('limit', 'Limit', '200'),
+    h('button', { type: 'submit' }, 'Search'),
+  );
+  const search = async () => {
+    results.replaceChildren(h('p', { class: 'muted' }, 'Searching…'));
+    try {
+      const { rows } = await api<{ rows: Row[] }>('GET', `/api/tracking?${lastSearch}`);
+      results.replaceChildren(
+        rows.length
+          ? table(['Timestamp', 'EventId', 'Source', 'Sender', 'Recipients', 'MessageSubject', 'NetworkMessageId'], rows, {
+              testId: 'tracking-results',
+              onRow: (row) => void timelineView(String(row.NetworkMessageId)).catch((err: unknown) => results.replaceChildren(errorBox(err))),
+            })
+          : h('p', { class: 'muted' }, 'No tracking rows match.'),
+      );
+    } catch (err) {
+      results.replaceChildren(errorBox(err));
+    }
+  };
+  show(h('h2', {}, 'Message tracking'), form, results);
+  if (lastSearch) await search();
+}
+
+async function connectorsView(): Promise<void> {
+  type Connectors = { receiveConnectors: Row[]; sendConnectors: Row[] };
+  const c = await api<Connectors>('GET', '/api/connectors');
+  const receive = c.receiveConnectors.map((r) => ({ ...r, permissions: (r.permissions as Row[]).map((p) => `${cell(p.User)}: ${cell(p.ExtendedRights)}${p.Deny ? ' (deny)' : ''}`) }));
+  const field = (name: string, label: string, value = '', placeholder = '') => h('label', {}, label, h('input', { name, value, placeholder }));
+  const output = h('div', {});
+  const form = h(
+    'form',
+    {
+      class: 'inline',
+      id: 'test-connector',
+      onsubmit: (ev) => {
+        ev.preventDefault();
+        const d = new FormData(form);
+        const text = (k: string) => {
+          const v = d.get(k);
+          return typeof v === 'string' && v.trim() ? v.trim() : undefined;
+        };
+        const to = text('to')?.split(',').map((s) => s.trim()).filter(Boolean);
+        const size = text('size');
+        const request = { remoteIp: text('remoteIp') ?? '', local: text('local') ?? '0.0.0.0:25', user: text('user'), from: text('from'), to, size: size ? Number(size) : undefined, helo: text('helo'), tls: d.get('tls') === 'on' };
+        api<Explanation>('POST', '/api/test-connector', request)
+          .then((e) => output.replaceChildren(renderExplanation(e)))
+          .catch((err: unknown) => output.replaceChildren(errorBox(err)));
+      },
+    },
+    field('remoteIp', 'Remote IP', '', '127.0.0.5'),
+    field('local', 'Local ip:port', '0.0.0.0:25'),
+    field('user', 'Logon (optional)'),
+    field('from', 'MAIL FROM', '', 'x@example.org'),
+    field('to', 'RCPT TO (comma separated)', '', 'someone@example.net'),
+    field('size', 'Size (bytes)'),
+    field('helo', 'HELO'),
+    h('label', {}, 'STARTTLS', h('input', { name: 'tls', type: 'checkbox' })),
+    h('button', { type: 'submit' }, 'Explain'),
+  );
+  show(
+    h('h2', {}, 'Receive connectors'),
+    table(['Name', 'TransportRole', 'Bindings', 'RemoteIPRanges', 'AuthMechanism', 'PermissionGroups', 'Enabled', 'permissions'], receive, { testId: 'receive-connectors' }),
+    h('h3', {}, 'Send connectors'),
+    table(['Name', 'AddressSpaces', 'SmartHosts', 'DNSRoutingEnabled', 'Enabled'], c.sendConnectors),
+    h('h3', {}, 'Test a connection (the decisions the frontend would make)'),
+    form,
+    output,
+  );
+}
+
+function renderExplanation(e: Explanation): HTMLElement {
+  const lines = ['Receive connectors with a binding on this port:'];
+  for (const c of e.candidates) lines.push(`  ${c.chosen ? '*' : ' '} ${c.connector}${c.enabled ? '' : ' (disabled)'}: ${c.binding} binding; ${c.range ? `range ${c.range}` : 'no RemoteIPRanges entry contains the client'}`);
+  if (e.candidates.length === 0) lines.push('  (none)');
+  if (e.connector) {
+    lines.push('', `Selected: ${e.connector.Name}`, `Principal: ${e.principal ?? ''}`, `Effective rights: ${e.rights.length ? e.rights.map((r) => `ms-Exch-${r}`).join(', ') : '(none)'}`, 'Granted by:');
+    for (const s of e.sources) lines.push(`  ${s.deny ? 'DENY ' : ''}ms-Exch-${s.right} — ${s.connector}: ${s.via}`);
+  }
+  lines.push('', 'SMTP steps:');
+  for (const step of e.steps) lines.push(`  ${step.command}\n    → ${step.reply}${step.reason ? `\n      because ${step.reason}` : ''}`);
+  return h('pre', { class: 'explain', 'data-testid': 'explanation' }, lines.join('\n'));
+}
+
+const VIEWS: Record<string, () => Promise<void> | void> = { cluster: clusterView, throughput: throughputView, queues: queuesView, tracking: trackingView, connectors: connectorsView };
+
+async function route(): Promise<void> {
+  for (const t of timers) window.clearInterval(t);
+  timers = [];
+  try {
+    await api('GET', '/api/session');
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 503) {
+      nav.hidden = true;
+      show(errorBox(err));
+      return;
+    }
+    loginView(err instanceof ApiError && err.status === 401 ? undefined : err instanceof Error ? err.message : String(err));
+    return;
+  }
+  nav.hidden = false;
+  logout.hidden = false;
+  const name = location.hash.replace(/^#\//, '') || 'cluster';
+  for (const a of nav.querySelectorAll('a')) a.classList.toggle('active', a.getAttribute('href') === `#/${name}`);
+  const view = VIEWS[name] ?? clusterView;
+  try {
+    await view();
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) return loginView('Your session ended; log in again.');
+    show(errorBox(err));
+  }
+}
+
+logout.addEventListener('click', () => {
+  void api('POST', '/api/logout').finally(() => loginView());
+});
+window.addEventListener('hashchange', () => void route());
+void route();
