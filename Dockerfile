@@ -5,7 +5,8 @@
 #   docker run transit frontend        # runs services/frontend/src/main.ts
 #   docker run transit transitctl get receiveconnector   # the admin CLI (NATS_URL)
 #
-# Node 24 runs the TypeScript sources directly (type stripping), so there is no build step.
+# Node 24 runs the TypeScript sources directly (type stripping); the one build step bundles
+# the admin dashboard's browser script (stage `dashboard`).
 # The repo's `node` devDependency (Node from the npm registry) is left out by --omit=dev:
 # the image runs the base image's Node.
 #
@@ -41,6 +42,19 @@ COPY --from=manifests /src/ ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
  && npm cache clean --force
 
+# --- dashboard: the admin page's script, bundled with esbuild (a devDependency) ------------
+# The runtime has production dependencies only, so the admin service serves this prebuilt
+# bundle instead of bundling the page at start as it does in a checkout.
+FROM ${NODE_IMAGE} AS dashboard
+WORKDIR /app
+COPY package.json package-lock.json ./
+COPY --from=manifests /src/ ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY libs/ libs/
+COPY services/ services/
+COPY scripts/build-dashboard.ts scripts/
+RUN node scripts/build-dashboard.ts
+
 # --- runtime -------------------------------------------------------------------------------
 FROM ${NODE_IMAGE} AS runtime
 
@@ -64,6 +78,7 @@ COPY libs/ libs/
 COPY services/ services/
 COPY tools/ tools/
 COPY config/ config/
+COPY --from=dashboard /app/services/admin/public/ services/admin/public/
 COPY deploy/docker/entrypoint.sh /usr/local/bin/transit-entrypoint
 # `kubectl exec deploy/admin -- transitctl ...` and `docker compose exec admin transitctl ...`
 # bypass the entry point, so the CLI is on PATH as well.

@@ -10,8 +10,7 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { connectBus } from '@transit/bus';
 import { smtpTranscript, waitFor } from '@transit/testkit';
-import { TRACKING_FIELDS, type TrackingQuery, type TrackingRow } from '@transit/tracking';
-import { readTracking } from '../tools/transitctl/src/track.ts';
+import { TRACKING_FIELDS, readTracking, type TrackingQuery, type TrackingRow } from '@transit/tracking';
 import { useHarness } from './use-harness.ts';
 
 const run = promisify(execFile);

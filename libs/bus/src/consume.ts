@@ -5,6 +5,7 @@
  */
 import type { JsMsg } from '@nats-io/jetstream';
 import type { Bus } from './connection.ts';
+import type { HoldWatcher } from './holds.ts';
 import type { PoisonTracker } from './poison.ts';
 import { SpanKind, extractTrace, inSpan } from './trace.ts';
 
@@ -26,6 +27,8 @@ export type WorkerOptions<T> = {
   keepAliveMs?: number;
   /** Poison detection: an item whose handling killed the worker PoisonThreshold times is parked. */
   poison?: { tracker: PoisonTracker; threshold: number; onParked: (item: T, msg: JsMsg, crashes: number) => Promise<void> };
+  /** Administrator holds: an item of a suspended queue or message waits `recheckMs`, a removed message's item is dropped. */
+  holds?: { watcher: HoldWatcher; messageIdOf: (item: T) => string; recheckMs: number; onDropped: (item: T, msg: JsMsg) => void };
 };
 
 export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
@@ -47,6 +50,24 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
       // which would leave the item to be redelivered forever. The reason is in the log above.
       msg.term();
       return;
+    }
+    if (opts.holds) {
+      const { watcher, messageIdOf, recheckMs, onDropped } = opts.holds;
+      // Checked before the poison marker: a held item is not an attempt, and cannot crash anything.
+      const hold = await watcher.check(msg.subject, messageIdOf(item)).catch((err: unknown) => {
+        // Without the holds the item is worked on, as without poison markers: a hold is an administrator's tool, not a gate of correctness.
+        opts.onError(err, msg);
+        return undefined;
+      });
+      if (hold === 'removed') {
+        onDropped(item, msg);
+        await msg.ackAck().catch((err: unknown) => opts.onError(err, msg));
+        return;
+      }
+      if (hold === 'suspended') {
+        msg.nak(recheckMs);
+        return;
+      }
     }
     const poison = opts.poison;
     if (poison) {

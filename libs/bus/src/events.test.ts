@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { headers } from '@nats-io/transport-node';
 import { startNats, type NatsHandle } from '@transit/testkit';
 import { connectBus, type Bus } from './connection.ts';
-import { admit, foldMessage, loadMessage, loadMessageEvents, recordEvent, type MessageEvent, type StoredEvent } from './events.ts';
+import { admit, emptyState, foldMessage, loadMessage, loadMessageEvents, recordEvent, type MessageEvent, type MessageState, type StoredEvent } from './events.ts';
 import { STREAMS, SUBJECTS, ensureTopology } from './topology.ts';
 
 let seq = 0;
@@ -85,6 +85,40 @@ describe('admit', () => {
   });
 });
 
+describe('administrator actions', () => {
+  const routed = [stored(received), stored({ type: 'Routed', hop: 'smtp:Internet:fabrikam.test', recipients: ['a@contoso.test', 'b@fabrikam.test'] })];
+  it('folds Suspended and Resumed into the message status, and admits each only when it changes something', () => {
+    const suspended = foldMessage('m', [...routed, stored({ type: 'Suspended', source: 'ADMIN', actor: 'root@admin1' })]);
+    expect(suspended.status).toBe('Suspended');
+    expect(suspended.suspended).toMatchObject({ actor: 'root@admin1' });
+    expect(admit(suspended, { type: 'Suspended', source: 'ADMIN' })).toBeUndefined();
+    expect(admit(suspended, { type: 'Resumed', source: 'ADMIN' })).toBeDefined();
+    const resumed = foldMessage('m', [...routed, stored({ type: 'Suspended', source: 'ADMIN' }), stored({ type: 'Resumed', source: 'ADMIN' })]);
+    expect(resumed.status).toBe('Active');
+    expect(resumed.suspended).toBeUndefined();
+    expect(admit(resumed, { type: 'Resumed', source: 'ADMIN' })).toBeUndefined();
+    // A message already delivered has nothing to suspend.
+    const done = foldMessage('m', [stored(received), stored({ type: 'Delivered', hop: 'h', recipients: ['a@contoso.test', 'b@fabrikam.test'] })]);
+    expect(admit(done, { type: 'Suspended', source: 'ADMIN' })).toBeUndefined();
+  });
+
+  it('makes removed recipients final, keeps delivered ones, and removes once', () => {
+    const partly = foldMessage('m', [...routed, stored({ type: 'Delivered', hop: 'mailbox:db1', recipients: ['a@contoso.test'] }), stored({ type: 'Suspended', source: 'ADMIN' })]);
+    const removal: MessageEvent = { type: 'Removed', source: 'ADMIN', recipients: ['a@contoso.test', 'b@fabrikam.test'], withNdr: true, reason: 'removed by administrator' };
+    const admitted = admit(partly, removal);
+    expect(admitted).toEqual({ ...removal, recipients: ['b@fabrikam.test'] });
+    const removed = foldMessage('m', [...routed, stored({ type: 'Delivered', hop: 'mailbox:db1', recipients: ['a@contoso.test'] }), stored({ type: 'Suspended', source: 'ADMIN' }), stored(admitted!)]);
+    expect(removed.recipients['b@fabrikam.test']).toMatchObject({ status: 'Failed', lastError: 'removed by administrator' });
+    expect(removed.recipients['a@contoso.test']?.status).toBe('Delivered');
+    expect(removed.status).toBe('PartiallyFailed');
+    expect(removed.removed).toMatchObject({ withNdr: true });
+    expect(removed.suspended).toBeUndefined();
+    expect(admit(removed, removal)).toBeUndefined();
+    // A delivery racing the removal is not recorded after it.
+    expect(admit(removed, { type: 'Delivered', hop: 'remote', recipients: ['b@fabrikam.test'] })).toBeUndefined();
+  });
+});
+
 describe('recordEvent against JetStream', () => {
   let nats: NatsHandle;
   let bus: Bus;
@@ -113,6 +147,21 @@ describe('recordEvent against JetStream', () => {
       expect(events.every((e, i) => i === 0 || e.seq > events[i - 1]!.seq)).toBe(true);
       expect(['Delivered', 'Failed']).toContain((await loadMessage(bus, id)).recipients['a@contoso.test']?.status);
     }
+  });
+
+  it('reads a message in one request from the snapshot its last event carries, equal to the fold of its log', async () => {
+    const id = 'snapshot';
+    const known: { state?: MessageState } = { state: emptyState(id) };
+    await recordEvent(bus, id, received, 'n0', known);
+    await recordEvent(bus, id, { type: 'Routed', hop: 'h', recipients: ['a@contoso.test'] }, 'n1', known);
+    // A wrong guess about the state (stale: before Routed) is refused by JetStream and corrected.
+    await recordEvent(bus, id, { type: 'Delivered', hop: 'h', recipients: ['a@contoso.test'] }, 'n2', { state: foldMessage(id, (await loadMessageEvents(bus, id)).slice(0, 1)) });
+    const events = await loadMessageEvents(bus, id);
+    expect(events.map((e) => e.type)).toEqual(['Received', 'Routed', 'Delivered']);
+    expect(events.some((e) => 'state' in e)).toBe(false);
+    const state = await loadMessage(bus, id);
+    expect(state).toEqual(foldMessage(id, events));
+    expect(known.state?.lastSeq).toBe(events[1]!.seq);
   });
 
   it('refuses an append that names a stale last sequence', async () => {

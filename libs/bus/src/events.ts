@@ -50,7 +50,16 @@ export type MessageEvent =
   | { type: 'Poisoned'; stage: string; crashes: number }
   /** Resubmitted from the Safety Net by an administrator. */
   | { type: 'Resubmitted'; source: 'SAFETYNET'; recipients: string[] }
-  | { type: 'DsnSuppressed'; kind: 'failure' | 'delay'; recipients: string[]; reason: string };
+  | { type: 'DsnSuppressed'; kind: 'failure' | 'delay'; recipients: string[]; reason: string }
+  /**
+   * Administrator actions (Suspend-/Resume-Message, Remove-Message). The hold itself lives in
+   * KV `transit-suspended`, which workers read; these events are the record (tracking, Get-Message).
+   * `actor` names who acted (transitctl's user and host, or the admin API's caller).
+   */
+  | { type: 'Suspended'; source: 'ADMIN'; actor?: string }
+  | { type: 'Resumed'; source: 'ADMIN'; actor?: string }
+  /** Removed from its queues: the recipients still undelivered are final (a failure DSN follows when `withNdr`). */
+  | { type: 'Removed'; source: 'ADMIN'; recipients: string[]; withNdr: boolean; reason: string; actor?: string };
 
 /** An event as stored: the event, when and where it was written, and its stream sequence. */
 export type StoredEvent = MessageEvent & { at: number; node: string; seq: number };
@@ -69,7 +78,7 @@ export type RecipientState = {
   dsn: Array<'failure' | 'delay'>;
 };
 
-export type MessageStatus = 'Unknown' | 'Active' | 'Retry' | 'Delivered' | 'Failed' | 'PartiallyFailed' | 'Poisoned';
+export type MessageStatus = 'Unknown' | 'Active' | 'Retry' | 'Suspended' | 'Delivered' | 'Failed' | 'PartiallyFailed' | 'Poisoned';
 
 export type MessageState = {
   id: string;
@@ -83,6 +92,10 @@ export type MessageState = {
   resolvedAliases: Record<string, string>;
   recipients: Record<string, RecipientState>;
   poisoned?: { stage: string; crashes: number; at: number };
+  /** Suspended by an administrator and not resumed since. */
+  suspended?: { at: number; actor?: string };
+  /** Removed by an administrator (Remove-Message). */
+  removed?: { at: number; withNdr: boolean; actor?: string };
   duplicatesSuppressed: number;
   resubmissions: number;
   status: MessageStatus;
@@ -90,6 +103,7 @@ export type MessageState = {
 
 const key = (address: string) => address.toLowerCase();
 const TERMINAL: ReadonlySet<RecipientStatus> = new Set(['Delivered', 'Failed']);
+const TERMINAL_MESSAGE: ReadonlySet<MessageStatus> = new Set(['Delivered', 'Failed', 'PartiallyFailed']);
 
 export function emptyState(id: string): MessageState {
   return { id, lastSeq: 0, events: 0, recipients: {}, resolvedAliases: {}, duplicatesSuppressed: 0, resubmissions: 0, status: 'Unknown' };
@@ -107,6 +121,7 @@ function statusOf(state: MessageState): MessageStatus {
     if (all.every((r) => r.status === 'Delivered')) return 'Delivered';
     return all.every((r) => r.status === 'Failed') ? 'Failed' : 'PartiallyFailed';
   }
+  if (state.suspended) return 'Suspended';
   return all.some((r) => r.status === 'Deferred') ? 'Retry' : 'Active';
 }
 
@@ -162,6 +177,19 @@ export function applyEvent(prev: MessageState, event: StoredEvent): MessageState
       state.resubmissions++;
       for (const a of event.recipients) Object.assign(recipient(state, a), { status: 'Resubmitted' });
       break;
+    case 'Suspended':
+      state.suspended = { at: event.at, ...(event.actor !== undefined ? { actor: event.actor } : {}) };
+      break;
+    case 'Resumed':
+      state.suspended = undefined;
+      break;
+    case 'Removed':
+      state.removed ??= { at: event.at, withNdr: event.withNdr, ...(event.actor !== undefined ? { actor: event.actor } : {}) };
+      // Final like a bounce: a delivery racing the removal can no longer be recorded as Delivered.
+      for (const a of event.recipients) Object.assign(recipient(state, a), { status: 'Failed', lastError: event.reason, nextAttempt: undefined });
+      // Nothing is held any more: the message is gone from its queues.
+      state.suspended = undefined;
+      break;
   }
   state.status = statusOf(state);
   return state;
@@ -201,8 +229,30 @@ export function admit(state: MessageState, event: MessageEvent): MessageEvent | 
     case 'DuplicateSuppressed':
     case 'Resubmitted':
       return event;
+    case 'Suspended':
+      // A finished or removed message has nothing left to hold; a second suspension says nothing new.
+      return state.suspended || state.removed || TERMINAL_MESSAGE.has(state.status) ? undefined : event;
+    case 'Resumed':
+      return state.suspended ? event : undefined;
+    case 'Removed':
+      // Recipients already delivered or bounced keep their outcome; removal applies to the rest, once.
+      return state.removed ? undefined : trimmed(keep(event.recipients, (r) => !r || !TERMINAL.has(r.status)));
   }
 }
+
+/**
+ * Each event carries the message's state after it (a snapshot), so reading a message is one
+ * request for its last event. A state larger than this is left out (thousands of
+ * recipients) and readers fold the whole log instead.
+ */
+const SNAPSHOT_MAX_BYTES = 64 * 1024;
+type Snapshot = Omit<MessageState, 'id' | 'lastSeq'>;
+type Written = MessageEvent & { at: number; node: string; state?: Snapshot };
+
+const notFound = (err: Error) => {
+  if (/no message found|not found/i.test(err.message)) return null;
+  throw err;
+};
 
 /** Reads a message's events in order (a few per message, read by subject from the stream leader). */
 export async function loadMessageEvents(bus: Bus, messageId: string): Promise<StoredEvent[]> {
@@ -210,17 +260,20 @@ export async function loadMessageEvents(bus: Bus, messageId: string): Promise<St
   const out: StoredEvent[] = [];
   for (let seq = 1; ; ) {
     // `next_by_subj` is in the server's STREAM.MSG.GET API (2.9+); the client's type lists only seq/last_by_subj.
-    const m = await bus.jsm.streams.getMessage(STREAMS.events, { seq, next_by_subj: subject } as unknown as { seq: number }).catch((err: Error) => {
-      if (/no message found|not found/i.test(err.message)) return null;
-      throw err;
-    });
+    const m = await bus.jsm.streams.getMessage(STREAMS.events, { seq, next_by_subj: subject } as unknown as { seq: number }).catch(notFound);
     if (!m || m.subject !== subject) return out;
-    out.push({ ...(decode(m.data) as MessageEvent & { at: number; node: string }), seq: m.seq });
+    const { state: _snapshot, ...event } = decode(m.data) as Written;
+    out.push({ ...event, seq: m.seq });
     seq = m.seq + 1;
   }
 }
 
+/** The message's state: the snapshot in its last event, or the fold of its whole log. */
 export async function loadMessage(bus: Bus, messageId: string): Promise<MessageState> {
+  const last = await bus.jsm.streams.getMessage(STREAMS.events, { last_by_subj: SUBJECTS.event(messageId) }).catch(notFound);
+  if (!last) return emptyState(messageId);
+  const written = decode(last.data) as Written;
+  if (written.state) return { ...written.state, id: messageId, lastSeq: last.seq };
   return foldMessage(messageId, await loadMessageEvents(bus, messageId));
 }
 
@@ -231,18 +284,32 @@ const MAX_RACES = 20;
  * Appends `event` to the message's log if (and as far as) it is still true on the current
  * state, with the expected last subject sequence; on a lost race, reads again and retries.
  * Returns the event as recorded, or undefined when nothing was left to record.
+ *
+ * `known` saves the read: a caller that knows the state (it appended the last event itself,
+ * or expects to be first) passes it, and finds the state after its append there. A wrong
+ * guess costs one refused append, never a wrong history.
  */
-export async function recordEvent(bus: Bus, messageId: string, event: MessageEvent, node: string): Promise<MessageEvent | undefined> {
+export async function recordEvent(bus: Bus, messageId: string, event: MessageEvent, node: string, known?: { state?: MessageState }): Promise<MessageEvent | undefined> {
   const subject = SUBJECTS.event(messageId);
+  let assumed = known?.state;
   for (let race = 0; ; race++) {
-    const state = await loadMessage(bus, messageId);
+    const state = assumed ?? (await loadMessage(bus, messageId));
+    assumed = undefined;
     const admitted = admit(state, event);
-    if (!admitted) return undefined;
+    if (!admitted) {
+      if (known) known.state = state;
+      return undefined;
+    }
+    const at = Date.now();
+    const next = applyEvent(state, { ...admitted, at, node, seq: state.lastSeq + 1 });
+    const { id: _id, lastSeq: _lastSeq, ...snapshot } = next;
+    const packed = encode(snapshot, { ignoreUndefined: true });
     const hdrs = headers();
     // Set by hand: the client's `expect.lastSubjectSequence` leaves out 0 ("no events yet").
     hdrs.set('Nats-Expected-Last-Subject-Sequence', String(state.lastSeq));
     try {
-      await bus.js.publish(subject, encode({ ...admitted, at: Date.now(), node }, { ignoreUndefined: true }), { headers: hdrs, expect: { streamName: STREAMS.events } });
+      const ack = await bus.js.publish(subject, encode({ ...admitted, at, node, ...(packed.byteLength <= SNAPSHOT_MAX_BYTES ? { state: snapshot } : {}) }, { ignoreUndefined: true }), { headers: hdrs, expect: { streamName: STREAMS.events } });
+      if (known) known.state = { ...next, lastSeq: ack.seq };
       return admitted;
     } catch (err) {
       const code = (err as { code?: unknown }).code;

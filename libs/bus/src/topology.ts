@@ -14,6 +14,8 @@ export const BODY_BUCKET = 'transit-bodies';
 export const NODES_BUCKET = 'transit-nodes';
 /** Markers of work items being handled right now (poison detection). */
 export const INFLIGHT_BUCKET = 'transit-inflight';
+/** Administrator holds: suspended queues and messages, removed messages (libs/bus/src/holds.ts). */
+export const HOLDS_BUCKET = 'transit-suspended';
 
 /** A NATS subject token from free text: dots, wildcards and spaces become `_`. */
 export function subjectToken(text: string): string {
@@ -100,4 +102,6 @@ export async function ensureTopology(bus: Bus, opts: TopologyOptions): Promise<v
   await new Kvm(bus.js).create(NODES_BUCKET, { replicas: opts.replicas, ttl: 15_000, history: 1 });
   // A marker outlives a redelivery (ack wait) so the next attempt can see that the last one died.
   await new Kvm(bus.js).create(INFLIGHT_BUCKET, { replicas: opts.replicas, ttl: Math.max(10 * 60, 5 * (opts.ackWaitSeconds ?? 15)) * 1000, history: 1 });
+  // No TTL: a suspended queue stays suspended until resumed; Removed markers are a few bytes per removed message.
+  await new Kvm(bus.js).create(HOLDS_BUCKET, { replicas: opts.replicas, history: 1 });
 }

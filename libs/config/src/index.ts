@@ -49,7 +49,7 @@ export {
   type SecurityPrincipal,
   type WellKnownPrincipal,
 } from './directory.ts';
-export { hashPassword, verifyPassword } from './credentials.ts';
+export { hashPassword, hashPlaintextPasswords, verifyPassword } from './credentials.ts';
 export { intervalContains, intervalSize, intervalsPartiallyOverlap, normalizeIp, parseBinding, parseIp, parseIpRange, type Binding, type IpInterval } from './ip.ts';
 export { ConfigError, loadOrganizationConfig, parseOrganizationConfig, parseOrganizationYaml } from './load.ts';
 export { runtimeSettings, type RuntimeSettings } from './runtime.ts';

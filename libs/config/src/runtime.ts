@@ -17,6 +17,8 @@ export type RuntimeSettings = {
   varDir: string;
   mailDir: string;
   pickupDir: string;
+  /** The replay directory: .eml files with X-Sender / X-Receiver envelope headers (Export-Message's output). */
+  replayDir: string;
   streamReplicas: number;
   httpPort: number | undefined;
   /** PEM certificate and key for STARTTLS; without them a self-signed pair is made under varDir. */
@@ -60,6 +62,7 @@ export function runtimeSettings(env: NodeJS.ProcessEnv = process.env): RuntimeSe
     varDir,
     mailDir: resolve(env.TRANSIT_MAIL_DIR ?? `${varDir}/mail`),
     pickupDir: resolve(env.TRANSIT_PICKUP_DIR ?? `${varDir}/pickup`),
+    replayDir: resolve(env.TRANSIT_REPLAY_DIR ?? `${varDir}/replay`),
     streamReplicas: intFrom(env, 'TRANSIT_STREAM_REPLICAS', 1),
     httpPort,
     tlsCertPath: env.TRANSIT_TLS_CERT ? resolve(env.TRANSIT_TLS_CERT) : undefined,

@@ -15,7 +15,7 @@ export type ListEdit = { add: string[]; remove: string[] };
 export type Arg = string | number | boolean | string[] | ListEdit | null;
 export type Args = Map<string, Arg>;
 
-export type Kind = 'ReceiveConnector' | 'ADPermission' | 'AcceptedDomain' | 'SendConnector' | 'MessageTrackingEvent';
+export type Kind = 'ReceiveConnector' | 'ADPermission' | 'AcceptedDomain' | 'SendConnector' | 'MessageTrackingEvent' | 'Queue' | 'QueueMessage' | 'QueueActionResult';
 /** What flows through a pipeline: `key` finds the object again in the working configuration. */
 export type Item = { kind: Kind; key: string; row: Record<string, unknown> };
 

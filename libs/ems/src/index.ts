@@ -1,3 +1,3 @@
 export { EmsError } from './errors.ts';
 export { splitEmsScript } from './lexer.ts';
-export { emsTrackingRequest, runEmsLine, type EmsOutput, type EmsResult, type EmsTrackingRequest } from './run.ts';
+export { emsQueueRequest, emsTrackingRequest, runEmsLine, type EmsOutput, type EmsQueueRequest, type EmsResult, type EmsTrackingRequest } from './run.ts';

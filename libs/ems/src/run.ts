@@ -4,6 +4,7 @@
  * before the next stage sees it, and the caller gets it only when the whole line ran.
  */
 import type { OrganizationConfig } from '@transit/config';
+import type { QueueRequest } from '@transit/queues/project';
 import type { TrackingQuery, TrackingRow } from '@transit/tracking';
 import { bindArgs, type Args, type Cmdlet, type Ctx, type Item, type Kind } from './binding.ts';
 import { EmsError } from './errors.ts';
@@ -13,11 +14,12 @@ import { demangle, parsePipeline, renderTokens } from './parser.ts';
 import { RECEIVE_CMDLETS, RECEIVE_CONNECTOR_PROPERTIES } from './receive.ts';
 import { ROUTING_CMDLETS, SEND_CONNECTOR_PROPERTIES } from './routing.ts';
 import { GET_MESSAGE_TRACKING_LOG, trackingItem, trackingQuery } from './tracking.ts';
+import { QUEUE_CMDLETS, queueItem, queueRequest } from './queues.ts';
 
 export type EmsOutput = { objects: Record<string, unknown>[]; text: string };
 export type EmsResult = { config: OrganizationConfig; changed: boolean; output: EmsOutput; warnings: string[] };
 
-const CMDLETS = [...RECEIVE_CMDLETS, ...ROUTING_CMDLETS, GET_MESSAGE_TRACKING_LOG];
+const CMDLETS = [...RECEIVE_CMDLETS, ...ROUTING_CMDLETS, GET_MESSAGE_TRACKING_LOG, ...QUEUE_CMDLETS];
 
 /** Format-List / Format-Table only choose how the last stage's objects print. */
 const FORMATTERS: Record<string, Format['kind']> = { 'format-list': 'list', fl: 'list', 'format-table': 'table', ft: 'table' };
@@ -29,6 +31,10 @@ const VIEWS: Record<Kind, View> = {
   AcceptedDomain: { columns: ['Name', 'DomainName', 'DomainType', 'Default'], types: {} },
   SendConnector: { columns: ['Identity', 'AddressSpaces', 'Enabled'], types: SEND_CONNECTOR_PROPERTIES },
   MessageTrackingEvent: { columns: ['EventId', 'Source', 'Sender', 'Recipients', 'MessageSubject'], types: {} },
+  // Get-Queue's and Get-Message's default tables.
+  Queue: { columns: ['Identity', 'DeliveryType', 'Status', 'MessageCount', 'NextHopDomain'], types: {} },
+  QueueMessage: { columns: ['Identity', 'FromAddress', 'Status', 'Size', 'Queue'], types: {} },
+  QueueActionResult: { columns: [], types: {} },
 };
 
 function lookup(name: string): Cmdlet | undefined {
@@ -102,6 +108,28 @@ export function emsTrackingRequest(line: string): EmsTrackingRequest | undefined
     render: (rows) => {
       const items = rows.map(trackingItem);
       return { objects: items.map((i) => i.row), text: renderItems(items, bound.format, VIEWS) };
+    },
+  };
+}
+
+/** A queue cmdlet line: the request to run on the cluster, and how to print what it returns. */
+export type EmsQueueRequest = { request: QueueRequest; warnings: string[]; render(objects: ReadonlyArray<Record<string, unknown>>): EmsOutput };
+
+/** The queue request of `line`, or undefined when the line is not a queue cmdlet. */
+export function emsQueueRequest(line: string): EmsQueueRequest | undefined {
+  const { bound, readAs, warnings } = bindEmsLine(line);
+  const first = bound.stages[0];
+  if (!first || !QUEUE_CMDLETS.includes(first.cmdlet)) return undefined;
+  if (bound.stages.length > 1) throw new EmsError(`${first.cmdlet.name}: pipelines of queue cmdlets are not supported; give each cmdlet -Identity`);
+  const request = withReading(readAs, () => queueRequest(first.cmdlet, first.args, warnings));
+  const kind = first.cmdlet.output ?? 'QueueActionResult';
+  return {
+    request,
+    warnings,
+    render: (objects) => {
+      const items = objects.map((o) => queueItem(kind, { ...o }));
+      // An action's result has no default view: it prints as a list.
+      return { objects: items.map((i) => i.row), text: renderItems(items, kind === 'QueueActionResult' ? { ...bound.format, kind: 'list' } : bound.format, VIEWS) };
     },
   };
 }

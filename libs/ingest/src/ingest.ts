@@ -5,7 +5,7 @@
  * in one place.
  */
 import type { Bus, BodyStore } from '@transit/bus';
-import { SUBJECTS, publishDurableWithin, recordEvent, STREAMS } from '@transit/bus';
+import { SUBJECTS, emptyState, publishDurableWithin, recordEvent, STREAMS } from '@transit/bus';
 import { encodeEnvelope, newMessageId, type BodyRef, type Envelope, type Origin, type Recipient } from '@transit/envelope';
 import { metrics } from '@transit/metrics';
 import { headerValue, splitHeader } from './headers.ts';
@@ -104,7 +104,7 @@ export async function ingestMessage(deps: IngestDeps, req: IngestRequest): Promi
   // What message tracking shows and searches by; the subject is read from the header block already in hand (as sent, not RFC 2047-decoded).
   const tracking = { messageId, subject: headerValue(header, 'Subject'), internalId: ack.seq, clientIp: req.origin.clientIp, clientHostname: req.origin.clientHelo, queuedAt };
   const source = req.origin.kind === 'pickup' ? 'PICKUP' : req.origin.kind === 'dsn' ? 'DSN' : 'SMTP';
-  await recordEvent(deps.bus, id, { type: 'Received', connector: req.origin.connector, source, sender: req.sender, recipients: req.recipients.map((r) => r.address), size, ...tracking }, deps.nodeName).catch(
+  await recordEvent(deps.bus, id, { type: 'Received', connector: req.origin.connector, source, sender: req.sender, recipients: req.recipients.map((r) => r.address), size, ...tracking }, deps.nodeName, { state: emptyState(id) }).catch(
     (err: unknown) => deps.log.warn({ err, id }, 'could not record Received event'),
   );
   metrics.messagesReceived.inc({ connector: req.origin.connector ?? 'none', source });

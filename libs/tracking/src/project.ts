@@ -19,8 +19,8 @@
  * STOREDRIVER at a mailbox, SMTP remote); DsnGenerated → DSN (DSN; Reference: the
  * notification's NetworkMessageId); DuplicateSuppressed → DUPLICATEDELIVER (STOREDRIVER,
  * or REDUNDANCY for a remote hop); Poisoned → POISONMESSAGE; Resubmitted → RESUBMIT
- * (SAFETYNET). DsnSuppressed writes no row: Exchange logs nothing for a notification it
- * does not send.
+ * (SAFETYNET); Removed (Remove-Message) → DROP (ADMIN). DsnSuppressed writes no row:
+ * Exchange logs nothing for a notification it does not send; nor for Suspended and Resumed.
  */
 import type { MessageEvent, StoredEvent } from '@transit/bus';
 import type { TrackingEventId, TrackingRow, TrackingSource } from './rows.ts';
@@ -130,7 +130,13 @@ export class TrackingProjection {
         return [row('POISONMESSAGE', 'POISONMESSAGE', r?.recipients ?? [], { MessageInfo: `${event.stage}; crashes=${event.crashes}` })];
       case 'Resubmitted':
         return [row('RESUBMIT', event.source, event.recipients)];
+      case 'Removed':
+        // Remove-Message: Exchange logs DROP with source ADMIN for the recipients it discarded.
+        return [row('DROP', 'ADMIN', event.recipients, { RecipientStatus: status(event.recipients, event.reason), ...(event.actor !== undefined ? { MessageInfo: `removed by ${event.actor}${event.withNdr ? '; NDR sent' : '; no NDR'}` } : {}) })];
       case 'DsnSuppressed':
+      case 'Suspended':
+      case 'Resumed':
+        // Exchange's tracking log has no event id for suspending or resuming: the event log keeps them (Get-Message shows the state).
         return [];
     }
   }

@@ -7,13 +7,13 @@
  * Recipients that cannot be routed get a failure DSN (RFC 3464) to the sender.
  * Also listens on 2525 ("Default", HubTransport) for trusted servers.
  */
-import { BodyStore, CONSUMERS, STREAMS, ack, annotate, publishDurable, recordEvent, startWorker } from '@transit/bus';
+import { BodyStore, CONSUMERS, STREAMS, ack, annotate, publishDurable, recordEvent, startWorker, type MessageState } from '@transit/bus';
 import { decodeEnvelope, encodeDeliveryItem, type Envelope } from '@transit/envelope';
 import { submitDsn } from '@transit/ingest';
 import { metrics } from '@transit/metrics';
 import { directoryFor } from '@transit/policy';
 import { startListenersFor } from '@transit/receive';
-import { poisonGuard, runService } from '@transit/service';
+import { adminHolds, poisonGuard, runService } from '@transit/service';
 import { categorize } from './categorize.ts';
 
 await runService('hub', async (ctx) => {
@@ -25,21 +25,24 @@ await runService('hub', async (ctx) => {
     onError: (err, msg) => ctx.log.error({ err: (err as Error).message, seq: msg?.seq }, 'categorization failed'),
     decode: decodeEnvelope,
     poison: poisonGuard(ctx, 'categorizer', (e: Envelope) => e.id),
+    holds: adminHolds(ctx, (e: Envelope) => e.id),
     handle: async (envelope, msg) => {
       annotate({ 'transit.message_id': envelope.id, 'transit.recipient_count': envelope.recipients.length });
       const config = ctx.config;
       const result = categorize(config, directoryFor(config), { ...envelope, internalId: envelope.internalId ?? msg.seq });
       // Message tracking's SUBMIT and RESOLVE rows, in one append; before the delivery items, so they precede DELIVER/SEND in the log.
       const resolvedRecipients = result.groups.flatMap((g) => g.recipients.map((r) => r.address));
-      await recordEvent(ctx.bus, envelope.id, { type: 'Submitted', source: 'QUEUE', recipients: resolvedRecipients, resolved: result.resolved }, ctx.settings.nodeName);
+      // This handler appends several events in a row: each append knows the state the last one left.
+      const history: { state?: MessageState } = {};
+      await recordEvent(ctx.bus, envelope.id, { type: 'Submitted', source: 'QUEUE', recipients: resolvedRecipients, resolved: result.resolved }, ctx.settings.nodeName, history);
       for (const group of result.groups) {
         const item = { v: 1 as const, envelope: { ...envelope, internalId: envelope.internalId ?? msg.seq, recipients: group.recipients }, hop: group.hop, attempt: 0, notBefore: 0 };
         await publishDurable(ctx.bus, group.subject, encodeDeliveryItem(item), { msgID: `${envelope.id}:${group.key}`, expectStream: STREAMS.deliver });
-        await recordEvent(ctx.bus, envelope.id, { type: 'Routed', hop: group.key, recipients: group.recipients.map((r) => r.address), ...(group.hop.type === 'smtp' ? { connector: group.hop.connector } : {}) }, ctx.settings.nodeName);
+        await recordEvent(ctx.bus, envelope.id, { type: 'Routed', hop: group.key, recipients: group.recipients.map((r) => r.address), ...(group.hop.type === 'smtp' ? { connector: group.hop.connector } : {}) }, ctx.settings.nodeName, history);
         metrics.messagesRouted.inc({ kind: group.hop.type === 'mailbox' ? 'mailbox' : 'remote' }, group.recipients.length);
       }
       if (result.unroutable.length) {
-        await recordEvent(ctx.bus, envelope.id, { type: 'Failed', hop: 'categorizer', recipients: result.unroutable.map((u) => u.recipient.address), reason: result.unroutable.map((u) => `${u.code} ${u.reason}`).join('; ') }, ctx.settings.nodeName);
+        await recordEvent(ctx.bus, envelope.id, { type: 'Failed', hop: 'categorizer', recipients: result.unroutable.map((u) => u.recipient.address), reason: result.unroutable.map((u) => `${u.code} ${u.reason}`).join('; ') }, ctx.settings.nodeName, history);
         metrics.messagesFailed.inc({ hop: 'categorizer' }, result.unroutable.length);
         ctx.log.warn({ id: envelope.id, unroutable: result.unroutable.map((u) => `${u.recipient.address}: ${u.code} ${u.reason}`) }, 'recipients failed in categorization');
         // Durable before the ack: a redelivered submit item re-submits the same DSN id, which JetStream drops.

@@ -8,7 +8,7 @@
 import { BodyStore, CONSUMERS, STREAMS, SUBJECTS, ack, annotate, publishDurable, recordEvent, startWorker } from '@transit/bus';
 import { decodeDeliveryItem, encodeDeliveryItem, type DeliveryItem } from '@transit/envelope';
 import { countDelivered, hopLabel, metrics } from '@transit/metrics';
-import { poisonGuard, runService } from '@transit/service';
+import { adminHolds, poisonGuard, runService } from '@transit/service';
 import { MaildirError, alreadyInMailbox, deliverToMaildir } from './maildir.ts';
 
 await runService('mailbox-delivery', (ctx) => {
@@ -21,6 +21,7 @@ await runService('mailbox-delivery', (ctx) => {
     onError: (err, msg) => ctx.log.error({ err: (err as Error).message, seq: msg?.seq }, 'mailbox delivery failed; will retry'),
     decode: decodeDeliveryItem,
     poison: poisonGuard(ctx, 'mailbox-delivery', (i: DeliveryItem) => i.envelope.id),
+    holds: adminHolds(ctx, (i: DeliveryItem) => i.envelope.id),
     handle: async (item) => {
       const { envelope } = item;
       const database = item.hop.type === 'mailbox' ? item.hop.database : '?';

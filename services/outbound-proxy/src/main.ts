@@ -18,7 +18,7 @@ import { ProtocolLog } from '@transit/logs';
 import { countDelivered, hopLabel, metrics, watchRedis } from '@transit/metrics';
 import { ShadowStore, rebuildShadowFromEvents, type Claim, type WorkRef } from '@transit/shadow';
 import { startListenersFor } from '@transit/receive';
-import { poisonGuard, runService } from '@transit/service';
+import { adminHolds, poisonGuard, runService } from '@transit/service';
 import { classifyFailure, classifyReport, nextAttempt, type RecipientResult } from './outcome.ts';
 import { SmtpSender, destinationsFor } from './sender.ts';
 
@@ -179,6 +179,7 @@ await runService('outbound-proxy', async (ctx) => {
     }
   }
 
+  const holds = adminHolds(ctx, (i: DeliveryItem) => i.envelope.id);
   const worker = startWorker(ctx.bus, {
     stream: STREAMS.deliver,
     consumer: CONSUMERS.outboundProxy,
@@ -186,6 +187,7 @@ await runService('outbound-proxy', async (ctx) => {
     onError: (err, msg) => ctx.log.error({ err: (err as Error).message, seq: msg?.seq }, 'outbound delivery error; will retry'),
     decode: decodeDeliveryItem,
     poison: poisonGuard(ctx, 'outbound-proxy', (i: DeliveryItem) => i.envelope.id),
+    holds,
     handle: (item, msg) => handleItem(item, { stream: STREAMS.deliver, seq: msg.seq, subject: msg.subject, messageId: item.envelope.id }, msg.info.redelivered),
   });
 
@@ -201,6 +203,10 @@ await runService('outbound-proxy', async (ctx) => {
       const stored = await ctx.bus.jsm.streams.getMessage(ref.stream, { seq: ref.seq }).catch(() => null);
       if (!stored || stored.subject !== ref.subject) return await leases.release(ref, []);
       ctx.log.warn({ id: ref.messageId, seq: ref.seq, subject: ref.subject }, 'taking over a work item whose worker stopped');
+      // Administrator holds bind a taken-over item too: a removed message's item goes, a held one is left to JetStream's redelivery (the worker then holds it).
+      const hold = await holds.watcher.check(ref.subject, ref.messageId);
+      if (hold === 'removed') await ctx.bus.jsm.streams.deleteMessage(ref.stream, ref.seq, false);
+      if (hold) return await leases.release(ref, []);
       if ((await handleItem(decodeDeliveryItem(stored.data), ref, true)).kind === 'ack') await ctx.bus.jsm.streams.deleteMessage(ref.stream, ref.seq, false);
       // Otherwise JetStream hands it out again after its ack wait, as it would have.
     } catch (err) {

@@ -7,7 +7,8 @@ import { createReadStream } from 'node:fs';
 import { BodyStore } from '@transit/bus';
 import { ingestMessage, rfc5322Date } from '@transit/ingest';
 import { runService } from '@transit/service';
-import { pickupPass, recoverClaimed } from './pickup.ts';
+import { pickupPass, recoverClaimed, type PickupOptions } from './pickup.ts';
+import { parseReplayHeader, stripReplayHeaders } from './replay.ts';
 
 await runService('submission', async (ctx) => {
   const bodies = new BodyStore(ctx.bus);
@@ -16,6 +17,9 @@ await runService('submission', async (ctx) => {
   const recovered = await recoverClaimed(dir);
   if (recovered) ctx.log.warn({ recovered }, 'pickup files left claimed by a previous run were put back');
   ctx.facts.pickupDir = dir;
+  const replayDir = ctx.settings.replayDir;
+  if (await recoverClaimed(replayDir)) ctx.log.warn({ dir: replayDir }, 'replay files left claimed by a previous run were put back');
+  ctx.facts.replayDir = replayDir;
 
   // Limits come from the live configuration at each pass (getters), so a change applies without a restart.
   const opts = {
@@ -44,12 +48,19 @@ await runService('submission', async (ctx) => {
       ),
   };
 
+  // The replay directory: the same pass with the X-Sender/X-Receiver rules (the getters above stay live).
+  const replayOpts: PickupOptions = Object.defineProperties({ ...opts, dir: replayDir, parse: parseReplayHeader, rewrite: stripReplayHeaders }, {
+    maxRecipients: Object.getOwnPropertyDescriptor(opts, 'maxRecipients')!,
+    maxHeaderSize: Object.getOwnPropertyDescriptor(opts, 'maxHeaderSize')!,
+  });
+
   let stopping = false;
   let running: Promise<unknown> = Promise.resolve();
   let timer: NodeJS.Timeout | undefined;
   const schedule = () => {
     timer = setTimeout(() => {
       running = pickupPass(opts)
+        .then(() => pickupPass(replayOpts))
         .catch((err: unknown) => ctx.log.error({ err: (err as Error).message }, 'pickup pass failed'))
         .finally(() => {
           if (!stopping) schedule();

@@ -55,6 +55,9 @@ export type PickupOptions = {
   maxRecipients: number;
   maxHeaderSize: number;
   submit: (file: string, envelope: PickupEnvelope, header: (h: Buffer) => Buffer) => Promise<Pick<Envelope, 'id'>>;
+  /** How a file's header gives the envelope and is rewritten: the pickup rules by default, the replay directory's in replay.ts. */
+  parse?: (header: Buffer, maxRecipients: number) => PickupParse;
+  rewrite?: (header: Buffer) => Buffer;
   log: { info(o: object, m: string): void; warn(o: object, m: string): void; error(o: object, m: string): void };
 };
 
@@ -81,7 +84,7 @@ export async function pickupPass(opts: PickupOptions, limit = 100): Promise<numb
     let parse: PickupParse;
     try {
       const split = await splitHeader(createReadStream(claimed), opts.maxHeaderSize);
-      parse = parsePickupHeader(split.header, opts.maxRecipients);
+      parse = (opts.parse ?? parsePickupHeader)(split.header, opts.maxRecipients);
     } catch (err) {
       parse = { ok: false, reason: (err as Error).message };
     }
@@ -91,7 +94,7 @@ export async function pickupPass(opts: PickupOptions, limit = 100): Promise<numb
       continue;
     }
     try {
-      const { id } = await opts.submit(claimed, parse.envelope, (h) => stripPickupHeaders(h));
+      const { id } = await opts.submit(claimed, parse.envelope, opts.rewrite ?? ((h) => stripPickupHeaders(h)));
       await unlink(claimed);
       queued++;
       opts.log.info({ file: name, id, recipients: parse.envelope.recipients.length }, 'pickup file queued');

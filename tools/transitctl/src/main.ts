@@ -8,14 +8,16 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml, stringify } from 'yaml';
 import { ConfigConflictError, ConfigStore, connectBus, listPoison, resubmitFromSafetyNet, type Bus } from '@transit/bus';
-import { ConfigError, hashPassword, parseOrganizationConfig, runtimeSettings, type ConfigSnapshot, type OrganizationConfig } from '@transit/config';
-import { EmsError, emsTrackingRequest, runEmsLine, splitEmsScript } from '@transit/ems';
+import { ConfigError, hashPassword, hashPlaintextPasswords, parseOrganizationConfig, runtimeSettings, type ConfigSnapshot, type OrganizationConfig } from '@transit/config';
+import { EmsError, emsQueueRequest, emsTrackingRequest, runEmsLine, splitEmsScript } from '@transit/ems';
+import { QueueError } from '@transit/queues';
 import { explainSession } from '@transit/policy';
 import { ShadowStore, rebuildShadowFromEvents } from '@transit/shadow';
-import { msgtrkFiles, trackingCsv, trackingJson, trackingTable } from '@transit/tracking';
+import { msgtrkFiles, readTracking, trackingCsv, trackingJson, trackingTable } from '@transit/tracking';
 import { CliError, findKind, getObjects, newObject, parseFields, removeObject, renderTable, setObject } from './objects.ts';
 import { renderExplanation } from './explain.ts';
-import { parseTrackArgs, readTracking } from './track.ts';
+import { parseTrackArgs } from './track.ts';
+import { parseQueueCommand, runQueueRequest } from './queue.ts';
 
 const USAGE = `transitctl — administer a Transit cluster (configuration lives in NATS KV; NATS_URL or --nats)
 
@@ -38,6 +40,14 @@ const USAGE = `transitctl — administer a Transit cluster (configuration lives 
   transitctl safetynet resubmit --recipient <addr|domain> --since <time> [--until <time>]
                                                       resubmit delivered mail kept in the Safety Net
   transitctl poison list                              messages parked after crashing workers (never retried automatically)
+  transitctl queue get [<identity>] [--filter "Status -eq 'Retry'"]   queues (Get-Queue): Submission, per next hop,
+                                                      Unreachable, Poison, SafetyNet
+  transitctl queue retry|suspend|resume <identity>    Retry-Queue (deferred items go now), Suspend-/Resume-Queue
+  transitctl message get [--queue <identity>] [--sender <addr>] [--status <s>] [--id <id>] [--filter ...] [--limit <n>]
+  transitctl message suspend|resume <id>              Suspend-/Resume-Message, on every node
+  transitctl message remove <id> [--without-ndr]      Remove-Message (an NDR to the sender unless --without-ndr)
+  transitctl message export <id> --path <file.eml>    Export-Message (a suspended message, replayable)
+  transitctl ems 'Get-Queue' | 'Get-Message -Queue ...' | 'Remove-Message <id> -WithNDR $true' ...
   transitctl shadow rebuild                           rebuild Redis shadow state from the event log (REDIS_URL)
   transitctl test-connector --remote-ip <ip> [--local <ip:port>] [--user <login>] [--from <addr>]
                             [--to <addr>]... [--size <bytes>] [--tls] [--helo <name>] [--json]
@@ -47,18 +57,6 @@ async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks).toString('utf8');
-}
-
-/** `Password:` in an applied document becomes `PasswordHash:`; plaintext never reaches the store. */
-async function hashPasswords(doc: Record<string, unknown>): Promise<void> {
-  for (const list of ['Mailboxes', 'Users']) {
-    for (const item of (doc[list] as Record<string, unknown>[] | undefined) ?? []) {
-      if (typeof item.Password === 'string') {
-        item.PasswordHash = await hashPassword(item.Password);
-        delete item.Password;
-      }
-    }
-  }
 }
 
 type Session = { bus: Bus; store: ConfigStore; snapshot: ConfigSnapshot | undefined };
@@ -154,6 +152,19 @@ async function main(argv: string[]): Promise<number> {
     }
   }
 
+  if (verb === 'queue' || verb === 'message') {
+    // Checked before connecting, as track is.
+    const request = parseQueueCommand(verb, argv.slice(argv.indexOf(verb) + 1).filter((a) => a !== '--json' && !a.startsWith('--nats')));
+    const s = await open(values.nats as string | undefined);
+    try {
+      const output = await runQueueRequest({ bus: s.bus, node: runtimeSettings().nodeName, ...(s.snapshot ? { config: s.snapshot.config } : {}) }, request);
+      out(json ? JSON.stringify(output.objects, null, 2) + '\n' : output.text);
+      return 0;
+    } finally {
+      await s.bus.close();
+    }
+  }
+
   const s = await open(values.nats as string | undefined);
   try {
     switch (verb) {
@@ -194,7 +205,7 @@ async function main(argv: string[]): Promise<number> {
       case 'apply': {
         if (typeof values.file !== 'string') throw new CliError('apply needs -f <file.yaml>');
         const doc = parseYaml(await readFile(values.file, 'utf8')) as Record<string, unknown>;
-        await hashPasswords(doc);
+        await hashPlaintextPasswords(doc);
         parseOrganizationConfig(doc, values.file);
         const written = await write(s, doc);
         out(`applied ${values.file}; configuration revision ${written.revision}\n`);
@@ -256,6 +267,15 @@ async function main(argv: string[]): Promise<number> {
             else if (output.text) out(output.text + '\n');
             continue;
           }
+          // So do the queue cmdlets: libs/ems binds them, transitctl runs them on the cluster.
+          const queue = emsQueueRequest(line);
+          if (queue) {
+            for (const w of queue.warnings) process.stderr.write(`WARNING: ${w}\n`);
+            const output = queue.render((await runQueueRequest({ bus: s.bus, node: runtimeSettings().nodeName, config }, queue.request)).objects);
+            if (json) out(JSON.stringify(output.objects, null, 2) + '\n');
+            else if (output.text) out(output.text + '\n');
+            continue;
+          }
           const result = runEmsLine(line, config);
           for (const w of result.warnings) process.stderr.write(`WARNING: ${w}\n`);
           if (json) out(JSON.stringify(result.output.objects, null, 2) + '\n');
@@ -280,7 +300,7 @@ async function main(argv: string[]): Promise<number> {
 try {
   process.exitCode = await main(process.argv.slice(2));
 } catch (err) {
-  if (err instanceof CliError || err instanceof ConfigError || err instanceof EmsError || err instanceof ConfigConflictError) {
+  if (err instanceof CliError || err instanceof ConfigError || err instanceof EmsError || err instanceof ConfigConflictError || err instanceof QueueError) {
     process.stderr.write(`transitctl: ${err.message}\n`);
     process.exitCode = 1;
   } else {

@@ -1,24 +1,16 @@
 /**
- * `transitctl track` and the reading half of Get-MessageTrackingLog: walks MAIL_EVENTS
- * once (from --start when given), projects each message's events to tracking rows and keeps
- * the rows the query matches. Rows kept never exceed the result size, and the walk stops
- * once it has them or has passed --end; the per-message facts (sender, subject...) held
- * meanwhile are a few strings per message in the range, so a narrow --start keeps a
- * search cheap on a busy cluster. One message's id (--network-id) is read by its subject alone.
+ * `transitctl track`: its command line, checked, as a tracking query. The reading (one walk
+ * of MAIL_EVENTS from --start, stopping at --limit or past --end) is `readTracking` in
+ * libs/tracking, shared with Get-MessageTrackingLog and the admin API.
  */
 import { parseArgs } from 'node:util';
-import { decode } from '@msgpack/msgpack';
-import { STREAMS, SUBJECTS, loadMessageEvents, scanStream, type Bus, type MessageEvent } from '@transit/bus';
 import {
   DEFAULT_RESULT_SIZE,
   TRACKING_EVENT_IDS,
   TRACKING_SOURCES,
-  TrackingProjection,
-  matchesRow,
   parseTrackingTime,
   type TrackingEventId,
   type TrackingQuery,
-  type TrackingRow,
   type TrackingSource,
 } from '@transit/tracking';
 import { CliError } from './objects.ts';
@@ -92,38 +84,4 @@ export function parseTrackArgs(args: string[]): TrackCommand {
     ...(resultSize !== undefined ? { resultSize } : {}),
   };
   return { query, output: values.json ? 'json' : values.csv ? 'csv' : 'table', ...(values['log-dir'] !== undefined ? { logDir: values['log-dir'] } : {}) };
-}
-
-/** Events may be written by nodes whose clocks differ a little; the walk goes this far past --end. */
-const CLOCK_SKEW_MS = 60_000;
-
-export async function readTracking(bus: Bus, query: TrackingQuery): Promise<TrackingRow[]> {
-  const limit = query.resultSize ?? Infinity;
-  const projection = new TrackingProjection();
-  const rows: TrackingRow[] = [];
-  const keep = (produced: TrackingRow[]) => {
-    for (const row of produced) if (rows.length < limit && matchesRow(query, row)) rows.push(row);
-  };
-  if (query.networkMessageId !== undefined) {
-    for (const event of await loadMessageEvents(bus, query.networkMessageId)) keep(projection.push(query.networkMessageId, event));
-    keep(projection.flush());
-    return rows;
-  }
-  const prefix = SUBJECTS.event('');
-  const endMs = query.end ? query.end.getTime() + CLOCK_SKEW_MS : Infinity;
-  // From a minute before --start: a message's RECEIVE row is dated when it was queued, a little before its Received event.
-  const since = query.start ? new Date(query.start.getTime() - CLOCK_SKEW_MS) : undefined;
-  await scanStream(
-    bus,
-    STREAMS.events,
-    (m) => {
-      const event = { ...(decode(m.data) as MessageEvent & { at: number; node: string }), seq: m.seq };
-      if (event.at > endMs) return false;
-      keep(projection.push(m.subject.slice(prefix.length), event));
-      return rows.length < limit;
-    },
-    since ? { since } : {},
-  );
-  keep(projection.flush());
-  return rows;
 }

@@ -1,0 +1,219 @@
+/**
+ * The queue cmdlets as functions, for transitctl and the admin API: reading (listQueues,
+ * listMessages) and acting (retry, suspend, resume, remove, export). Holds are written to KV
+ * `transit-suspended`, which every worker watches (libs/bus/src/holds.ts); each action on a
+ * message is also recorded in its event log with source ADMIN, so tracking shows it.
+ *
+ * Retry-Queue re-publishes each waiting item of the queue with notBefore 0 and then deletes
+ * the waiting copy by sequence: the item is handed out at once, instead of when the worker's
+ * delay (up to a minute) for the old copy runs out. A crash between the two leaves both
+ * copies; the outbound proxy's leases and shadow state deliver each recipient once anyway.
+ */
+import { hostname, userInfo } from 'node:os';
+import { BodyStore, STREAMS, holdKey, loadMessage, openHolds, publishDurable, recordEvent, type Bus, type Hold } from '@transit/bus';
+import type { OrganizationConfig } from '@transit/config';
+import { decodeDeliveryItem, decodeEnvelope, encodeDeliveryItem, type Envelope } from '@transit/envelope';
+import { submitDsn } from '@transit/ingest';
+import { findQueue, matchesQueue, messageIdOf, projectMessages, projectQueues, type MessageFilter, type MessageRow, type PendingItem, type QueueFilter, type QueueRow } from './project.ts';
+import { readPending, readQueueInputs, type ReadOptions } from './read.ts';
+
+export type QueueDeps = {
+  bus: Bus;
+  /** Written into events as the node that acted. */
+  node: string;
+  /** Who acted, recorded with each event (default: the OS user and host). */
+  actor?: string;
+  /** The live configuration: needed by removeMessage with an NDR (the postmaster address, DSN limits). */
+  config?: OrganizationConfig;
+  log?: { warn(obj: object, msg: string): void };
+  now?: () => number;
+};
+
+export class QueueError extends Error {
+  readonly code: 'NOT_FOUND' | 'NOT_SUPPORTED' | 'NO_CONFIG';
+  constructor(code: QueueError['code'], message: string) {
+    super(message);
+    this.name = 'QueueError';
+    this.code = code;
+  }
+}
+
+/** The enhanced status and text of a message removed with an NDR: Exchange's QUEUE.Admin text, as a permanent failure. */
+export const REMOVED_STATUS = '5.3.2';
+export const REMOVED_DIAGNOSTIC = '550 5.3.2 QUEUE.Admin; message deleted by administrative action';
+
+const actorOf = (deps: QueueDeps) => deps.actor ?? `${userInfo().username}@${hostname()}`;
+const nowOf = (deps: QueueDeps) => (deps.now ? deps.now() : Date.now());
+
+export async function listQueues(deps: QueueDeps, filter: QueueFilter = {}, opts: ReadOptions = {}): Promise<QueueRow[]> {
+  const inputs = await readQueueInputs(deps.bus, { now: nowOf(deps), ...opts });
+  return projectQueues(inputs).filter((r) => matchesQueue(filter, r));
+}
+
+export async function listMessages(deps: QueueDeps, filter: MessageFilter = {}, opts: ReadOptions = {}): Promise<MessageRow[]> {
+  const inputs = await readQueueInputs(deps.bus, { now: nowOf(deps), loadStates: true, ...opts });
+  return projectMessages(inputs, filter);
+}
+
+/** The work-queue subject of a queue Identity, or a clear error for the queues that are not work queues. */
+async function workQueueSubject(deps: QueueDeps, identity: string): Promise<string> {
+  // Resolved against the queues that exist, so that a mistyped identity is an error rather than a hold on nothing.
+  const row = findQueue(await listQueues(deps), identity);
+  if (!row) throw new QueueError('NOT_FOUND', `there is no queue "${identity}" (see transitctl queue get)`);
+  if (!row.Subject) throw new QueueError('NOT_SUPPORTED', `${row.Identity} is not a work queue: it cannot be retried, suspended or resumed`);
+  return row.Subject;
+}
+
+export type RetryResult = { identity: string; retried: number };
+
+/** Retry-Queue: the queue's deferred items go now. */
+export async function retryQueue(deps: QueueDeps, identity: string, opts: { resubmit?: boolean } = {}): Promise<RetryResult> {
+  if (opts.resubmit) {
+    // Resubmitting re-routes through the categorizer, whose delivery items are de-duplicated per message and hop for two minutes: a resubmitted item could be dropped as a duplicate.
+    throw new QueueError('NOT_SUPPORTED', 'Retry-Queue -Resubmit is not supported: routing changes apply to new messages; retry the queue without -Resubmit');
+  }
+  const subject = await workQueueSubject(deps, identity);
+  if (!subject.startsWith('mail.deliver.')) throw new QueueError('NOT_SUPPORTED', 'the Submission queue has no retries to bring forward');
+  const now = nowOf(deps);
+  let retried = 0;
+  for (const item of await readPending(deps.bus, STREAMS.deliver, subject)) {
+    // An item due already may be in a worker's hands right now: leave it alone.
+    if (item.notBefore <= now) continue;
+    const stored = await deps.bus.jsm.streams.getMessage(STREAMS.deliver, { seq: item.seq }).catch(() => null);
+    if (!stored || stored.subject !== subject) continue; // settled meanwhile
+    const copy = { ...decodeDeliveryItem(stored.data), notBefore: 0 };
+    await publishDurable(deps.bus, subject, encodeDeliveryItem(copy), { msgID: `${copy.envelope.id}:${subject}:retry-${item.seq}`, expectStream: STREAMS.deliver });
+    await deps.bus.jsm.streams.deleteMessage(STREAMS.deliver, item.seq, false).catch(() => false);
+    retried++;
+  }
+  return { identity: identityOf(subject), retried };
+}
+
+const identityOf = (subject: string) => `Transit\\${subject === 'mail.submit' ? 'Submission' : subject.replace(/^mail\.deliver\./, '')}`;
+
+async function putHold(bus: Bus, key: string, hold: Hold): Promise<void> {
+  await (await openHolds(bus)).put(key, JSON.stringify(hold));
+}
+
+async function dropHold(bus: Bus, key: string): Promise<boolean> {
+  const kv = await openHolds(bus);
+  const e = await kv.get(key);
+  if (!e || e.operation !== 'PUT') return false;
+  await kv.delete(key);
+  return true;
+}
+
+export type HoldResult = { identity: string; changed: boolean };
+
+/** Suspend-Queue: every worker leaves the queue's items waiting until it is resumed. */
+export async function suspendQueue(deps: QueueDeps, identity: string): Promise<HoldResult> {
+  const subject = await workQueueSubject(deps, identity);
+  const kv = await openHolds(deps.bus);
+  const had = await kv.get(holdKey.queue(subject));
+  await putHold(deps.bus, holdKey.queue(subject), { state: 'Suspended', at: nowOf(deps), actor: actorOf(deps) });
+  return { identity: identityOf(subject), changed: !(had && had.operation === 'PUT') };
+}
+
+/** Resume-Queue: its items go at their next attempt (within HOLD_RECHECK_MS for those that waited only for the hold). */
+export async function resumeQueue(deps: QueueDeps, identity: string): Promise<HoldResult> {
+  const subject = await workQueueSubject(deps, identity);
+  return { identity: identityOf(subject), changed: await dropHold(deps.bus, holdKey.queue(subject)) };
+}
+
+/** The message's items waiting in the work queues (submission and delivery). */
+async function pendingOf(bus: Bus, id: string): Promise<PendingItem[]> {
+  const [submit, deliver] = await Promise.all([readPending(bus, STREAMS.submit, 'mail.submit'), readPending(bus, STREAMS.deliver, 'mail.deliver.>')]);
+  return [...submit, ...deliver].filter((i) => i.envelope.id === id);
+}
+
+export type MessageActionResult = { id: string; changed: boolean };
+
+/** Suspend-Message: its items wait in their queues, on every node, until resumed. */
+export async function suspendMessage(deps: QueueDeps, written: string): Promise<MessageActionResult> {
+  const id = messageIdOf(written);
+  const items = await pendingOf(deps.bus, id);
+  if (items.length === 0) throw new QueueError('NOT_FOUND', `message ${id} is in no queue (delivered, bounced, removed or unknown; see transitctl message get)`);
+  await putHold(deps.bus, holdKey.message(id), { state: 'Suspended', at: nowOf(deps), actor: actorOf(deps) });
+  const recorded = await recordEvent(deps.bus, id, { type: 'Suspended', source: 'ADMIN', actor: actorOf(deps) }, deps.node);
+  return { id, changed: recorded !== undefined };
+}
+
+/** Resume-Message: its items go at their next attempt. */
+export async function resumeMessage(deps: QueueDeps, written: string): Promise<MessageActionResult> {
+  const id = messageIdOf(written);
+  const kv = await openHolds(deps.bus);
+  const e = await kv.get(holdKey.message(id));
+  if (e?.operation === 'PUT' && e.json<Hold>().state === 'Removed') throw new QueueError('NOT_SUPPORTED', `message ${id} was removed; it cannot be resumed`);
+  const dropped = await dropHold(deps.bus, holdKey.message(id));
+  const recorded = await recordEvent(deps.bus, id, { type: 'Resumed', source: 'ADMIN', actor: actorOf(deps) }, deps.node);
+  if (!dropped && !recorded) throw new QueueError('NOT_FOUND', `message ${id} is not suspended`);
+  return { id, changed: true };
+}
+
+export type RemoveResult = { id: string; recipients: string[]; items: number; dsnId?: string };
+
+/**
+ * Remove-Message: the message's items are dropped from their queues (deleted now; a copy a
+ * worker holds at this moment is dropped at its next look), its undelivered recipients become
+ * final (a Removed event), and with `withNdr` (Exchange's default) the sender gets one
+ * failure DSN. The DSN's id is derived from the message, so a repeated removal sends none.
+ */
+export async function removeMessage(deps: QueueDeps, written: string, opts: { withNdr: boolean }): Promise<RemoveResult> {
+  const id = messageIdOf(written);
+  if (opts.withNdr && !deps.config) throw new QueueError('NO_CONFIG', 'removing with an NDR needs the organisation configuration');
+  const items = await pendingOf(deps.bus, id);
+  if (items.length === 0) throw new QueueError('NOT_FOUND', `message ${id} is in no queue (delivered, bounced, removed or unknown; see transitctl message get)`);
+  // The hold first: from here on no worker starts the message again, whatever follows.
+  await putHold(deps.bus, holdKey.message(id), { state: 'Removed', at: nowOf(deps), actor: actorOf(deps) });
+  // The full envelopes (bodies, NOTIFY, DSN options) of the items, before they are deleted.
+  const envelopes: Envelope[] = [];
+  for (const item of items) {
+    const stored = await deps.bus.jsm.streams.getMessage(item.stream, { seq: item.seq }).catch(() => null);
+    if (!stored) continue;
+    envelopes.push(item.stream === STREAMS.submit ? decodeEnvelope(stored.data) : decodeDeliveryItem(stored.data).envelope);
+    await deps.bus.jsm.streams.deleteMessage(item.stream, item.seq, false).catch(() => false);
+  }
+  const state = await loadMessage(deps.bus, id);
+  const undelivered = [...new Set(envelopes.flatMap((e) => e.recipients.map((r) => r.address)))].filter((a) => {
+    const s = state.recipients[a.toLowerCase()]?.status;
+    return s !== 'Delivered' && s !== 'Failed';
+  });
+  const recorded = await recordEvent(deps.bus, id, { type: 'Removed', source: 'ADMIN', recipients: undelivered, withNdr: opts.withNdr, reason: REMOVED_DIAGNOSTIC, actor: actorOf(deps) }, deps.node);
+  const removed = recorded?.type === 'Removed' ? recorded.recipients : [];
+  let dsnId: string | undefined;
+  const first = envelopes[0];
+  if (opts.withNdr && deps.config && first && removed.length) {
+    const envelope = { ...first, recipients: envelopes.flatMap((e) => e.recipients).filter((r, i, all) => all.findIndex((x) => x.address === r.address) === i) };
+    const outcome = await submitDsn(
+      { bus: deps.bus, bodies: new BodyStore(deps.bus), nodeName: deps.node, log: deps.log ?? { warn: () => undefined } },
+      { envelope, kind: 'failure', tag: 'admin-remove', config: deps.config, fqdn: deps.node, recipients: removed.map((address) => ({ address, status: REMOVED_STATUS, diagnostic: REMOVED_DIAGNOSTIC })) },
+    );
+    dsnId = outcome.dsnId;
+  }
+  return { id, recipients: removed, items: envelopes.length, ...(dsnId !== undefined ? { dsnId } : {}) };
+}
+
+/**
+ * Export-Message: the message as an .eml file for the replay directory: `X-Sender` and one
+ * `X-Receiver` per recipient waiting in its queues, then the stored message (headers as
+ * received, with the Received line Transit added, and the body from the body store).
+ * Exchange exports only suspended messages, so that the copy is not delivered meanwhile;
+ * so does this.
+ */
+export async function exportMessage(deps: QueueDeps, written: string): Promise<Buffer> {
+  const id = messageIdOf(written);
+  const items = await pendingOf(deps.bus, id);
+  const kv = await openHolds(deps.bus);
+  const hold = await kv.get(holdKey.message(id));
+  if (items.length === 0) throw new QueueError('NOT_FOUND', `message ${id} is in no queue`);
+  if (!(hold?.operation === 'PUT' && hold.json<Hold>().state === 'Suspended')) throw new QueueError('NOT_SUPPORTED', `message ${id} is not suspended: suspend it first (transitctl message suspend ${id})`);
+  const stored = await deps.bus.jsm.streams.getMessage(items[0]!.stream, { seq: items[0]!.seq });
+  if (!stored) throw new QueueError('NOT_FOUND', `message ${id} left its queue meanwhile`);
+  const envelope = items[0]!.stream === STREAMS.submit ? decodeEnvelope(stored.data) : decodeDeliveryItem(stored.data).envelope;
+  const recipients = [...new Set(items.flatMap((i) => i.envelope.recipients.map((r) => r.address)))];
+  const envelopeHeaders = `X-Sender: <${envelope.sender}>\r\n` + recipients.map((r) => `X-Receiver: <${r}>\r\n`).join('');
+  return Buffer.concat([Buffer.from(envelopeHeaders, 'latin1'), await new BodyStore(deps.bus).read(envelope.body)]);
+}
+
+
+
