@@ -12,7 +12,7 @@
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { STREAMS, connectBus, loadMessage } from '@transit/bus';
+import { STREAMS, connectBus, loadMessage, loadMessageEvents } from '@transit/bus';
 import type { LocalCluster } from '@transit/cluster';
 import type { Role } from '@transit/service';
 import { smtpTranscript, startSmtpSink, waitFor } from '@transit/testkit';
@@ -283,7 +283,10 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         const recipients = Object.values(state.recipients);
         const wrong = recipients.filter((r) => r.status !== 'Delivered').map((r) => `${r.address}: ${r.status}`);
         if (recipients.length < 2) wrong.push(`${recipients.length} recipient(s) in the log`);
-        if (wrong.length) eventLogsInconsistent.push(`${marker} (${id}): ${wrong.join(', ')}`);
+        if (wrong.length) {
+          const history = (await loadMessageEvents(bus, id)).map((e) => `${e.type}${'hop' in e ? `@${e.hop}` : ''}${'recipients' in e ? `[${e.recipients.join(' ')}]` : ''}#${e.seq}`);
+          eventLogsInconsistent.push(`${marker} (${id}): ${wrong.join(', ')}; log: ${history.join(', ')}`);
+        }
       }
     } finally {
       await bus.close();

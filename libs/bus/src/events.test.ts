@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encode } from '@msgpack/msgpack';
 import { headers } from '@nats-io/transport-node';
 import { startNats, type NatsHandle } from '@transit/testkit';
 import { connectBus, type Bus } from './connection.ts';
-import { admit, emptyState, foldMessage, loadMessage, loadMessageEvents, recordEvent, type MessageEvent, type MessageState, type StoredEvent } from './events.ts';
+import { admit, applyEvent, emptyState, foldMessage, loadMessage, loadMessageEvents, recordEvent, type MessageEvent, type MessageState, type StoredEvent } from './events.ts';
 import { STREAMS, SUBJECTS, ensureTopology } from './topology.ts';
 
 let seq = 0;
@@ -61,6 +62,22 @@ describe('Submitted', () => {
   it('keeps the fields tracking searches by', () => {
     const state = foldMessage('m9', [stored({ ...received, messageId: '<x@example.org>', subject: 'Hello' })]);
     expect(state.received).toMatchObject({ messageId: '<x@example.org>', subject: 'Hello', sender: 's@example.org' });
+  });
+});
+
+describe('a fold under racing appends (nats-server#4320: clustered streams before 2.10)', () => {
+  it('never lets a late Routed, Deferred or Failed take back a delivery', () => {
+    const state = foldMessage('race', [
+      stored(received),
+      stored({ type: 'Delivered', hop: 'h', recipients: ['a@contoso.test'] }),
+      stored({ type: 'Routed', hop: 'h', recipients: ['a@contoso.test'] }),
+      stored({ type: 'Deferred', hop: 'h', recipients: ['a@contoso.test'], reason: '451', nextAttempt: 1 }),
+      stored({ type: 'Failed', hop: 'h', recipients: ['a@contoso.test'], reason: '550' }),
+    ]);
+    expect(state.recipients['a@contoso.test']?.status).toBe('Delivered');
+    // And a Delivered racing an earlier Failed wins: the mail did arrive.
+    const late = foldMessage('race2', [stored(received), stored({ type: 'Failed', hop: 'h', recipients: ['a@contoso.test'], reason: '550' }), stored({ type: 'Delivered', hop: 'h', recipients: ['a@contoso.test'] })]);
+    expect(late.recipients['a@contoso.test']?.status).toBe('Delivered');
   });
 });
 
@@ -158,10 +175,24 @@ describe('recordEvent against JetStream', () => {
     await recordEvent(bus, id, { type: 'Delivered', hop: 'h', recipients: ['a@contoso.test'] }, 'n2', { state: foldMessage(id, (await loadMessageEvents(bus, id)).slice(0, 1)) });
     const events = await loadMessageEvents(bus, id);
     expect(events.map((e) => e.type)).toEqual(['Received', 'Routed', 'Delivered']);
-    expect(events.some((e) => 'state' in e)).toBe(false);
+    expect(events.some((e) => 'state' in e || 'prev' in e)).toBe(false);
     const state = await loadMessage(bus, id);
     expect(state).toEqual(foldMessage(id, events));
     expect(known.state?.lastSeq).toBe(events[1]!.seq);
+  });
+
+  it('does not trust a snapshot written on a stale state (what a clustered 2.9 server can let through)', async () => {
+    const id = 'stale-snapshot';
+    await recordEvent(bus, id, received, 'n0');
+    const afterReceived = await loadMessage(bus, id);
+    await recordEvent(bus, id, { type: 'Delivered', hop: 'h', recipients: ['a@contoso.test'] }, 'n1');
+    // A racing append accepted against the state after Received: its snapshot lacks the delivery.
+    const stale = applyEvent(afterReceived, { type: 'Routed', hop: 'h', recipients: ['a@contoso.test'], at: 1, node: 'n2', seq: afterReceived.lastSeq + 1 });
+    const { id: _id, lastSeq: _lastSeq, ...snapshot } = stale;
+    await bus.js.publish(SUBJECTS.event(id), encode({ type: 'Routed', hop: 'h', recipients: ['a@contoso.test'], at: 1, node: 'n2', state: snapshot, prev: afterReceived.lastSeq }));
+    const state = await loadMessage(bus, id);
+    expect(state.recipients['a@contoso.test']?.status).toBe('Delivered');
+    expect(state).toEqual(foldMessage(id, await loadMessageEvents(bus, id)));
   });
 
   it('refuses an append that names a stale last sequence', async () => {

@@ -6,6 +6,13 @@
  * appends what is still true or nothing (a second Delivered for a recipient, a Failed after
  * a Delivered, a second Poisoned are never written). A retried append after a lost
  * acknowledgement is just another race, lost to itself, so appends are idempotent too.
+ *
+ * One caveat, from the server: nats-server before 2.10 checks the expected sequence of a
+ * clustered (R3) stream before proposing the write, not as part of it (nats-server#4320), so
+ * two appends racing within milliseconds can both be accepted. The fold is therefore
+ * monotonic — a late Routed or Deferred never takes back an outcome, and a Delivered outlasts
+ * a racing Failed — so such a pair costs a redundant event in the log, never a wrong state;
+ * and a snapshot is trusted only when nothing landed between it and the event it followed.
  */
 import { encode, decode } from '@msgpack/msgpack';
 import { headers } from '@nats-io/transport-node';
@@ -147,18 +154,26 @@ export function applyEvent(prev: MessageState, event: StoredEvent): MessageState
       for (const a of event.recipients) recipient(state, a);
       break;
     case 'Routed':
-      for (const a of event.recipients) Object.assign(recipient(state, a), { status: 'Routed', hop: event.hop });
+      // Monotonic: a late or racing Routed never takes back an outcome (see recordEvent on why races exist).
+      for (const a of event.recipients) {
+        const r = recipient(state, a);
+        if (r.status === 'Pending') Object.assign(r, { status: 'Routed', hop: event.hop });
+      }
       break;
     case 'Delivered':
       for (const a of event.recipients) Object.assign(recipient(state, a), { status: 'Delivered', hop: event.hop, nextAttempt: undefined });
       break;
     case 'Failed':
-      for (const a of event.recipients) Object.assign(recipient(state, a), { status: 'Failed', hop: event.hop, lastError: event.reason, nextAttempt: undefined });
+      // A delivery is the stronger fact: a Failed racing a Delivered does not undo it.
+      for (const a of event.recipients) {
+        const r = recipient(state, a);
+        if (r.status !== 'Delivered') Object.assign(r, { status: 'Failed', hop: event.hop, lastError: event.reason, nextAttempt: undefined });
+      }
       break;
     case 'Deferred':
       for (const a of event.recipients) {
         const r = recipient(state, a);
-        Object.assign(r, { status: 'Deferred', hop: event.hop, lastError: event.reason, nextAttempt: event.nextAttempt, deferrals: r.deferrals + 1 });
+        if (!TERMINAL.has(r.status)) Object.assign(r, { status: 'Deferred', hop: event.hop, lastError: event.reason, nextAttempt: event.nextAttempt, deferrals: r.deferrals + 1 });
       }
       break;
     case 'DsnGenerated':
@@ -186,7 +201,10 @@ export function applyEvent(prev: MessageState, event: StoredEvent): MessageState
     case 'Removed':
       state.removed ??= { at: event.at, withNdr: event.withNdr, ...(event.actor !== undefined ? { actor: event.actor } : {}) };
       // Final like a bounce: a delivery racing the removal can no longer be recorded as Delivered.
-      for (const a of event.recipients) Object.assign(recipient(state, a), { status: 'Failed', lastError: event.reason, nextAttempt: undefined });
+      for (const a of event.recipients) {
+        const r = recipient(state, a);
+        if (r.status !== 'Delivered') Object.assign(r, { status: 'Failed', lastError: event.reason, nextAttempt: undefined });
+      }
       // Nothing is held any more: the message is gone from its queues.
       state.suspended = undefined;
       break;
@@ -247,7 +265,8 @@ export function admit(state: MessageState, event: MessageEvent): MessageEvent | 
  */
 const SNAPSHOT_MAX_BYTES = 64 * 1024;
 type Snapshot = Omit<MessageState, 'id' | 'lastSeq'>;
-type Written = MessageEvent & { at: number; node: string; state?: Snapshot };
+/** `prev`: the subject sequence the appender expected to follow (its snapshot folds everything up to there). */
+type Written = MessageEvent & { at: number; node: string; state?: Snapshot; prev?: number };
 
 const notFound = (err: Error) => {
   if (/no message found|not found/i.test(err.message)) return null;
@@ -262,18 +281,27 @@ export async function loadMessageEvents(bus: Bus, messageId: string): Promise<St
     // `next_by_subj` is in the server's STREAM.MSG.GET API (2.9+); the client's type lists only seq/last_by_subj.
     const m = await bus.jsm.streams.getMessage(STREAMS.events, { seq, next_by_subj: subject } as unknown as { seq: number }).catch(notFound);
     if (!m || m.subject !== subject) return out;
-    const { state: _snapshot, ...event } = decode(m.data) as Written;
+    const { state: _snapshot, prev: _prev, ...event } = decode(m.data) as Written;
     out.push({ ...event, seq: m.seq });
     seq = m.seq + 1;
   }
 }
 
-/** The message's state: the snapshot in its last event, or the fold of its whole log. */
+/**
+ * The message's state: the snapshot in its last event when nothing was appended between the
+ * event it followed and it (two requests), else the fold of its whole log. The check matters
+ * on nats-server before 2.10, whose clustered streams can accept two appends that expected
+ * the same sequence (nats-server#4320): the later snapshot would miss the other event.
+ */
 export async function loadMessage(bus: Bus, messageId: string): Promise<MessageState> {
-  const last = await bus.jsm.streams.getMessage(STREAMS.events, { last_by_subj: SUBJECTS.event(messageId) }).catch(notFound);
+  const subject = SUBJECTS.event(messageId);
+  const last = await bus.jsm.streams.getMessage(STREAMS.events, { last_by_subj: subject }).catch(notFound);
   if (!last) return emptyState(messageId);
   const written = decode(last.data) as Written;
-  if (written.state) return { ...written.state, id: messageId, lastSeq: last.seq };
+  if (written.state && written.prev !== undefined) {
+    const next = await bus.jsm.streams.getMessage(STREAMS.events, { seq: written.prev + 1, next_by_subj: subject } as unknown as { seq: number }).catch(notFound);
+    if (next?.seq === last.seq) return { ...written.state, id: messageId, lastSeq: last.seq };
+  }
   return foldMessage(messageId, await loadMessageEvents(bus, messageId));
 }
 
@@ -308,7 +336,7 @@ export async function recordEvent(bus: Bus, messageId: string, event: MessageEve
     // Set by hand: the client's `expect.lastSubjectSequence` leaves out 0 ("no events yet").
     hdrs.set('Nats-Expected-Last-Subject-Sequence', String(state.lastSeq));
     try {
-      const ack = await bus.js.publish(subject, encode({ ...admitted, at, node, ...(packed.byteLength <= SNAPSHOT_MAX_BYTES ? { state: snapshot } : {}) }, { ignoreUndefined: true }), { headers: hdrs, expect: { streamName: STREAMS.events } });
+      const ack = await bus.js.publish(subject, encode({ ...admitted, at, node, ...(packed.byteLength <= SNAPSHOT_MAX_BYTES ? { state: snapshot, prev: state.lastSeq } : {}) }, { ignoreUndefined: true }), { headers: hdrs, expect: { streamName: STREAMS.events } });
       if (known) known.state = { ...next, lastSeq: ack.seq };
       return admitted;
     } catch (err) {
