@@ -23,6 +23,10 @@ const h = useHarness({
   rejectRecipient: (rcpt) => (rcpt.startsWith('held') && !accepting.has(rcpt) ? { code: 451, message: '4.7.1 greylisted, come back later' } : undefined),
   // Ten minutes to the next attempt: only Retry-Queue brings it within the test.
   transport: { TransientRetrySchedule: [600] },
+  // The sink takes example.net only: anything else relayed has no route (the Unreachable queue).
+  prepare: (config) => {
+    (config.SendConnectors as Array<Record<string, unknown>>)[0]!.AddressSpaces = ['example.net'];
+  },
 });
 
 const run = promisify(execFile);
@@ -167,6 +171,17 @@ describe('queues', () => {
     const poison = (await json<QueueRow[]>('queue', 'get', 'Poison'))[0];
     expect(poison).toMatchObject({ Identity: 'Transit\\Poison', MessageCount: 1 });
     expect(await json<MessageRow[]>('message', 'get', '--queue', 'Poison')).toMatchObject([{ MessageId: id, Status: 'Suspended', Queue: 'Transit\\Poison' }]);
+  });
+
+  it('lists a message with no route in the Unreachable queue, and bounces it to its sender with 5.4.4', async () => {
+    const marker = `unreachable-${Date.now()}`;
+    await relay('lost@nowhere.example.org', marker);
+    const listed = await waitFor(async () => (await json<MessageRow[]>('message', 'get', '--queue', 'Unreachable')).find((m) => m.Recipients.includes('lost@nowhere.example.org')), { timeoutMs: 20_000, what: 'the message in the Unreachable queue' });
+    expect(listed.Queue).toBe('Transit\\Unreachable');
+    expect(listed.LastError).toMatch(/5\.4\.4/);
+    expect((await json<QueueRow[]>('queue', 'get', 'Unreachable'))[0]?.MessageCount).toBeGreaterThanOrEqual(1);
+    const dsn = await waitFor(async () => (await dsnsFor(marker))[0], { timeoutMs: 20_000, what: 'the 5.4.4 report to the sender' });
+    expect(dsn).toContain('Status: 5.4.4');
   });
 
   it('takes replay files: X-Sender/X-Receiver define the envelope; a bad file is renamed .bad', async () => {

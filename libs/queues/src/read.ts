@@ -86,7 +86,7 @@ async function readUnreachable(bus: Bus, since: Date): Promise<{ items: PendingI
     const state = foldMessage(id, await loadMessageEvents(bus, id));
     states.set(id, state);
     const r = state.received;
-    const unroutable = Object.values(state.recipients).filter((x) => x.hop === undefined && x.status === 'Failed' && /5\.4\.4/.test(x.lastError ?? ''));
+    const unroutable = Object.values(state.recipients).filter((x) => (x.hop === undefined || x.hop === 'categorizer') && x.status === 'Failed' && /5\.4\.4/.test(x.lastError ?? ''));
     items.push({
       stream: STREAMS.events,
       seq: 0,
