@@ -49,9 +49,32 @@ export class PoisonTracker {
     }
   }
 
-  /** Clears the marker; called before the item is acknowledged (a crash in between only undercounts). */
+  /**
+   * Clears the marker; called before the item is acknowledged (a crash in between only
+   * undercounts). An attempt that ended while NATS was unreachable still ended: its marker
+   * must not read as a death on the next delivery, so clearing is retried in the background
+   * (for up to a minute) until NATS answers, normally well before the item comes back.
+   */
   async end(msg: JsMsg): Promise<void> {
-    await (await this.#kv).purge(PoisonTracker.key(msg));
+    const key = PoisonTracker.key(msg);
+    try {
+      await (await this.#kv).purge(key);
+    } catch {
+      void this.#clearLater(key);
+    }
+  }
+
+  async #clearLater(key: string): Promise<void> {
+    for (let attempt = 0; attempt < 120; attempt++) {
+      // Unreferenced: a process that is stopping does not wait for this.
+      await new Promise((r) => setTimeout(r, 500).unref());
+      try {
+        await (await this.#kv).purge(key);
+        return;
+      } catch {
+        // NATS still away; try again.
+      }
+    }
   }
 
   /** Moves the item to MAIL_POISON (kept for the administrator) and out of its work queue. */
