@@ -31,7 +31,7 @@ const h = useHarness({
 
 const run = promisify(execFile);
 const transitctl = (...args: string[]) =>
-  run(process.execPath, [join(import.meta.dirname, '../tools/transitctl/src/main.ts'), ...args], { env: { ...process.env, NATS_URL: h.cluster.natsUrl } }).catch(
+  run(process.execPath, [join(import.meta.dirname, '../tools/transitctl/src/main.ts'), ...args], { env: { ...process.env, NATS_URL: h.cluster.natsUrl, REDIS_URL: h.cluster.redisUrl } }).catch(
     (err: { stdout: string; stderr: string; code: number }) => ({ stdout: err.stdout, stderr: err.stderr, code: err.code }),
   ) as Promise<{ stdout: string; stderr: string; code?: number }>;
 const json = async <T>(...args: string[]): Promise<T> => {
@@ -40,7 +40,7 @@ const json = async <T>(...args: string[]): Promise<T> => {
   return JSON.parse(r.stdout) as T;
 };
 
-type QueueRow = { Identity: string; Status: string; MessageCount: number; LastError?: string; NextRetryTime?: string; DeliveryType: string; NextHopDomain: string };
+type QueueRow = { Identity: string; Status: string; MessageCount: number; LastError?: string; NextRetryTime?: string; DeliveryType: string; NextHopDomain: string; IncomingRate?: number; OutgoingRate?: number };
 type MessageRow = { MessageId: string; Status: string; Recipients: string[]; Queue: string; LastError?: string };
 
 async function relay(rcpt: string, marker: string): Promise<void> {
@@ -72,6 +72,9 @@ describe('queues', () => {
     expect(queue.LastError).toMatch(/451 4\.7\.1 greylisted/);
     expect(Date.parse(queue.NextRetryTime!)).toBeGreaterThan(Date.now() + 500_000);
     expect(message.LastError).toMatch(/451 4\.7\.1 greylisted/);
+    // Routed into it within the last minute (the categorizer's hop key mapped to the queue's subject).
+    expect(queue.IncomingRate).toBeGreaterThan(0);
+    expect(queue.OutgoingRate).toBe(0);
     // The same through Exchange's cmdlet.
     expect((await transitctl('ems', 'Get-Queue')).stdout).toMatch(/Transit\\remote\.sink_127_0_0_1_\d+\s+SmartHostConnectorDelivery\s+Retry\s+\d+\s+127\.0\.0\.1:\d+/);
 
@@ -151,6 +154,17 @@ describe('queues', () => {
     expect((await json<QueueRow[]>('queue', 'get', sinkQueue.replace('Transit\\', '')))[0]?.Status).toBe('Suspended');
     expect((await transitctl('ems', `Resume-Queue '${sinkQueue}'`)).stdout).toMatch(/changed\s*:\s*True/i);
     await waitFor(() => Promise.resolve(atSink(marker).length ? true : undefined), { timeoutMs: 20_000, what: 'the message after Resume-Queue' });
+  });
+
+  it('lists the work items leased in Redis as the Shadow queue', async () => {
+    const shadow = (await json<QueueRow[]>('queue', 'get', 'Shadow'))[0];
+    expect(shadow).toMatchObject({ Identity: 'Transit\\Shadow', DeliveryType: 'ShadowRedundancy' });
+    expect(shadow!.Status).toBe(shadow!.MessageCount > 0 ? 'Active' : 'Ready');
+    for (const m of await json<MessageRow[]>('message', 'get', '--queue', 'Shadow')) expect(m.Queue).toBe('Transit\\Shadow');
+    // Without Redis the queues are listed all the same, without Shadow, and a warning says why.
+    const r = await run(process.execPath, [join(import.meta.dirname, '../tools/transitctl/src/main.ts'), 'queue', 'get', '--json'], { env: { ...process.env, NATS_URL: h.cluster.natsUrl, REDIS_URL: 'redis://127.0.0.1:1' } });
+    expect((JSON.parse(r.stdout) as QueueRow[]).map((q) => q.Identity)).not.toContain('Transit\\Shadow');
+    expect(r.stderr).toMatch(/WARNING: the Shadow queue is not listed/);
   });
 
   it('lists parked items in the Poison queue', async () => {

@@ -43,4 +43,10 @@ describe('queue cmdlets', () => {
     expect(out.text).toMatch(/^Identity\s+DeliveryType\s+Status\s+MessageCount\s+NextHopDomain/);
     expect(out.text).toMatch(/Transit\\Submission\s+Undefined\s+Ready\s+0\s+Submission/);
   });
+
+  it('shows IncomingRate and OutgoingRate with Format-List, as Exchange does', () => {
+    const out = emsQueueRequest('Get-Queue | fl')!.render([{ Identity: 'Transit\\remote.x', DeliveryType: 'DnsConnectorDelivery', Status: 'Active', MessageCount: 1, NextHopDomain: 'x', IncomingRate: 0.5, OutgoingRate: 0.1 }]);
+    expect(out.text).toMatch(/^IncomingRate\s+: 0\.5$/m);
+    expect(out.text).toMatch(/^OutgoingRate\s+: 0\.1$/m);
+  });
 });

@@ -14,7 +14,7 @@ import { BodyStore, STREAMS, holdKey, loadMessage, openHolds, publishDurable, re
 import type { OrganizationConfig } from '@transit/config';
 import { decodeDeliveryItem, decodeEnvelope, encodeDeliveryItem, type Envelope } from '@transit/envelope';
 import { submitDsn } from '@transit/ingest';
-import { findQueue, matchesQueue, messageIdOf, projectMessages, projectQueues, type MessageFilter, type MessageRow, type PendingItem, type QueueFilter, type QueueRow } from './project.ts';
+import { findQueue, matchesQueue, messageIdOf, projectMessages, projectQueues, type LeasedItem, type MessageFilter, type MessageRow, type PendingItem, type QueueFilter, type QueueRow } from './project.ts';
 import { readPending, readQueueInputs, type ReadOptions } from './read.ts';
 
 export type QueueDeps = {
@@ -27,6 +27,8 @@ export type QueueDeps = {
   config?: OrganizationConfig;
   log?: { warn(obj: object, msg: string): void };
   now?: () => number;
+  /** The work items leased in Redis (libs/shadow listLeases): given (and not undefined, Redis unread), Get-Queue and Get-Message show the Shadow queue. */
+  leases?: () => Promise<readonly LeasedItem[] | undefined>;
 };
 
 export class QueueError extends Error {
@@ -45,20 +47,21 @@ export const REMOVED_DIAGNOSTIC = '550 5.3.2 QUEUE.Admin; message deleted by adm
 const actorOf = (deps: QueueDeps) => deps.actor ?? `${userInfo().username}@${hostname()}`;
 const nowOf = (deps: QueueDeps) => (deps.now ? deps.now() : Date.now());
 
+/** Get-Queue, with IncomingRate/OutgoingRate (unless `opts.rates` is false) and the Shadow queue when `deps.leases` is given. */
 export async function listQueues(deps: QueueDeps, filter: QueueFilter = {}, opts: ReadOptions = {}): Promise<QueueRow[]> {
-  const inputs = await readQueueInputs(deps.bus, { now: nowOf(deps), ...opts });
-  return projectQueues(inputs).filter((r) => matchesQueue(filter, r));
+  const [inputs, leases] = await Promise.all([readQueueInputs(deps.bus, { now: nowOf(deps), rates: true, ...opts }), deps.leases?.()]);
+  return projectQueues({ ...inputs, ...(leases ? { leases } : {}) }).filter((r) => matchesQueue(filter, r));
 }
 
 export async function listMessages(deps: QueueDeps, filter: MessageFilter = {}, opts: ReadOptions = {}): Promise<MessageRow[]> {
-  const inputs = await readQueueInputs(deps.bus, { now: nowOf(deps), loadStates: true, ...opts });
-  return projectMessages(inputs, filter);
+  const [inputs, leases] = await Promise.all([readQueueInputs(deps.bus, { now: nowOf(deps), loadStates: true, ...opts }), deps.leases?.()]);
+  return projectMessages({ ...inputs, ...(leases ? { leases } : {}) }, filter);
 }
 
 /** The work-queue subject of a queue Identity, or a clear error for the queues that are not work queues. */
 async function workQueueSubject(deps: QueueDeps, identity: string): Promise<string> {
   // Resolved against the queues that exist, so that a mistyped identity is an error rather than a hold on nothing.
-  const row = findQueue(await listQueues(deps), identity);
+  const row = findQueue(await listQueues(deps, {}, { rates: false }), identity);
   if (!row) throw new QueueError('NOT_FOUND', `there is no queue "${identity}" (see transitctl queue get)`);
   if (!row.Subject) throw new QueueError('NOT_SUPPORTED', `${row.Identity} is not a work queue: it cannot be retried, suspended or resumed`);
   return row.Subject;

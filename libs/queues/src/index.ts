@@ -4,14 +4,17 @@ export {
   QUEUE_NAMES,
   QUEUE_SERVER,
   QUEUE_STATUSES,
+  RATE_WINDOW_MS,
   findQueue,
   matchesQueue,
   messageIdOf,
   projectMessages,
   projectQueues,
   queueIdentity,
+  queueRates,
   subjectOfIdentity,
   type DeliveryType,
+  type LeasedItem,
   type MessageFilter,
   type MessageRow,
   type PendingItem,
@@ -21,8 +24,10 @@ export {
   type QueueRequest,
   type QueueRow,
   type QueueStatus,
+  type RateSample,
+  type Rates,
 } from './project.ts';
-export { READ_LIMIT, UNREACHABLE_WINDOW_MS, readPending, readQueueInputs, type ReadOptions } from './read.ts';
+export { READ_LIMIT, UNREACHABLE_WINDOW_MS, hopSubject, rateSample, readPending, readQueueInputs, readRates, type ReadOptions } from './read.ts';
 export {
   QueueError,
   REMOVED_DIAGNOSTIC,

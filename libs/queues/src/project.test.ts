@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { foldMessage, type Hold, type MessageEvent, type StoredEvent } from '@transit/bus';
-import { findQueue, projectMessages, projectQueues, subjectOfIdentity, type PendingItem, type QueueInputs } from './project.ts';
+import { findQueue, projectMessages, projectQueues, queueRates, subjectOfIdentity, type PendingItem, type QueueInputs, type RateSample } from './project.ts';
 import { FilterError, parseMessageFilter, parseQueueFilter } from './filter.ts';
+import { hopSubject, rateSample } from './read.ts';
 
 const NOW = Date.parse('2026-11-24T10:00:00Z');
 const REMOTE = 'mail.deliver.remote.internet_fabrikam_test';
@@ -81,6 +82,77 @@ describe('projectQueues', () => {
     expect(projectMessages(all, { status: 'Retry' }).map((m) => m.MessageId)).toEqual(['b']);
     expect(projectMessages(all, { id: 'Transit\\mailbox.db01\\a' }).map((m) => m.MessageId)).toEqual(['a']);
     expect(projectMessages(all, { queue: 'nonexistent' })).toEqual([]);
+  });
+});
+
+describe('IncomingRate and OutgoingRate', () => {
+  const sample = (subject: string, direction: 'in' | 'out', messageId: string, ago: number): RateSample => ({ subject, direction, messageId, at: NOW - ago });
+
+  it('counts distinct messages in and out per queue over the last minute, per second', () => {
+    const rates = queueRates(
+      [
+        ...Array.from({ length: 30 }, (_, i) => sample(REMOTE, 'in', `r${i}`, i * 1000)),
+        ...Array.from({ length: 6 }, (_, i) => sample(REMOTE, 'out', `r${i}`, i * 1000)),
+        // One message's recipients failing one by one count once.
+        sample(MAILBOX, 'out', 'm1', 1000),
+        sample(MAILBOX, 'out', 'm1', 2000),
+        // Outside the window (and from the future: another node's clock) it does not count.
+        sample(MAILBOX, 'in', 'old', 60_000),
+        sample(MAILBOX, 'in', 'later', -5000),
+      ],
+      NOW,
+    );
+    expect(rates.get(REMOTE)).toEqual({ IncomingRate: 0.5, OutgoingRate: 0.1 });
+    expect(rates.get(MAILBOX)).toEqual({ IncomingRate: 0, OutgoingRate: 0.017 });
+  });
+
+  it('maps the hops events name to their queues: Routed carries the categorizer group key, delivery the subject or mailbox:<db>', () => {
+    expect(hopSubject('mailbox:DB01')).toBe(MAILBOX);
+    expect(hopSubject('smtp:Internet:fabrikam.test', 'Internet')).toBe(REMOTE);
+    expect(hopSubject('smtp:Sink:127.0.0.1:2525', 'Sink')).toBe('mail.deliver.remote.sink_127_0_0_1_2525');
+    expect(hopSubject('smtp:Sink:127.0.0.1:2525')).toBe('mail.deliver.remote.sink_127_0_0_1_2525');
+    expect(hopSubject(REMOTE)).toBe(REMOTE);
+    expect(hopSubject('categorizer')).toBeUndefined();
+    expect(rateSample({ type: 'Routed', hop: 'smtp:Internet:fabrikam.test', connector: 'Internet', recipients: ['a@fabrikam.test'] }, 'a', 5)).toEqual({ subject: REMOTE, direction: 'in', messageId: 'a', at: 5 });
+    expect(rateSample({ type: 'Delivered', hop: REMOTE, recipients: ['a@fabrikam.test'] }, 'a', 6)).toEqual({ subject: REMOTE, direction: 'out', messageId: 'a', at: 6 });
+    expect(rateSample({ type: 'Failed', hop: 'mailbox:DB01', recipients: ['b@contoso.test'], reason: '550' }, 'b', 7)).toMatchObject({ subject: MAILBOX, direction: 'out' });
+    expect(rateSample({ type: 'Failed', hop: 'categorizer', recipients: ['c@nowhere.test'], reason: '5.4.4' }, 'c', 8)).toBeUndefined();
+    expect(rateSample({ type: 'Deferred', hop: REMOTE, recipients: ['a@fabrikam.test'], reason: '451', nextAttempt: 9 }, 'a', 8)).toBeUndefined();
+  });
+
+  it('shows the rates on Submission and the delivery queues when they were read, and not otherwise', () => {
+    const rates = [sample(REMOTE, 'in', 'r1', 1000), sample('mail.submit', 'in', 'r1', 2000), sample('mail.submit', 'out', 'r1', 1500)];
+    const rows = projectQueues(inputs({ deliver: [item('r1', REMOTE), item('m1', MAILBOX)], rates }));
+    expect(rows.find((r) => r.Subject === REMOTE)).toMatchObject({ IncomingRate: 0.017, OutgoingRate: 0 });
+    expect(rows.find((r) => r.Subject === MAILBOX)).toMatchObject({ IncomingRate: 0, OutgoingRate: 0 });
+    expect(rows.find((r) => r.Identity === 'Transit\\Submission')).toMatchObject({ IncomingRate: 0.017, OutgoingRate: 0.017 });
+    expect(rows.find((r) => r.Identity === 'Transit\\Poison')).not.toHaveProperty('IncomingRate');
+    expect(projectQueues(inputs({ deliver: [item('r1', REMOTE)] }))[1]).not.toHaveProperty('IncomingRate');
+  });
+});
+
+describe('Shadow queue', () => {
+  const leases = [
+    { owner: 'n1/100', messageId: 'r1', stream: 'MAIL_DELIVER', seq: 0, subject: REMOTE, since: NOW - 5000 },
+    { owner: 'n2/200', messageId: 'gone', stream: 'MAIL_DELIVER', seq: 999, subject: REMOTE },
+  ];
+
+  it('lists the leased work items as Transit\\Shadow when Redis was read', () => {
+    const r1 = item('r1', REMOTE);
+    const lease = { ...leases[0]!, seq: r1.seq };
+    const rows = projectQueues(inputs({ deliver: [r1], leases: [lease, leases[1]!] }));
+    expect(rows.at(-1)).toEqual({ Identity: 'Transit\\Shadow', DeliveryType: 'ShadowRedundancy', NextHopDomain: 'Shadow', Status: 'Active', MessageCount: 2 });
+    expect(projectQueues(inputs({ leases: [] })).at(-1)).toMatchObject({ Identity: 'Transit\\Shadow', Status: 'Ready', MessageCount: 0 });
+    expect(projectQueues(inputs()).map((r) => r.Identity)).not.toContain('Transit\\Shadow');
+
+    const msgs = projectMessages(inputs({ deliver: [r1], leases: [lease, leases[1]!] }), { queue: 'Shadow' });
+    expect(msgs).toEqual([
+      expect.objectContaining({ Identity: 'Transit\\Shadow\\r1', MessageId: 'r1', FromAddress: 'x@example.org', Recipients: ['r1@fabrikam.test'], Status: 'Active', Queue: 'Transit\\Shadow', LeaseOwner: 'n1/100', LeasedSince: new Date(NOW - 5000).toISOString() }),
+      expect.objectContaining({ MessageId: 'gone', Status: 'Active', LeaseOwner: 'n2/200' }),
+    ]);
+    expect(msgs[1]).not.toHaveProperty('LeasedSince');
+    // Listed in its delivery queue as well, as Exchange lists a shadow copy.
+    expect(projectMessages(inputs({ deliver: [r1], leases: [lease] }), { id: 'r1' }).map((m) => m.Queue)).toEqual(['Transit\\remote.internet_fabrikam_test', 'Transit\\Shadow']);
   });
 });
 

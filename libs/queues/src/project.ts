@@ -11,16 +11,18 @@ import type { Hold, MessageState } from '@transit/bus';
 import type { NextHop } from '@transit/envelope';
 
 export const QUEUE_SERVER = 'Transit';
-export const QUEUE_NAMES = { submission: 'Submission', unreachable: 'Unreachable', poison: 'Poison', safetyNet: 'SafetyNet' } as const;
+export const QUEUE_NAMES = { submission: 'Submission', unreachable: 'Unreachable', poison: 'Poison', safetyNet: 'SafetyNet', shadow: 'Shadow' } as const;
+/** The window IncomingRate and OutgoingRate are measured over. */
+export const RATE_WINDOW_MS = 60_000;
 
-export const DELIVERY_TYPES = ['Undefined', 'SmtpDeliveryToMailbox', 'DnsConnectorDelivery', 'SmartHostConnectorDelivery'] as const;
+export const DELIVERY_TYPES = ['Undefined', 'SmtpDeliveryToMailbox', 'DnsConnectorDelivery', 'SmartHostConnectorDelivery', 'ShadowRedundancy'] as const;
 export type DeliveryType = (typeof DELIVERY_TYPES)[number];
 export const QUEUE_STATUSES = ['Active', 'Ready', 'Retry', 'Suspended'] as const;
 export type QueueStatus = (typeof QUEUE_STATUSES)[number];
 export const MESSAGE_STATUSES = ['Active', 'Ready', 'Retry', 'Suspended', 'PendingRemove'] as const;
 export type QueueMessageStatus = (typeof MESSAGE_STATUSES)[number];
 
-/** Get-Queue's object. Times are ISO 8601 UTC. IncomingRate/OutgoingRate/Velocity are not kept (see docs/operations.md). */
+/** Get-Queue's object. Times are ISO 8601 UTC. Velocity is not kept (see docs/operations.md). */
 export type QueueRow = {
   Identity: string;
   DeliveryType: DeliveryType;
@@ -30,7 +32,10 @@ export type QueueRow = {
   MessageCount: number;
   LastError?: string;
   NextRetryTime?: string;
-  /** The work queue's NATS subject (absent for Poison, SafetyNet, Unreachable). */
+  /** Messages per second that entered / left the queue over the last RATE_WINDOW_MS (Submission and delivery queues, when read). */
+  IncomingRate?: number;
+  OutgoingRate?: number;
+  /** The work queue's NATS subject (absent for Poison, SafetyNet, Unreachable, Shadow). */
   Subject?: string;
 };
 
@@ -50,6 +55,9 @@ export type MessageRow = {
   LastError?: string;
   RetryCount: number;
   NextRetryTime?: string;
+  /** Shadow queue only: the outbound proxy process (`node/pid`) holding the work item's lease, and since when. */
+  LeaseOwner?: string;
+  LeasedSince?: string;
 };
 
 /** A work item waiting in MAIL_SUBMIT or MAIL_DELIVER (or parked in MAIL_POISON), as read.ts decodes it. */
@@ -64,6 +72,12 @@ export type PendingItem = {
   notBefore: number;
 };
 
+/** A message entering (`in`) or leaving (`out`) a work queue, from the event log (read.ts maps each event's hop to its subject). */
+export type RateSample = { subject: string; direction: 'in' | 'out'; messageId: string; at: number };
+
+/** A work item leased right now by an outbound proxy in Redis (libs/shadow listLeases): Exchange's shadow redundancy. */
+export type LeasedItem = { owner: string; messageId: string; stream: string; seq: number; subject?: string; since?: number };
+
 export type QueueInputs = {
   now: number;
   submit: PendingItem[];
@@ -77,6 +91,10 @@ export type QueueInputs = {
   holds: ReadonlyMap<string, Hold>;
   /** Folded event logs of (some of) the messages: the last error and the subject come from there. */
   states: ReadonlyMap<string, MessageState>;
+  /** Events of the last RATE_WINDOW_MS, for IncomingRate/OutgoingRate (absent: the rates are not shown). */
+  rates?: readonly RateSample[];
+  /** The leased work items (absent when Redis was not read: no Shadow queue). */
+  leases?: readonly LeasedItem[];
 };
 
 export type QueueFilter = { identity?: string; deliveryType?: DeliveryType; status?: QueueStatus; nextHopDomain?: string; minMessageCount?: number };
@@ -164,6 +182,25 @@ function deliveryQueue(subject: string, items: readonly PendingItem[], inputs: Q
   };
 }
 
+export type Rates = { IncomingRate: number; OutgoingRate: number };
+
+/**
+ * IncomingRate and OutgoingRate per subject: distinct messages that entered (routed to it)
+ * or left (delivered or failed there) the queue in the `windowMs` before `now`, per second.
+ * A message counts once per direction, however many of its recipients' events there are.
+ */
+export function queueRates(samples: readonly RateSample[], now: number, windowMs = RATE_WINDOW_MS): Map<string, Rates> {
+  const seen = new Map<string, { in: Set<string>; out: Set<string> }>();
+  for (const s of samples) {
+    if (s.at > now || s.at <= now - windowMs) continue;
+    const sets = seen.get(s.subject) ?? { in: new Set<string>(), out: new Set<string>() };
+    sets[s.direction].add(s.messageId);
+    seen.set(s.subject, sets);
+  }
+  const perSecond = (n: number) => Math.round((n / (windowMs / 1000)) * 1000) / 1000;
+  return new Map([...seen].map(([subject, sets]) => [subject, { IncomingRate: perSecond(sets.in.size), OutgoingRate: perSecond(sets.out.size) }]));
+}
+
 function groupBySubject(items: readonly PendingItem[]): Map<string, PendingItem[]> {
   const out = new Map<string, PendingItem[]>();
   for (const i of items) out.set(i.subject, [...(out.get(i.subject) ?? []), i]);
@@ -181,6 +218,10 @@ export function projectQueues(inputs: QueueInputs): QueueRow[] {
     if (subject && !bySubject.has(subject)) bySubject.set(subject, []);
   }
   const delivery = [...bySubject].map(([subject, items]) => deliveryQueue(subject, items, inputs)).sort((a, b) => a.Identity.localeCompare(b.Identity));
+  if (inputs.rates) {
+    const rates = queueRates(inputs.rates, inputs.now);
+    for (const row of [submission, ...delivery]) Object.assign(row, rates.get(row.Subject!) ?? { IncomingRate: 0, OutgoingRate: 0 });
+  }
   const fixed = (name: string, count: number, lastError?: string): QueueRow => ({
     Identity: identity(name),
     DeliveryType: 'Undefined',
@@ -197,7 +238,13 @@ export function projectQueues(inputs: QueueInputs): QueueRow[] {
     fixed(QUEUE_NAMES.unreachable, new Set(inputs.unreachable.map((i) => i.envelope.id)).size, unreachableError),
     fixed(QUEUE_NAMES.poison, inputs.poison.length),
     fixed(QUEUE_NAMES.safetyNet, inputs.safetyNetCount),
+    ...(inputs.leases ? [shadowQueue(inputs.leases)] : []),
   ];
+}
+
+/** Shadow: the work items outbound proxies hold leases on right now (Exchange's shadow redundancy queue). */
+function shadowQueue(leases: readonly LeasedItem[]): QueueRow {
+  return { Identity: identity(QUEUE_NAMES.shadow), DeliveryType: 'ShadowRedundancy', NextHopDomain: QUEUE_NAMES.shadow, Status: leases.length > 0 ? 'Active' : 'Ready', MessageCount: leases.length };
 }
 
 export function matchesQueue(filter: QueueFilter, row: QueueRow): boolean {
@@ -244,6 +291,14 @@ export function projectMessages(inputs: QueueInputs, filter: MessageFilter = {})
     ...inputs.unreachable.map((i) => row(i, identity(QUEUE_NAMES.unreachable), 'Ready')),
     // Exchange: messages in the poison queue are always suspended.
     ...inputs.poison.map((i) => row(i, identity(QUEUE_NAMES.poison), 'Suspended')),
+    // Shadow: each leased work item, being delivered right now (its envelope from its delivery queue when read).
+    ...(inputs.leases ?? []).map((l) => {
+      const pending = inputs.deliver.find((i) => i.stream === l.stream && i.seq === l.seq);
+      const r = states.get(l.messageId)?.received;
+      const envelope = { id: l.messageId, messageId: r?.messageId ?? '', sender: r?.sender ?? '', recipients: [], size: r?.size ?? 0, receivedAt: r?.at ?? l.since ?? 0 };
+      const item: PendingItem = pending ?? { stream: l.stream, seq: l.seq, subject: l.subject ?? '', envelope, attempt: 0, notBefore: 0 };
+      return { ...row(item, identity(QUEUE_NAMES.shadow), 'Active'), LeaseOwner: l.owner, ...(l.since !== undefined ? { LeasedSince: iso(l.since) } : {}) };
+    }),
   ];
   const out = rows.filter(
     (r) =>

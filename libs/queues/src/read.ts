@@ -8,7 +8,7 @@
 import { decode } from '@msgpack/msgpack';
 import { STREAMS, SUBJECTS, foldMessage, loadMessageEvents, readHolds, scanStream, type Bus, type MessageEvent, type MessageState } from '@transit/bus';
 import { decodeDeliveryItem, decodeEnvelope } from '@transit/envelope';
-import type { PendingItem, QueueInputs } from './project.ts';
+import { RATE_WINDOW_MS, type PendingItem, type QueueInputs, type RateSample } from './project.ts';
 
 /** Items read per stream at most: beyond them Get-Message lists the first ones and Get-Queue still counts all. */
 export const READ_LIMIT = 10_000;
@@ -99,13 +99,66 @@ async function readUnreachable(bus: Bus, since: Date): Promise<{ items: PendingI
   return { items, states };
 }
 
-export type ReadOptions = { now?: number; limit?: number; unreachableSince?: Date; loadStates?: boolean };
+/**
+ * The work-queue subject an event's `hop` names. The categorizer's Routed carries its group
+ * key (`mailbox:<database>`, `smtp:<connector>:<domain or smart hosts>`); the outbound proxy
+ * writes the subject itself and mailbox delivery `mailbox:<database>`. Anything else
+ * (`categorizer`) is no queue.
+ */
+export function hopSubject(hop: string, connector?: string): string | undefined {
+  if (hop.startsWith('mail.deliver.')) return hop;
+  if (hop.startsWith('mailbox:')) return SUBJECTS.mailbox(hop.slice('mailbox:'.length));
+  if (hop.startsWith('smtp:')) {
+    const rest = hop.slice('smtp:'.length);
+    // The connector's name when Routed gives it (a smart host may hold a colon: `host:port`), else up to the first colon.
+    const name = connector !== undefined && rest.startsWith(`${connector}:`) ? connector : rest.slice(0, rest.indexOf(':'));
+    return name ? SUBJECTS.remote(`${name}.${rest.slice(name.length + 1)}`) : undefined;
+  }
+  return undefined;
+}
 
-/** Everything project.ts needs, read now. `loadStates` folds the event log of every listed message (Get-Message); otherwise only of the newest attempt per queue (Get-Queue's LastError). */
+/** The queue movement one event stands for: Received/Submitted for Submission, Routed/Delivered/Failed for delivery queues. */
+export function rateSample(e: MessageEvent, messageId: string, at: number): RateSample | undefined {
+  switch (e.type) {
+    case 'Received':
+      return { subject: SUBJECTS.submit, direction: 'in', messageId, at };
+    case 'Submitted':
+      return { subject: SUBJECTS.submit, direction: 'out', messageId, at };
+    case 'Routed':
+    case 'Delivered':
+    case 'Failed': {
+      const subject = hopSubject(e.hop, e.type === 'Routed' ? e.connector : undefined);
+      return subject ? { subject, direction: e.type === 'Routed' ? 'in' : 'out', messageId, at } : undefined;
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** The event log's last `windowMs`, as rate samples: a bounded scan from that time on. */
+export async function readRates(bus: Bus, now: number, windowMs = RATE_WINDOW_MS): Promise<RateSample[]> {
+  const prefix = SUBJECTS.event('');
+  const out: RateSample[] = [];
+  await scanStream(
+    bus,
+    STREAMS.events,
+    (m) => {
+      const e = decode(m.data) as MessageEvent & { at?: number };
+      const s = rateSample(e, m.subject.slice(prefix.length), e.at ?? m.info.timestampNanos / 1_000_000);
+      if (s) out.push(s);
+    },
+    { since: new Date(now - windowMs) },
+  );
+  return out;
+}
+
+export type ReadOptions = { now?: number; limit?: number; unreachableSince?: Date; loadStates?: boolean; rates?: boolean };
+
+/** Everything project.ts needs, read now. `rates` scans the event log's last minute (Get-Queue's IncomingRate/OutgoingRate). `loadStates` folds the event log of every listed message (Get-Message); otherwise only of the newest attempt per queue (Get-Queue's LastError). */
 export async function readQueueInputs(bus: Bus, opts: ReadOptions = {}): Promise<QueueInputs> {
   const now = opts.now ?? Date.now();
   const limit = opts.limit ?? READ_LIMIT;
-  const [submit, deliver, poison, counts, safetyNet, holds, unreachable] = await Promise.all([
+  const [submit, deliver, poison, counts, safetyNet, holds, unreachable, rates] = await Promise.all([
     readPending(bus, STREAMS.submit, SUBJECTS.submit, limit),
     readPending(bus, STREAMS.deliver, 'mail.deliver.>', limit),
     readPending(bus, STREAMS.poison, 'mail.poison.>', limit),
@@ -113,6 +166,7 @@ export async function readQueueInputs(bus: Bus, opts: ReadOptions = {}): Promise
     bus.jsm.streams.info(STREAMS.safetyNet),
     readHolds(bus),
     readUnreachable(bus, opts.unreachableSince ?? new Date(now - UNREACHABLE_WINDOW_MS)),
+    opts.rates ? readRates(bus, now) : undefined,
   ]);
   const states = new Map(unreachable.states);
   const wanted = new Set<string>();
@@ -123,5 +177,5 @@ export async function readQueueInputs(bus: Bus, opts: ReadOptions = {}): Promise
     for (const i of newest.values()) wanted.add(i.envelope.id);
   }
   for (const id of wanted) if (!states.has(id)) states.set(id, foldMessage(id, await loadMessageEvents(bus, id)));
-  return { now, submit, deliver, poison, counts, safetyNetCount: safetyNet.state.messages, unreachable: unreachable.items, holds, states };
+  return { now, submit, deliver, poison, counts, safetyNetCount: safetyNet.state.messages, unreachable: unreachable.items, holds, states, ...(rates ? { rates } : {}) };
 }

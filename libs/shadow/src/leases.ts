@@ -24,6 +24,10 @@ const ownedKey = (owner: string) => `transit:owned:${owner}`;
 export const deliveredKey = (messageId: string) => `transit:delivered:{${messageId}}`;
 // The same hash tag as the delivered set: both live on one shard and one script touches both.
 const leaseKey = (ref: WorkRef) => `transit:lease:{${ref.messageId}}:${ref.stream}:${ref.seq}`;
+// When the lease's holder took it (ms since the epoch, Redis's clock): lives and dies with the lease.
+const sinceKey = (ref: WorkRef) => `transit:lease-since:{${ref.messageId}}:${ref.stream}:${ref.seq}`;
+const NOW_MS = `local t = redis.call('TIME')
+local now = string.format('%.0f', t[1] * 1000 + math.floor(t[2] / 1000))`;
 const encodeRef = (ref: WorkRef) => JSON.stringify([ref.stream, ref.seq, ref.subject, ref.messageId]);
 function decodeRef(text: string): WorkRef | undefined {
   try {
@@ -34,11 +38,15 @@ function decodeRef(text: string): WorkRef | undefined {
   }
 }
 
-/** KEYS: delivered set, lease, owner's set. ARGV: owner, lease TTL ms, ref, recipients... */
+/** KEYS: delivered set, lease, owner's set, lease's since. ARGV: owner, lease TTL ms, ref, recipients... */
 const CLAIM = `
 local holder = redis.call('GET', KEYS[2])
 if holder and holder ~= ARGV[1] then return {0, holder} end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+if not holder or redis.call('PEXPIRE', KEYS[4], ARGV[2]) == 0 then
+  ${NOW_MS}
+  redis.call('SET', KEYS[4], now, 'PX', ARGV[2])
+end
 redis.call('SADD', KEYS[3], ARGV[3])
 local out = {1, ''}
 for i = 4, #ARGV do
@@ -46,28 +54,31 @@ for i = 4, #ARGV do
 end
 return out`;
 
-/** KEYS: lease, dead owner's set, new owner's set. ARGV: dead owner, new owner, TTL ms, ref. */
+/** KEYS: lease, dead owner's set, new owner's set, lease's since. ARGV: dead owner, new owner, TTL ms, ref. */
 const TAKE_OVER = `
 local holder = redis.call('GET', KEYS[1])
 redis.call('SREM', KEYS[2], ARGV[4])
 if holder and holder ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+${NOW_MS}
+redis.call('SET', KEYS[4], now, 'PX', ARGV[3])
 redis.call('SADD', KEYS[3], ARGV[4])
 return 1`;
 
-/** KEYS: lease. ARGV: owner, TTL ms. */
+/** KEYS: lease, lease's since. ARGV: owner, TTL ms. */
 const RENEW = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return 1`;
 
-/** KEYS: delivered set, lease, owner's set. ARGV: owner, delivered TTL s, ref, recipients... */
+/** KEYS: delivered set, lease, owner's set, lease's since. ARGV: owner, delivered TTL s, ref, recipients... */
 const RELEASE = `
 if #ARGV > 3 then
   redis.call('SADD', KEYS[1], unpack(ARGV, 4))
   redis.call('EXPIRE', KEYS[1], ARGV[2])
 end
-if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2], KEYS[4]) end
 redis.call('SREM', KEYS[3], ARGV[3])
 return 1`;
 
@@ -103,7 +114,7 @@ export class Leases {
 
   /** Before a delivery: take the item's lease (unless another live owner holds it) and learn who already has it. */
   async claim(ref: WorkRef, recipients: readonly string[]): Promise<Claim> {
-    const out = (await this.#redis.eval(CLAIM, 3, deliveredKey(ref.messageId), leaseKey(ref), ownedKey(this.owner), this.owner, String(this.leaseTtlMs), encodeRef(ref), ...recipients.map((r) => r.toLowerCase()))) as [number, string, ...string[]];
+    const out = (await this.#redis.eval(CLAIM, 4, deliveredKey(ref.messageId), leaseKey(ref), ownedKey(this.owner), sinceKey(ref), this.owner, String(this.leaseTtlMs), encodeRef(ref), ...recipients.map((r) => r.toLowerCase()))) as [number, string, ...string[]];
     if (out[0] !== 1) return { ok: false, holder: out[1] };
     const done = new Set(out.slice(2));
     return { ok: true, alreadyDelivered: new Set(recipients.filter((r) => done.has(r.toLowerCase()))) };
@@ -111,12 +122,12 @@ export class Leases {
 
   /** While delivering: false once the lease is no longer ours (taken over): stop before sending. */
   async renew(ref: WorkRef): Promise<boolean> {
-    return (await this.#redis.eval(RENEW, 1, leaseKey(ref), this.owner, String(this.leaseTtlMs))) === 1;
+    return (await this.#redis.eval(RENEW, 2, leaseKey(ref), sinceKey(ref), this.owner, String(this.leaseTtlMs))) === 1;
   }
 
   /** After a delivery attempt: record who got it and give the lease up, in one step. */
   async release(ref: WorkRef, delivered: readonly string[]): Promise<void> {
-    await this.#redis.eval(RELEASE, 3, deliveredKey(ref.messageId), leaseKey(ref), ownedKey(this.owner), this.owner, String(this.#deliveredTtlSeconds), encodeRef(ref), ...delivered.map((r) => r.toLowerCase()));
+    await this.#redis.eval(RELEASE, 4, deliveredKey(ref.messageId), leaseKey(ref), ownedKey(this.owner), sinceKey(ref), this.owner, String(this.#deliveredTtlSeconds), encodeRef(ref), ...delivered.map((r) => r.toLowerCase()));
   }
 
   /**
@@ -130,7 +141,7 @@ export class Leases {
       if (owner === this.owner || (await this.#redis.exists(heartbeatKey(owner))) === 1) continue;
       for (const text of await this.#redis.srandmember(ownedKey(owner), limit)) {
         const ref = decodeRef(text);
-        const won = ref ? await this.#redis.eval(TAKE_OVER, 3, leaseKey(ref), ownedKey(owner), ownedKey(this.owner), owner, this.owner, String(this.leaseTtlMs), text) : await this.#redis.srem(ownedKey(owner), text);
+        const won = ref ? await this.#redis.eval(TAKE_OVER, 4, leaseKey(ref), ownedKey(owner), ownedKey(this.owner), sinceKey(ref), owner, this.owner, String(this.leaseTtlMs), text) : await this.#redis.srem(ownedKey(owner), text);
         if (ref && won === 1) adopted.push(ref);
       }
       // Forget an owner once it holds nothing (a later claim of a live owner re-adds it).
@@ -139,4 +150,34 @@ export class Leases {
     }
     return adopted;
   }
+}
+
+/** A work item leased right now: who holds it and since when (absent for a lease taken before leases kept it). */
+export type LeasedRef = WorkRef & { owner: string; since?: number };
+
+/**
+ * The work items leased right now, read only (Get-Queue's Shadow queue): each owner's items
+ * whose lease is still held, with the holder (after a takeover, the survivor) and since
+ * when it holds it. An item whose lease expired is no longer being delivered and is left
+ * out (it waits in JetStream, or for a survivor to adopt it). Oldest first.
+ */
+export async function listLeases(redis: Redis): Promise<LeasedRef[]> {
+  const out: LeasedRef[] = [];
+  const seen = new Set<string>();
+  for (const owner of await redis.smembers(OWNERS)) {
+    const refs = (await redis.smembers(ownedKey(owner))).map(decodeRef).filter((r): r is WorkRef => r !== undefined && !seen.has(leaseKey(r)));
+    if (refs.length === 0) continue;
+    const pipeline = redis.pipeline();
+    for (const ref of refs) pipeline.mget(leaseKey(ref), sinceKey(ref));
+    const replies = (await pipeline.exec()) ?? [];
+    refs.forEach((ref, i) => {
+      const [err, values] = replies[i] ?? [null, null];
+      if (err) throw err;
+      const [holder, since] = (values ?? []) as Array<string | null>;
+      if (!holder) return;
+      seen.add(leaseKey(ref));
+      out.push({ ...ref, owner: holder, ...(since ? { since: Number(since) } : {}) });
+    });
+  }
+  return out.sort((a, b) => (a.since ?? 0) - (b.since ?? 0) || a.stream.localeCompare(b.stream) || a.seq - b.seq);
 }

@@ -17,7 +17,7 @@ import { msgtrkFiles, readTracking, trackingCsv, trackingJson, trackingTable } f
 import { CliError, findKind, getObjects, newObject, parseFields, removeObject, renderTable, setObject } from './objects.ts';
 import { renderExplanation } from './explain.ts';
 import { parseTrackArgs } from './track.ts';
-import { parseQueueCommand, runQueueRequest } from './queue.ts';
+import { parseQueueCommand, redisLeases, runQueueRequest } from './queue.ts';
 
 const USAGE = `transitctl — administer a Transit cluster (configuration lives in NATS KV; NATS_URL or --nats)
 
@@ -41,7 +41,7 @@ const USAGE = `transitctl — administer a Transit cluster (configuration lives 
                                                       resubmit delivered mail kept in the Safety Net
   transitctl poison list                              messages parked after crashing workers (never retried automatically)
   transitctl queue get [<identity>] [--filter "Status -eq 'Retry'"]   queues (Get-Queue): Submission, per next hop,
-                                                      Unreachable, Poison, SafetyNet
+                                                      Unreachable, Poison, SafetyNet, Shadow (REDIS_URL)
   transitctl queue retry|suspend|resume <identity>    Retry-Queue (deferred items go now), Suspend-/Resume-Queue
   transitctl message get [--queue <identity>] [--sender <addr>] [--status <s>] [--id <id>] [--filter ...] [--limit <n>]
   transitctl message suspend|resume <id>              Suspend-/Resume-Message, on every node
@@ -156,11 +156,13 @@ async function main(argv: string[]): Promise<number> {
     // Checked before connecting, as track is.
     const request = parseQueueCommand(verb, argv.slice(argv.indexOf(verb) + 1).filter((a) => a !== '--json' && !a.startsWith('--nats')));
     const s = await open(values.nats as string | undefined);
+    const shadow = redisLeases(runtimeSettings().redisUrl, (w) => process.stderr.write(`WARNING: ${w}\n`));
     try {
-      const output = await runQueueRequest({ bus: s.bus, node: runtimeSettings().nodeName, ...(s.snapshot ? { config: s.snapshot.config } : {}) }, request);
+      const output = await runQueueRequest({ bus: s.bus, node: runtimeSettings().nodeName, leases: shadow.leases, ...(s.snapshot ? { config: s.snapshot.config } : {}) }, request);
       out(json ? JSON.stringify(output.objects, null, 2) + '\n' : output.text);
       return 0;
     } finally {
+      await shadow.close();
       await s.bus.close();
     }
   }
@@ -271,7 +273,8 @@ async function main(argv: string[]): Promise<number> {
           const queue = emsQueueRequest(line);
           if (queue) {
             for (const w of queue.warnings) process.stderr.write(`WARNING: ${w}\n`);
-            const output = queue.render((await runQueueRequest({ bus: s.bus, node: runtimeSettings().nodeName, config }, queue.request)).objects);
+            const shadow = redisLeases(runtimeSettings().redisUrl, (w) => process.stderr.write(`WARNING: ${w}\n`));
+            const output = queue.render((await runQueueRequest({ bus: s.bus, node: runtimeSettings().nodeName, config, leases: shadow.leases }, queue.request).finally(() => shadow.close())).objects);
             if (json) out(JSON.stringify(output.objects, null, 2) + '\n');
             else if (output.text) out(output.text + '\n');
             continue;

@@ -8,10 +8,11 @@ import { writeFile } from 'node:fs/promises';
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
 import type { OrganizationConfig } from '@transit/config';
 import { FilterError, exportMessage, listMessages, listQueues, parseMessageFilter, parseQueueFilter, removeMessage, resumeMessage, resumeQueue, retryQueue, suspendMessage, suspendQueue, type MessageFilter, type QueueDeps, type QueueRequest } from '@transit/queues';
-import { MESSAGE_STATUSES } from '@transit/queues/project';
+import { MESSAGE_STATUSES, type LeasedItem } from '@transit/queues/project';
+import { ShadowStore, listLeases } from '@transit/shadow';
 import { CliError, renderTable } from './objects.ts';
 
-export const QUEUE_COLUMNS = ['Identity', 'DeliveryType', 'Status', 'MessageCount', 'NextHopDomain', 'LastError', 'NextRetryTime'];
+export const QUEUE_COLUMNS = ['Identity', 'DeliveryType', 'Status', 'MessageCount', 'IncomingRate', 'OutgoingRate', 'NextHopDomain', 'LastError', 'NextRetryTime'];
 export const MESSAGE_COLUMNS = ['MessageId', 'FromAddress', 'Status', 'Size', 'Queue', 'LastError', 'NextRetryTime'];
 
 function filterOf<T>(parse: (text: string) => T, text: string | undefined): T | undefined {
@@ -94,6 +95,30 @@ export function parseQueueCommand(noun: 'queue' | 'message', args: string[]): Qu
     default:
       throw new CliError(`message verbs: get, suspend, resume, remove, export (got "${verb ?? ''}")`);
   }
+}
+
+/**
+ * The Shadow queue's source: the work items leased in Redis at `url` (libs/shadow), read
+ * when a queue verb asks. When Redis cannot be read the queues are listed without it, with
+ * a warning.
+ */
+export function redisLeases(url: string, warn: (message: string) => void): { leases: () => Promise<LeasedItem[] | undefined>; close: () => Promise<void> } {
+  let store: ShadowStore | undefined;
+  return {
+    leases: async () => {
+      try {
+        store ??= new ShadowStore(url);
+        await store.connect();
+        return await listLeases(store.redis);
+      } catch (err) {
+        warn(`the Shadow queue is not listed: Redis at ${url} could not be read (${(err as Error).message}; set REDIS_URL)`);
+        return undefined;
+      }
+    },
+    close: async () => {
+      await store?.close();
+    },
+  };
 }
 
 export type QueueOutput = { objects: Array<Record<string, unknown>>; text: string };
