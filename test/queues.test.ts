@@ -86,6 +86,21 @@ describe('queues', () => {
     expect(atSink(marker)).toHaveLength(1);
   });
 
+  it('Retry-Queue -Resubmit routes the waiting messages through the categorizer again, and they are delivered once', async () => {
+    const marker = `resubmit-${Date.now()}`;
+    await relay('held6@example.net', marker);
+    const { message, queue } = await deferred('held6@example.net');
+    accepting.add('held6@example.net');
+    const r = await transitctl('ems', `Retry-Queue -Identity '${queue.Identity}' -Resubmit $true`);
+    expect(r.code ?? 0).toBe(0);
+    await waitFor(() => Promise.resolve(atSink(marker)[0]), { timeoutMs: 20_000, what: 'the resubmitted message at the sink' });
+    await sleep(1500);
+    expect(atSink(marker)).toHaveLength(1);
+    const events = await messageEvents(h, message.MessageId);
+    expect(events.filter((e) => e.type === 'Resubmitted' && e.source === 'ADMIN')).toHaveLength(1);
+    expect(events.filter((e) => e.type === 'Delivered')).toHaveLength(1);
+  });
+
   it('Suspend-Message keeps a message from being delivered until Resume-Message', async () => {
     const marker = `suspend-${Date.now()}`;
     await relay('held2@example.net', marker);

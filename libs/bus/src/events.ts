@@ -55,8 +55,8 @@ export type MessageEvent =
   | { type: 'DuplicateSuppressed'; hop: string; recipients: string[] }
   /** Its processing killed workers PoisonThreshold times: parked in MAIL_POISON, not retried. */
   | { type: 'Poisoned'; stage: string; crashes: number }
-  /** Resubmitted from the Safety Net by an administrator. */
-  | { type: 'Resubmitted'; source: 'SAFETYNET'; recipients: string[] }
+  /** Resubmitted by an administrator: from the Safety Net, or back through the categorizer (Retry-Queue -Resubmit). */
+  | { type: 'Resubmitted'; source: 'SAFETYNET' | 'ADMIN'; recipients: string[] }
   | { type: 'DsnSuppressed'; kind: 'failure' | 'delay'; recipients: string[]; reason: string }
   /**
    * Administrator actions (Suspend-/Resume-Message, Remove-Message). The hold itself lives in

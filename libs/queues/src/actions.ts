@@ -10,9 +10,9 @@
  * copies; the outbound proxy's leases and shadow state deliver each recipient once anyway.
  */
 import { hostname, userInfo } from 'node:os';
-import { BodyStore, STREAMS, holdKey, loadMessage, openHolds, publishDurable, recordEvent, type Bus, type Hold } from '@transit/bus';
+import { BodyStore, STREAMS, SUBJECTS, holdKey, loadMessage, openHolds, publishDurable, recordEvent, type Bus, type Hold } from '@transit/bus';
 import type { OrganizationConfig } from '@transit/config';
-import { decodeDeliveryItem, decodeEnvelope, encodeDeliveryItem, type Envelope } from '@transit/envelope';
+import { decodeDeliveryItem, decodeEnvelope, encodeDeliveryItem, encodeEnvelope, type Envelope } from '@transit/envelope';
 import { submitDsn } from '@transit/ingest';
 import { findQueue, matchesQueue, messageIdOf, projectMessages, projectQueues, type LeasedItem, type MessageFilter, type MessageRow, type PendingItem, type QueueFilter, type QueueRow } from './project.ts';
 import { readPending, readQueueInputs, type ReadOptions } from './read.ts';
@@ -71,10 +71,6 @@ export type RetryResult = { identity: string; retried: number };
 
 /** Retry-Queue: the queue's deferred items go now. */
 export async function retryQueue(deps: QueueDeps, identity: string, opts: { resubmit?: boolean } = {}): Promise<RetryResult> {
-  if (opts.resubmit) {
-    // Resubmitting re-routes through the categorizer, whose delivery items are de-duplicated per message and hop for two minutes: a resubmitted item could be dropped as a duplicate.
-    throw new QueueError('NOT_SUPPORTED', 'Retry-Queue -Resubmit is not supported: routing changes apply to new messages; retry the queue without -Resubmit');
-  }
   const subject = await workQueueSubject(deps, identity);
   if (!subject.startsWith('mail.deliver.')) throw new QueueError('NOT_SUPPORTED', 'the Submission queue has no retries to bring forward');
   const now = nowOf(deps);
@@ -84,8 +80,17 @@ export async function retryQueue(deps: QueueDeps, identity: string, opts: { resu
     if (item.notBefore <= now) continue;
     const stored = await deps.bus.jsm.streams.getMessage(STREAMS.deliver, { seq: item.seq }).catch(() => null);
     if (!stored || stored.subject !== subject) continue; // settled meanwhile
-    const copy = { ...decodeDeliveryItem(stored.data), notBefore: 0 };
-    await publishDurable(deps.bus, subject, encodeDeliveryItem(copy), { msgID: `${copy.envelope.id}:${subject}:retry-${item.seq}`, expectStream: STREAMS.deliver });
+    const waiting = decodeDeliveryItem(stored.data);
+    if (opts.resubmit) {
+      // -Resubmit: back through the categorizer, so a changed route (send connector, smart host)
+      // applies. The hub names delivery items by its submit item's sequence, so this new submit
+      // item is routed afresh instead of being taken for the first routing's duplicate.
+      await publishDurable(deps.bus, SUBJECTS.submit, encodeEnvelope(waiting.envelope), { msgID: `${waiting.envelope.id}:resubmit-${item.seq}`, expectStream: STREAMS.submit });
+      await recordEvent(deps.bus, waiting.envelope.id, { type: 'Resubmitted', source: 'ADMIN', recipients: waiting.envelope.recipients.map((r) => r.address) }, deps.node);
+    } else {
+      const copy = { ...waiting, notBefore: 0 };
+      await publishDurable(deps.bus, subject, encodeDeliveryItem(copy), { msgID: `${copy.envelope.id}:${subject}:retry-${item.seq}`, expectStream: STREAMS.deliver });
+    }
     await deps.bus.jsm.streams.deleteMessage(STREAMS.deliver, item.seq, false).catch(() => false);
     retried++;
   }

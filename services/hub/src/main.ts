@@ -37,7 +37,7 @@ await runService('hub', async (ctx) => {
       await recordEvent(ctx.bus, envelope.id, { type: 'Submitted', source: 'QUEUE', recipients: resolvedRecipients, resolved: result.resolved }, ctx.settings.nodeName, history);
       for (const group of result.groups) {
         const item = { v: 1 as const, envelope: { ...envelope, internalId: envelope.internalId ?? msg.seq, recipients: group.recipients }, hop: group.hop, attempt: 0, notBefore: 0 };
-        await publishDurable(ctx.bus, group.subject, encodeDeliveryItem(item), { msgID: `${envelope.id}:${group.key}`, expectStream: STREAMS.deliver });
+        await publishDurable(ctx.bus, group.subject, encodeDeliveryItem(item), { msgID: `${envelope.id}:${group.key}:${msg.seq}`, expectStream: STREAMS.deliver });
         await recordEvent(ctx.bus, envelope.id, { type: 'Routed', hop: group.key, recipients: group.recipients.map((r) => r.address), ...(group.hop.type === 'smtp' ? { connector: group.hop.connector } : {}) }, ctx.settings.nodeName, history);
         metrics.messagesRouted.inc({ kind: group.hop.type === 'mailbox' ? 'mailbox' : 'remote' }, group.recipients.length);
       }
