@@ -26,7 +26,7 @@ export type ChaosOptions = {
   killEveryMs: [number, number];
   /**
    * 'chaos' (default): the seeded SIGKILL schedule. 'rolling': a rolling restart instead —
-   * each replica of each role in turn gets SIGTERM, is waited for, and started again, while
+   * each replica of every role (submission and admin too) in turn gets SIGTERM, is waited for, and started again, while
    * sending goes on until the last one is back (`messages` is then a cap).
    */
   schedule?: 'chaos' | 'rolling';
@@ -78,6 +78,8 @@ async function within(ms: number, check: () => Promise<boolean> | boolean): Prom
 const MOMENT_WAIT_MS = 10_000;
 
 const ROLES: Role[] = ['frontend', 'hub', 'mailbox-delivery', 'outbound-proxy'];
+/** A rolling restart goes through every role, those that carry no SMTP traffic in the run included. */
+const ALL_ROLES: Role[] = [...ROLES, 'submission', 'admin'];
 
 /** mulberry32: a small seeded PRNG, so a failing schedule can be replayed with its seed. */
 function random(seed: number): () => number {
@@ -113,7 +115,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     config.TransportSettings = { TransientRetrySchedule: [1] };
     // A killed worker's items come back after 3 s; sends wait out outages up to 10 s.
     // Maildir writes are held 30 ms (test/fixtures/slow-maildir-write.ts) so a kill can land inside one.
-    cluster = await startMultiNodeCluster(dir, config, ROLES, {
+    const roles = opts.schedule === 'rolling' ? ALL_ROLES : ROLES;
+    cluster = await startMultiNodeCluster(dir, config, roles, {
       TRANSIT_ACK_WAIT_SECONDS: '3',
       TRANSIT_PUBLISH_BUDGET_MS: '10000',
       NODE_OPTIONS: `--import=${join(import.meta.dirname, 'fixtures', 'slow-maildir-write.ts')}`,
@@ -155,7 +158,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     };
     let rollingDone = false;
     const rolling = async () => {
-      for (const role of ROLES) {
+      for (const role of roles) {
         for (const replica of [0, 1]) {
           await new Promise((r) => setTimeout(r, 500));
           log(`SIGTERM ${role}#${replica}`);
