@@ -4,7 +4,7 @@
  * `npm start`, `npm run cluster`, the integration tests and the benchmark, so all of them
  * run exactly what a user runs. Every process is a child ended by its own PID.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { DEFAULT_HTTP_PORTS, ROLES, type Role } from '@transit/service';
 import { findBinary, killProcess, startProcess, stopProcess, waitForPort, type Supervised } from './processes.ts';
@@ -169,6 +169,12 @@ export async function startLocalCluster(opts: ClusterOptions): Promise<LocalClus
   return cluster;
 }
 
+/** The end of a role's log, for the error: tests remove their directories, and the cause would go with them. */
+async function logTail(logFile: string): Promise<string> {
+  const text = await readFile(logFile, 'utf8').catch(() => '');
+  return text ? `; its log ends:\n${text.slice(-2000)}` : '';
+}
+
 async function waitForReady(host: string, port: number, role: string, alive: () => boolean, logFile: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -178,8 +184,8 @@ async function waitForReady(host: string, port: number, role: string, alive: () 
     } catch {
       // not listening yet
     }
-    if (!alive()) throw new Error(`${role} exited during start-up; see ${logFile}`);
-    if (Date.now() > deadline) throw new Error(`${role} not ready after ${timeoutMs / 1000}s; see ${logFile}`);
+    if (!alive()) throw new Error(`${role} exited during start-up; see ${logFile}${await logTail(logFile)}`);
+    if (Date.now() > deadline) throw new Error(`${role} not ready after ${timeoutMs / 1000}s; see ${logFile}${await logTail(logFile)}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
