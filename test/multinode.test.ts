@@ -9,6 +9,8 @@ import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decode } from '@msgpack/msgpack';
+import { CONSUMERS, STREAMS, connectBus, loadMessageEvents, scanStream } from '@transit/bus';
 import type { LocalCluster } from '@transit/cluster';
 import { smtpTranscript, waitFor } from '@transit/testkit';
 import { runChaos } from './chaos.ts';
@@ -50,6 +52,27 @@ describe('a three-node cluster with two replicas of each role', () => {
       await new Promise((res) => setTimeout(res, 500));
     }
     return { reply, refused };
+  }
+
+  /** Diagnostics for a message that did not arrive: its event log (found by subject) and the work queues' state. */
+  async function whereIs(marker: string): Promise<Record<string, unknown>> {
+    const bus = await connectBus(cluster.natsUrl.split(','), 'multinode-diagnostics', 'once');
+    try {
+      let id: string | undefined;
+      await scanStream(bus, STREAMS.events, (m) => {
+        const e = decode(m.data) as { type?: string; subject?: string };
+        if (e.type === 'Received' && e.subject === marker) id = m.subject.slice('mail.evt.'.length);
+      });
+      const consumers = await Promise.all([
+        bus.jsm.consumers.info(STREAMS.submit, CONSUMERS.hub),
+        bus.jsm.consumers.info(STREAMS.deliver, CONSUMERS.mailboxDelivery),
+      ]).then((infos) => infos.map((i) => ({ name: i.name, pending: i.num_pending, ackPending: i.num_ack_pending, redelivered: i.num_redelivered, delivered: i.delivered, ackFloor: i.ack_floor })));
+      return { marker, id, events: id ? await loadMessageEvents(bus, id) : 'no Received event with this subject', consumers, submit: (await bus.jsm.streams.info(STREAMS.submit)).state, deliver: (await bus.jsm.streams.info(STREAMS.deliver)).state };
+    } catch (err) {
+      return { marker, diagnosticsFailed: (err as Error).message };
+    } finally {
+      await bus.close();
+    }
   }
 
   async function copiesOf(markers: string[]): Promise<Map<string, number>> {
@@ -108,7 +131,12 @@ describe('a three-node cluster with two replicas of each role', () => {
       { timeoutMs: 90_000, intervalMs: 1000, what: 'JetStream to have a quorum again' },
     );
     await sendBatch('recovered', 6);
-    expect((await waitFor(async () => ((await copiesOf([probe])).get(probe) ? copiesOf([probe]) : undefined), { timeoutMs: 90_000, what: 'the probe' })).get(probe)).toBe(1);
+    const arrived = await waitFor(async () => ((await copiesOf([probe])).get(probe) ? copiesOf([probe]) : undefined), { timeoutMs: 90_000, what: 'the probe' }).catch(async (err: Error) => {
+      // Say where it is, for the next run to explain: its events, and what the work queues hold.
+      console.log(JSON.stringify(await whereIs(probe)));
+      throw err;
+    });
+    expect(arrived.get(probe)).toBe(1);
     expect([...(await copiesOf(attempts.flatMap((a) => a.refused))).values()].every((n) => n <= 1)).toBe(true);
     // A write that timed out without a quorum may still be committed when the quorum returns:
     // the client was told 451 and will retry, so such a message may arrive (never twice).

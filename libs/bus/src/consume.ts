@@ -97,7 +97,9 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
       });
     } catch (err) {
       opts.onError(err, msg);
-      outcome = retry(Math.min(60_000, 1000 * 2 ** Math.min(msg.info.deliveryCount, 6)));
+      // Handler errors are mostly the bus or Redis being away for seconds: back off, but never
+      // so far that an item which failed a few times during an outage waits minutes after it.
+      outcome = retry(Math.min(10_000, 500 * 2 ** Math.min(msg.info.deliveryCount, 6)));
     } finally {
       clearInterval(keepAlive);
     }
