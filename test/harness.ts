@@ -16,6 +16,9 @@ export type Harness = { cluster: LocalCluster; sink: SmtpSink; dir: string; mail
 
 const TRANSIT_PORTS = [25, 26, 465, 587, 717, 2525, 8080, 8081, 8082, 8083, 8084, 8085];
 
+/** A port offset free for two replicas: the second one's ports are the first one's + 100. */
+const replicatedPortOffset = () => freePortOffset([...TRANSIT_PORTS, ...TRANSIT_PORTS.map((p) => p + 100)]);
+
 export type HarnessOptions = {
   rejectRecipient?: (rcpt: string) => SinkReply | undefined;
   /** Holds the sink's answer to a RCPT TO (e.g. while the test kills the sender). */
@@ -46,7 +49,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   opts.prepare?.(config);
   const configPath = join(dir, 'org.yaml');
   await writeFile(configPath, stringify(config));
-  const replicas = opts.replicated?.length ? await freePortOffset([...TRANSIT_PORTS, ...TRANSIT_PORTS.map((p) => p + 100)]) : undefined;
+  const replicas = opts.replicated?.length ? await replicatedPortOffset() : undefined;
   const cluster = await startLocalCluster({
     varDir: join(dir, 'var'),
     configPath,
@@ -83,7 +86,7 @@ export async function exampleOrganisation(): Promise<Record<string, unknown>> {
 export async function startMultiNodeCluster(dir: string, config: Record<string, unknown>, roles: Role[], env?: NodeJS.ProcessEnv): Promise<LocalCluster> {
   const configPath = join(dir, 'org.yaml');
   await writeFile(configPath, stringify(config));
-  const offset = await freePortOffset([...TRANSIT_PORTS, ...TRANSIT_PORTS.map((p) => p + 100)]);
+  const offset = await replicatedPortOffset();
   return startLocalCluster({
     varDir: join(dir, 'var'),
     configPath,

@@ -50,13 +50,7 @@ export class ShadowStore {
     }
   }
 
-  /** The recipients among `recipients` already delivered for this message (case-insensitive). */
-  async delivered(messageId: string, recipients: readonly string[]): Promise<Set<string>> {
-    if (recipients.length === 0) return new Set();
-    const flags = await this.#call('read', () => this.redis.smismember(deliveredKey(messageId), ...recipients.map((r) => r.toLowerCase())));
-    return new Set(recipients.filter((_r, i) => flags[i] === 1));
-  }
-
+  /** Records deliveries outside a lease (the rebuild from the event log); workers record them with Leases.release. */
   async markDelivered(messageId: string, recipients: readonly string[]): Promise<void> {
     if (recipients.length === 0) return;
     await this.#call('write', () => this.redis.eval(MARK_DELIVERED, 1, deliveredKey(messageId), String(this.#ttlSeconds), ...recipients.map((r) => r.toLowerCase())));
