@@ -11,7 +11,9 @@ need_npm=0
 if [ $need_npm -eq 0 ] && [ package-lock.json -nt node_modules/.package-lock.json ]; then need_npm=1; fi
 if [ $need_npm -eq 1 ]; then
   echo "setup: installing npm dependencies (npm ci)"
-  npm ci --no-audit --no-fund
+  # npm runs on the system Node here, before the project's Node 24 exists: every package
+  # that wants Node 22+ would print an engine warning. Only those lines are dropped.
+  { npm ci --no-audit --no-fund 2>&1 1>&3 | { grep -v 'EBADENGINE' || true; } >&2; } 3>&1
 fi
 if ! node_modules/.bin/node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 24 ? 0 : 1)'; then
   echo "setup: node_modules/.bin/node is not Node 24; remove node_modules and run again" >&2

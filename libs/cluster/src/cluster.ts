@@ -46,6 +46,11 @@ export type LocalCluster = {
   port(configured: number, replica?: number): number;
   httpPort(role: Role, replica?: number): number;
   startRole(role: Role, replica?: number): Promise<void>;
+  /**
+   * Starts a role without waiting for it to report ready: for a process the caller expects
+   * to die soon (a fault test's crash), which startRole would report as a start-up failure.
+   */
+  spawnRole(role: Role, replica?: number): Supervised;
   stopRole(role: Role, replica?: number): Promise<void>;
   killRole(role: Role, replica?: number): Promise<void>;
   /** SIGTERM (or SIGKILL with kill) one NATS node; node 0 when there is one. */
@@ -115,11 +120,17 @@ export async function startLocalCluster(opts: ClusterOptions): Promise<LocalClus
   const httpPort = (role: Role, replica = 0) => DEFAULT_HTTP_PORTS[role] + offsetOf(replica);
   const key = (role: Role, replica: number) => `${role}#${replica}`;
 
-  const startRole = async (role: Role, replica = 0) => {
-    const name = replica === 0 ? role : `${role}-${replica}`;
+  const processName = (role: Role, replica: number) => (replica === 0 ? role : `${role}-${replica}`);
+  const spawnRole = (role: Role, replica = 0): Supervised => {
+    const name = processName(role, replica);
     const replicaEnv: NodeJS.ProcessEnv = replica === 0 ? env : { ...env, TRANSIT_PORT_OFFSET: String(offsetOf(replica)), TRANSIT_NODE_NAME: `${env.TRANSIT_NODE_NAME ?? 'node'}-${replica}`, TRANSIT_PROTOCOL_LOG_DIR: join(varDir, 'logs', `replica-${replica}`, 'ProtocolLog') };
     const p = startProcess(name, process.execPath, [join(repoRoot, 'services', role, 'src', 'main.ts')], { env: replicaEnv, cwd: repoRoot, logFile: join(logDir, `${name}.log`) });
     roles.set(key(role, replica), p);
+    return p;
+  };
+  const startRole = async (role: Role, replica = 0) => {
+    const p = spawnRole(role, replica);
+    const name = processName(role, replica);
     await waitForReady(host, httpPort(role, replica), name, () => p.alive(), join(logDir, `${name}.log`), opts.readyTimeoutMs ?? 30_000);
   };
 
@@ -135,6 +146,7 @@ export async function startLocalCluster(opts: ClusterOptions): Promise<LocalClus
     port: (configured, replica = 0) => configured + offsetOf(replica),
     httpPort,
     startRole,
+    spawnRole,
     stopRole: async (role, replica = 0) => {
       const p = roles.get(key(role, replica));
       if (p) await stopProcess(p, 35_000);
