@@ -41,6 +41,12 @@ export const REPLIES = {
   queueUnavailable: r(451, '4.3.0', 'Temporary server error. Please try again later'),
   notRedundant: r(451, '4.4.0', 'Message failed to be made redundant'),
   timeoutWaitingForClient: r(451, '4.7.0', 'Timeout waiting for client input'),
+  // Command lines (RFC 5321 §4.5.3.1.4: 512 octets with the CRLF; AUTH lines up to 12,288, RFC 4954 §4).
+  lineTooLong: r(500, '5.5.2', 'Line too long'),
+  lineTooLongClosing: r(421, '4.7.0', 'Line too long, closing transmission channel'),
+  invalidCommandCharacter: r(500, '5.5.2', 'Syntax error, command contains a NUL or bare CR'),
+  // An unauthenticated client that did not wait for the reply to its end of data (RFC 2920 §3.1; Postfix 3.9's smtpd_forbid_unauth_pipelining).
+  protocolSynchronization: r(554, '5.5.0', 'SMTP protocol synchronization error, closing transmission channel'),
   // PROXY protocol (Transit's own; Exchange has none): a load balancer's header from someone else, or none from a load balancer.
   proxyHeaderNotAccepted: r(421, '4.7.0', 'PROXY protocol header not accepted from this address, closing transmission channel'),
   proxyHeaderRequired: r(421, '4.7.0', 'Valid PROXY protocol header required, closing transmission channel'),
