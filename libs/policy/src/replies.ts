@@ -36,6 +36,11 @@ export const REPLIES = {
   tooManyRecipients: r(452, '4.5.3', 'Too many recipients'),
   messageTooBig: r(552, '5.3.4', 'Message size exceeds fixed maximum message size'),
   headerTooBig: r(552, '5.3.4', 'Header size exceeds fixed maximum size'),
+  // Message content (the DATA content guard, libs/ingest content-guard.ts): bare line endings are how SMTP smuggling works; the first text is Exchange's.
+  contentBareLineFeed: r(554, '5.6.0', 'Invalid message content, contains bare linefeeds'),
+  contentBareCarriageReturn: r(554, '5.6.0', 'Invalid message content, contains bare carriage returns'),
+  contentNul: r(554, '5.6.0', 'Invalid message content, contains NUL characters'),
+  contentLineTooLong: r(554, '5.6.0', 'Invalid message content, contains a line longer than the maximum line length'),
   serviceNotAvailable: r(421, '4.3.2', 'Service not available'),
   insufficientResources: r(452, '4.3.1', 'Insufficient system resources'),
   queueUnavailable: r(451, '4.3.0', 'Temporary server error. Please try again later'),
