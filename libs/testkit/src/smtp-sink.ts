@@ -1,12 +1,21 @@
 /**
  * A real SMTP server (smtp-server) that plays the remote mail host: it records every
  * message it accepts, with its envelope, and can refuse chosen recipients at RCPT with
- * any reply the test names. No TLS, no authentication required, no size limit.
+ * any reply the test names. No TLS, no authentication required, no size limit. With
+ * `recordWire`, it also keeps each message's DATA bytes exactly as they came off the
+ * socket (smtp-server's `data` is already dot-unstuffed, which hides what was sent).
  */
+import type { Socket } from 'node:net';
 import { SMTPServer } from 'smtp-server';
 import { TestkitError } from './errors.ts';
 
-export type ReceivedMessage = { mailFrom: string; rcptTo: string[]; data: Buffer };
+export type ReceivedMessage = {
+  mailFrom: string;
+  rcptTo: string[];
+  data: Buffer;
+  /** With `recordWire`: the bytes the client sent after its DATA command, up to and including the CRLF.CRLF that ended them. */
+  wire?: Buffer;
+};
 export type SinkReply = { code: number; message: string };
 export type SmtpSinkOptions = {
   port?: number;
@@ -16,6 +25,8 @@ export type SmtpSinkOptions = {
   rejectRecipient?: (rcpt: string) => SinkReply | undefined;
   /** Awaited before the sink answers a RCPT TO: holds the client mid-transaction (e.g. while a test kills it). */
   beforeRcptReply?: (rcpt: string, client: { address: string; port: number }) => Promise<void>;
+  /** Keep each message's raw DATA bytes in `ReceivedMessage.wire`. */
+  recordWire?: boolean;
 };
 export type SmtpSink = {
   readonly host: string;
@@ -32,6 +43,8 @@ export async function startSmtpSink(opts: SmtpSinkOptions = {}): Promise<SmtpSin
   const refuse = opts.rejectRecipient;
   const messages: ReceivedMessage[] = [];
   const arrivals = new Set<() => void>();
+  const wires = new Map<string, WireRecorder>();
+  const peer = (address: string | undefined, port: number | undefined) => `${(address ?? '').replace(/^::ffff:/, '')}:${port ?? 0}`;
 
   const server = new SMTPServer({
     logger: false,
@@ -55,12 +68,27 @@ export async function startSmtpSink(opts: SmtpSinkOptions = {}): Promise<SmtpSin
       stream.once('error', (err) => callback(err));
       stream.once('end', () => {
         const mailFrom = session.envelope.mailFrom;
-        messages.push({ mailFrom: mailFrom ? mailFrom.address : '', rcptTo: session.envelope.rcptTo.map((r) => r.address), data: Buffer.concat(chunks) });
+        const message: ReceivedMessage = { mailFrom: mailFrom ? mailFrom.address : '', rcptTo: session.envelope.rcptTo.map((r) => r.address), data: Buffer.concat(chunks) };
+        if (opts.recordWire) message.wire = wires.get(peer(session.remoteAddress, session.remotePort))?.take() ?? Buffer.alloc(0);
+        messages.push(message);
         for (const notify of arrivals) notify();
         callback();
       });
     },
   });
+
+  if (opts.recordWire) {
+    // A listener beside smtp-server's own, on the same 'data' events. Paused first, so nothing
+    // flows before smtp-server pipes the socket into its parser (that pipe resumes it).
+    server.server.on('connection', (socket: Socket) => {
+      const key = peer(socket.remoteAddress, socket.remotePort);
+      const recorder = new WireRecorder();
+      wires.set(key, recorder);
+      socket.pause();
+      socket.on('data', (chunk: Buffer) => recorder.push(chunk));
+      socket.once('close', () => wires.delete(key));
+    });
+  }
 
   let starting: ((err: Error) => void) | undefined;
   // smtp-server re-emits every connection's socket errors (a client that resets, a sender
@@ -97,4 +125,44 @@ export async function startSmtpSink(opts: SmtpSinkOptions = {}): Promise<SmtpSin
       }),
     close: () => (closing ??= new Promise<void>((resolve) => server.close(() => resolve()))),
   };
+}
+
+const END_OF_DATA = Buffer.from('\r\n.\r\n');
+
+/**
+ * Splits what a client sent on one connection into its DATA payloads: after a "DATA" command
+ * line, everything up to the first CRLF.CRLF (an empty message is just ".CRLF"). Commands are
+ * read as lines ending in LF; the sink offers neither BDAT nor TLS. A DATA the sink refuses
+ * (no accepted recipient) would be taken as the start of a payload: clients such as
+ * nodemailer do not send DATA then.
+ */
+class WireRecorder {
+  #pending: Buffer = Buffer.alloc(0);
+  #inData = false;
+  readonly #payloads: Buffer[] = [];
+
+  push(chunk: Buffer): void {
+    this.#pending = this.#pending.length ? Buffer.concat([this.#pending, chunk]) : chunk;
+    for (;;) {
+      if (this.#inData) {
+        const end = this.#pending.subarray(0, 3).equals(END_OF_DATA.subarray(2)) ? 0 : this.#pending.indexOf(END_OF_DATA);
+        if (end < 0) return;
+        const length = end === 0 ? 3 : end + END_OF_DATA.length;
+        this.#payloads.push(Buffer.from(this.#pending.subarray(0, length)));
+        this.#pending = this.#pending.subarray(length);
+        this.#inData = false;
+        continue;
+      }
+      const eol = this.#pending.indexOf(0x0a);
+      if (eol < 0) return;
+      const line = this.#pending.subarray(0, eol).toString('latin1').replace(/\r$/, '');
+      this.#pending = this.#pending.subarray(eol + 1);
+      if (/^data$/i.test(line.trim())) this.#inData = true;
+    }
+  }
+
+  /** The oldest payload not yet taken. */
+  take(): Buffer | undefined {
+    return this.#payloads.shift();
+  }
 }

@@ -3,6 +3,7 @@
  * client would see: no client library in between to retry, pipeline or reinterpret.
  */
 import { connect, type Socket } from 'node:net';
+import { connect as connectTls } from 'node:tls';
 import { TestkitError } from './errors.ts';
 
 export type TranscriptOptions = {
@@ -23,6 +24,12 @@ export type TranscriptOptions = {
   timeoutMs?: number;
   /** The server may close the connection (e.g. after a 421): return the replies so far instead of failing. */
   allowClose?: boolean;
+  /**
+   * An entry 'STARTTLS' answered with 220 upgrades the connection: TLS is negotiated (any
+   * certificate accepted) and the entries after it are sent encrypted. Without this, the
+   * command is sent like any other line and the dialogue stays in plain text.
+   */
+  startTls?: boolean;
 };
 
 const DATA_BODY = 'DATA-BODY:';
@@ -33,7 +40,9 @@ const CLOSED = '(closed)';
 export async function smtpTranscript(opts: TranscriptOptions): Promise<string[]> {
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const peer = `${opts.host}:${opts.port}`;
-  const socket = connect({ host: opts.host, port: opts.port, localAddress: opts.localAddress });
+  const plain = connect({ host: opts.host, port: opts.port, localAddress: opts.localAddress });
+  /** The plain socket, or the TLS socket over it after STARTTLS. */
+  let socket: Socket = plain;
   let buffer = '';
   let failure: Error | undefined;
   let ended = false;
@@ -43,22 +52,35 @@ export async function smtpTranscript(opts: TranscriptOptions): Promise<string[]>
     wake = undefined;
     w?.();
   };
-  socket.on('data', (chunk: Buffer) => {
+  const onData = (chunk: Buffer) => {
     buffer += chunk.toString('latin1');
     notify();
-  });
-  socket.on('error', (err: NodeJS.ErrnoException) => {
+  };
+  const onError = (err: NodeJS.ErrnoException) => {
     if (opts.allowClose && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) ended = true;
     else failure ??= err;
     notify();
-  });
+  };
+  plain.on('data', onData);
+  plain.on('error', onError);
   const closed = new Promise<void>((resolve) =>
-    socket.once('close', () => {
+    plain.once('close', () => {
       ended = true;
       notify();
       resolve();
     }),
   );
+  const upgrade = async () => {
+    plain.off('data', onData);
+    const secure = connectTls({ socket: plain, rejectUnauthorized: false });
+    secure.on('data', onData);
+    secure.on('error', onError);
+    socket = secure;
+    await new Promise<void>((resolve) => {
+      secure.once('secureConnect', () => resolve());
+      secure.once('error', () => resolve()); // reported by onError; the next read fails with it
+    });
+  };
   const timer = setTimeout(() => {
     failure ??= new TestkitError('TIMEOUT', `SMTP dialogue with ${peer} timed out after ${timeoutMs}ms`);
     socket.destroy();
@@ -106,11 +128,13 @@ export async function smtpTranscript(opts: TranscriptOptions): Promise<string[]>
       }
       socket.write(line.startsWith(DATA_BODY) ? line.slice(DATA_BODY.length) : `${line}\r\n`);
       replies.push(await readReply());
+      if (opts.startTls && /^starttls$/i.test(line) && replies.at(-1)!.startsWith('220')) await upgrade();
     }
     return replies;
   } finally {
     clearTimeout(timer);
     socket.destroy();
+    plain.destroy();
     await closed;
   }
 }

@@ -3,6 +3,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { Redis } from 'ioredis';
 import { createTransport } from 'nodemailer';
+import { SMTPServer } from 'smtp-server';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startNats, startRedis, startSmtpSink, smtpTranscript, waitFor, type NatsHandle, type RedisHandle, type SmtpSink } from './index.ts';
 
@@ -146,6 +147,72 @@ describe('startSmtpSink and smtpTranscript', () => {
 
   it('says how many messages arrived when waitFor gives up', async () => {
     await expect(sink!.waitFor(99, 50)).rejects.toThrow(/timed out after 50ms .* it has received 2$/);
+  });
+});
+
+describe('startSmtpSink with recordWire', () => {
+  let sink: SmtpSink | undefined;
+  afterAll(async () => {
+    await sink?.close();
+  });
+
+  it('keeps each DATA payload byte for byte as sent, terminator included, across chunks and messages on one connection', async () => {
+    sink = await startSmtpSink({ recordWire: true });
+    const first = 'Subject: one\r\n\r\n..dot\r\n.\r\n';
+    const replies = await smtpTranscript({
+      host: sink.host,
+      port: sink.port,
+      lines: [
+        'EHLO x',
+        'MAIL FROM:<a@example.org>',
+        'RCPT TO:<b@example.net>',
+        'DATA',
+        `DATA-PART:${first.slice(0, 22)}`, // the payload split inside its CRLF.CRLF
+        `DATA-BODY:${first.slice(22)}`,
+        'MAIL FROM:<a@example.org>',
+        'RCPT TO:<b@example.net>',
+        'DATA',
+        'DATA-BODY:.\r\n', // an empty message
+        'QUIT',
+      ],
+    });
+    expect(replies.filter((r) => r.startsWith('250 ')).length).toBeGreaterThanOrEqual(6);
+    const [one, two] = await sink.waitFor(2);
+    expect(one!.wire!.toString('latin1')).toBe(first);
+    expect(one!.data.toString('latin1')).toBe('Subject: one\r\n\r\n.dot\r\n');
+    expect(two!.wire!.toString('latin1')).toBe('.\r\n');
+  });
+
+  it('records nothing extra without the option', async () => {
+    const plain = await startSmtpSink();
+    try {
+      await smtpTranscript({ host: plain.host, port: plain.port, lines: ['EHLO x', 'MAIL FROM:<a@example.org>', 'RCPT TO:<b@example.net>', 'DATA', 'DATA-BODY:x\r\n.\r\n', 'QUIT'] });
+      const [msg] = await plain.waitFor(1);
+      expect(msg!.wire).toBeUndefined();
+    } finally {
+      await plain.close();
+    }
+  });
+});
+
+describe('smtpTranscript with startTls', () => {
+  it('upgrades the dialogue after a 220 to STARTTLS and reads the encrypted replies', async () => {
+    // smtp-server with its built-in test certificate; REQUIRETLS shown, which it only lists on a secure session.
+    const server = new SMTPServer({ logger: false, authOptional: true, disableReverseLookup: true, hideREQUIRETLS: false, closeTimeout: 1_000 });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    const { port } = server.server.address() as { port: number };
+    try {
+      const replies = await smtpTranscript({ host: '127.0.0.1', port, startTls: true, lines: ['EHLO x', 'STARTTLS', 'EHLO x', 'QUIT'] });
+      const features = (reply: string) => reply.split('\n').map((l) => l.slice(4));
+      expect(features(replies[1]!)).toContain('STARTTLS');
+      expect(features(replies[1]!)).not.toContain('REQUIRETLS');
+      expect(replies[2]).toMatch(/^220 /);
+      expect(features(replies[3]!)).not.toContain('STARTTLS');
+      expect(features(replies[3]!)).toContain('REQUIRETLS');
+      expect(replies[4]).toMatch(/^221 /);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 });
 
