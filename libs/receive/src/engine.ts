@@ -20,7 +20,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { once } from 'node:events';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+import type { SMTPServer, SMTPServerAddress, SMTPServerAuthentication, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import { BusUnavailableError, QueueFullError, SpanKind, annotate, inSpan, type BodyStore, type Bus } from '@transit/bus';
 import { directoryOf, findLogon, parseBinding, verifyPassword, type ConfigSnapshot, type LiveConfig, type LoadBalancer, type OrganizationConfig, type ReceiveConnector, type RuntimeSettings } from '@transit/config';
 import type { Envelope } from '@transit/envelope';
@@ -55,7 +55,7 @@ import {
   type SessionView,
 } from '@transit/policy';
 import type { Logger } from '@transit/service';
-import { installSmtpServerAdapter, type ConnectionHooks, type ConnectionOpening, type ConnectionView, type ProxyAdmission } from './smtp-adapter.ts';
+import { TransitSMTPServer, type ConnectionHooks, type ConnectionOpening, type ConnectionView, type ProxyAdmission, type TransitDataStream } from './smtp-adapter.ts';
 import type { TlsMaterial } from './tls.ts';
 
 export type Endpoint = {
@@ -152,7 +152,6 @@ const NEVER_OFFERED = ['WIZ', 'SHELL', 'KILL', 'XCLIENT', 'XFORWARD'];
 const UNKNOWN_USER_HASH = '$scrypt$N=16384,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
 
 export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<ReceiveEngine> {
-  installSmtpServerAdapter();
   const { settings, log, live } = opts;
   const sessions = new Map<string, SessionState>();
   let draining = false;
@@ -362,7 +361,7 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
   }
 
   function createServer(endpoint: Endpoint): SMTPServer {
-    const server = new SMTPServer({
+    const server = new TransitSMTPServer({
       logger: false,
       disableReverseLookup: true,
       authOptional: true,
@@ -372,6 +371,8 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
       hideENHANCEDSTATUSCODES: false,
       // RFC 3461: NOTIFY, ORCPT, RET and ENVID are kept with the message and honoured by its notifications.
       hideDSN: false,
+      // Not offered until it is honoured end to end (recorded on the envelope, outbound refusing to send without verified TLS).
+      hideREQUIRETLS: true,
       maxClients: 100_000,
       socketTimeout: 24 * 3600 * 1000,
       // After the drain, sessions still open get 421 at their next command and are cut soon after.
@@ -410,10 +411,19 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
         }
       },
       onData: (stream: SMTPServerDataStream, session, cb) => {
-        void receiveData(stream, session).then(
-          (text) => cb(null, text),
-          (err: Error) => cb(err),
-        );
+        // Exactly one answer, whatever throws and wherever (smtp-server drains an unread stream itself).
+        let answered = false;
+        const once = (err: Error | null, text?: string) => {
+          if (answered) return;
+          answered = true;
+          cb(err, text);
+        };
+        Promise.resolve()
+          .then(() => receiveData(stream, session))
+          .then(
+            (text) => once(null, text),
+            (err: unknown) => once(err instanceof Error ? err : smtpError(REPLIES.queueUnavailable)),
+          );
       },
       onClose: (session) => {
         const s = sessions.get(session.id);
@@ -429,9 +439,7 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
         else perSource.delete(s.sourceKey);
         s.protocolLog?.disconnect();
       },
-    });
-    (server.options as { transitOnOpen?: unknown }).transitOnOpen = (conn: ConnectionView) => onOpen(endpoint, conn);
-    (server.options as { transitProxy?: unknown }).transitProxy = (socket: Socket) => admit(endpoint, socket);
+    }, { onOpen: (conn: ConnectionView) => onOpen(endpoint, conn), proxy: (socket: Socket) => admit(endpoint, socket) });
     server.on('error', (err) => log.error({ err: err.message }, 'SMTP listener error'));
     return server;
   }
@@ -527,6 +535,11 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
           prependHeaders: (id) =>
             `Received: from ${session.hostNameAppearsAs || 'unknown'} ([${session.remoteAddress}]) by ${s.fqdn} (Transit) with ${session.transmissionType} id ${id}; ${rfc5322Date(new Date())}\r\n`,
           beforePublish: () => {
+            if ((stream as TransitDataStream).pipelinedAfterData && s.identity.kind === 'anonymous') {
+              log.info({ connector: s.connector.Name, remote: s.conn.remoteAddress }, 'commands pipelined after the end of data by an unauthenticated client; message refused, connection closed');
+              s.conn.closeAfterReply();
+              return smtpError(refused(s.connector.Name, REPLIES.protocolSynchronization));
+            }
             if (stream.sizeExceeded) return smtpError(refused(s.connector.Name, REPLIES.messageTooBig));
             const decision = decideMessageSize(view(s), stream.byteLength);
             return decision.ok ? undefined : smtpError(refused(s.connector.Name, decision.reply));
