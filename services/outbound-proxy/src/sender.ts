@@ -1,6 +1,8 @@
 /**
  * SMTP delivery to a next hop with nodemailer's pooled transport: one pool per
  * destination host, raw bytes as stored (no re-composition), envelope from the work item.
+ * The next hop gets CRLF line endings only, dot-stuffed: nodemailer's DataStream (>= 10.0.12)
+ * turns every bare CR and bare LF into CRLF and stuffs dots; test/outbound-crlf.test.ts pins it.
  */
 import { promises as dns } from 'node:dns';
 import type { Readable } from 'node:stream';
