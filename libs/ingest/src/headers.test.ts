@@ -26,6 +26,20 @@ describe('splitHeader', () => {
   it('refuses a header block over the limit', async () => {
     await expect(splitHeader(chunks('X: ' + 'a'.repeat(100), 'b'.repeat(100)), 50)).rejects.toBeInstanceOf(HeaderTooLargeError);
   });
+  // MaxHeaderSize must hold however the bytes arrive: a whole header block in one chunk was let through.
+  const header = 'A: ' + 'a'.repeat(45) + '\r\n'; // 50 octets
+  const message = header + '\r\nbody\r\n';
+  const cuts = (s: string) => [[s], ...Array.from({ length: s.length - 1 }, (_, i) => [s.slice(0, i + 1), s.slice(i + 1)])];
+  it('accepts a header block of exactly the limit, and refuses one octet over, in one chunk and cut anywhere', async () => {
+    for (const parts of cuts(message)) {
+      expect((await splitHeader(chunks(...parts), 50)).header.toString()).toBe(header);
+      await expect(splitHeader(chunks(...parts), 49), parts.map((p) => p.length).join('+')).rejects.toBeInstanceOf(HeaderTooLargeError);
+    }
+  });
+  it('refuses a header block over the limit that ends the stream without an empty line', async () => {
+    await expect(splitHeader(chunks(header), 49)).rejects.toBeInstanceOf(HeaderTooLargeError);
+    expect((await splitHeader(chunks(header), 50)).header.toString()).toBe(header);
+  });
 });
 
 describe('headerValue', () => {

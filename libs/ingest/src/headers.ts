@@ -2,14 +2,10 @@
  * Reads a message's header block off a stream, bounded, without touching the body: the
  * caller gets the header bytes, the already-read start of the body, and the rest of the
  * stream, so the stored bytes after Transit's added headers are exactly what was sent.
+ * MaxHeaderSize holds however the bytes are chunked: a header block ending past the limit
+ * is refused even when it arrived whole in one chunk.
  */
-export class HeaderTooLargeError extends Error {
-  readonly code = 'HEADER_TOO_LARGE';
-  constructor(limit: number) {
-    super(`header block exceeds ${limit} bytes`);
-    this.name = 'HeaderTooLargeError';
-  }
-}
+import { HeaderTooLargeError } from './refusal.ts';
 
 export type SplitMessage = { header: Buffer; bodyStart: Buffer; rest: AsyncIterator<Buffer> };
 
@@ -29,10 +25,15 @@ export async function splitHeader(source: AsyncIterable<Buffer>, maxHeaderSize: 
   let buf: Buffer = Buffer.alloc(0);
   for (;;) {
     const end = endOfHeaders(buf);
+    if (end > maxHeaderSize) throw new HeaderTooLargeError(maxHeaderSize);
     if (end >= 0) return { header: buf.subarray(0, end), bodyStart: buf.subarray(end), rest: it };
-    if (buf.length > maxHeaderSize) throw new HeaderTooLargeError(maxHeaderSize);
+    // Not ended yet: an end within the limit would be in sight (its empty line is at most 2 octets past it).
+    if (buf.length >= maxHeaderSize + 2) throw new HeaderTooLargeError(maxHeaderSize);
     const next = await it.next();
-    if (next.done) return { header: buf, bodyStart: Buffer.alloc(0), rest: it };
+    if (next.done) {
+      if (buf.length > maxHeaderSize) throw new HeaderTooLargeError(maxHeaderSize);
+      return { header: buf, bodyStart: Buffer.alloc(0), rest: it };
+    }
     buf = buf.length === 0 ? next.value : Buffer.concat([buf, next.value]);
   }
 }

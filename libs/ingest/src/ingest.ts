@@ -2,12 +2,15 @@
  * Accepting a message into Transit: store the body (inline or object store), publish the
  * envelope to `mail.submit`, and return only once JetStream acknowledged it. Used by every
  * way in (SMTP receive connectors, the pickup directory), so "durable before 250" holds
- * in one place.
+ * in one place. With a guard, the content passes the DATA content guard on its way in: a
+ * refused message is never published, and of one that had started into the object store
+ * nothing remains (the store purges the chunks of a put whose source throws).
  */
 import type { Bus, BodyStore } from '@transit/bus';
 import { SUBJECTS, emptyState, publishDurableWithin, recordEvent, STREAMS } from '@transit/bus';
 import { encodeEnvelope, newMessageId, type BodyRef, type Envelope, type Origin, type Recipient } from '@transit/envelope';
 import { metrics } from '@transit/metrics';
+import { guardContent, releasableIterator, type ContentGuardOptions } from './content-guard.ts';
 import { headerValue, splitHeader } from './headers.ts';
 
 export type IngestDeps = {
@@ -18,6 +21,9 @@ export type IngestDeps = {
   /** How long to keep trying to make the message durable (same id, so never twice) before giving up. */
   publishBudgetMs?: number;
 };
+
+/** The content guard's limits; its maxHeaderSize is the request's. */
+export type IngestGuard = Omit<ContentGuardOptions, 'maxHeaderSize'>;
 
 export type IngestRequest = {
   sender: string;
@@ -31,7 +37,13 @@ export type IngestRequest = {
   fqdn: string;
   maxHeaderSize: number;
   inlineMaxBytes: number;
-  /** Called once the whole message was read; a returned error aborts before publishing. */
+  /**
+   * Line endings, NUL, line length and size, checked while the content arrives (a
+   * ContentRefusedError is thrown). Every way in from outside has one; only content
+   * Transit wrote itself (DSNs) goes without.
+   */
+  guard?: IngestGuard;
+  /** Called once the whole message was read; a returned error aborts before publishing. Limits checkable on the way in belong in `guard`. */
   beforePublish?: (size: number) => Error | undefined;
   dsn?: Envelope['dsn'];
   /** Header transform on the original header block (e.g. removing Bcc for pickup). */
@@ -43,9 +55,20 @@ export type IngestRequest = {
 export type IngestResult = { id: string; messageId: string; internalId: number; size: number };
 
 export async function ingestMessage(deps: IngestDeps, req: IngestRequest): Promise<IngestResult> {
+  const content = releasableIterator(req.guard ? guardContent(req.content, { ...req.guard, maxHeaderSize: req.maxHeaderSize }) : req.content);
+  try {
+    return await ingest(deps, req, content);
+  } catch (err) {
+    // Let go of the content without destroying it, so the SMTP layer can drain the rest of DATA and answer.
+    await content.return?.().catch(() => undefined);
+    throw err;
+  }
+}
+
+async function ingest(deps: IngestDeps, req: IngestRequest, content: AsyncIterator<Buffer>): Promise<IngestResult> {
   const receivedAt = Date.now();
   const id = req.id ?? newMessageId(receivedAt);
-  const split = await splitHeader(req.content, req.maxHeaderSize);
+  const split = await splitHeader({ [Symbol.asyncIterator]: () => content }, req.maxHeaderSize);
   const header = req.rewriteHeader ? req.rewriteHeader(split.header) : split.header;
   const existing = headerValue(header, 'Message-ID');
   const messageId = existing ?? `<${id}@${req.fqdn}>`;
