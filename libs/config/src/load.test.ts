@@ -115,6 +115,43 @@ describe('organisation configuration', () => {
     expect('Usage' in cfg.ReceiveConnectors[0]!).toBe(false);
   });
 
+  it('defaults BareLineFeedHandling to Reject where anonymous clients can reach a connector, Normalize elsewhere', async () => {
+    const cfg = parseOrganizationYaml(await readFile(new URL('../../../config/examples/contoso.yaml', import.meta.url), 'utf8'));
+    const handling = Object.fromEntries(cfg.ReceiveConnectors.map((c) => [c.Name, c.BareLineFeedHandling]));
+    expect(handling).toMatchObject({ 'Default Frontend': 'Reject', 'Client Frontend': 'Normalize', 'Outbound Proxy Frontend': 'Normalize', Default: 'Normalize', 'Client Proxy': 'Normalize', 'Application Relay': 'Normalize' });
+    expect(cfg.ReceiveConnectors.every((c) => c.MaxLineLength === 1000)).toBe(true);
+  });
+
+  it.each<[string, Record<string, unknown>, 'Reject' | 'Normalize']>([
+    ['anonymous, like Default Frontend', { PermissionGroups: ['AnonymousUsers', 'ExchangeLegacyServers', 'ExchangeServers'] }, 'Reject'],
+    ['Usage Internet', { Usage: 'Internet' }, 'Reject'],
+    ['only ExchangeServers', { PermissionGroups: ['ExchangeServers'] }, 'Normalize'],
+    ['no PermissionGroups (None)', {}, 'Normalize'],
+    ['Usage Client', { Usage: 'Client' }, 'Normalize'],
+    ['explicit Normalize on an anonymous connector', { PermissionGroups: ['AnonymousUsers'], BareLineFeedHandling: 'Normalize' }, 'Normalize'],
+    ['explicit Reject on a server connector', { PermissionGroups: ['ExchangeServers'], BareLineFeedHandling: 'Reject' }, 'Reject'],
+  ])('BareLineFeedHandling: %s', (_name, over, expected) => {
+    expect(parseOrganizationConfig(connector(over)).ReceiveConnectors[0]!.BareLineFeedHandling).toBe(expected);
+  });
+
+  it.each([
+    ['MaxLineLength above 1000', { MaxLineLength: 1001 }, /ReceiveConnectors\.0\.MaxLineLength: Too big/],
+    ['MaxLineLength below 80', { MaxLineLength: 79 }, /ReceiveConnectors\.0\.MaxLineLength: Too small/],
+    ['MaxLineLength not a whole number', { MaxLineLength: 500.5 }, /ReceiveConnectors\.0\.MaxLineLength/],
+    ['an unknown BareLineFeedHandling', { BareLineFeedHandling: 'Strip' }, /ReceiveConnectors\.0\.BareLineFeedHandling: Invalid option: expected one of "Reject"\|"Normalize"/],
+  ])('refuses %s', (_name, over, message) => {
+    expect(() => parseOrganizationConfig(connector(over))).toThrow(message);
+  });
+
+  it('keeps the content guard settings through export and apply (JSON and YAML)', async () => {
+    const { stringify } = await import('yaml');
+    const cfg = parseOrganizationConfig(connector({ PermissionGroups: ['AnonymousUsers'], BareLineFeedHandling: 'Normalize', MaxLineLength: 80 }));
+    const again = parseOrganizationYaml(stringify(cfg));
+    expect(parseOrganizationConfig(JSON.parse(JSON.stringify(cfg)))).toEqual(cfg);
+    expect(again).toEqual(cfg);
+    expect(again.ReceiveConnectors[0]).toMatchObject({ BareLineFeedHandling: 'Normalize', MaxLineLength: 80 });
+  });
+
   it('reads Exchange time spans and sizes', () => {
     const c = parseOrganizationConfig(connector({ ConnectionTimeout: '00:10:00', ConnectionInactivityTimeout: '00:05:00', TarpitInterval: '00:00:00', MaxMessageSize: '36 MB (37,748,736 bytes)', MaxHeaderSize: '64KB' })).ReceiveConnectors[0]!;
     expect([c.ConnectionTimeout, c.ConnectionInactivityTimeout, c.TarpitInterval, c.MaxMessageSize, c.MaxHeaderSize]).toEqual([600, 300, 0, 37_748_736, 65_536]);

@@ -93,8 +93,23 @@ function applyUsage(input: unknown): unknown {
   return { PermissionGroups: defaults.PermissionGroups, AuthMechanism: defaults.AuthMechanism, ...rest };
 }
 
+export const BARE_LINE_FEED_HANDLING = ['Reject', 'Normalize'] as const;
+export type BareLineFeedHandling = (typeof BARE_LINE_FEED_HANDLING)[number];
+
+/**
+ * BareLineFeedHandling's default follows who can reach the connector: Reject where anonymous
+ * clients can (the smuggling attacker is one), Normalize for authenticated clients and
+ * servers, whose software often writes bare LFs. A value written in the document wins.
+ */
+function applyBareLineFeedDefault(input: unknown): unknown {
+  if (!input || typeof input !== 'object' || (input as { BareLineFeedHandling?: unknown }).BareLineFeedHandling !== undefined) return input;
+  const groups = (input as { PermissionGroups?: unknown }).PermissionGroups;
+  const anonymous = Array.isArray(groups) && groups.includes('AnonymousUsers');
+  return { ...input, BareLineFeedHandling: anonymous ? 'Reject' : 'Normalize' };
+}
+
 export const receiveConnectorSchema = z.preprocess(
-  applyUsage,
+  (input) => applyBareLineFeedDefault(applyUsage(input)),
   z
     .strictObject({
       Name: z.string().min(1).regex(/^[^\\]+$/, 'a connector name cannot contain "\\" (write the server in Server)'),
@@ -110,6 +125,18 @@ export const receiveConnectorSchema = z.preprocess(
       Comment: z.string().optional(),
       MaxMessageSize: bytes(64 * 1024, 2048 * MB, 36 * MB),
       MaxHeaderSize: bytes(1, 2048 * 1024, 256 * 1024),
+      /**
+       * Transit extension: a bare LF or bare CR in DATA (what SMTP smuggling sends) is refused
+       * with 554 5.6.0 (Reject) or stored as CRLF (Normalize). NUL is refused either way.
+       * Default: Reject if PermissionGroups includes AnonymousUsers, else Normalize.
+       */
+      BareLineFeedHandling: z.enum(BARE_LINE_FEED_HANDLING),
+      /**
+       * Transit extension: the longest text line accepted in DATA, in octets with its CRLF;
+       * longer ones are refused with 554 5.6.0. RFC 5321 §4.5.3.1.6 sets 1000, and it can only
+       * be lowered, so nothing longer than 998 octets and CRLF is ever accepted or relayed.
+       */
+      MaxLineLength: z.number().int().min(80).max(1000).default(1000),
       MaxRecipientsPerMessage: z.number().int().min(1).max(512_000).default(200),
       MaxInboundConnection: z.number().int().min(1).default(5000),
       MaxInboundConnectionPerSource: z.number().int().min(1).default(20),

@@ -69,18 +69,18 @@ describe('Get-ReceiveConnector', () => {
 
 describe('New-ReceiveConnector', () => {
   it.each([
-    ['-Custom', 'New-ReceiveConnector "Relay" -Custom -Bindings 0.0.0.0:25 -RemoteIPRanges 10.0.0.5', { Bindings: ['0.0.0.0:25'], RemoteIPRanges: ['10.0.0.5'], PermissionGroups: ['None'], AuthMechanism: ['Tls'], TransportRole: 'FrontendTransport' }],
+    ['-Custom', 'New-ReceiveConnector "Relay" -Custom -Bindings 0.0.0.0:25 -RemoteIPRanges 10.0.0.5', { Bindings: ['0.0.0.0:25'], RemoteIPRanges: ['10.0.0.5'], PermissionGroups: ['None'], AuthMechanism: ['Tls'], TransportRole: 'FrontendTransport', BareLineFeedHandling: 'Normalize', MaxLineLength: 1000 }],
     ['no usage is Custom', 'New-ReceiveConnector -Name Relay -Bindings 0.0.0.0:25 -RemoteIPRanges 10.0.0.5', { PermissionGroups: ['None'], AuthMechanism: ['Tls'] }],
     [
       '-Usage Client (default binding 587)',
       'New-ReceiveConnector Relay -Usage Client -RemoteIPRanges 10.0.0.0/8',
       { Bindings: ['0.0.0.0:587'], PermissionGroups: ['ExchangeUsers'], AuthMechanism: ['Tls', 'BasicAuth', 'BasicAuthRequireTLS', 'Integrated'] },
     ],
-    ['-Internet (all IPv4)', 'New-ReceiveConnector Relay -Internet -Bindings 10.1.1.1:25', { RemoteIPRanges: ['0.0.0.0-255.255.255.255'], PermissionGroups: ['AnonymousUsers'], AuthMechanism: ['Tls'] }],
+    ['-Internet (all IPv4)', 'New-ReceiveConnector Relay -Internet -Bindings 10.1.1.1:25', { RemoteIPRanges: ['0.0.0.0-255.255.255.255'], PermissionGroups: ['AnonymousUsers'], AuthMechanism: ['Tls'], BareLineFeedHandling: 'Reject' }],
     [
       '-Internal on a hub (default binding 25)',
       'New-ReceiveConnector Relay -Internal -TransportRole HubTransport -RemoteIPRanges 10.0.0.0/8',
-      { Bindings: ['0.0.0.0:25'], TransportRole: 'HubTransport', PermissionGroups: ['ExchangeLegacyServers', 'ExchangeServers'], AuthMechanism: ['Tls', 'ExchangeServer'] },
+      { Bindings: ['0.0.0.0:25'], TransportRole: 'HubTransport', PermissionGroups: ['ExchangeLegacyServers', 'ExchangeServers'], AuthMechanism: ['Tls', 'ExchangeServer'], BareLineFeedHandling: 'Normalize' },
     ],
     ['-Partner', 'New-ReceiveConnector Relay -Partner -Bindings 0.0.0.0:2526', { PermissionGroups: ['Partners'], AuthMechanism: ['Tls'] }],
     [
@@ -90,7 +90,7 @@ describe('New-ReceiveConnector', () => {
     ],
     [
       'every property as a parameter, with Exchange sizes and time spans',
-      'New-ReceiveConnector Relay -Custom -Bindings "0.0.0.0:2526","[::]:2526" -RemoteIPRanges @("10.0.0.0/24", "10.0.1.0-10.0.1.9") -Server EXCH01 -Fqdn relay.contoso.test -Banner "220 relay.contoso.test ready" -Comment "for printers" -MaxMessageSize 25MB -MaxHeaderSize "64 KB (65,536 bytes)" -MaxRecipientsPerMessage 500 -ConnectionTimeout 00:05:00 -ConnectionInactivityTimeout 00:01:30 -TarpitInterval 00:00:00 -RequireTLS $true -ProtocolLoggingLevel verbose -Enabled:$false -GreetingDelay 500',
+      'New-ReceiveConnector Relay -Custom -Bindings "0.0.0.0:2526","[::]:2526" -RemoteIPRanges @("10.0.0.0/24", "10.0.1.0-10.0.1.9") -Server EXCH01 -Fqdn relay.contoso.test -Banner "220 relay.contoso.test ready" -Comment "for printers" -MaxMessageSize 25MB -MaxHeaderSize "64 KB (65,536 bytes)" -MaxRecipientsPerMessage 500 -ConnectionTimeout 00:05:00 -ConnectionInactivityTimeout 00:01:30 -TarpitInterval 00:00:00 -RequireTLS $true -ProtocolLoggingLevel verbose -Enabled:$false -GreetingDelay 500 -BareLineFeedHandling reject -MaxLineLength 900',
       {
         Server: 'EXCH01',
         Bindings: ['0.0.0.0:2526', '[::]:2526'],
@@ -108,6 +108,8 @@ describe('New-ReceiveConnector', () => {
         ProtocolLoggingLevel: 'Verbose',
         Enabled: false,
         GreetingDelay: 500,
+        BareLineFeedHandling: 'Reject',
+        MaxLineLength: 900,
       },
     ],
   ])('%s', (_name, line, expected) => {
@@ -169,6 +171,7 @@ describe('Set-ReceiveConnector and Remove-ReceiveConnector', () => {
     ['-Param:value and -Confirm:$false', 'Set-ReceiveConnector -Identity:Relay -Enabled:$false -Confirm:$false', { Enabled: false }],
     ['the transport role and server', 'Set-ReceiveConnector Relay -TransportRole hubtransport -Server EXCH02', { TransportRole: 'HubTransport', Server: 'EXCH02' }],
     ['piped from a wildcard Get', 'Get-ReceiveConnector "Rel*" | Set-ReceiveConnector -RequireEHLODomain $true', { RequireEHLODomain: true }],
+    ['the content guard properties', 'Set-ReceiveConnector Relay -BareLineFeedHandling normalize -MaxLineLength 500', { BareLineFeedHandling: 'Normalize', MaxLineLength: 500 }],
   ])('%s', (_name, line, expected) => {
     expect(connector(after(relay + line), 'Relay')).toMatchObject(expected);
   });
@@ -215,6 +218,8 @@ describe('Set-ReceiveConnector and Remove-ReceiveConnector', () => {
     ['no identity', 'Set-ReceiveConnector -Enabled $false', 'Set-ReceiveConnector: -Identity is required'],
     ['what looks like the next command', 'Set-ReceiveConnector Default -Enabled $false Get-ReceiveConnector', /accepts argument 'Get-ReceiveConnector' \(it looks like the next command/],
     ['a rename onto an existing name', 'Set-ReceiveConnector "Client Proxy" -Name Default', /nothing was changed: .*\n {2}ReceiveConnectors\.3 \(Default\)\.Name: duplicate connector name Default/],
+    ['a line limit above RFC 5321’s', 'Set-ReceiveConnector Default -MaxLineLength 1001', /ReceiveConnectors\.3 \(Default\)\.MaxLineLength: Too big/],
+    ['an unknown bare line feed handling', 'Set-ReceiveConnector Default -BareLineFeedHandling Strip', /-BareLineFeedHandling Strip is not valid/],
     ['an invalid combination', 'Set-ReceiveConnector Default -AuthMechanism None,Tls', /ReceiveConnectors\.3 \(Default\)\.AuthMechanism: None cannot be combined with other mechanisms/],
     ['a removal of something absent', 'Remove-ReceiveConnector Relay', /^Remove-ReceiveConnector: the operation couldn't be performed because object 'Relay' couldn't be found/],
   ])('refuses %s', (_name, line, message) => {

@@ -6,6 +6,7 @@
  */
 import {
   AUTH_MECHANISMS,
+  BARE_LINE_FEED_HANDLING,
   EXTENDED_RIGHTS,
   PERMISSION_GROUPS,
   RECEIVE_CONNECTOR_USAGES,
@@ -54,6 +55,8 @@ export const RECEIVE_CONNECTOR_PROPERTIES = {
   Comment: 'string',
   MaxMessageSize: 'bytes',
   MaxHeaderSize: 'bytes',
+  BareLineFeedHandling: { one: BARE_LINE_FEED_HANDLING },
+  MaxLineLength: 'int',
   MaxRecipientsPerMessage: 'int',
   MaxInboundConnection: 'int',
   MaxInboundConnectionPerSource: 'int',
