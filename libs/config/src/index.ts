@@ -1,6 +1,5 @@
 export {
   AUTH_MECHANISMS,
-  BARE_LINE_FEED_HANDLING,
   EXTENDED_RIGHTS,
   PERMISSION_GROUPS,
   RECEIVE_CONNECTOR_USAGES,
@@ -23,7 +22,6 @@ export {
   userSchema,
   type AcceptedDomain,
   type AuthMechanism,
-  type BareLineFeedHandling,
   type DirectoryGroup,
   type DirectoryUser,
   type ExtendedRight,

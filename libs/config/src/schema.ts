@@ -93,9 +93,6 @@ function applyUsage(input: unknown): unknown {
   return { PermissionGroups: defaults.PermissionGroups, AuthMechanism: defaults.AuthMechanism, ...rest };
 }
 
-export const BARE_LINE_FEED_HANDLING = ['Reject', 'Normalize'] as const;
-export type BareLineFeedHandling = (typeof BARE_LINE_FEED_HANDLING)[number];
-
 /**
  * BareLineFeedHandling's default follows who can reach the connector: Reject where anonymous
  * clients can (the smuggling attacker is one), Normalize for authenticated clients and
@@ -130,7 +127,7 @@ export const receiveConnectorSchema = z.preprocess(
        * with 554 5.6.0 (Reject) or stored as CRLF (Normalize). NUL is refused either way.
        * Default: Reject if PermissionGroups includes AnonymousUsers, else Normalize.
        */
-      BareLineFeedHandling: z.enum(BARE_LINE_FEED_HANDLING),
+      BareLineFeedHandling: z.enum(['Reject', 'Normalize']),
       /**
        * Transit extension: the longest text line accepted in DATA, in octets with its CRLF;
        * longer ones are refused with 554 5.6.0. RFC 5321 §4.5.3.1.6 sets 1000, and it can only

@@ -6,7 +6,6 @@
  */
 import {
   AUTH_MECHANISMS,
-  BARE_LINE_FEED_HANDLING,
   EXTENDED_RIGHTS,
   PERMISSION_GROUPS,
   RECEIVE_CONNECTOR_USAGES,
@@ -55,7 +54,7 @@ export const RECEIVE_CONNECTOR_PROPERTIES = {
   Comment: 'string',
   MaxMessageSize: 'bytes',
   MaxHeaderSize: 'bytes',
-  BareLineFeedHandling: { one: BARE_LINE_FEED_HANDLING },
+  BareLineFeedHandling: { one: ['Reject', 'Normalize'] satisfies ReceiveConnector['BareLineFeedHandling'][] },
   MaxLineLength: 'int',
   MaxRecipientsPerMessage: 'int',
   MaxInboundConnection: 'int',
