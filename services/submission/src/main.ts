@@ -7,7 +7,7 @@ import { createReadStream } from 'node:fs';
 import { BodyStore } from '@transit/bus';
 import { ingestMessage, rfc5322Date } from '@transit/ingest';
 import { runService } from '@transit/service';
-import { pickupPass, recoverClaimed, type PickupOptions } from './pickup.ts';
+import { PICKUP_CONTENT_GUARD, pickupPass, recoverClaimed, type PickupOptions } from './pickup.ts';
 import { parseReplayHeader, stripReplayHeaders } from './replay.ts';
 
 await runService('submission', async (ctx) => {
@@ -31,21 +31,28 @@ await runService('submission', async (ctx) => {
       return ctx.config.TransportSettings.PickupDirectoryMaxHeaderSize;
     },
     log: ctx.log,
-    submit: (file: string, envelope: { sender: string; recipients: string[] }, rewriteHeader: (h: Buffer) => Buffer) =>
-      ingestMessage(
-        { bus: ctx.bus, bodies, nodeName: ctx.settings.nodeName, log: ctx.log, publishBudgetMs: ctx.settings.publishBudgetMs },
-        {
-          sender: envelope.sender,
-          recipients: envelope.recipients.map((address) => ({ address })),
-          origin: { kind: 'pickup', serverHost: ctx.settings.nodeName },
-          content: createReadStream(file),
-          fqdn,
-          maxHeaderSize: ctx.config.TransportSettings.PickupDirectoryMaxHeaderSize,
-          inlineMaxBytes: ctx.config.TransportSettings.InlineBodyMaxBytes,
-          rewriteHeader,
-          prependHeaders: (id) => `Received: from pickup directory by ${fqdn} (Transit) id ${id}; ${rfc5322Date(new Date())}\r\n`,
-        },
-      ),
+    submit: async (file: string, envelope: { sender: string; recipients: string[] }, rewriteHeader: (h: Buffer) => Buffer) => {
+      const content = createReadStream(file);
+      try {
+        return await ingestMessage(
+          { bus: ctx.bus, bodies, nodeName: ctx.settings.nodeName, log: ctx.log, publishBudgetMs: ctx.settings.publishBudgetMs },
+          {
+            sender: envelope.sender,
+            recipients: envelope.recipients.map((address) => ({ address })),
+            origin: { kind: 'pickup', serverHost: ctx.settings.nodeName },
+            content,
+            fqdn,
+            maxHeaderSize: ctx.config.TransportSettings.PickupDirectoryMaxHeaderSize,
+            inlineMaxBytes: ctx.config.TransportSettings.InlineBodyMaxBytes,
+            guard: PICKUP_CONTENT_GUARD,
+            rewriteHeader,
+            prependHeaders: (id) => `Received: from pickup directory by ${fqdn} (Transit) id ${id}; ${rfc5322Date(new Date())}\r\n`,
+          },
+        );
+      } finally {
+        content.destroy(); // ingest leaves a refused stream open (for SMTP to drain); a file is closed here
+      }
+    },
   };
 
   // The replay directory: the same pass with the X-Sender/X-Receiver rules (the getters above stay live).

@@ -1,5 +1,10 @@
+import { createReadStream } from 'node:fs';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parsePickupHeader, stripPickupHeaders } from './pickup.ts';
+import { guardContent } from '@transit/ingest';
+import { PICKUP_CONTENT_GUARD, parsePickupHeader, pickupPass, stripPickupHeaders } from './pickup.ts';
 
 const h = (s: string) => Buffer.from(s.replace(/\n/g, '\r\n'));
 
@@ -24,5 +29,42 @@ describe('pickup envelope', () => {
     const out = stripPickupHeaders(h('Received: from a\n by b\nFrom: f@contoso.test\nBcc: d@x.test,\n e@x.test\nResent-From: z@x\nSubject: s\n'), new Date(Date.UTC(2026, 0, 2, 3, 4, 5))).toString();
     expect(out).toBe('Date: Fri, 2 Jan 2026 03:04:05 +0000\r\nFrom: f@contoso.test\r\nSubject: s\r\n');
     expect(stripPickupHeaders(h('Date: x\nFrom: f@contoso.test\n')).toString()).toBe('Date: x\r\nFrom: f@contoso.test\r\n');
+  });
+});
+
+describe('pickup pass with the content guard', () => {
+  it('normalizes bare LFs, and renames .bad what the guard refuses instead of retrying it', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'pickup-'));
+    try {
+      const head = 'From: app@contoso.test\nTo: bob@contoso.test\nSubject: s\n\n';
+      await writeFile(join(dir, '1-bare-lf.eml'), head + 'hello\n.\nMAIL FROM:<x@y.test>\n');
+      await writeFile(join(dir, '2-nul.eml'), head + 'a\0b\n');
+      await writeFile(join(dir, '3-long-line.eml'), head + 'x'.repeat(999) + '\n');
+      await writeFile(join(dir, '4-ok.eml'), head + 'x'.repeat(998) + '\n');
+      const stored = new Map<string, string>();
+      const warnings: string[] = [];
+      const queued = await pickupPass({
+        dir,
+        maxRecipients: 10,
+        maxHeaderSize: 64 * 1024,
+        // What main.ts's ingestMessage does with the file: the same guard over the same stream.
+        submit: async (file, _envelope) => {
+          const out: Buffer[] = [];
+          for await (const b of guardContent(createReadStream(file), { ...PICKUP_CONTENT_GUARD, maxHeaderSize: 64 * 1024 })) out.push(b);
+          stored.set(file, Buffer.concat(out).toString('latin1'));
+          return { id: file };
+        },
+        log: { info: () => undefined, warn: (o: object) => warnings.push(JSON.stringify(o)), error: () => undefined },
+      });
+      expect(queued).toBe(2);
+      expect((await readdir(dir)).sort()).toEqual(['2-nul.bad', '3-long-line.bad']);
+      expect([...stored.values()]).toEqual([
+        'From: app@contoso.test\r\nTo: bob@contoso.test\r\nSubject: s\r\n\r\nhello\r\n.\r\nMAIL FROM:<x@y.test>\r\n',
+        'From: app@contoso.test\r\nTo: bob@contoso.test\r\nSubject: s\r\n\r\n' + 'x'.repeat(998) + '\r\n',
+      ]);
+      expect(warnings.map((w) => (JSON.parse(w) as { code: string }).code)).toEqual(['NUL', 'LINE_TOO_LONG']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

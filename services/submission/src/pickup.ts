@@ -3,7 +3,9 @@
  * Envelope sender from Sender, else From; recipients from To/Cc/Bcc; Bcc (and Received,
  * Resent-*) removed. A file is claimed by renaming it `.tmp` (atomic, so several replicas
  * may share the directory), deleted once queued, renamed `.bad` with a logged reason when
- * unusable, and put back as `.eml` when the queue is unavailable.
+ * unusable (also when the content guard refuses it: a NUL or an over-long line will not go
+ * away on retry), and put back as `.eml` when the queue is unavailable. Bare LFs are common in
+ * files, so the guard normalizes line endings to CRLF (PICKUP_CONTENT_GUARD).
  * Security: this path skips receive connectors; the directory's permissions are the boundary.
  */
 import { createReadStream } from 'node:fs';
@@ -11,10 +13,13 @@ import { mkdir, readdir, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import addressparser from 'nodemailer/lib/addressparser';
 import type { Envelope } from '@transit/envelope';
-import { headerFields, headerValue, rfc5322Date, splitHeader } from '@transit/ingest';
+import { ContentRefusedError, SMTP_MAX_LINE_LENGTH, headerFields, headerValue, rfc5322Date, splitHeader, type IngestGuard } from '@transit/ingest';
 import { isValidAddress } from '@transit/policy';
 
 export type PickupEnvelope = { sender: string; recipients: string[] };
+
+/** The pickup and replay directories' content guard: line endings made CRLF, the RFC 5321 line limit a connector has at most. */
+export const PICKUP_CONTENT_GUARD: IngestGuard = { lineEndings: 'Normalize', maxLineLength: SMTP_MAX_LINE_LENGTH };
 export type PickupParse = { ok: true; envelope: PickupEnvelope } | { ok: false; reason: string };
 
 const REMOVED_HEADERS = /^(bcc|received|resent-[a-z-]+):/i;
@@ -82,11 +87,14 @@ export async function pickupPass(opts: PickupOptions, limit = 100): Promise<numb
       continue; // another replica took it
     }
     let parse: PickupParse;
+    const file = createReadStream(claimed);
     try {
-      const split = await splitHeader(createReadStream(claimed), opts.maxHeaderSize);
+      const split = await splitHeader(file, opts.maxHeaderSize);
       parse = (opts.parse ?? parsePickupHeader)(split.header, opts.maxRecipients);
     } catch (err) {
       parse = { ok: false, reason: (err as Error).message };
+    } finally {
+      file.destroy(); // only the header was read: close the file
     }
     if (!parse.ok) {
       await rename(claimed, `${base}.bad`);
@@ -99,6 +107,11 @@ export async function pickupPass(opts: PickupOptions, limit = 100): Promise<numb
       queued++;
       opts.log.info({ file: name, id, recipients: parse.envelope.recipients.length }, 'pickup file queued');
     } catch (err) {
+      if (err instanceof ContentRefusedError) {
+        await rename(claimed, `${base}.bad`);
+        opts.log.warn({ file: name, reason: err.message, code: err.code }, 'pickup file unusable; renamed .bad (BADMAIL)');
+        continue;
+      }
       await rename(claimed, join(opts.dir, name)).catch(() => undefined);
       opts.log.error({ file: name, err: (err as Error).message }, 'pickup file not queued; will retry');
       break; // the queue is unavailable: stop this pass
