@@ -36,7 +36,7 @@ export type HarnessOptions = {
 
 export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
   const dir = await mkdtemp(join(tmpdir(), 'transit-e2e-'));
-  const sink = await startSmtpSink({ rejectRecipient: opts.rejectRecipient, ...(opts.beforeRcptReply ? { beforeRcptReply: opts.beforeRcptReply } : {}) });
+  const sink = await startSmtpSink({ recordWire: true, rejectRecipient: opts.rejectRecipient, ...(opts.beforeRcptReply ? { beforeRcptReply: opts.beforeRcptReply } : {}) });
   const base = await exampleOrganisation();
   const config: Record<string, unknown> = {
     ...base,

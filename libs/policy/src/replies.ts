@@ -50,6 +50,8 @@ export const REPLIES = {
   lineTooLong: r(500, '5.5.2', 'Line too long'),
   lineTooLongClosing: r(421, '4.7.0', 'Line too long, closing transmission channel'),
   invalidCommandCharacter: r(500, '5.5.2', 'Syntax error, command contains a NUL or bare CR'),
+  // RFC 5321 §4.1.1.11: a parameter Transit does not implement (REQUIRETLS: not offered until outbound honours it).
+  parameterNotImplemented: r(555, '5.5.4', 'MAIL FROM/RCPT TO parameters not recognized or not implemented'),
   // An unauthenticated client that did not wait for the reply to its end of data (RFC 2920 §3.1; Postfix 3.9's smtpd_forbid_unauth_pipelining).
   protocolSynchronization: r(554, '5.5.0', 'SMTP protocol synchronization error, closing transmission channel'),
   // PROXY protocol (Transit's own; Exchange has none): a load balancer's header from someone else, or none from a load balancer.

@@ -126,6 +126,7 @@ export const STOCK_REPLIES: ReadonlyMap<string, Reply> = new Map([
   ['421|Timeout - closing connection', REPLIES.timeoutWaitingForClient],
   ['421|Server shutting down', REPLIES.serviceNotAvailable],
   ['421|Error: Command line too long', REPLIES.lineTooLongClosing],
+  ['530|REQUIRETLS not permitted on non-TLS connections', REPLIES.parameterNotImplemented],
   ['503|Error: send HELO/EHLO first', { code: 503, enhanced: '5.5.2', text: 'Send hello first' }],
   ['503|Error: need MAIL command', { code: 503, enhanced: '5.5.2', text: 'Need mail command' }],
   ['503|Error: need RCPT command', { code: 503, enhanced: '5.5.2', text: 'Need rcpt command' }],
