@@ -9,9 +9,9 @@
  *   uses (`\n.\n`, `\r.\r`, ...): a server that takes one for the end of DATA and a relay
  *   that does not disagree on where a message ends, and the rest is read as commands.
  *   Normalized, the smuggled text is an ordinary line of this message.
- * - NUL is refused in both modes: RFC 5322 §2.3 and 8BITMIME (RFC 6152) allow it only in
- *   BINARYMIME, which Transit does not offer, so no legitimate message holds one; and
- *   servers that drop NULs read `\r\n\0.\r\n` as the end of DATA.
+ * - NUL is refused in both modes: 7bit and 8bit data (RFC 2045 §2.7-2.8, 8BITMIME) exclude
+ *   it, only BINARYMIME may carry it and Transit does not offer that, so no legitimate
+ *   message holds one; and servers that drop NULs read `\r\n\0.\r\n` as the end of DATA.
  * - A line over maxLineLength octets (its CRLF included; RFC 5321 §4.5.3.1.6 allows 1000)
  *   is refused at its first octet over the limit.
  * - maxBytes counts the content as received (what SIZE and MaxMessageSize mean); the chunk
