@@ -91,8 +91,7 @@ class ContentScanner {
   #heldCr = false;
 
   constructor(o: ContentGuardOptions) {
-    if (o.lineEndings !== 'Reject' && o.lineEndings !== 'Normalize') throw new TypeError(`lineEndings must be Reject or Normalize, not ${String(o.lineEndings)}`);
-    this.#normalize = o.lineEndings === 'Normalize';
+    this.#normalize = o.lineEndings === 'Normalize'; // anything else rejects: the safe side
     this.#maxLineContent = o.maxLineLength > 0 ? Math.max(0, o.maxLineLength - 2) : Infinity;
     this.#maxBytes = o.maxBytes ?? 0;
     this.#maxHeader = o.maxHeaderSize ?? 0;
