@@ -1,6 +1,7 @@
 /**
  * Body storage: small bodies travel inline in the envelope; large ones stream into the
- * JetStream object store (PERFORMANCE.md: the object store is for large bodies only).
+ * JetStream object store (docs/performance.md,
+ * "Findings that shaped the code": the object store is for large bodies only).
  */
 import { Readable } from 'node:stream';
 import type { BodyRef } from '@transit/envelope';

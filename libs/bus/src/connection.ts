@@ -1,7 +1,7 @@
 /**
  * One NATS connection per process, reconnecting forever: a service outlives nats-server
- * restarts and resumes on its own (the issue's "after nats-server returns, mail flows
- * again without restarting Transit").
+ * restarts and resumes on its own. Once nats-server is back, mail flows again without
+ * restarting any Transit process.
  */
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';

@@ -1,8 +1,9 @@
 /**
- * Every receive-connector and permission line of the five seed articles
- * (/work/shared/seeds/000-004), as the articles print them: mangled hyphens, typographic
- * quotes, prompts and wrapped lines included. Connectors an article made in the GUI are
- * made first with the equivalent New-ReceiveConnector line.
+ * Every receive-connector and permission line of five published how-to articles on Exchange
+ * relay connectors (seeds 000-004, one describe block each; the lines are copied in below),
+ * as the articles print them: mangled hyphens, typographic quotes, prompts and wrapped lines
+ * included. Connectors an article made in the GUI are made first with the equivalent
+ * New-ReceiveConnector line.
  */
 import { describe, expect, it } from 'vitest';
 import { EmsError } from './errors.ts';

@@ -1,5 +1,5 @@
 /**
- * Queues as Exchange shows them (EXCHANGE.md §9), projected from what the cluster holds: the
+ * Queues as Exchange shows them (docs/exchange.md §9), projected from what the cluster holds: the
  * work items waiting in MAIL_SUBMIT and MAIL_DELIVER, the parked MAIL_POISON items, the
  * SAFETY_NET count, the recipients the categorizer could not route, the administrator holds
  * in KV and the folded event logs. Pure (time is passed in), so it is tested on fixtures;
