@@ -2,18 +2,86 @@
  * A worker loop over a durable pull consumer with bounded concurrency. Workers are
  * stateless: the outcome of a handler decides the message's fate — ack (done) or nak with a
  * delay (try again later). A payload that cannot be decoded is terminated: it never will be.
+ *
+ * The loop also keeps itself honest about progress, because the consumer it reads can go
+ * wrong under it (nats-server 2.9 and nats.js 3, seen in the chaos run):
+ * - **Lost pulls.** Pull requests live on the consumer's leader. When the leader moves (a NATS
+ *   node dies, an election), the waiting pulls are gone and nats.js only notices after two
+ *   missed idle heartbeats; with its defaults that is 30 to 45 s without a message. The loop
+ *   asks for heartbeats every 2.5 s, and a watchdog that sees work waiting on the consumer
+ *   (num_pending) while this worker has free slots and gets nothing restarts the pull loop.
+ * - **Stranded items.** A stream replica that resets its state ("Error applying entries ...
+ *   stream store EOF", "Resetting stream cluster state") can leave work items in the work
+ *   queue below the consumer's ack floor: the consumer counts them as done and never hands
+ *   them out, while they stay in the stream (nats-server#4736, #7308). Every few seconds the
+ *   worker looks for items on its filter at or below the ack floor; one still there after a
+ *   grace period is published again (same data and headers, `Transit-Requeued-From` naming
+ *   the original) and the original deleted, when every replica is current.
+ * - **Stalls.** `health()` says whether the worker makes progress on the work waiting for it
+ *   (see WorkerHealth); libs/service puts it in /readyz and the metrics. An item that is
+ *   put back because it is not due yet (`notYet`, an administrator's hold) is waiting, not
+ *   stalled.
  */
-import type { JsMsg } from '@nats-io/jetstream';
+import type { ConsumerInfo, JsMsg, StoredMsg } from '@nats-io/jetstream';
+import { headers as natsHeaders } from '@nats-io/transport-node';
 import type { Bus } from './connection.ts';
 import type { HoldWatcher } from './holds.ts';
 import type { PoisonTracker } from './poison.ts';
 import { SpanKind, extractTrace, inSpan } from './trace.ts';
 
-export type Outcome = { kind: 'ack' } | { kind: 'retry'; delayMs: number };
+/** `scheduled`: the item is not due yet (a retry time in the future); putting it back is not a failure. */
+export type Outcome = { kind: 'ack' } | { kind: 'retry'; delayMs: number; scheduled?: boolean };
 export const ack: Outcome = { kind: 'ack' };
+/** Try again after `delayMs`: something failed (the bus, Redis, a lease held elsewhere). */
 export const retry = (delayMs: number): Outcome => ({ kind: 'retry', delayMs });
+/** Not due for `delayMs` yet (its next attempt is scheduled): put back, and the worker is waiting rather than failing. */
+export const notYet = (delayMs: number): Outcome => ({ kind: 'retry', delayMs, scheduled: true });
 
-export type Worker = { stop(): Promise<void>; inFlight(): number };
+/** The header a requeued work item carries: the stream and sequence of the stranded original (`MAIL_DELIVER:1234`). */
+export const REQUEUED_FROM_HEADER = 'Transit-Requeued-From';
+
+/**
+ * Whether a worker makes progress, from its own bookkeeping and its consumer's state (read
+ * at most every `checkEveryMs`). `stalled` when, for `stallAfterMs`:
+ * - `starved`: the consumer has undelivered work (num_pending > 0) and this worker has a free
+ *   slot but receives nothing (its pulls are lost and restarting them did not help);
+ * - `busy`: every slot is taken, work waits, and no item is finished;
+ * - `failing`: items arrive but every attempt ends in a retry (nothing acknowledged);
+ * - `frozen`: the consumer holds unacknowledged items this worker does not account for (in
+ *   its slots or put back as not due) and nothing was delivered, redelivered or acknowledged
+ *   by any worker;
+ * - `stranded`: items below the consumer's ack floor that could not be requeued.
+ * Deferred items are put back for at most half of `stallAfterMs`, so one another replica
+ * holds comes back (a redelivery) well within it and never reads as `frozen`.
+ */
+export type WorkerHealth = {
+  stream: string;
+  consumer: string;
+  stalled: boolean;
+  reason?: 'starved' | 'busy' | 'failing' | 'frozen' | 'stranded';
+  /** How long the stall condition has held (ms), or 0. */
+  stalledForMs: number;
+  /** From the last consumer info: undelivered, and delivered but unacknowledged (cluster-wide). */
+  pending?: number;
+  ackPending?: number;
+  inFlight: number;
+  /** Items this worker put back as not due yet (or held), whose time has not come. */
+  scheduled: number;
+  /** Items seen below the consumer's ack floor in the last sweep (stranded). */
+  stranded: number;
+  /** Stranded items published again since start. */
+  requeued: number;
+  /** Times the watchdog restarted the pull loop since start. */
+  restarts: number;
+  sinceLastAckMs: number;
+  sinceLastReceivedMs: number;
+  /** Age of the consumer info this is based on (undefined: never read). */
+  checkedAgoMs?: number;
+};
+
+type Reason = NonNullable<WorkerHealth['reason']>;
+
+export type Worker = { stop(): Promise<void>; inFlight(): number; health(now?: number): WorkerHealth };
 
 export type WorkerOptions<T> = {
   stream: string;
@@ -29,9 +97,47 @@ export type WorkerOptions<T> = {
   poison?: { tracker: PoisonTracker; threshold: number; onParked: (item: T, msg: JsMsg, crashes: number) => Promise<void> };
   /** Administrator holds: an item of a suspended queue or message waits `recheckMs`, a removed message's item is dropped. */
   holds?: { watcher: HoldWatcher; messageIdOf: (item: T) => string; recheckMs: number; onDropped: (item: T, msg: JsMsg) => void };
+  /** No progress for this long is a stall (default: configureWorkers, 120 s). */
+  stallAfterMs?: number;
+  /** How often the consumer's state is read for the watchdog, the stall check and the stranded sweep (default 5 s). */
+  checkEveryMs?: number;
+  /** Starved this long (work waiting, free slots, nothing received): restart the pull loop (default 10 s). */
+  restartAfterMs?: number;
+  /** A stranded item is requeued once seen this long (default 10 s): an acknowledged item normally leaves the stream within milliseconds. */
+  strandedGraceMs?: number;
+  /** Pull request expiry (default 10 s); idle heartbeats come at a quarter of it. */
+  pullExpiresMs?: number;
 };
 
+/** Process-wide defaults, set once by the service shell (libs/service) from the environment. */
+const defaults: { stallAfterMs: number; onNotice: (what: string, detail: Record<string, unknown>) => void } = { stallAfterMs: 120_000, onNotice: () => undefined };
+export function configureWorkers(opts: { stallAfterMs?: number; onNotice?: (what: string, detail: Record<string, unknown>) => void }): void {
+  if (opts.stallAfterMs !== undefined) defaults.stallAfterMs = opts.stallAfterMs;
+  if (opts.onNotice) defaults.onNotice = opts.onNotice;
+}
+
+const running = new Set<Worker>();
+/** The workers of this process (for /readyz and the metrics). */
+export function runningWorkers(): Worker[] {
+  return [...running];
+}
+
+/** The consumer's filter subject(s) as one subject for STREAM.MSG.GET next_by_subj. */
+function filterOf(info: ConsumerInfo): string | undefined {
+  const c = info.config as { filter_subject?: string; filter_subjects?: string[] };
+  return c.filter_subject || (c.filter_subjects?.length === 1 ? c.filter_subjects[0] : undefined);
+}
+
 export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
+  const stallAfterMs = opts.stallAfterMs ?? defaults.stallAfterMs;
+  const checkEveryMs = opts.checkEveryMs ?? 5000;
+  const restartAfterMs = opts.restartAfterMs ?? 10_000;
+  const strandedGraceMs = opts.strandedGraceMs ?? 10_000;
+  const pullExpiresMs = opts.pullExpiresMs ?? 10_000;
+  /** A put-back item comes back within this, so another replica's deferred item never looks frozen. */
+  const maxScheduleMs = Math.max(1000, Math.floor(stallAfterMs / 2));
+  const notice = (what: string, detail: Record<string, unknown>) => defaults.onNotice(what, { stream: opts.stream, consumer: opts.consumer, ...detail });
+
   let stopping = false;
   let active = 0;
   const idle: Array<() => void> = [];
@@ -40,7 +146,41 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
   /** A third of the consumer's ack wait, read when consuming starts. */
   let keepAliveMs = 5000;
 
+  // Progress bookkeeping.
+  const startedAt = Date.now();
+  let lastAckAt = startedAt;
+  let lastReceivedAt = startedAt;
+  let lastFailureAt = 0;
+  /** Stream sequence → when it was put back as not due, until when. */
+  const scheduled = new Map<number, number>();
+  let info: ConsumerInfo | undefined;
+  let checkedAt: number | undefined;
+  /** When the consumer's delivered or acknowledged position last changed (any worker). */
+  let movedAt = startedAt;
+  /** The watchdog's clock: starved since (reset when it restarts the pull loop). */
+  let starvedSince: number | undefined;
+  /** Since when each stall condition has held without progress (set by `check`). */
+  const since = new Map<Reason, number>();
+  let restarts = 0;
+  let requeued = 0;
+  /** Stranded candidates: stream sequence → first seen. */
+  const stranded = new Map<number, number>();
+  /** Published again; the original still to delete (waits for current replicas). */
+  const awaitingDelete = new Set<number>();
+
+  const putBack = (msg: JsMsg, delayMs: number, isScheduled: boolean) => {
+    const delay = isScheduled ? Math.min(delayMs, maxScheduleMs) : delayMs;
+    if (isScheduled) scheduled.set(msg.seq, Date.now() + delay);
+    else lastFailureAt = Date.now();
+    msg.nak(delay);
+  };
+  const acked = () => {
+    lastAckAt = Date.now();
+  };
+
   const settle = async (msg: JsMsg): Promise<void> => {
+    lastReceivedAt = Date.now();
+    scheduled.delete(msg.seq);
     let item: T;
     try {
       item = opts.decode(msg.data);
@@ -49,6 +189,7 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
       // No reason text: nats-server 2.9 ignores `+TERM <reason>` (reasons arrived in 2.10),
       // which would leave the item to be redelivered forever. The reason is in the log above.
       msg.term();
+      acked();
       return;
     }
     if (opts.holds) {
@@ -61,11 +202,11 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
       });
       if (hold === 'removed') {
         onDropped(item, msg);
-        await msg.ackAck().catch((err: unknown) => opts.onError(err, msg));
+        await msg.ackAck().then(acked, (err: unknown) => opts.onError(err, msg));
         return;
       }
       if (hold === 'suspended') {
-        msg.nak(recheckMs);
+        putBack(msg, recheckMs, true);
         return;
       }
     }
@@ -76,6 +217,7 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
         if (crashes >= poison.threshold) {
           await poison.tracker.park(msg, crashes, `its processing ended ${crashes} workers`);
           await poison.onParked(item, msg, crashes);
+          acked();
           return;
         }
       } catch (err) {
@@ -105,8 +247,8 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
     }
     // The marker goes first, not awaited: it is on the wire before the ack, in order.
     if (poison) void poison.tracker.end(msg).catch((err: unknown) => opts.onError(err, msg));
-    if (outcome.kind === 'ack') await msg.ackAck().catch((err: unknown) => opts.onError(err, msg));
-    else msg.nak(outcome.delayMs);
+    if (outcome.kind === 'ack') await msg.ackAck().then(acked, (err: unknown) => opts.onError(err, msg));
+    else putBack(msg, outcome.delayMs, outcome.scheduled === true);
   };
 
   const loop = async (): Promise<void> => {
@@ -114,8 +256,14 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
       try {
         const consumer = await bus.js.consumers.get(opts.stream, opts.consumer);
         keepAliveMs = Math.max(250, Math.floor(((await consumer.info(true)).config.ack_wait ?? 15_000_000_000) / 1_000_000 / 3));
-        const iter = await consumer.consume({ max_messages: opts.concurrency * 2 });
+        // Short pulls with frequent idle heartbeats: a pull lost with its consumer leader is noticed in seconds, not half a minute.
+        const iter = await consumer.consume({ max_messages: opts.concurrency * 2, expires: pullExpiresMs, idle_heartbeat: Math.max(500, Math.floor(pullExpiresMs / 4)) });
         messages = iter;
+        void (async () => {
+          for await (const s of iter.status()) {
+            if (s.type === 'heartbeats_missed' || s.type === 'consumer_deleted' || s.type === 'consumer_not_found' || s.type === 'stream_not_found') notice(`pull consumer: ${s.type}`, { ...s });
+          }
+        })().catch(() => undefined);
         for await (const msg of iter) {
           while (active >= opts.concurrency) await new Promise<void>((r) => idle.push(r));
           active++;
@@ -133,16 +281,143 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
       if (!stopping) await new Promise((r) => setTimeout(r, 500));
     }
   };
-  const running = loop();
 
-  return {
+  /** Restarts the pull loop: the iterator ends, and `loop` starts a new one. */
+  const restart = (why: string) => {
+    restarts++;
+    notice('pull loop restarted', { why, restarts });
+    messages?.stop();
+  };
+
+  /** Items on this consumer's filter at or below its ack floor: the consumer will never hand them out. */
+  const sweepStranded = async (ci: ConsumerInfo, now: number) => {
+    const floor = ci.ack_floor.stream_seq;
+    const filter = filterOf(ci);
+    const si = await bus.jsm.streams.info(opts.stream);
+    const seen = new Map<number, StoredMsg>();
+    if (filter && si.state.messages > 0 && si.state.first_seq <= floor) {
+      let seq = si.state.first_seq;
+      for (let i = 0; i < 200 && seq <= floor; i++) {
+        // `next_by_subj` (wildcards included) is in the server's STREAM.MSG.GET since 2.9; the client's type lists only seq/last_by_subj.
+        const m = await bus.jsm.streams.getMessage(opts.stream, { seq, next_by_subj: filter } as unknown as { seq: number });
+        if (!m || m.seq > floor) break;
+        seen.set(m.seq, m);
+        seq = m.seq + 1;
+      }
+    }
+    for (const seq of stranded.keys()) if (!seen.has(seq)) stranded.delete(seq);
+    for (const seq of awaitingDelete) if (!seen.has(seq)) awaitingDelete.delete(seq);
+    // Deleting a sequence a lagging replica lacks makes that replica reset (nats-server#7308): only when all are current.
+    const replicasCurrent = (si.cluster?.replicas ?? []).every((r) => r.current && !r.offline);
+    for (const [seq, m] of seen) {
+      const first = stranded.get(seq);
+      if (first === undefined) {
+        stranded.set(seq, now);
+        continue;
+      }
+      if (now - first < strandedGraceMs) continue;
+      if (!awaitingDelete.has(seq)) {
+        const h = natsHeaders();
+        for (const [k, values] of m.header ?? []) {
+          if (/^Nats-/i.test(k)) continue; // its message id and expectations belonged to the first publish
+          for (const v of values) h.append(k, v);
+        }
+        h.set(REQUEUED_FROM_HEADER, `${opts.stream}:${seq}`);
+        // The same id for every sweeper in the cluster: two replicas requeueing at once store one copy.
+        const pa = await bus.js.publish(m.subject, m.data, { msgID: `requeued:${opts.stream}:${seq}`, headers: h, expect: { streamName: opts.stream }, timeout: 5000 });
+        awaitingDelete.add(seq);
+        if (!pa.duplicate) requeued++;
+        notice('stranded work item requeued', { seq, subject: m.subject, as: pa.seq, floor, duplicate: pa.duplicate });
+      }
+      if (replicasCurrent) {
+        await bus.jsm.streams.deleteMessage(opts.stream, seq, false).catch(() => false);
+        awaitingDelete.delete(seq);
+        stranded.delete(seq);
+      }
+    }
+  };
+
+  let checking = false;
+  let lastSweep = 0;
+  const check = async () => {
+    if (checking || stopping) return;
+    checking = true;
+    try {
+      const now = Date.now();
+      const ci = await bus.jsm.consumers.info(opts.stream, opts.consumer);
+      if (info && (ci.delivered.consumer_seq !== info.delivered.consumer_seq || ci.ack_floor.consumer_seq !== info.ack_floor.consumer_seq)) movedAt = now;
+      info = ci;
+      checkedAt = now;
+      for (const [seq, due] of scheduled) if (due + 2 * keepAliveMs * 3 < now) scheduled.delete(seq); // came back to another worker
+      // The watchdog: work is waiting on the consumer, this worker could take it, and nothing comes.
+      const deliverable = ci.num_pending > 0 && ci.num_ack_pending < (ci.config.max_ack_pending ?? Infinity);
+      if (deliverable && active < opts.concurrency) {
+        if (starvedSince === undefined || lastReceivedAt >= starvedSince) starvedSince = now;
+        else if (now - starvedSince >= restartAfterMs) {
+          restart(`${ci.num_pending} item(s) waiting and nothing received for ${Math.round((now - starvedSince) / 1000)} s`);
+          starvedSince = now;
+        }
+      } else starvedSince = undefined;
+      if (now - lastSweep >= Math.max(checkEveryMs, strandedGraceMs / 2)) {
+        lastSweep = now;
+        // A failed requeue leaves the items stranded: the 'stranded' clock below keeps running.
+        await sweepStranded(ci, now).catch((err: Error) => notice('stranded sweep failed', { err: err.message }));
+      }
+      // Each stall condition's clock runs while it holds and restarts at progress (an item received, acknowledged, the consumer moving).
+      const ownScheduled = [...scheduled.values()].filter((due) => due > now).length;
+      const waiting = ci.num_pending > 0 || ci.num_ack_pending - active - ownScheduled > 0;
+      const hold = (reason: Reason, holds: boolean, progressAt: number) => {
+        if (!holds) since.delete(reason);
+        else since.set(reason, Math.max(since.get(reason) ?? now, progressAt));
+      };
+      hold('starved', deliverable && active < opts.concurrency, lastReceivedAt);
+      hold('busy', active >= opts.concurrency && waiting, lastAckAt);
+      hold('frozen', waiting, Math.max(lastAckAt, movedAt));
+      hold('failing', lastFailureAt > lastAckAt && now - lastFailureAt < 30_000, lastAckAt);
+      hold('stranded', [...stranded.keys()].some((seq) => !awaitingDelete.has(seq) && now - stranded.get(seq)! >= strandedGraceMs), 0);
+    } catch (err) {
+      // NATS away or electing: the check comes again; /readyz already says "disconnected" when it is.
+      if (!stopping && bus.connected()) notice('worker check failed', { err: (err as Error).message });
+    } finally {
+      checking = false;
+    }
+  };
+  const checker = setInterval(() => void check(), checkEveryMs);
+  checker.unref();
+
+  const health = (now = Date.now()): WorkerHealth => {
+    const base = {
+      stream: opts.stream,
+      consumer: opts.consumer,
+      inFlight: active,
+      scheduled: [...scheduled.values()].filter((due) => due > now).length,
+      stranded: stranded.size,
+      requeued,
+      restarts,
+      sinceLastAckMs: now - lastAckAt,
+      sinceLastReceivedMs: now - lastReceivedAt,
+      ...(info ? { pending: info.num_pending, ackPending: info.num_ack_pending } : {}),
+      ...(checkedAt !== undefined ? { checkedAgoMs: now - checkedAt } : {}),
+    };
+    let worst: [Reason, number] | undefined;
+    for (const [reason, from] of since) if (now - from >= stallAfterMs && (!worst || now - from > worst[1])) worst = [reason, now - from];
+    return worst ? { ...base, stalled: true, reason: worst[0], stalledForMs: worst[1] } : { ...base, stalled: false, stalledForMs: 0 };
+  };
+
+  const running$ = loop();
+  const worker: Worker = {
     inFlight: () => active,
+    health,
     stop: async () => {
       stopping = true;
+      clearInterval(checker);
+      running.delete(worker);
       messages?.stop();
       idle.splice(0).forEach((r) => r());
       await Promise.allSettled([...done]);
-      await running;
+      await running$;
     },
   };
+  running.add(worker);
+  return worker;
 }

@@ -74,6 +74,23 @@ export const metrics = {
 
   queueMessages: new Gauge({ name: 'transit_queue_messages', help: 'Messages waiting in a JetStream work queue, by stream (absent while JetStream does not answer).', labelNames: ['stream'] as const, registers: [registry] }),
   queueOldestAge: new Gauge({ name: 'transit_queue_oldest_age_seconds', help: 'Age of the oldest message in a JetStream work queue, by stream (0 when empty).', labelNames: ['stream'] as const, registers: [registry] }),
+  // Progress of each worker (hub, mailbox-delivery, outbound-proxy): libs/bus startWorker's health, refreshed on a scrape.
+  workerStalled: new Gauge({
+    name: 'transit_worker_stalled',
+    help: '1 while this worker makes no progress on work waiting for it (starved, busy, failing, frozen or stranded: /readyz names it), else 0; by consumer.',
+    labelNames: ['consumer'] as const,
+    registers: [registry],
+  }),
+  workerSinceAck: new Gauge({ name: 'transit_worker_seconds_since_ack', help: 'Seconds since this worker last finished (acknowledged) a work item, by consumer.', labelNames: ['consumer'] as const, registers: [registry] }),
+  consumerPending: new Gauge({ name: 'transit_consumer_pending_messages', help: 'Work items not yet handed to any worker (num_pending of the durable consumer, as its workers last read it), by consumer.', labelNames: ['consumer'] as const, registers: [registry] }),
+  consumerAckPending: new Gauge({ name: 'transit_consumer_ack_pending_messages', help: 'Work items handed out and not yet acknowledged, deferred ones included (num_ack_pending), by consumer.', labelNames: ['consumer'] as const, registers: [registry] }),
+  workerRequeued: new Counter({
+    name: 'transit_worker_requeued_total',
+    help: "Stranded work items (left in the work queue below the consumer's ack floor, which would never be handed out) this worker published again, by consumer.",
+    labelNames: ['consumer'] as const,
+    registers: [registry],
+  }),
+  workerPullRestarts: new Counter({ name: 'transit_worker_pull_restarts_total', help: 'Times this worker restarted its pull loop because work waited on the consumer and nothing arrived, by consumer.', labelNames: ['consumer'] as const, registers: [registry] }),
   jetstreamUp: new Gauge({ name: 'transit_jetstream_up', help: '1 when JetStream answered the last stream-info request within the scrape deadline, else 0.', registers: [registry] }),
   redisUp: new Gauge({ name: REDIS_UP, help: '1 when Redis (shadow state) answered the last PING within the scrape deadline, else 0. Only roles that use Redis.', registers: [optional] }),
 };

@@ -12,6 +12,7 @@ import { startHttpServer, type HttpRoute } from './health.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { startTracing } from './tracing.ts';
 import { jetStreamProbe } from './metrics.ts';
+import { configureProgress, stalledSummary, workerHealth, workerProbe } from './progress.ts';
 
 export const ROLES = ['frontend', 'hub', 'mailbox-delivery', 'submission', 'outbound-proxy', 'admin'] as const;
 export type Role = (typeof ROLES)[number];
@@ -57,6 +58,12 @@ async function untilTopology(bus: Bus, settings: RuntimeSettings, log: Logger): 
 export async function runService(role: Role, start: (ctx: ServiceContext) => Promise<RunningService>): Promise<void> {
   const settings = runtimeSettings();
   const log = createLogger(role, settings.nodeName);
+  try {
+    configureProgress(log);
+  } catch (err) {
+    log.fatal({ err: (err as Error).message }, 'configuration refused');
+    process.exit(78); // EX_CONFIG
+  }
   const tracing = startTracing(role, settings.nodeName);
   const bus = await connectBus(settings.natsServers, `${role}@${settings.nodeName}`);
   await untilTopology(bus, settings, log);
@@ -102,16 +109,25 @@ export async function runService(role: Role, start: (ctx: ServiceContext) => Pro
   collectProcessMetrics();
   metrics.roleInfo.set({ role }, 1);
   onScrape(jetStreamProbe(bus));
+  onScrape(workerProbe());
   const startedAt = Date.now();
   const httpHost = settings.listenHost ?? '0.0.0.0';
   const httpPort = settings.httpPort ?? DEFAULT_HTTP_PORTS[role] + settings.portOffset;
-  const ready = () => bus.connected() && (service.ready?.() ?? true);
-  const http: Server = await startHttpServer(httpHost, httpPort, { ready, details: () => ({ role, node: settings.nodeName, pid: process.pid, nats: bus.connected() ? 'connected' : 'disconnected', ...ctx.facts }) }, service.routes);
+  // A worker with work waiting and no progress for TRANSIT_STALL_SECONDS is not ready either (progress.ts).
+  const ready = () => bus.connected() && (service.ready?.() ?? true) && !workerHealth().some((h) => h.stalled);
+  const details = () => {
+    const workers = workerHealth();
+    const stalled = stalledSummary(workers);
+    return { role, node: settings.nodeName, pid: process.pid, nats: bus.connected() ? 'connected' : 'disconnected', ...ctx.facts, ...(stalled ? { stalled } : {}), ...(workers.length ? { workers } : {}) };
+  };
+  const http: Server = await startHttpServer(httpHost, httpPort, { ready, details }, service.routes);
 
   const kv: KV = await new Kvm(bus.js).open(NODES_BUCKET);
   const key = `${role}.${settings.nodeName.replace(/[^A-Za-z0-9_-]/g, '_')}.${process.pid}`;
   const beat = async () => {
-    const hb: NodeHeartbeat = { role, node: settings.nodeName, pid: process.pid, startedAt, at: Date.now(), ready: ready(), http: `${httpHost}:${httpPort}`, facts: ctx.facts };
+    // The dashboard reads readiness (and why not) from here.
+    const stalled = stalledSummary(workerHealth());
+    const hb: NodeHeartbeat = { role, node: settings.nodeName, pid: process.pid, startedAt, at: Date.now(), ready: ready(), http: `${httpHost}:${httpPort}`, facts: stalled ? { ...ctx.facts, stalled } : ctx.facts };
     await kv.put(key, JSON.stringify(hb)).catch(() => undefined);
   };
   await beat();

@@ -65,3 +65,21 @@ describe('listLeases', () => {
     expect(await listLeases(redis)).toEqual([]);
   });
 });
+
+describe('settle', () => {
+  it('makes the next claim of a work item answer "settled", for every owner, without touching other items', async () => {
+    await redis.flushall();
+    const adopter = new Leases(redis, { owner: 'n4/400', deliveredTtlSeconds: 60 });
+    const other = new Leases(redis, { owner: 'n5/500', deliveredTtlSeconds: 60 });
+    expect((await adopter.claim(ref(7), ['a@fabrikam.test'])).ok).toBe(true);
+    await adopter.release(ref(7), ['a@fabrikam.test']);
+    await adopter.settle(ref(7));
+    // JetStream's redelivery of the settled item, to any worker: acknowledged without work.
+    expect(await other.claim(ref(7), ['a@fabrikam.test'])).toEqual({ ok: false, settled: true });
+    expect(await adopter.claim(ref(7), ['a@fabrikam.test'])).toEqual({ ok: false, settled: true });
+    expect(await redis.ttl('transit:settled:{m7}:MAIL_DELIVER:7')).toBeGreaterThan(3600);
+    // Another work item of the same message (a later attempt) is claimed as usual, and learns who has it.
+    const later = await other.claim(ref(8, 'm7'), ['a@fabrikam.test', 'b@fabrikam.test']);
+    expect(later.ok && [...later.alreadyDelivered]).toEqual(['a@fabrikam.test']);
+  });
+});

@@ -10,13 +10,19 @@
  *
  * An owner is one process (`node/pid`): a restarted process is a new owner, and whatever
  * its previous life held is an orphan.
+ *
+ * A survivor that settled an adopted item marks it settled here: when it cannot delete it
+ * from the work queue at once (deleting by sequence goes through the stream's Raft log, and
+ * nats-server 2.9 resets a replica that lacks the message when it applies the delete, which
+ * can leave other work items stranded: nats-server#7308), JetStream hands it out again after
+ * its ack wait, the claim answers "settled", and the worker acknowledges it without work.
  */
 import type { Redis } from 'ioredis';
 
 /** Where a work item lives in JetStream, enough for a survivor to fetch and settle it. */
 export type WorkRef = { stream: string; seq: number; subject: string; messageId: string };
 
-export type Claim = { ok: true; alreadyDelivered: Set<string> } | { ok: false; holder: string };
+export type Claim = { ok: true; alreadyDelivered: Set<string> } | { ok: false; holder: string } | { ok: false; settled: true };
 
 const OWNERS = 'transit:owners';
 const heartbeatKey = (owner: string) => `transit:heartbeat:${owner}`;
@@ -26,6 +32,9 @@ export const deliveredKey = (messageId: string) => `transit:delivered:{${message
 const leaseKey = (ref: WorkRef) => `transit:lease:{${ref.messageId}}:${ref.stream}:${ref.seq}`;
 // When the lease's holder took it (ms since the epoch, Redis's clock): lives and dies with the lease.
 const sinceKey = (ref: WorkRef) => `transit:lease-since:{${ref.messageId}}:${ref.stream}:${ref.seq}`;
+// A work item a survivor already settled (see the header): gone with its TTL, long after JetStream hands it out again.
+const settledKey = (ref: WorkRef) => `transit:settled:{${ref.messageId}}:${ref.stream}:${ref.seq}`;
+const SETTLED_TTL_SECONDS = 2 * 24 * 3600;
 const NOW_MS = `local t = redis.call('TIME')
 local now = string.format('%.0f', t[1] * 1000 + math.floor(t[2] / 1000))`;
 const encodeRef = (ref: WorkRef) => JSON.stringify([ref.stream, ref.seq, ref.subject, ref.messageId]);
@@ -38,8 +47,9 @@ function decodeRef(text: string): WorkRef | undefined {
   }
 }
 
-/** KEYS: delivered set, lease, owner's set, lease's since. ARGV: owner, lease TTL ms, ref, recipients... */
+/** KEYS: delivered set, lease, owner's set, lease's since, settled. ARGV: owner, lease TTL ms, ref, recipients... */
 const CLAIM = `
+if redis.call('EXISTS', KEYS[5]) == 1 then return {2, ''} end
 local holder = redis.call('GET', KEYS[2])
 if holder and holder ~= ARGV[1] then return {0, holder} end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
@@ -114,7 +124,8 @@ export class Leases {
 
   /** Before a delivery: take the item's lease (unless another live owner holds it) and learn who already has it. */
   async claim(ref: WorkRef, recipients: readonly string[]): Promise<Claim> {
-    const out = (await this.#redis.eval(CLAIM, 4, deliveredKey(ref.messageId), leaseKey(ref), ownedKey(this.owner), sinceKey(ref), this.owner, String(this.leaseTtlMs), encodeRef(ref), ...recipients.map((r) => r.toLowerCase()))) as [number, string, ...string[]];
+    const out = (await this.#redis.eval(CLAIM, 5, deliveredKey(ref.messageId), leaseKey(ref), ownedKey(this.owner), sinceKey(ref), settledKey(ref), this.owner, String(this.leaseTtlMs), encodeRef(ref), ...recipients.map((r) => r.toLowerCase()))) as [number, string, ...string[]];
+    if (out[0] === 2) return { ok: false, settled: true };
     if (out[0] !== 1) return { ok: false, holder: out[1] };
     const done = new Set(out.slice(2));
     return { ok: true, alreadyDelivered: new Set(recipients.filter((r) => done.has(r.toLowerCase()))) };
@@ -123,6 +134,11 @@ export class Leases {
   /** While delivering: false once the lease is no longer ours (taken over): stop before sending. */
   async renew(ref: WorkRef): Promise<boolean> {
     return (await this.#redis.eval(RENEW, 2, leaseKey(ref), sinceKey(ref), this.owner, String(this.leaseTtlMs))) === 1;
+  }
+
+  /** A work item settled outside JetStream's delivery (an adopted orphan): its next delivery is acknowledged without work. */
+  async settle(ref: WorkRef): Promise<void> {
+    await this.#redis.set(settledKey(ref), this.owner, 'EX', SETTLED_TTL_SECONDS);
   }
 
   /** After a delivery attempt: record who got it and give the lease up, in one step. */

@@ -9,7 +9,7 @@
  * on 717 ("Outbound Proxy Frontend") for trusted internal senders.
  */
 import { join } from 'node:path';
-import { BodyStore, CONSUMERS, STREAMS, SpanKind, ack, annotate, inSpan, loadMessage, publishDurable, recordEvent, retry, startWorker, type Outcome } from '@transit/bus';
+import { BodyStore, CONSUMERS, REQUEUED_FROM_HEADER, STREAMS, SpanKind, ack, annotate, inSpan, loadMessage, notYet, publishDurable, recordEvent, retry, startWorker, type Outcome } from '@transit/bus';
 import { decodeDeliveryItem, encodeDeliveryItem, type DeliveryItem } from '@transit/envelope';
 import { retrySchedule } from '@transit/config';
 import { dsnStatus } from '@transit/dsn';
@@ -79,7 +79,8 @@ await runService('outbound-proxy', async (ctx) => {
   async function handleItem(work: DeliveryItem, ref: WorkRef, redelivered: boolean): Promise<Outcome> {
     let item = work;
     const wait = item.notBefore - Date.now();
-    if (wait > 0) return retry(Math.min(wait, 60_000));
+    // Its next attempt is scheduled: waiting, not failing (the worker caps how long it is put back for).
+    if (wait > 0) return notYet(Math.min(wait, 60_000));
     const hopName = ref.subject;
     annotate({ 'transit.message_id': item.envelope.id, 'transit.next_hop': hopName, 'transit.attempt': item.attempt });
     // Exactly once per recipient: claim the item, learning who already has it.
@@ -90,6 +91,11 @@ await runService('outbound-proxy', async (ctx) => {
     } catch (err) {
       ctx.log.warn({ err: (err as Error).message, id: item.envelope.id }, 'shadow state unavailable; delivery waits');
       return retry(2000);
+    }
+    if (!claim.ok && 'settled' in claim) {
+      // A survivor took it over from a dead worker and settled it; this is JetStream's redelivery of it.
+      ctx.log.info({ id: item.envelope.id, seq: ref.seq }, 'work item already settled by the worker that took it over');
+      return ack;
     }
     if (!claim.ok) {
       // JetStream handed it out again while a live worker still delivers it: that one finishes it.
@@ -188,26 +194,37 @@ await runService('outbound-proxy', async (ctx) => {
     decode: decodeDeliveryItem,
     poison: poisonGuard(ctx, 'outbound-proxy', (i: DeliveryItem) => i.envelope.id),
     holds,
-    handle: (item, msg) => handleItem(item, { stream: STREAMS.deliver, seq: msg.seq, subject: msg.subject, messageId: item.envelope.id }, msg.info.redelivered),
+    // A requeued item (a stranded original published again, libs/bus consume.ts) may have been worked on before: treat it as redelivered.
+    handle: (item, msg) => handleItem(item, { stream: STREAMS.deliver, seq: msg.seq, subject: msg.subject, messageId: item.envelope.id }, msg.info.redelivered || msg.headers?.has(REQUEUED_FROM_HEADER) === true),
   });
 
   /**
    * Orphans: the items an owner held when its heartbeat stopped (a process killed mid-delivery)
-   * are fetched from the stream by sequence and delivered here, then deleted from the work
-   * queue, so they do not wait out JetStream's ack wait. An item that is no longer in the
-   * stream was settled already.
+   * are fetched from the stream by sequence and delivered here, so they do not wait out
+   * JetStream's ack wait. An item that is no longer in the stream was settled already. A
+   * settled item is marked so in Redis, and deleted from the work queue only while every
+   * replica of the stream is current: nats-server 2.9 resets a replica that applies the
+   * delete of a message it lacks (nats-server#7308), which can strand other work items.
+   * Left in place, JetStream's redelivery of it after the ack wait is acknowledged at once.
    */
+  const replicasCurrent = async (stream: string) => {
+    const info = await ctx.bus.jsm.streams.info(stream).catch(() => undefined);
+    return info !== undefined && (info.cluster?.replicas ?? []).every((r) => r.current && !r.offline);
+  };
   const adopting = new Set<Promise<void>>();
   const adopt = async (ref: WorkRef) => {
     try {
       const stored = await ctx.bus.jsm.streams.getMessage(ref.stream, { seq: ref.seq }).catch(() => null);
       if (!stored || stored.subject !== ref.subject) return await leases.release(ref, []);
       ctx.log.warn({ id: ref.messageId, seq: ref.seq, subject: ref.subject }, 'taking over a work item whose worker stopped');
-      // Administrator holds bind a taken-over item too: a removed message's item goes, a held one is left to JetStream's redelivery (the worker then holds it).
+      // Administrator holds bind a taken-over item too: it is left to JetStream's redelivery, where the worker drops a removed message's item and holds a held one.
       const hold = await holds.watcher.check(ref.subject, ref.messageId);
-      if (hold === 'removed') await ctx.bus.jsm.streams.deleteMessage(ref.stream, ref.seq, false);
       if (hold) return await leases.release(ref, []);
-      if ((await handleItem(decodeDeliveryItem(stored.data), ref, true)).kind === 'ack') await ctx.bus.jsm.streams.deleteMessage(ref.stream, ref.seq, false);
+      if ((await handleItem(decodeDeliveryItem(stored.data), ref, true)).kind === 'ack') {
+        await leases.settle(ref);
+        // Out of the work queue at once when every replica has it; otherwise JetStream's redelivery is acknowledged as settled.
+        if (await replicasCurrent(ref.stream)) await ctx.bus.jsm.streams.deleteMessage(ref.stream, ref.seq, false).catch(() => false);
+      }
       // Otherwise JetStream hands it out again after its ack wait, as it would have.
     } catch (err) {
       ctx.log.error({ err: (err as Error).message, id: ref.messageId }, 'taking over an orphaned work item failed; JetStream redelivers it');

@@ -1,0 +1,157 @@
+/*
+ * The worker loop against a real nats-server: a work item left in the work queue below its
+ * consumer's ack floor (what a nats-server 2.9 replica reset leaves behind, and the cause
+ * of the chaos run's stuck remote mail) is handed out again; and health() tells a stalled
+ * worker from one that waits on an item whose retry is scheduled.
+ */
+import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startNats, waitFor, type NatsHandle } from '@transit/testkit';
+import { connectBus, type Bus } from './connection.ts';
+import { REQUEUED_FROM_HEADER, ack, notYet, retry, startWorker, type Outcome, type Worker } from './consume.ts';
+import { CONSUMERS, STREAMS, ensureTopology } from './topology.ts';
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+describe('a work item below its consumer’s ack floor', () => {
+  let dir: string;
+  let nats: NatsHandle;
+  let bus: Bus | undefined;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'transit-stranded-'));
+    nats = await startNats({ jetstream: true, storeDir: join(dir, 'nats') });
+  });
+  afterAll(async () => {
+    await bus?.close();
+    await nats?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /**
+   * The stream store and the consumer's state disagree the way a replica reset leaves them:
+   * the stream's message blocks are put back as they were before the consumer handed out and
+   * acknowledged its items, while the consumer keeps its ack floor. The items are in the work
+   * queue, the consumer says nothing is pending, and no worker will ever be given them.
+   */
+  it('is handed out again, once, and leaves the stream', async () => {
+    bus = await connectBus([nats.url], 'stranded-test');
+    await ensureTopology(bus, { replicas: 1, ackWaitSeconds: 3 });
+    await bus.js.publish('mail.deliver.remote.sink', enc.encode('stranded-1'));
+    await bus.js.publish('mail.deliver.mailbox.db01', enc.encode('mailbox-1'));
+    await bus.js.publish('mail.deliver.remote.sink', enc.encode('stranded-2'));
+    await bus.close();
+    await nats.stop();
+    const msgs = join(dir, 'nats', 'jetstream', '$G', 'streams', STREAMS.deliver, 'msgs');
+    await cp(msgs, join(dir, 'msgs-before'), { recursive: true });
+    await nats.restart();
+    bus = await connectBus([nats.url], 'stranded-test');
+    // Another client takes and acknowledges both remote items: the consumer's ack floor passes them.
+    const consumer = await bus.js.consumers.get(STREAMS.deliver, CONSUMERS.outboundProxy);
+    for (const expected of ['stranded-1', 'stranded-2']) {
+      const m = await consumer.next({ expires: 5000 });
+      expect(m && dec.decode(m.data)).toBe(expected);
+      await m!.ackAck();
+    }
+    await bus.close();
+    await nats.stop();
+    await rm(msgs, { recursive: true });
+    await cp(join(dir, 'msgs-before'), msgs, { recursive: true });
+    await nats.restart();
+    bus = await connectBus([nats.url], 'stranded-test');
+    const ci = await bus.jsm.consumers.info(STREAMS.deliver, CONSUMERS.outboundProxy);
+    const si = await bus.jsm.streams.info(STREAMS.deliver);
+    expect(ci.num_pending).toBe(0);
+    expect(si.state.first_seq).toBeLessThanOrEqual(ci.ack_floor.stream_seq);
+    expect(si.state.messages).toBe(3);
+
+    const seen: Array<{ data: string; from: string | undefined }> = [];
+    const worker = startWorker(bus, {
+      stream: STREAMS.deliver,
+      consumer: CONSUMERS.outboundProxy,
+      concurrency: 4,
+      decode: (d) => dec.decode(d),
+      onError: () => undefined,
+      checkEveryMs: 500,
+      strandedGraceMs: 2000,
+      handle: (data, msg) => {
+        seen.push({ data, from: msg.headers?.get(REQUEUED_FROM_HEADER) || undefined });
+        return Promise.resolve(ack);
+      },
+    });
+    try {
+      await waitFor(() => (seen.length >= 2 ? true : undefined), { timeoutMs: 20_000, what: 'both stranded items handed out again' });
+      expect(seen.map((s) => s.data).sort()).toEqual(['stranded-1', 'stranded-2']);
+      expect(seen.every((s) => s.from?.startsWith(`${STREAMS.deliver}:`))).toBe(true);
+      // The originals are deleted and the copies acknowledged: only the mailbox item (another consumer's) is left.
+      const left = bus;
+      await waitFor(async () => ((await left.jsm.streams.info(STREAMS.deliver)).state.messages === 1 ? true : undefined), { timeoutMs: 10_000, what: 'the originals gone from the work queue' });
+      expect(worker.health().requeued).toBe(2);
+      await new Promise((r) => setTimeout(r, 2000));
+      expect(seen).toHaveLength(2);
+    } finally {
+      await worker.stop();
+    }
+  }, 90_000);
+});
+
+describe('worker health', () => {
+  let nats: NatsHandle;
+  let bus: Bus;
+  beforeAll(async () => {
+    nats = await startNats({ jetstream: true });
+    bus = await connectBus([nats.url], 'health-test');
+    await ensureTopology(bus, { replicas: 1, ackWaitSeconds: 3 });
+  });
+  afterAll(async () => {
+    await bus?.close();
+    await nats?.cleanup();
+  });
+
+  const run = async (subject: string, concurrency: number, handle: (data: string) => Promise<Outcome>, body: (w: Worker) => Promise<void>) => {
+    const consumer = subject.startsWith('mail.deliver.remote') ? CONSUMERS.outboundProxy : CONSUMERS.mailboxDelivery;
+    const worker = startWorker(bus, { stream: STREAMS.deliver, consumer, concurrency, decode: (d) => dec.decode(d), onError: () => undefined, checkEveryMs: 300, stallAfterMs: 3000, handle });
+    try {
+      await body(worker);
+    } finally {
+      await worker.stop();
+      await bus.jsm.streams.purge(STREAMS.deliver);
+    }
+  };
+  const after = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  it('is not stalled while the only item waits for its scheduled retry', async () => {
+    await run('mail.deliver.remote.sink', 4, () => Promise.resolve(notYet(60_000)), async (w) => {
+      await bus.js.publish('mail.deliver.remote.sink', enc.encode('later'));
+      await waitFor(() => (w.health().scheduled === 1 ? true : undefined), { timeoutMs: 5000, what: 'the item put back as not due' });
+      await after(5000);
+      expect(w.health()).toMatchObject({ stalled: false, scheduled: 1, ackPending: 1 });
+    });
+  });
+
+  it('is stalled when every attempt fails', async () => {
+    await run('mail.deliver.remote.sink', 4, () => Promise.resolve(retry(200)), async (w) => {
+      await bus.js.publish('mail.deliver.remote.sink', enc.encode('fails'));
+      await waitFor(() => (w.health().stalled ? true : undefined), { timeoutMs: 10_000, what: 'a stall' });
+      expect(w.health().reason).toBe('failing');
+    });
+  });
+
+  it('is stalled when every slot hangs while work waits, and recovers when it moves', async () => {
+    let release!: () => void;
+    const hung = new Promise<void>((r) => (release = r));
+    await run('mail.deliver.mailbox.db01', 1, async () => {
+      await hung;
+      return ack;
+    }, async (w) => {
+      await bus.js.publish('mail.deliver.mailbox.db01', enc.encode('hangs'));
+      await bus.js.publish('mail.deliver.mailbox.db01', enc.encode('waits'));
+      await waitFor(() => (w.health().stalled ? true : undefined), { timeoutMs: 10_000, what: 'a stall' });
+      expect(w.health()).toMatchObject({ reason: 'busy', inFlight: 1 });
+      release();
+      await waitFor(() => (!w.health().stalled ? true : undefined), { timeoutMs: 5000, what: 'progress again' });
+    });
+  });
+});
