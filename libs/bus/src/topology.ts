@@ -31,7 +31,8 @@ export const SUBJECTS = {
   safetyNet: (database: string) => `mail.safetynet.${subjectToken(database)}`,
 } as const;
 
-const MS = 1_000_000; // nanoseconds
+/** JetStream durations are in nanoseconds. */
+const NS_PER_MS = 1_000_000;
 const DAY_MS = 24 * 3600 * 1000;
 
 export type TopologyOptions = {
@@ -57,7 +58,7 @@ async function ensureStream(jsm: JetStreamManager, name: string, config: Paramet
 
 export async function ensureTopology(bus: Bus, opts: TopologyOptions): Promise<void> {
   const { jsm } = bus;
-  const common = { storage: StorageType.File, num_replicas: opts.replicas, duplicate_window: 2 * 60 * 1000 * MS };
+  const common = { storage: StorageType.File, num_replicas: opts.replicas, duplicate_window: 2 * 60 * 1000 * NS_PER_MS };
   // Work queues: a message leaves the stream when its consumer acknowledges it.
   await ensureStream(jsm, STREAMS.submit, {
     ...common,
@@ -70,19 +71,19 @@ export async function ensureTopology(bus: Bus, opts: TopologyOptions): Promise<v
   });
   await ensureStream(jsm, STREAMS.deliver, { ...common, name: STREAMS.deliver, subjects: ['mail.deliver.>'], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New });
   // The per-message event log (the fault-tolerance issue builds the actor model on it).
-  await ensureStream(jsm, STREAMS.events, { ...common, name: STREAMS.events, subjects: ['mail.evt.>'], retention: RetentionPolicy.Limits, max_age: 7 * DAY_MS * MS });
+  await ensureStream(jsm, STREAMS.events, { ...common, name: STREAMS.events, subjects: ['mail.evt.>'], retention: RetentionPolicy.Limits, max_age: 7 * DAY_MS * NS_PER_MS });
 
   // Safety Net: copies of delivered mailbox items, for resubmission after a mailbox store is lost.
-  await ensureStream(jsm, STREAMS.safetyNet, { ...common, name: STREAMS.safetyNet, subjects: ['mail.safetynet.>'], retention: RetentionPolicy.Limits, max_age: (opts.safetyNetHoldSeconds ?? 2 * 24 * 3600) * 1000 * MS });
+  await ensureStream(jsm, STREAMS.safetyNet, { ...common, name: STREAMS.safetyNet, subjects: ['mail.safetynet.>'], retention: RetentionPolicy.Limits, max_age: (opts.safetyNetHoldSeconds ?? 2 * 24 * 3600) * 1000 * NS_PER_MS });
 
   // Poison messages: parked here, never retried automatically, kept 30 days for the administrator.
-  await ensureStream(jsm, STREAMS.poison, { ...common, name: STREAMS.poison, subjects: ['mail.poison.>'], retention: RetentionPolicy.Limits, max_age: 30 * DAY_MS * MS });
+  await ensureStream(jsm, STREAMS.poison, { ...common, name: STREAMS.poison, subjects: ['mail.poison.>'], retention: RetentionPolicy.Limits, max_age: 30 * DAY_MS * NS_PER_MS });
 
   const consumer = (durable: string, filter: string) => ({
     durable_name: durable,
     filter_subject: filter,
     ack_policy: AckPolicy.Explicit,
-    ack_wait: (opts.ackWaitSeconds ?? 15) * 1000 * MS,
+    ack_wait: (opts.ackWaitSeconds ?? 15) * 1000 * NS_PER_MS,
     max_ack_pending: 1000,
   });
   // Add, or bring an existing consumer to this ack wait (the one setting that may change).
@@ -98,7 +99,7 @@ export async function ensureTopology(bus: Bus, opts: TopologyOptions): Promise<v
   await ensureConsumer(STREAMS.deliver, consumer(CONSUMERS.mailboxDelivery, 'mail.deliver.mailbox.>'));
   await ensureConsumer(STREAMS.deliver, consumer(CONSUMERS.outboundProxy, 'mail.deliver.remote.>'));
 
-  await new Objm(bus.js).create(BODY_BUCKET, { storage: StorageType.File, replicas: opts.replicas, ttl: 7 * DAY_MS * MS });
+  await new Objm(bus.js).create(BODY_BUCKET, { storage: StorageType.File, replicas: opts.replicas, ttl: 7 * DAY_MS * NS_PER_MS });
   await new Kvm(bus.js).create(NODES_BUCKET, { replicas: opts.replicas, ttl: 15_000, history: 1 });
   // A marker outlives a redelivery (ack wait) so the next attempt can see that the last one died.
   await new Kvm(bus.js).create(INFLIGHT_BUCKET, { replicas: opts.replicas, ttl: Math.max(10 * 60, 5 * (opts.ackWaitSeconds ?? 15)) * 1000, history: 1 });
