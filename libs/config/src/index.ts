@@ -52,5 +52,30 @@ export {
 export { hashPassword, hashPlaintextPasswords, verifyPassword } from './credentials.ts';
 export { intervalContains, intervalSize, intervalsPartiallyOverlap, normalizeIp, parseBinding, parseIp, parseIpRange, type Binding, type IpInterval } from './ip.ts';
 export { ConfigError, loadOrganizationConfig, parseOrganizationConfig, parseOrganizationYaml } from './load.ts';
-export { runtimeSettings, type RuntimeSettings } from './runtime.ts';
+export { processSettings, runtimeSettings, type RuntimeSettings } from './runtime.ts';
+export {
+  ENVIRONMENT_KEYS,
+  ORGANISATION,
+  ORGANISATION_KEYS,
+  RETENTION_MARGIN_SECONDS,
+  RULES,
+  environmentMeta,
+  environmentSchema,
+  organisationDefault,
+  organisationType,
+  readEnvironment,
+  readEnvironmentSetting,
+  retentionProblems,
+  settingRows,
+  type EnvironmentKey,
+  type EnvironmentMeta,
+  type EnvironmentSettings,
+  type OrganisationMeta,
+  type Retention,
+  type SettingRow,
+  type SettingRule,
+  type SettingScope,
+  type SettingSource,
+  type Unit,
+} from './settings.ts';
 export { LiveConfig, type ConfigSnapshot } from './live.ts';
