@@ -56,6 +56,15 @@ export class ShadowStore {
     await this.#call('write', () => this.redis.eval(MARK_DELIVERED, 1, deliveredKey(messageId), String(this.#ttlSeconds), ...recipients.map((r) => r.toLowerCase())));
   }
 
+  /** markDelivered for many messages in one round trip (the rebuild). */
+  async markDeliveredMany(entries: ReadonlyArray<readonly [string, readonly string[]]>): Promise<void> {
+    const pipeline = this.redis.pipeline();
+    for (const [messageId, recipients] of entries) if (recipients.length) pipeline.eval(MARK_DELIVERED, 1, deliveredKey(messageId), String(this.#ttlSeconds), ...recipients.map((r) => r.toLowerCase()));
+    const replies = await this.#call('write', () => pipeline.exec());
+    const failed = replies?.find(([err]) => err);
+    if (failed) throw new ShadowUnavailableError(`shadow state write failed: ${failed[0]!.message}`);
+  }
+
   /** The leases of one owner (a process), on this store's connection. */
   leases(owner: string, opts: Omit<LeaseOptions, 'owner' | 'deliveredTtlSeconds'> = {}): Leases {
     return new Leases(this.redis, { ...opts, owner, deliveredTtlSeconds: this.#ttlSeconds });
@@ -82,14 +91,23 @@ export class ShadowStore {
 export async function rebuildShadowFromEvents(bus: Bus, store: ShadowStore): Promise<{ messages: number; recipients: number }> {
   let messages = 0;
   let recipients = 0;
+  // Written in batches (one pipeline per batch): the event log of a busy week is long, and delivery waits for this.
+  let batch: Array<[string, string[]]> = [];
+  const flush = async () => {
+    const entries = batch;
+    batch = [];
+    if (entries.length) await store.markDeliveredMany(entries);
+  };
   await scanStream(bus, STREAMS.events, async (m) => {
     const event = decode(m.data) as { type?: string; recipients?: string[] };
     // A DuplicateSuppressed event is a delivery whose Delivered event was lost in a crash.
     if ((event.type !== 'Delivered' && event.type !== 'DuplicateSuppressed') || !event.recipients?.length) return;
-    await store.markDelivered(m.subject.slice('mail.evt.'.length), event.recipients);
+    batch.push([m.subject.slice('mail.evt.'.length), event.recipients]);
     messages++;
     recipients += event.recipients.length;
+    if (batch.length >= 500) await flush();
   });
+  await flush();
   await store.markComplete();
   return { messages, recipients };
 }

@@ -202,14 +202,15 @@ await runService('outbound-proxy', async (ctx) => {
    * Orphans: the items an owner held when its heartbeat stopped (a process killed mid-delivery)
    * are fetched from the stream by sequence and delivered here, so they do not wait out
    * JetStream's ack wait. An item that is no longer in the stream was settled already. A
-   * settled item is marked so in Redis, and deleted from the work queue only while every
-   * replica of the stream is current: nats-server 2.9 resets a replica that applies the
-   * delete of a message it lacks (nats-server#7308), which can strand other work items.
-   * Left in place, JetStream's redelivery of it after the ack wait is acknowledged at once.
+   * settled item is marked so in Redis, and JetStream's redelivery of it after the ack wait
+   * is acknowledged at once. It is deleted by sequence only from an unreplicated stream: on a
+   * replicated one the delete goes through the stream's Raft log, nats-server 2.9 resets a
+   * replica that applies it without having the message (nats-server#7308), and the resets
+   * in the chaos runs stranded and lost other work items (see libs/bus consume.ts).
    */
-  const replicasCurrent = async (stream: string) => {
+  const unreplicated = async (stream: string) => {
     const info = await ctx.bus.jsm.streams.info(stream).catch(() => undefined);
-    return info !== undefined && (info.cluster?.replicas ?? []).every((r) => r.current && !r.offline);
+    return info !== undefined && info.config.num_replicas <= 1;
   };
   const adopting = new Set<Promise<void>>();
   const adopt = async (ref: WorkRef) => {
@@ -222,8 +223,8 @@ await runService('outbound-proxy', async (ctx) => {
       if (hold) return await leases.release(ref, []);
       if ((await handleItem(decodeDeliveryItem(stored.data), ref, true)).kind === 'ack') {
         await leases.settle(ref);
-        // Out of the work queue at once when every replica has it; otherwise JetStream's redelivery is acknowledged as settled.
-        if (await replicasCurrent(ref.stream)) await ctx.bus.jsm.streams.deleteMessage(ref.stream, ref.seq, false).catch(() => false);
+        // Out of an unreplicated work queue at once; in a cluster JetStream's redelivery is acknowledged as settled.
+        if (await unreplicated(ref.stream)) await ctx.bus.jsm.streams.deleteMessage(ref.stream, ref.seq, false).catch(() => false);
       }
       // Otherwise JetStream hands it out again after its ack wait, as it would have.
     } catch (err) {
