@@ -9,10 +9,10 @@
  * comes within a few seconds. Then it counts, by marker, what reached each Maildir and the
  * sink, and checks each arrived message's event log (its folded state) against that.
  */
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { STREAMS, connectBus, loadMessage, loadMessageEvents } from '@transit/bus';
+import { CONSUMERS, STREAMS, connectBus, loadMessage, loadMessageEvents, type Bus } from '@transit/bus';
 import type { LocalCluster } from '@transit/cluster';
 import type { Role } from '@transit/service';
 import { smtpTranscript, startSmtpSink, waitFor } from '@transit/testkit';
@@ -32,8 +32,23 @@ export type ChaosOptions = {
   schedule?: 'chaos' | 'rolling';
   /** Pause of each session between its messages, so sending spans the kills. */
   paceMs: [number, number];
+  /**
+   * How long after the last kill every acknowledged message may take to reach every
+   * recipient (seconds); the run waits that long and reports `recoverySeconds`, undefined
+   * when it did not happen in time. Default 120.
+   */
+  recoveryBoundSeconds?: number;
+  /** Keep the run's directory (var/log has every process's log) instead of removing it; its path is in the report. */
+  keepDir?: boolean;
+  /** TRANSIT_STALL_SECONDS of the cluster's roles (default 30): a worker stalled that long says so on /readyz, which the samples record. */
+  stallSeconds?: number;
   log?: (line: string) => void;
 };
+
+/** One sample of a durable consumer: what waits for it (num_pending) and what it holds unacknowledged. */
+export type ConsumerSample = { pending: number; ackPending: number; waiting: number; redelivered: number };
+/** The work queues' depth at one moment of the run, every 5 s (undefined: the consumer did not answer). */
+export type QueueSample = { t: number; hub?: ConsumerSample; mailbox?: ConsumerSample; outbound?: ConsumerSample; /** Worker replicas whose /readyz said stalled (role#replica: reason). */ stalled?: string[] };
 
 export type ChaosReport = {
   sent: number;
@@ -62,6 +77,21 @@ export type ChaosReport = {
   eventLogsChecked: number;
   /** Arrived messages whose folded state does not say Delivered for every recipient (should be none). */
   eventLogsInconsistent: string[];
+  /** Seconds from the last kill until every acknowledged message had reached every recipient; undefined: not within the bound. */
+  recoverySeconds?: number;
+  recoveryBoundSeconds: number;
+  /** Seconds from the start of the run to the last kill. */
+  lastKillAt?: number;
+  /** The work queues every 5 s (pending + ack pending per consumer): a stall shows as a depth that stops falling. */
+  queueDepth: QueueSample[];
+  /** The kept directory (keepDir). */
+  dir?: string;
+  /** From the processes' logs: nats-server replica resets of the work-queue streams, stranded items requeued, pull loops restarted. */
+  streamResets: number;
+  requeued: number;
+  pullRestarts: number;
+  /** Samples in which some worker replica reported itself stalled on /readyz. */
+  stalledSamples: number;
   seconds: number;
 };
 
@@ -93,11 +123,66 @@ function random(seed: number): () => number {
   };
 }
 
+const SAMPLED: Array<['hub' | 'mailbox' | 'outbound', string, string]> = [
+  ['hub', STREAMS.submit, CONSUMERS.hub],
+  ['mailbox', STREAMS.deliver, CONSUMERS.mailboxDelivery],
+  ['outbound', STREAMS.deliver, CONSUMERS.outboundProxy],
+];
+
+async function sampleQueues(bus: Bus, t: number): Promise<QueueSample> {
+  const sample: QueueSample = { t };
+  await Promise.all(
+    SAMPLED.map(async ([key, stream, consumer]) => {
+      const info = await bus.jsm.consumers.info(stream, consumer).catch(() => undefined);
+      if (info) sample[key] = { pending: info.num_pending, ackPending: info.num_ack_pending, waiting: info.num_waiting, redelivered: info.num_redelivered };
+    }),
+  );
+  return sample;
+}
+
+const depth = (c: ConsumerSample | undefined) => (c ? String(c.pending + c.ackPending) : '?');
+/** `t=35s hub 0 mailbox 3 outbound 120 (pending 100, ack pending 20, pulls waiting 2)`. */
+export function formatQueueSample(s: QueueSample): string {
+  const o = s.outbound;
+  return `t=${s.t}s queues: hub ${depth(s.hub)} mailbox ${depth(s.mailbox)} outbound ${depth(o)}${o ? ` (pending ${o.pending}, ack pending ${o.ackPending}, pulls waiting ${o.waiting}, redelivered ${o.redelivered})` : ''}${s.stalled?.length ? `; stalled: ${s.stalled.join(', ')}` : ''}`;
+}
+
+const WORKER_ROLES: Role[] = ['hub', 'mailbox-delivery', 'outbound-proxy'];
+
+/** The worker replicas whose /readyz answers 503 with a stall (a dead or restarting replica does not answer and is left out). */
+async function stalledWorkers(c: LocalCluster): Promise<string[]> {
+  const out: string[] = [];
+  await Promise.all(
+    WORKER_ROLES.flatMap((role) =>
+      [0, 1].map(async (replica) => {
+        const res = await fetch(`http://${c.host}:${c.httpPort(role, replica)}/readyz`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined);
+        if (!res || res.status !== 503) return;
+        const body = (await res.json().catch(() => ({}))) as { stalled?: string };
+        if (body.stalled) out.push(`${role}#${replica} (${body.stalled})`);
+      }),
+    ),
+  );
+  return out.sort();
+}
+
+/** Counts lines matching `pattern` in the run's process logs whose names start with `prefix`. */
+async function countInLogs(logDir: string, prefix: string, pattern: RegExp): Promise<number> {
+  let n = 0;
+  for (const f of await readdir(logDir).catch(() => [] as string[])) {
+    if (!f.startsWith(prefix)) continue;
+    for (const line of (await readFile(join(logDir, f), 'utf8').catch(() => '')).split('\n')) if (pattern.test(line)) n++;
+  }
+  return n;
+}
+
 export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const started = Date.now();
   const log = opts.log ?? (() => undefined);
   const rnd = random(opts.seed);
+  const bound = opts.recoveryBoundSeconds ?? 120;
   const dir = await mkdtemp(join(tmpdir(), 'transit-chaos-'));
+  const queueDepth: QueueSample[] = [];
+  let monitor: { bus: Bus; timer: NodeJS.Timeout } | undefined;
   // An outbound proxy marked for death is killed while the sink holds its RCPT reply.
   let outboundVictim: { pid: number; kill: () => Promise<void>; hit?: boolean } | undefined;
   const sink = await startSmtpSink({
@@ -119,13 +204,37 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     cluster = await startMultiNodeCluster(dir, config, roles, {
       TRANSIT_ACK_WAIT_SECONDS: '3',
       TRANSIT_PUBLISH_BUDGET_MS: '10000',
+      TRANSIT_STALL_SECONDS: String(opts.stallSeconds ?? 30),
       NODE_OPTIONS: `--import=${join(import.meta.dirname, 'fixtures', 'slow-maildir-write.ts')}`,
     });
     const c = cluster;
     log(`cluster up in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    // The queues' depth every 5 s, on a connection that outlives NATS kills like a service's.
+    const monitorBus = await connectBus(c.natsUrl.split(','), 'chaos-monitor');
+    const since = Date.now();
+    let sampling = false;
+    monitor = {
+      bus: monitorBus,
+      timer: setInterval(() => {
+        if (sampling) return;
+        sampling = true;
+        void sampleQueues(monitorBus, Math.round((Date.now() - since) / 1000))
+          .then(async (s) => {
+            const stalled = await stalledWorkers(c);
+            if (stalled.length) s.stalled = stalled;
+            return s;
+          })
+          .then((s) => {
+            queueDepth.push(s);
+            log(formatQueueSample(s));
+          })
+          .finally(() => (sampling = false));
+      }, 5000),
+    };
 
     // The chaos schedule: one victim at a time, always leaving a replica of its kind alive.
     const kills: string[] = [];
+    let lastKill: number | undefined;
     let sending = true;
     /** Sessions of each frontend replica paused in the middle of DATA right now. */
     const midData = [0, 0];
@@ -163,6 +272,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
           await new Promise((r) => setTimeout(r, 500));
           log(`SIGTERM ${role}#${replica}`);
           await c.stopRole(role, replica);
+          lastKill = Date.now();
           kills.push(`${role}#${replica} (SIGTERM, restarted)`);
           await c.startRole(role, replica);
         }
@@ -183,6 +293,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         if (!sending) break;
         const victim = order[turn % order.length]!;
         const moment = (await victim.kill()) ?? '';
+        lastKill = Date.now();
         kills.push(`${victim.name}${moment}`);
         log(`SIGKILL ${victim.name}${moment}`);
         await new Promise((r) => setTimeout(r, 300 + rnd() * 1200));
@@ -236,27 +347,33 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
 
     /** Marker → Transit's message id, from the Received header the frontend wrote. */
     const ids = new Map<string, string>();
+    // Maildir file name → marker: a file is read once, so a poll costs a directory listing (runs of 10,000 messages and more).
+    const localFiles = new Map<string, string | undefined>();
     const countLocal = async () => {
       const counts = new Map<string, number>();
       for (const user of ['alice', 'bob']) {
         const path = join(c.mailDir, 'contoso.test', user, 'new');
         for (const f of await readdir(path).catch(() => [] as string[])) {
-          const text = await readFile(join(path, f), 'latin1');
-          const m = /Subject: (chaos-\d+-\d+)\r\n/.exec(text);
-          if (!m) continue;
-          counts.set(m[1]!, (counts.get(m[1]!) ?? 0) + 1);
-          const id = /\(Transit\) with \S+ id ([^;\s]+);/.exec(text)?.[1];
-          if (id) ids.set(m[1]!, id);
+          const key = `${user}/${f}`;
+          if (!localFiles.has(key)) {
+            const text = await readFile(join(path, f), 'latin1').catch(() => undefined);
+            if (text === undefined) continue;
+            const m = /Subject: (chaos-\d+-\d+)\r\n/.exec(text);
+            localFiles.set(key, m?.[1]);
+            const id = /\(Transit\) with \S+ id ([^;\s]+);/.exec(text)?.[1];
+            if (m && id) ids.set(m[1]!, id);
+          }
+          const marker = localFiles.get(key);
+          if (marker) counts.set(marker, (counts.get(marker) ?? 0) + 1);
         }
       }
       return counts;
     };
+    const remoteMarkers: Array<string | undefined> = [];
     const countRemote = () => {
+      for (let i = remoteMarkers.length; i < sink.messages.length; i++) remoteMarkers.push(/Subject: (chaos-\d+-\d+)\r\n/.exec(sink.messages[i]!.data.toString('latin1'))?.[1]);
       const counts = new Map<string, number>();
-      for (const m of sink.messages) {
-        const found = /Subject: (chaos-\d+-\d+)\r\n/.exec(m.data.toString('latin1'));
-        if (found) counts.set(found[1]!, (counts.get(found[1]!) ?? 0) + 1);
-      }
+      for (const m of remoteMarkers) if (m) counts.set(m, (counts.get(m) ?? 0) + 1);
       return counts;
     };
     const acked = [...outcomes].filter(([, o]) => o.outcome === 'acknowledged').map(([m]) => m);
@@ -265,12 +382,20 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       const remote = countRemote();
       return acked.every((m) => local.has(m) && remote.has(m)) ? { local, remote } : undefined;
     };
-    const settled = await waitFor(everything, { timeoutMs: 120_000, intervalMs: 1000, what: 'every acknowledged message at its recipients' }).catch(() => undefined);
+    // Recovery: from the last kill until every acknowledged message is at every recipient, within the bound.
+    const from = lastKill ?? Date.now();
+    const settled = await waitFor(everything, { timeoutMs: Math.max(0, from + bound * 1000 - Date.now()), intervalMs: 1000, what: 'every acknowledged message at its recipients' }).catch(() => undefined);
+    const recoverySeconds = settled ? Math.round((Date.now() - from) / 100) / 10 : undefined;
+    log(settled ? `recovery: everything acknowledged arrived ${recoverySeconds} s after the last kill (bound ${bound} s)` : `not everything acknowledged arrived within ${bound} s of the last kill`);
     // Let redeliveries that could double something arrive before counting.
     await new Promise((r) => setTimeout(r, 5000));
     const local = await countLocal();
     const remote = countRemote();
-    if (!settled) log('not everything acknowledged arrived in time');
+    if (!settled) {
+      log('not everything acknowledged arrived in time');
+      const s = await sampleQueues(monitorBus, Math.round((Date.now() - since) / 1000));
+      log(`consumers now: ${JSON.stringify(s)}`);
+    }
 
     const lost = acked.filter((m) => !local.has(m) || !remote.has(m));
     // Items a killed worker held come back after the ack wait (3 s here) and are settled then.
@@ -279,9 +404,10 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     const eventLogsInconsistent: string[] = [];
     try {
       const inQueues = async () => (await bus.jsm.streams.info(STREAMS.submit)).state.messages + (await bus.jsm.streams.info(STREAMS.deliver)).state.messages;
-      stuck = await waitFor(async () => ((await inQueues()) === 0 ? 0 : undefined), { timeoutMs: 90_000, intervalMs: 1000, what: 'empty work queues' }).catch(() => inQueues());
-      // Each arrived message's history, folded, must say what the Maildir and the sink say.
-      for (const [marker, id] of ids) {
+      stuck = await waitFor(async () => ((await inQueues()) === 0 ? 0 : undefined), { timeoutMs: settled ? 90_000 : 5000, intervalMs: 1000, what: 'empty work queues' }).catch(() => inQueues());
+      // Each arrived message's history, folded, must say what the Maildir and the sink say (16 at a time: long runs have tens of thousands).
+      const entries = [...ids];
+      const checkOne = async ([marker, id]: [string, string]) => {
         const state = await loadMessage(bus, id);
         const recipients = Object.values(state.recipients);
         const wrong = recipients.filter((r) => r.status !== 'Delivered').map((r) => `${r.address}: ${r.status}`);
@@ -290,10 +416,17 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
           const history = (await loadMessageEvents(bus, id)).map((e) => `${e.type}${'hop' in e ? `@${e.hop}` : ''}${'recipients' in e ? `[${e.recipients.join(' ')}]` : ''}#${e.seq}`);
           eventLogsInconsistent.push(`${marker} (${id}): ${wrong.join(', ')}; log: ${history.join(', ')}`);
         }
-      }
+      };
+      await Promise.all(Array.from({ length: 16 }, async () => {
+        for (let entry = entries.pop(); entry; entry = entries.pop()) await checkOne(entry);
+      }));
     } finally {
       await bus.close();
     }
+    const logDir = join(c.varDir, 'log');
+    const streamResets = await countInLogs(logDir, 'nats-server', /Resetting stream cluster state for '\$G > MAIL_(SUBMIT|DELIVER)'/);
+    const requeued = await countInLogs(logDir, '', /"msg":"stranded work item requeued"/);
+    const pullRestarts = await countInLogs(logDir, '', /"msg":"pull loop restarted"/);
     const duplicatesLocal = [...outcomes.keys()].filter((m) => (local.get(m) ?? 0) > 1);
     const duplicatesRemote = [...outcomes.keys()].filter((m) => (remote.get(m) ?? 0) > 1);
     const appearedWithout250 = [...outcomes].filter(([m, o]) => o.outcome === 'refused' && (local.has(m) || remote.has(m))).map(([m]) => m);
@@ -313,11 +446,27 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       kills,
       eventLogsChecked: ids.size,
       eventLogsInconsistent,
+      ...(recoverySeconds !== undefined ? { recoverySeconds } : {}),
+      recoveryBoundSeconds: bound,
+      ...(lastKill !== undefined ? { lastKillAt: Math.round((lastKill - started) / 1000) } : {}),
+      queueDepth,
+      streamResets,
+      requeued,
+      pullRestarts,
+      stalledSamples: queueDepth.filter((q) => q.stalled?.length).length,
+      ...(opts.keepDir ? { dir } : {}),
       seconds: Math.round((Date.now() - started) / 1000),
     };
   } finally {
+    if (monitor) {
+      clearInterval(monitor.timer);
+      await monitor.bus.close().catch(() => undefined);
+    }
     await cluster?.stop();
     await sink.close();
-    await rm(dir, { recursive: true, force: true });
+    if (opts.keepDir) {
+      await writeFile(join(dir, 'queue-depth.json'), JSON.stringify(queueDepth)).catch(() => undefined);
+      log(`kept ${dir}`);
+    } else await rm(dir, { recursive: true, force: true });
   }
 }
