@@ -3,10 +3,13 @@
  * document, written with compare-and-set so two administrators never overwrite each
  * other, and watched by every service. A document is validated before it is written, so
  * an invalid configuration is refused at write time and a service never sees half of one.
+ * Validation includes what the schema cannot know: a MessageExpirationTimeout the cluster's
+ * event and body retention cannot hold (libs/config settings.ts RULES) is refused too.
  */
 import { Kvm, type KV } from '@nats-io/kv';
-import { parseOrganizationConfig, type ConfigSnapshot, type OrganizationConfig } from '@transit/config';
+import { ConfigError, parseOrganizationConfig, retentionProblems, type ConfigSnapshot, type OrganizationConfig, type Retention } from '@transit/config';
 import type { Bus } from './connection.ts';
+import { BODY_STREAM, STREAMS } from './topology.ts';
 
 export const CONFIG_BUCKET = 'transit-config';
 const KEY = 'organization';
@@ -23,12 +26,25 @@ const encoder = new TextEncoder();
 
 export class ConfigStore {
   readonly #kv: KV;
-  private constructor(kv: KV) {
+  readonly #bus: Bus;
+  private constructor(kv: KV, bus: Bus) {
     this.#kv = kv;
+    this.#bus = bus;
   }
 
   static async open(bus: Bus, replicas = 1): Promise<ConfigStore> {
-    return new ConfigStore(await new Kvm(bus.js).create(CONFIG_BUCKET, { replicas, history: 20 }));
+    return new ConfigStore(await new Kvm(bus.js).create(CONFIG_BUCKET, { replicas, history: 20 }), bus);
+  }
+
+  /** How long the cluster keeps events and bodies, as its streams say (a stream not created yet, or without a limit, is left out). */
+  async retention(): Promise<Partial<Retention>> {
+    const maxAgeSeconds = async (stream: string) => {
+      const info = await this.#bus.jsm.streams.info(stream).catch(() => undefined);
+      const ns = info?.config.max_age ?? 0;
+      return ns > 0 ? Math.floor(ns / 1e9) : undefined;
+    };
+    const [events, bodies] = await Promise.all([maxAgeSeconds(STREAMS.events), maxAgeSeconds(BODY_STREAM)]);
+    return { ...(events !== undefined ? { eventRetentionSeconds: events } : {}), ...(bodies !== undefined ? { bodyRetentionSeconds: bodies } : {}) };
   }
 
   async read(): Promise<ConfigSnapshot | undefined> {
@@ -43,6 +59,8 @@ export class ConfigStore {
    */
   async write(config: unknown, expectedRevision: number): Promise<ConfigSnapshot> {
     const valid = parseOrganizationConfig(config);
+    const problems = retentionProblems(await this.retention(), valid.TransportSettings, "in the cluster's streams");
+    if (problems.length) throw new ConfigError(`configuration refused:\n${problems.map((p) => `  TransportSettings.${p}`).join('\n')}`);
     const data = encoder.encode(JSON.stringify(valid));
     try {
       const revision = expectedRevision === 0 ? await this.#kv.create(KEY, data) : await this.#kv.update(KEY, data, expectedRevision);

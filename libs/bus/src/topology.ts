@@ -44,6 +44,10 @@ export type TopologyOptions = {
   safetyNetHoldSeconds?: number;
   /** How long a consumer waits for an acknowledgement before redelivering (seconds; 15 — workers extend it while they work). */
   ackWaitSeconds?: number;
+  /** How long each message's event log is kept (seconds; 7 days). Must outlive MessageExpirationTimeout (libs/config settings.ts). */
+  eventRetentionSeconds?: number;
+  /** How long message bodies are kept in the object store (seconds; 7 days). The same rule. */
+  bodyRetentionSeconds?: number;
 };
 
 async function ensureStream(jsm: JetStreamManager, name: string, config: Parameters<JetStreamManager['streams']['add']>[0]): Promise<void> {
@@ -54,6 +58,16 @@ async function ensureStream(jsm: JetStreamManager, name: string, config: Paramet
     if (!/stream not found/i.test((err as Error).message)) throw err;
     await jsm.streams.add({ ...config, name });
   }
+}
+
+/** The object store's stream behind the body bucket (nats.js names it `OBJ_<bucket>`). */
+export const BODY_STREAM = `OBJ_${BODY_BUCKET}`;
+
+/** The body bucket at this retention: Objm.create leaves an existing bucket as it is, so a changed retention is applied to its stream. */
+async function ensureBodyBucket(bus: Bus, replicas: number, maxAgeNs: number): Promise<void> {
+  await new Objm(bus.js).create(BODY_BUCKET, { storage: StorageType.File, replicas, ttl: maxAgeNs });
+  const info = await bus.jsm.streams.info(BODY_STREAM);
+  if (info.config.max_age !== maxAgeNs) await bus.jsm.streams.update(BODY_STREAM, { max_age: maxAgeNs });
 }
 
 export async function ensureTopology(bus: Bus, opts: TopologyOptions): Promise<void> {
@@ -70,8 +84,8 @@ export async function ensureTopology(bus: Bus, opts: TopologyOptions): Promise<v
     max_bytes: opts.submitMaxBytes ?? -1,
   });
   await ensureStream(jsm, STREAMS.deliver, { ...common, name: STREAMS.deliver, subjects: ['mail.deliver.>'], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New });
-  // The per-message event log (the fault-tolerance issue builds the actor model on it).
-  await ensureStream(jsm, STREAMS.events, { ...common, name: STREAMS.events, subjects: ['mail.evt.>'], retention: RetentionPolicy.Limits, max_age: 7 * DAY_MS * NS_PER_MS });
+  // The per-message event log: each message's state (the fold of its events) and message tracking.
+  await ensureStream(jsm, STREAMS.events, { ...common, name: STREAMS.events, subjects: ['mail.evt.>'], retention: RetentionPolicy.Limits, max_age: (opts.eventRetentionSeconds ?? 7 * 24 * 3600) * 1000 * NS_PER_MS });
 
   // Safety Net: copies of delivered mailbox items, for resubmission after a mailbox store is lost.
   await ensureStream(jsm, STREAMS.safetyNet, { ...common, name: STREAMS.safetyNet, subjects: ['mail.safetynet.>'], retention: RetentionPolicy.Limits, max_age: (opts.safetyNetHoldSeconds ?? 2 * 24 * 3600) * 1000 * NS_PER_MS });
@@ -99,7 +113,7 @@ export async function ensureTopology(bus: Bus, opts: TopologyOptions): Promise<v
   await ensureConsumer(STREAMS.deliver, consumer(CONSUMERS.mailboxDelivery, 'mail.deliver.mailbox.>'));
   await ensureConsumer(STREAMS.deliver, consumer(CONSUMERS.outboundProxy, 'mail.deliver.remote.>'));
 
-  await new Objm(bus.js).create(BODY_BUCKET, { storage: StorageType.File, replicas: opts.replicas, ttl: 7 * DAY_MS * NS_PER_MS });
+  await ensureBodyBucket(bus, opts.replicas, (opts.bodyRetentionSeconds ?? 7 * 24 * 3600) * 1000 * NS_PER_MS);
   await new Kvm(bus.js).create(NODES_BUCKET, { replicas: opts.replicas, ttl: 15_000, history: 1 });
   // A marker outlives a redelivery (ack wait) so the next attempt can see that the last one died.
   await new Kvm(bus.js).create(INFLIGHT_BUCKET, { replicas: opts.replicas, ttl: Math.max(10 * 60, 5 * (opts.ackWaitSeconds ?? 15)) * 1000, history: 1 });

@@ -155,7 +155,7 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
   const { settings, log, live } = opts;
   const sessions = new Map<string, SessionState>();
   let draining = false;
-  /** Until when MAIL FROM answers 452 4.3.1: the submit queue refused a message for lack of room. */
+  /** Until when MAIL FROM answers 452 4.3.1: the submit queue refused a message for lack of room (TRANSIT_BACK_PRESSURE_HOLD_MS after it). */
   let saturatedUntil = 0;
   const perConnector = new Map<string, number>();
   const perSource = new Map<string, number>();
@@ -559,7 +559,7 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
       }
       if ((err as { responseCode?: number }).responseCode) throw err;
       if (err instanceof QueueFullError) {
-        saturatedUntil = Date.now() + 5000;
+        saturatedUntil = Date.now() + settings.backPressureHoldMs;
         log.warn({ err: err.message }, 'submit queue full; answered 452 4.3.1 (back pressure)');
         throw smtpError(refused(s.connector.Name, REPLIES.insufficientResources));
       }

@@ -7,23 +7,20 @@
  * round trip: each worker reads its consumer's info every 5 s itself.
  */
 import { configureWorkers, runningWorkers, type WorkerHealth } from '@transit/bus';
+import { readEnvironmentSetting } from '@transit/config';
 import { metrics, type Probe } from '@transit/metrics';
 import type { Logger } from './logger.ts';
 
 export const DEFAULT_STALL_SECONDS = 120;
 
-/** TRANSIT_STALL_SECONDS, at least 10 s (a smaller value would call every short outage a stall). */
+/** TRANSIT_STALL_SECONDS, at least 10 s (a smaller value would call every short outage a stall); the register (libs/config settings.ts) parses it. */
 export function stallSeconds(env: NodeJS.ProcessEnv = process.env): number {
-  const raw = env.TRANSIT_STALL_SECONDS;
-  if (raw === undefined || raw === '') return DEFAULT_STALL_SECONDS;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`TRANSIT_STALL_SECONDS must be a positive number of seconds, not ${JSON.stringify(raw)}`);
-  return Math.max(10, n);
+  return readEnvironmentSetting(env, 'stallSeconds');
 }
 
 /** Before any worker starts: their stall threshold, and their notices (pull loop restarted, item requeued) in this role's log. */
-export function configureProgress(log: Logger, env: NodeJS.ProcessEnv = process.env): void {
-  configureWorkers({ stallAfterMs: stallSeconds(env) * 1000, onNotice: (what, detail) => log.warn(detail, what) });
+export function configureProgress(log: Logger, stallAfterSeconds: number = stallSeconds()): void {
+  configureWorkers({ stallAfterMs: stallAfterSeconds * 1000, onNotice: (what, detail) => log.warn(detail, what) });
 }
 
 export function workerHealth(now = Date.now()): WorkerHealth[] {

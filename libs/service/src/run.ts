@@ -4,9 +4,10 @@
  * SIGTERM/SIGINT. A role's main.ts only supplies what it starts and how it stops.
  */
 import type { Server } from 'node:http';
+import { hostname } from 'node:os';
 import { Kvm, type KV } from '@nats-io/kv';
 import { ConfigStore, connectBus, ensureTopology, NODES_BUCKET, type Bus } from '@transit/bus';
-import { ConfigError, LiveConfig, loadOrganizationConfig, runtimeSettings, type ConfigSnapshot, type OrganizationConfig, type RuntimeSettings } from '@transit/config';
+import { ConfigError, LiveConfig, loadOrganizationConfig, processSettings, retentionProblems, type ConfigSnapshot, type OrganizationConfig, type RuntimeSettings } from '@transit/config';
 import { collectProcessMetrics, metrics, onScrape } from '@transit/metrics';
 import { startHttpServer, type HttpRoute } from './health.ts';
 import { createLogger, type Logger } from './logger.ts';
@@ -46,7 +47,15 @@ export type NodeHeartbeat = { role: Role; node: string; pid: number; startedAt: 
 async function untilTopology(bus: Bus, settings: RuntimeSettings, log: Logger): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
-      await ensureTopology(bus, { replicas: settings.streamReplicas, submitMaxMessages: settings.submitQueueMaxMessages, submitMaxBytes: settings.submitQueueMaxBytes, safetyNetHoldSeconds: settings.safetyNetHoldSeconds, ackWaitSeconds: settings.ackWaitSeconds });
+      await ensureTopology(bus, {
+        replicas: settings.streamReplicas,
+        submitMaxMessages: settings.submitQueueMaxMessages,
+        submitMaxBytes: settings.submitQueueMaxBytes,
+        safetyNetHoldSeconds: settings.safetyNetHoldSeconds,
+        ackWaitSeconds: settings.ackWaitSeconds,
+        eventRetentionSeconds: settings.eventRetentionSeconds,
+        bodyRetentionSeconds: settings.bodyRetentionSeconds,
+      });
       return;
     } catch (err) {
       if (attempt % 10 === 1) log.warn({ err: (err as Error).message, attempt }, 'JetStream not ready; retrying');
@@ -55,32 +64,51 @@ async function untilTopology(bus: Bus, settings: RuntimeSettings, log: Logger): 
   }
 }
 
+/** Settings this process cannot run with: logged, and the process exits with EX_CONFIG (78) before it touches anything. */
+function refuse(log: Logger, err: unknown): never {
+  log.fatal({ err: (err as Error).message }, 'configuration refused');
+  process.exit(78); // EX_CONFIG
+}
+
 export async function runService(role: Role, start: (ctx: ServiceContext) => Promise<RunningService>): Promise<void> {
-  const settings = runtimeSettings();
-  const log = createLogger(role, settings.nodeName);
+  let settings: RuntimeSettings;
   try {
-    configureProgress(log);
+    // Read once, here: every module that asks processSettings() later gets this same object.
+    settings = processSettings();
   } catch (err) {
-    log.fatal({ err: (err as Error).message }, 'configuration refused');
-    process.exit(78); // EX_CONFIG
+    refuse(createLogger(role, hostname()), err);
   }
+  const log = createLogger(role, settings.nodeName, settings.logLevel);
+  configureProgress(log, settings.stallSeconds);
   const tracing = startTracing(role, settings.nodeName);
   const bus = await connectBus(settings.natsServers, `${role}@${settings.nodeName}`);
-  await untilTopology(bus, settings, log);
   let store: ConfigStore | undefined;
-  let initial: ConfigSnapshot | undefined;
-  for (let attempt = 1; !initial; attempt++) {
+  let stored: ConfigSnapshot | undefined;
+  let config: OrganizationConfig | undefined;
+  for (let attempt = 1; !config; attempt++) {
     try {
       store ??= await ConfigStore.open(bus, settings.streamReplicas);
       // The file seeds an empty cluster; after that the store (transitctl) is the truth.
-      initial = (await store.read()) ?? (await store.seed(await loadOrganizationConfig(settings.configPath)));
+      stored = await store.read();
+      config = stored?.config ?? (await loadOrganizationConfig(settings.configPath));
     } catch (err) {
       // An invalid or unreadable organisation file will not get better by waiting.
-      if (err instanceof ConfigError || (err as NodeJS.ErrnoException).syscall !== undefined) {
-        log.fatal({ err: (err as Error).message }, 'configuration refused');
-        process.exit(78); // EX_CONFIG
-      }
+      if (err instanceof ConfigError || (err as NodeJS.ErrnoException).syscall !== undefined) refuse(log, err);
       // A fresh cluster may still be electing the configuration bucket's leader.
+      if (attempt % 10 === 1) log.warn({ err: (err as Error).message, attempt }, 'configuration store not ready; retrying');
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+  // Before the topology applies this process's retention to the streams: a retention shorter than the organisation's expiry would drop bodies of live messages.
+  const problems = retentionProblems(settings, config.TransportSettings);
+  if (problems.length) refuse(log, new ConfigError(`${stored ? 'the stored configuration' : settings.configPath} does not fit this environment:\n${problems.map((p) => `  ${p}`).join('\n')}`));
+  await untilTopology(bus, settings, log);
+  let initial = stored;
+  for (let attempt = 1; !initial; attempt++) {
+    try {
+      initial = await store!.seed(config);
+    } catch (err) {
+      if (err instanceof ConfigError) refuse(log, err);
       if (attempt % 10 === 1) log.warn({ err: (err as Error).message, attempt }, 'configuration store not ready; retrying');
       await new Promise((r) => setTimeout(r, 500));
     }
@@ -141,9 +169,9 @@ export async function runService(role: Role, start: (ctx: ServiceContext) => Pro
     log.info({ signal }, `${role} stopping`);
     clearInterval(heartbeat);
     const force = setTimeout(() => {
-      log.error('graceful stop timed out; exiting');
+      log.error({ stopTimeoutMs: settings.stopTimeoutMs }, 'graceful stop timed out (TRANSIT_STOP_TIMEOUT_MS); exiting');
       process.exit(1);
-    }, 30_000);
+    }, settings.stopTimeoutMs);
     force.unref();
     let code = 0;
     try {

@@ -21,7 +21,7 @@ await runService('hub', async (ctx) => {
   const worker = startWorker(ctx.bus, {
     stream: STREAMS.submit,
     consumer: CONSUMERS.hub,
-    concurrency: 32,
+    concurrency: ctx.settings.hubConcurrency,
     onError: (err, msg) => ctx.log.error({ err: (err as Error).message, seq: msg?.seq }, 'categorization failed'),
     decode: decodeEnvelope,
     poison: poisonGuard(ctx, 'categorizer', (e: Envelope) => e.id),

@@ -17,7 +17,7 @@ await runService('mailbox-delivery', (ctx) => {
   const worker = startWorker(ctx.bus, {
     stream: STREAMS.deliver,
     consumer: CONSUMERS.mailboxDelivery,
-    concurrency: 16,
+    concurrency: ctx.settings.mailboxDeliveryConcurrency,
     onError: (err, msg) => ctx.log.error({ err: (err as Error).message, seq: msg?.seq }, 'mailbox delivery failed; will retry'),
     decode: decodeDeliveryItem,
     poison: poisonGuard(ctx, 'mailbox-delivery', (i: DeliveryItem) => i.envelope.id),

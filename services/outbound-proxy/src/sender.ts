@@ -7,6 +7,7 @@
 import { promises as dns } from 'node:dns';
 import type { Readable } from 'node:stream';
 import { createTransport, type Transporter } from 'nodemailer';
+import { processSettings, type RuntimeSettings } from '@transit/config';
 import type { NextHop } from '@transit/envelope';
 import type { ProtocolLog, ProtocolLogSession } from '@transit/logs';
 import type { SendReport } from './outcome.ts';
@@ -66,11 +67,17 @@ export function sendProtocolLogger(log: ProtocolLog, connectorId: string): Recor
 
 export type SendLogging = { log: ProtocolLog; connectorId: string } | undefined;
 
+/** The pool's sizes and timeouts (TRANSIT_OUTBOUND_*, libs/config settings.ts). */
+export type PoolSettings = Pick<RuntimeSettings, 'outboundMaxConnections' | 'outboundMaxMessagesPerConnection' | 'outboundConnectionTimeoutMs' | 'outboundGreetingTimeoutMs' | 'outboundSocketTimeoutMs'>;
+
 export class SmtpSender {
   readonly #pools = new Map<string, Transporter>();
   readonly #heloName: string;
-  constructor(heloName: string) {
+  readonly #settings: PoolSettings;
+  /** `pool` defaults to this process's settings, as the service shell read them at start. */
+  constructor(heloName: string, pool: PoolSettings = processSettings()) {
     this.#heloName = heloName;
+    this.#settings = pool;
   }
 
   #pool(dest: Destination, logging: SendLogging): Transporter {
@@ -83,12 +90,12 @@ export class SmtpSender {
         port: dest.port,
         secure: false,
         pool: true,
-        maxConnections: 5,
-        maxMessages: 1000,
+        maxConnections: this.#settings.outboundMaxConnections,
+        maxMessages: this.#settings.outboundMaxMessagesPerConnection,
         name: this.#heloName,
-        connectionTimeout: 30_000,
-        greetingTimeout: 30_000,
-        socketTimeout: 600_000,
+        connectionTimeout: this.#settings.outboundConnectionTimeoutMs,
+        greetingTimeout: this.#settings.outboundGreetingTimeoutMs,
+        socketTimeout: this.#settings.outboundSocketTimeoutMs,
         // Opportunistic STARTTLS (EncryptionOnly): encrypt when offered, do not require a valid chain.
         tls: { rejectUnauthorized: false },
       });
