@@ -189,7 +189,7 @@ await runService('outbound-proxy', async (ctx) => {
   const worker = startWorker(ctx.bus, {
     stream: STREAMS.deliver,
     consumer: CONSUMERS.outboundProxy,
-    concurrency: 32,
+    concurrency: ctx.settings.outboundConcurrency,
     onError: (err, msg) => ctx.log.error({ err: (err as Error).message, seq: msg?.seq }, 'outbound delivery error; will retry'),
     decode: decodeDeliveryItem,
     poison: poisonGuard(ctx, 'outbound-proxy', (i: DeliveryItem) => i.envelope.id),
