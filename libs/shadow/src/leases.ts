@@ -18,6 +18,7 @@
  * again after its ack wait, the claim answers "settled", and the worker acknowledges it.
  */
 import type { Redis } from 'ioredis';
+import { processSettings } from '@transit/config';
 
 /** Where a work item lives in JetStream, enough for a survivor to fetch and settle it. */
 export type WorkRef = { stream: string; seq: number; subject: string; messageId: string };
@@ -94,9 +95,9 @@ return 1`;
 
 export type LeaseOptions = {
   owner: string;
-  /** How long a lease lives without renewal; default 15 s. */
+  /** How long a lease lives without renewal; default TRANSIT_SHADOW_LEASE_TTL_MS (15 s). */
   leaseTtlMs?: number;
-  /** How long a heartbeat lives; an owner silent for longer is presumed dead. Default 3 s. */
+  /** How long a heartbeat lives; an owner silent for longer is presumed dead. Default TRANSIT_SHADOW_HEARTBEAT_TTL_MS (3 s); at most two thirds of the lease TTL (libs/config settings.ts). */
   heartbeatTtlMs?: number;
   /** How long a delivered set is kept (the message's whole life and then some). */
   deliveredTtlSeconds: number;
@@ -112,8 +113,9 @@ export class Leases {
   constructor(redis: Redis, opts: LeaseOptions) {
     this.#redis = redis;
     this.owner = opts.owner;
-    this.leaseTtlMs = opts.leaseTtlMs ?? 15_000;
-    this.heartbeatTtlMs = opts.heartbeatTtlMs ?? 3000;
+    // Unless the caller says otherwise, what this process was started with (the service shell validated it).
+    this.leaseTtlMs = opts.leaseTtlMs ?? processSettings().shadowLeaseTtlMs;
+    this.heartbeatTtlMs = opts.heartbeatTtlMs ?? processSettings().shadowHeartbeatTtlMs;
     this.#deliveredTtlSeconds = opts.deliveredTtlSeconds;
   }
 
