@@ -78,4 +78,5 @@ export {
   type SettingSource,
   type Unit,
 } from './settings.ts';
+export { GENERATED_BEGIN, GENERATED_END, renderSettingsDoc, withGeneratedSettings } from './settings-doc.ts';
 export { LiveConfig, type ConfigSnapshot } from './live.ts';

@@ -13,7 +13,7 @@
  * Cross-checks between settings (RULES) are stated here once, with the reason, and applied
  * by runtimeSettings (environment against environment) and by retentionProblems
  * (environment against the organisation's MessageExpirationTimeout).
- * docs/configuration.md's tables are generated from this file (npm run docs:config).
+ * docs/configuration.md's tables are generated from this file (node scripts/gen-config-docs.ts).
  */
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
@@ -51,7 +51,7 @@ const urls: Kind<string[]> = {
   type: 'URLs, comma separated',
   expected: 'one or more URLs, comma separated',
 };
-const oneOf = <const T extends readonly [string, ...string[]]>(values: T): Kind<T[number]> => ({ schema: z.enum(values), type: values.join(' \\| '), expected: `one of ${values.join(', ')}` });
+const oneOf = <const T extends readonly [string, ...string[]]>(values: T): Kind<T[number]> => ({ schema: z.enum(values), type: values.join(' | '), expected: `one of ${values.join(', ')}` });
 
 export type EnvironmentMeta = {
   variable: string;
@@ -81,7 +81,8 @@ function env<T>(kind: Kind<T>, meta: Meta): z.ZodType {
 }
 
 const EVERY = 'every role';
-const SMTP_ROLES = 'frontend, hub, outbound-proxy, submission';
+/** The roles with SMTP listeners. */
+const SMTP_ROLES = 'frontend, hub, outbound-proxy';
 const DAY = 86_400;
 
 /**
@@ -93,7 +94,7 @@ export const environmentSchema = z.object({
   // Where things are.
   configPath: env(path, { variable: 'TRANSIT_CONFIG', default: 'config/examples/contoso.yaml', unit: '', readBy: EVERY, meaning: 'the organisation file; it seeds an empty cluster, after which the configuration in NATS KV is the truth' }),
   natsServers: env(urls, { variable: 'NATS_URL', default: 'nats://127.0.0.1:4222', unit: '', readBy: `${EVERY}, transitctl`, meaning: 'NATS servers, comma separated' }),
-  redisUrl: env(text, { variable: 'REDIS_URL', default: 'redis://127.0.0.1:6379', unit: '', readBy: 'outbound-proxy, admin, transitctl', meaning: 'Redis: shadow state (outbound leases and heartbeats, recipients already delivered), rebuilt from the event log when lost' }),
+  redisUrl: env(text, { variable: 'REDIS_URL', default: 'redis://127.0.0.1:6379', unit: '', readBy: 'outbound-proxy, transitctl', meaning: 'Redis: shadow state (outbound leases and heartbeats, recipients already delivered), rebuilt from the event log when lost' }),
   nodeName: env(text, { variable: 'TRANSIT_NODE_NAME', defaultText: '(the host name)', unit: '', readBy: EVERY, meaning: 'node name, and the default FQDN in banners and Received headers' }),
   listenHost: env(text, { variable: 'TRANSIT_LISTEN_HOST', defaultText: '(unset: as bound in the connector)', unit: '', readBy: EVERY, meaning: 'replaces wildcard bindings (0.0.0.0, [::]) and is where the HTTP port listens; `npm start` sets 127.0.0.1' }),
   portOffset: env(integer(0, 65_535), { variable: 'TRANSIT_PORT_OFFSET', default: '0', unit: '', readBy: EVERY, meaning: 'added to every listener port (SMTP, and the default HTTP ports)' }),
@@ -139,7 +140,7 @@ export const environmentSchema = z.object({
     variable: 'TRANSIT_PUBLISH_BUDGET_MS',
     default: '15000',
     unit: 'ms',
-    readBy: SMTP_ROLES,
+    readBy: `${SMTP_ROLES}, submission`,
     meaning: 'how long a frontend keeps retrying (same message id, so never twice) to make an accepted message durable before answering 4xx',
   }),
   backPressureHoldMs: env(integer(0), {
