@@ -12,14 +12,14 @@ import { join } from 'node:path';
 import { BodyStore, CONSUMERS, REQUEUED_FROM_HEADER, STREAMS, SpanKind, ack, annotate, inSpan, loadMessage, notYet, publishDurable, recordEvent, retry, startWorker, type Outcome } from '@transit/bus';
 import { decodeDeliveryItem, encodeDeliveryItem, type DeliveryItem } from '@transit/envelope';
 import { retrySchedule } from '@transit/config';
-import { dsnStatus } from '@transit/dsn';
 import { submitDsn } from '@transit/ingest';
 import { ProtocolLog } from '@transit/logs';
 import { countDelivered, hopLabel, metrics, watchRedis } from '@transit/metrics';
 import { ShadowStore, rebuildShadowFromEvents, type Claim, type WorkRef } from '@transit/shadow';
 import { startListenersFor } from '@transit/receive';
 import { adminHolds, poisonGuard, runService } from '@transit/service';
-import { classifyFailure, classifyReport, nextAttempt, type RecipientResult } from './outcome.ts';
+import { classifyFailure, classifyReport, type RecipientResult } from './outcome.ts';
+import { planOutcome, planSend, type OutcomeStep } from './plan.ts';
 import { SmtpSender, destinationsFor } from './sender.ts';
 
 await runService('outbound-proxy', async (ctx) => {
@@ -71,35 +71,69 @@ await runService('outbound-proxy', async (ctx) => {
   const node = ctx.settings.nodeName;
   const leases = shadow.leases(`${node}/${process.pid}`);
 
+  const deps = { bus: ctx.bus, bodies, nodeName: node, log: ctx.log };
+
   /**
-   * Delivers one work item under its lease. `ref` names it in JetStream; `redelivered` says a
-   * worker may have handled it before (then the folded event log is consulted as well as Redis,
-   * whose projection may have missed a delivery another worker recorded only in the log).
+   * Carries out one step of an attempt's plan (plan.ts) for `item`, the item as sent. A failure
+   * to record deliveries in Redis is logged (the Delivered event records them, and a rebuild
+   * restores the projection); any other failure throws, and the work item is retried.
+   */
+  async function carryOut(step: OutcomeStep, item: DeliveryItem, release: (delivered: string[]) => Promise<void>): Promise<void> {
+    const { envelope } = item;
+    switch (step.kind) {
+      case 'delivered':
+        // Recorded at once, in Redis (with the lease released) and in the event log: the window for a second copy is these writes.
+        await Promise.all([
+          release(step.recipients).catch((err: Error) => ctx.log.error({ err: err.message, id: envelope.id }, 'could not record delivery in the shadow state')),
+          step.event ? recordEvent(ctx.bus, envelope.id, step.event, node) : undefined,
+        ]);
+        countDelivered('remote', item.hop, step.recipients.length, envelope.receivedAt);
+        return;
+      case 'event':
+        await recordEvent(ctx.bus, envelope.id, step.event, node);
+        if (step.event.type === 'Failed') metrics.messagesFailed.inc({ hop: hopLabel(item.hop) }, step.event.recipients.length);
+        if (step.event.type === 'Deferred') metrics.messagesDeferred.inc({ hop: hopLabel(item.hop) }, step.event.recipients.length);
+        return;
+      case 'notify':
+        await submitDsn(deps, { ...step.notification, envelope, config: ctx.config, fqdn: node });
+        return;
+      case 'follow-up':
+        await publishDurable(ctx.bus, step.subject, encodeDeliveryItem(step.item), { msgID: step.msgID, expectStream: STREAMS.deliver });
+        return;
+    }
+  }
+
+  /**
+   * Delivers one work item under its lease: claim, then planSend, the send, planOutcome, and
+   * each step of that plan in order (plan.ts decides; this does the I/O). `ref` names the item
+   * in JetStream; `redelivered` says a worker may have handled it before (then the folded event
+   * log is consulted as well as Redis, whose projection may have missed a delivery another
+   * worker recorded only in the log).
    */
   async function handleItem(work: DeliveryItem, ref: WorkRef, redelivered: boolean): Promise<Outcome> {
-    let item = work;
-    const wait = item.notBefore - Date.now();
+    const wait = work.notBefore - Date.now();
     // Its next attempt is scheduled: waiting, not failing (the worker caps how long it is put back for).
     if (wait > 0) return notYet(Math.min(wait, 60_000));
     const hopName = ref.subject;
-    annotate({ 'transit.message_id': item.envelope.id, 'transit.next_hop': hopName, 'transit.attempt': item.attempt });
+    const id = work.envelope.id;
+    annotate({ 'transit.message_id': id, 'transit.next_hop': hopName, 'transit.attempt': work.attempt });
     // Exactly once per recipient: claim the item, learning who already has it.
     let claim: Claim;
     try {
       if (!(await shadow.complete())) await rebuild();
-      claim = await leases.claim(ref, item.envelope.recipients.map((r) => r.address));
+      claim = await leases.claim(ref, work.envelope.recipients.map((r) => r.address));
     } catch (err) {
-      ctx.log.warn({ err: (err as Error).message, id: item.envelope.id }, 'shadow state unavailable; delivery waits');
+      ctx.log.warn({ err: (err as Error).message, id }, 'shadow state unavailable; delivery waits');
       return retry(2000);
     }
     if (!claim.ok && 'settled' in claim) {
       // A survivor took it over from a dead worker and settled it; this is JetStream's redelivery of it.
-      ctx.log.info({ id: item.envelope.id, seq: ref.seq }, 'work item already settled by the worker that took it over');
+      ctx.log.info({ id, seq: ref.seq }, 'work item already settled by the worker that took it over');
       return ack;
     }
     if (!claim.ok) {
       // JetStream handed it out again while a live worker still delivers it: that one finishes it.
-      ctx.log.warn({ id: item.envelope.id, holder: claim.holder }, 'work item leased by another live worker; waiting');
+      ctx.log.warn({ id, holder: claim.holder }, 'work item leased by another live worker; waiting');
       return retry(leases.leaseTtlMs);
     }
     let released = false;
@@ -110,75 +144,31 @@ await runService('outbound-proxy', async (ctx) => {
     };
     const renewal = setInterval(() => void leases.renew(ref).catch(() => undefined), Math.floor(leases.leaseTtlMs / 3));
     try {
-      const already = new Set(claim.alreadyDelivered);
-      if (redelivered) {
-        const state = await loadMessage(ctx.bus, item.envelope.id);
-        for (const r of item.envelope.recipients) if (state.recipients[r.address.toLowerCase()]?.status === 'Delivered') already.add(r.address);
+      const before = planSend({ item: work, hop: hopName, claimed: claim.alreadyDelivered, state: redelivered ? await loadMessage(ctx.bus, id) : undefined });
+      for (const event of before.events) {
+        await recordEvent(ctx.bus, id, event, node);
+        ctx.log.warn({ id, recipients: event.recipients }, 'recipients already delivered; not sent again');
       }
-      if (already.size) {
-        await recordEvent(ctx.bus, item.envelope.id, { type: 'DuplicateSuppressed', hop: hopName, recipients: [...already] }, node);
-        ctx.log.warn({ id: item.envelope.id, recipients: [...already] }, 'recipients already delivered; not sent again');
-        const remaining = item.envelope.recipients.filter((r) => !already.has(r.address));
-        if (remaining.length === 0) return ack;
-        item = { ...item, envelope: { ...item.envelope, recipients: remaining } };
-      }
+      const item = before.send;
+      if (!item) return ack;
       // A process paused past its heartbeat may have been taken over: check just before sending.
       if (!(await leases.renew(ref))) {
         released = true;
-        ctx.log.warn({ id: item.envelope.id }, 'lease taken over by another worker; not sending');
+        ctx.log.warn({ id }, 'lease taken over by another worker; not sending');
         return retry(leases.leaseTtlMs);
       }
-      const { envelope } = item;
       const settings = ctx.config.TransportSettings;
       const results = await attempt(item);
-      const of = (status: RecipientResult['status']) => results.filter((r) => r.status === status);
-
-      const config = ctx.config;
-      const deps = { bus: ctx.bus, bodies, nodeName: node, log: ctx.log };
-      const tag = `${hopName}-${item.attempt}`;
-      const dsnRecipient = (r: RecipientResult, status: string) => ({ address: r.address, status, diagnostic: r.response, remoteMta: r.remoteMta });
-
-      const delivered = of('delivered');
-      // Recorded at once, in Redis (with the lease released) and in the event log: the window for a second copy is these writes.
-      await Promise.all([
-        release(delivered.map((r) => r.address)).catch((err: Error) => ctx.log.error({ err: err.message, id: envelope.id }, 'could not record delivery in the shadow state')),
-        delivered.length ? recordEvent(ctx.bus, envelope.id, { type: 'Delivered', hop: hopName, recipients: delivered.map((r) => r.address) }, node) : undefined,
-      ]);
-      countDelivered('remote', item.hop, delivered.length, envelope.receivedAt);
-      const failed = of('permanent').map((r) => dsnRecipient(r, dsnStatus(r.response, 5)));
-      const transient = of('transient');
-      const decision = transient.length ? nextAttempt(retrySchedule(settings), item.attempt, envelope.receivedAt, Date.now(), settings.MessageExpirationTimeout) : undefined;
-      if (decision?.kind === 'expire') {
-        // Exchange: the message expired in the queue; the NDR carries 4.4.7 and the last error.
-        failed.push(...transient.map((r) => ({ ...dsnRecipient(r, '4.4.7'), diagnostic: `550 4.4.7 Message expired: ${r.response}` })));
-      }
-      if (failed.length) {
-        await recordEvent(ctx.bus, envelope.id, { type: 'Failed', hop: hopName, recipients: failed.map((r) => r.address), reason: failed[0]!.diagnostic }, node);
-        metrics.messagesFailed.inc({ hop: hopLabel(item.hop) }, failed.length);
-        await submitDsn(deps, { envelope, kind: 'failure', tag, config, fqdn: node, recipients: failed });
-      }
-      if (decision?.kind === 'retry') {
-        const addresses = new Set(transient.map((r) => r.address));
-        // One delay notice per recipient, once the message is older than DelayNotificationTimeout.
-        const late = !item.delayNotified && Date.now() - envelope.receivedAt >= settings.DelayNotificationTimeout * 1000;
-        if (late) {
-          await submitDsn(deps, {
-            envelope,
-            kind: 'delay',
-            tag,
-            config,
-            fqdn: node,
-            recipients: transient.map((r) => dsnRecipient(r, dsnStatus(r.response, 4))),
-            willRetryUntil: new Date(envelope.receivedAt + settings.MessageExpirationTimeout * 1000),
-          });
-        }
-        const next: DeliveryItem = { ...item, envelope: { ...envelope, recipients: envelope.recipients.filter((r) => addresses.has(r.address)) }, attempt: item.attempt + 1, notBefore: decision.notBefore, delayNotified: item.delayNotified || late };
-        await publishDurable(ctx.bus, hopName, encodeDeliveryItem(next), { msgID: `${envelope.id}:${hopName}:attempt-${next.attempt}`, expectStream: STREAMS.deliver });
-        await recordEvent(ctx.bus, envelope.id, { type: 'Deferred', hop: hopName, recipients: [...addresses], reason: transient[0]!.response, nextAttempt: decision.notBefore }, node);
-        metrics.messagesDeferred.inc({ hop: hopLabel(item.hop) }, addresses.size);
-      }
-      ctx.log.info({ id: envelope.id, hop: hopName, delivered: delivered.length, failed: failed.length, deferred: decision?.kind === 'retry' ? transient.length : 0, attempt: item.attempt }, 'outbound attempt finished');
-      return ack;
+      const plan = planOutcome({
+        item,
+        hop: hopName,
+        results,
+        settings: { schedule: retrySchedule(settings), MessageExpirationTimeout: settings.MessageExpirationTimeout, DelayNotificationTimeout: settings.DelayNotificationTimeout },
+        now: Date.now(),
+      });
+      for (const step of plan.steps) await carryOut(step, item, release);
+      ctx.log.info({ id, hop: hopName, ...plan.summary, attempt: item.attempt }, 'outbound attempt finished');
+      return plan.outcome;
     } finally {
       clearInterval(renewal);
       await release([]).catch(() => undefined);

@@ -236,6 +236,7 @@ describe('planOutcome', () => {
     const followUp = plan.steps.find((s) => s.kind === 'follow-up');
     expect(followUp).toEqual({
       kind: 'follow-up',
+      subject: HOP,
       msgID: `M1:${HOP}:attempt-1`,
       item: { ...sent, envelope: { ...sent.envelope, recipients: [deferred] }, attempt: 1, notBefore: RECEIVED + 61_000, delayNotified: false },
     });

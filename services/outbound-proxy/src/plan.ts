@@ -40,7 +40,7 @@ export type SendInput = {
 
 export type SendPlan = {
   /** DuplicateSuppressed, when some recipients already have the message. */
-  events: MessageEvent[];
+  events: Array<Extract<MessageEvent, { type: 'DuplicateSuppressed' }>>;
   /** The item narrowed to the recipients to send to, or none: nothing left to send, acknowledge it. */
   send: DeliveryItem | undefined;
 };
@@ -89,8 +89,8 @@ export type OutcomeStep =
   | { kind: 'delivered'; recipients: string[]; event: Extract<MessageEvent, { type: 'Delivered' }> | undefined }
   | { kind: 'event'; event: MessageEvent }
   | { kind: 'notify'; notification: Notification }
-  /** Publish the follow-up work item to the hop's subject, with `msgID` for JetStream's de-duplication. */
-  | { kind: 'follow-up'; item: DeliveryItem; msgID: string };
+  /** Publish the follow-up work item to `subject` (the hop's), with `msgID` for JetStream's de-duplication. */
+  | { kind: 'follow-up'; subject: string; item: DeliveryItem; msgID: string };
 
 export type OutcomePlan = {
   /** In order; each starts when the one before it is durable. The first is always `delivered`. */
@@ -130,7 +130,7 @@ export function planOutcome({ item, hop, results, settings, now }: OutcomeInput)
       steps.push({ kind: 'notify', notification: { kind: 'delay', recipients: transient.map((r) => dsnRecipient(r, dsnStatus(r.response, 4))), tag, willRetryUntil } });
     }
     const next: DeliveryItem = { ...item, envelope: { ...envelope, recipients: envelope.recipients.filter((r) => addresses.has(r.address)) }, attempt: item.attempt + 1, notBefore: decision.notBefore, delayNotified: item.delayNotified || late };
-    steps.push({ kind: 'follow-up', item: next, msgID: `${envelope.id}:${hop}:attempt-${next.attempt}` });
+    steps.push({ kind: 'follow-up', subject: hop, item: next, msgID: `${envelope.id}:${hop}:attempt-${next.attempt}` });
     steps.push({ kind: 'event', event: { type: 'Deferred', hop, recipients: [...addresses], reason: transient[0]!.response, nextAttempt: decision.notBefore } });
   }
   return { steps, outcome: ack, summary: { delivered: delivered.length, failed: failed.length, deferred: decision?.kind === 'retry' ? transient.length : 0 } };
