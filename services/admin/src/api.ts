@@ -5,30 +5,33 @@
  * receive connectors and the test-connector explanation, and throughput and latency.
  *
  * Every answer is computed by the library that owns it (libs/tracking, libs/bus,
- * libs/policy, libs/queues); this module only parses requests and shapes replies. Each
- * change is logged with the user who made it, never with a secret.
+ * libs/policy, libs/queues); this module only parses requests and shapes replies, each
+ * checked against its wire type in api-types.ts (what the dashboard reads). Each change is
+ * logged with the user who made it, never with a secret.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { ConfigConflictError, loadMessageEvents, foldMessage, type Bus, type ConfigStore } from '@transit/bus';
 import { ConfigError, hashPlaintextPasswords, type OrganizationConfig } from '@transit/config';
 import { explainSession } from '@transit/policy';
+import type { HoldResult, MessageActionResult, MessageRow, QueueRow, RemoveResult, RetryResult } from '@transit/queues';
 import type { Logger, NodeHeartbeat } from '@transit/service';
 import { DEFAULT_RESULT_SIZE, TRACKING_EVENT_IDS, parseTrackingTime, projectMessage, readTracking, type TrackingEventId, type TrackingQuery } from '@transit/tracking';
+import type * as Wire from './api-types.ts';
 import { clusterHealth } from './cluster-health.ts';
-import { HttpError, readJson, send } from './http.ts';
+import { HttpError, readJson, send, type Sendable } from './http.ts';
 import { readThroughput, type ThroughputLimits } from './throughput.ts';
 
 /** The queue operations of libs/queues, bound to this process's bus (main.ts wires them). */
 export type QueueBackend = {
-  listQueues(): Promise<unknown>;
-  listMessages(filter: { queue?: string; status?: string; limit?: number }): Promise<unknown>;
-  retryQueue(queue: string): Promise<unknown>;
-  suspendQueue(queue: string): Promise<unknown>;
-  resumeQueue(queue: string): Promise<unknown>;
-  suspendMessage(id: string): Promise<unknown>;
-  resumeMessage(id: string): Promise<unknown>;
-  removeMessage(id: string, opts: { withNdr: boolean }): Promise<unknown>;
+  listQueues(): Promise<QueueRow[]>;
+  listMessages(filter: { queue?: string; status?: string; limit?: number }): Promise<MessageRow[]>;
+  retryQueue(queue: string): Promise<RetryResult>;
+  suspendQueue(queue: string): Promise<HoldResult>;
+  resumeQueue(queue: string): Promise<HoldResult>;
+  suspendMessage(id: string): Promise<MessageActionResult>;
+  resumeMessage(id: string): Promise<MessageActionResult>;
+  removeMessage(id: string, opts: { withNdr: boolean }): Promise<RemoveResult>;
 };
 
 export type ApiDeps = {
@@ -143,13 +146,13 @@ export function apiRoutes(deps: ApiDeps): (r: ApiRequest) => Promise<boolean> {
     if (!QUEUE_NAME.test(queue)) throw new HttpError(400, 'BAD_REQUEST', 'not a queue name');
     const result = await deps.queues(user)[action](queue);
     audit(user, action, { queue });
-    send(res, 200, { queue, action, result });
+    send(res, 200, { queue, action, result } satisfies Sendable<Wire.QueueActionResult>);
   };
   const messageAction = (action: 'suspendMessage' | 'resumeMessage'): Handler => async ({ res, user }, m) => {
     const id = m[1]!;
     const result = await deps.queues(user)[action](id);
     audit(user, action, { id });
-    send(res, 200, { id, action, result });
+    send(res, 200, { id, action, result } satisfies Sendable<Wire.MessageActionResult>);
   };
 
   const routes: Route[] = [
@@ -158,10 +161,10 @@ export function apiRoutes(deps: ApiDeps): (r: ApiRequest) => Promise<boolean> {
       path: /^\/api\/health$/,
       handle: async ({ res }) => {
         const health = clusterHealth(await deps.heartbeats(), Date.now());
-        send(res, health.status === 'healthy' ? 200 : 503, health);
+        send(res, health.status === 'healthy' ? 200 : 503, health satisfies Wire.ClusterHealth);
       },
     },
-    { method: 'GET', path: /^\/api\/queues$/, handle: async ({ res, user }) => send(res, 200, { queues: await deps.queues(user).listQueues() }) },
+    { method: 'GET', path: /^\/api\/queues$/, handle: async ({ res, user }) => send(res, 200, { queues: await deps.queues(user).listQueues() } satisfies Sendable<Wire.QueueList>) },
     {
       method: 'GET',
       path: /^\/api\/messages$/,
@@ -172,7 +175,7 @@ export function apiRoutes(deps: ApiDeps): (r: ApiRequest) => Promise<boolean> {
           ...(url.searchParams.get('status') ? { status: url.searchParams.get('status')! } : {}),
           ...(limit ? { limit: Math.min(1000, Math.max(1, Number(limit) || 100)) } : {}),
         };
-        send(res, 200, { messages: await deps.queues(user).listMessages(filter) });
+        send(res, 200, { messages: await deps.queues(user).listMessages(filter) } satisfies Sendable<Wire.QueueMessageList>);
       },
     },
     { method: 'POST', path: /^\/api\/queues\/([^/]+)\/retry$/, handle: queueAction('retryQueue') },
@@ -188,7 +191,7 @@ export function apiRoutes(deps: ApiDeps): (r: ApiRequest) => Promise<boolean> {
         const id = m[1]!;
         const result = await deps.queues(user).removeMessage(id, { withNdr });
         audit(user, 'removeMessage', { id, withNdr });
-        send(res, 200, { id, action: 'removeMessage', withNdr, result });
+        send(res, 200, { id, action: 'removeMessage', withNdr, result } satisfies Sendable<Wire.RemoveMessageResult>);
       },
     },
     {
@@ -197,7 +200,7 @@ export function apiRoutes(deps: ApiDeps): (r: ApiRequest) => Promise<boolean> {
       handle: async ({ res, url }) => {
         const query = trackingQuery(url.searchParams, Date.now());
         const rows = await readTracking(deps.bus, query);
-        send(res, 200, { query, rows, truncated: rows.length === query.resultSize });
+        send(res, 200, { query, rows, truncated: rows.length === query.resultSize } satisfies Sendable<Wire.TrackingSearch>);
       },
     },
     {
@@ -208,7 +211,7 @@ export function apiRoutes(deps: ApiDeps): (r: ApiRequest) => Promise<boolean> {
         if (!MESSAGE_ID.test(id)) throw new HttpError(400, 'BAD_REQUEST', "not a message id (Transit's NetworkMessageId, e.g. from a tracking row)");
         const events = await loadMessageEvents(deps.bus, id);
         if (events.length === 0) throw new HttpError(404, 'NOT_FOUND', `no events for message ${id} (the event log keeps 7 days)`);
-        send(res, 200, { id, state: foldMessage(id, events), events, rows: projectMessage(id, events) });
+        send(res, 200, { id, state: foldMessage(id, events), events, rows: projectMessage(id, events) } satisfies Sendable<Wire.MessageTimeline>);
       },
     },
     {
@@ -217,7 +220,7 @@ export function apiRoutes(deps: ApiDeps): (r: ApiRequest) => Promise<boolean> {
       handle: async ({ res }) => {
         const snapshot = await deps.store.read();
         if (!snapshot) throw new HttpError(404, 'NOT_FOUND', 'the cluster has no configuration yet');
-        send(res, 200, snapshot);
+        send(res, 200, snapshot satisfies Sendable<Wire.ConfigSnapshot>);
       },
     },
     {
@@ -229,7 +232,7 @@ export function apiRoutes(deps: ApiDeps): (r: ApiRequest) => Promise<boolean> {
         try {
           const written = await deps.store.write(config, revision);
           audit(user, 'writeConfig', { from: revision, revision: written.revision });
-          send(res, 200, { revision: written.revision });
+          send(res, 200, { revision: written.revision } satisfies Sendable<Wire.ConfigWritten>);
         } catch (err) {
           if (err instanceof ConfigError) throw new HttpError(400, err.code, err.message, { issues: configIssues(err.message) });
           if (err instanceof ConfigConflictError) throw new HttpError(409, err.code, err.message);
@@ -246,7 +249,7 @@ export function apiRoutes(deps: ApiDeps): (r: ApiRequest) => Promise<boolean> {
           receiveConnectors: config.ReceiveConnectors.map((c) => ({ ...c, permissions: config.Permissions.filter((p) => p.Identity.toLowerCase() === c.Name.toLowerCase()) })),
           sendConnectors: config.SendConnectors,
           acceptedDomains: config.AcceptedDomains,
-        });
+        } satisfies Sendable<Wire.ConnectorList>);
         return Promise.resolve();
       },
     },
@@ -268,7 +271,7 @@ export function apiRoutes(deps: ApiDeps): (r: ApiRequest) => Promise<boolean> {
           ...(body.size !== undefined ? { size: body.size } : {}),
           ...(body.helo ? { helo: body.helo } : {}),
         });
-        send(res, 200, explanation);
+        send(res, 200, explanation satisfies Sendable<Wire.ConnectorExplanation>);
       },
     },
     {
@@ -278,7 +281,7 @@ export function apiRoutes(deps: ApiDeps): (r: ApiRequest) => Promise<boolean> {
         const minutes = Number(url.searchParams.get('minutes') ?? limits.windowMs / 60_000);
         if (!Number.isFinite(minutes) || minutes <= 0 || minutes > 60) throw new HttpError(400, 'BAD_REQUEST', 'minutes must be between 1 and 60');
         const windowMs = Math.round(minutes * 60_000);
-        send(res, 200, await readThroughput(deps.bus, { ...limits, windowMs, bucketMs: Math.max(5000, Math.round(windowMs / 30)) }));
+        send(res, 200, (await readThroughput(deps.bus, { ...limits, windowMs, bucketMs: Math.max(5000, Math.round(windowMs / 30)) })) satisfies Wire.ThroughputSummary);
       },
     },
   ];

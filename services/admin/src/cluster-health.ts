@@ -1,11 +1,10 @@
 /**
  * Cluster health as the admin service reports it: every role, its live replicas (from the
- * heartbeats in the nodes bucket) and whether each is ready. Pure over the heartbeats.
+ * heartbeats in the nodes bucket) and whether each is ready. Pure over the heartbeats; the
+ * result is GET /api/health's answer as it goes on the wire (api-types.ts).
  */
-import { ROLES, type NodeHeartbeat, type Role } from '@transit/service';
-
-export type RoleHealth = { role: Role; replicas: number; ready: number; nodes: Array<Pick<NodeHeartbeat, 'node' | 'pid' | 'ready' | 'http' | 'facts'> & { ageMs: number }> };
-export type ClusterHealth = { status: 'healthy' | 'degraded'; roles: RoleHealth[] };
+import { ROLES, type NodeHeartbeat } from '@transit/service';
+import type { ClusterHealth, RoleHealth } from './api-types.ts';
 
 export function clusterHealth(beats: readonly NodeHeartbeat[], now: number, staleAfterMs = 15_000): ClusterHealth {
   const live = beats.filter((b) => now - b.at <= staleAfterMs);

@@ -3,12 +3,13 @@
  * security headers every answer carries, and errors as values with a status and a code.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ApiErrorBody } from './api-types.ts';
 
 export class HttpError extends Error {
   readonly status: number;
   readonly code: string;
-  readonly details: Record<string, unknown>;
-  constructor(status: number, code: string, message: string, details: Record<string, unknown> = {}) {
+  readonly details: Omit<ApiErrorBody, 'error' | 'code'>;
+  constructor(status: number, code: string, message: string, details: Omit<ApiErrorBody, 'error' | 'code'> = {}) {
     super(message);
     this.name = 'HttpError';
     this.status = status;
@@ -25,6 +26,22 @@ const SECURITY_HEADERS = {
   'content-security-policy': "default-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
 };
 
+/**
+ * What the server may hold for a wire type W of api-types.ts, given how `send` encodes it:
+ * JSON.stringify writes a Date as its ISO string and drops undefined properties, and the
+ * replacer below writes a bigint as a decimal string. A handler states what it answers with
+ * `body satisfies Sendable<W>`, and the type check holds it to that.
+ */
+export type Sendable<W> = W extends string
+  ? string extends W
+    ? string | Date | bigint
+    : W
+  : W extends ReadonlyArray<infer E>
+    ? ReadonlyArray<Sendable<E>>
+    : W extends object
+      ? { [K in keyof W]: Sendable<W[K]> }
+      : W;
+
 export function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   res.writeHead(status, { ...SECURITY_HEADERS, 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', ...headers });
   // Sizes of address ranges are bigints in the connector explanation.
@@ -32,7 +49,7 @@ export function send(res: ServerResponse, status: number, body: unknown, headers
 }
 
 export function sendError(res: ServerResponse, err: HttpError, headers: Record<string, string> = {}): void {
-  send(res, err.status, { error: err.message, code: err.code, ...err.details }, headers);
+  send(res, err.status, { error: err.message, code: err.code, ...err.details } satisfies Sendable<ApiErrorBody>, headers);
 }
 
 export function sendRaw(res: ServerResponse, status: number, contentType: string, body: string | Uint8Array, headers: Record<string, string> = {}): void {

@@ -15,8 +15,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { HttpRoute, Logger } from '@transit/service';
 import { ADMIN_USER, CSRF_HEADER, SESSION_COOKIE, basicCredentials, cookieValue, type AdminAuth, type AuthResult } from './auth.ts';
 import type { DashboardAssets } from './assets.ts';
-import { HttpError, readJson, send, sendError, sendRaw } from './http.ts';
+import { HttpError, readJson, send, sendError, sendRaw, type Sendable } from './http.ts';
 import type { ApiRequest } from './api.ts';
+import type { LoggedOut, LoginSession, SessionUser } from './api-types.ts';
 
 export type SurfaceOptions = {
   /** Undefined when no credential is configured: then `disabledReason` is what every answer says. */
@@ -92,13 +93,13 @@ export function adminSurface(opts: SurfaceOptions): HttpRoute {
         }
         const session = auth.openSession(result.user);
         opts.log.info({ user: result.user, client }, 'admin login');
-        send(res, 200, { user: result.user, expires: new Date(session.expires).toISOString() }, { 'set-cookie': sessionCookie(session.token, Math.floor(auth.sessionTtlMs / 1000), isHttps(req)) });
+        send(res, 200, { user: result.user, expires: new Date(session.expires).toISOString() } satisfies Sendable<LoginSession>, { 'set-cookie': sessionCookie(session.token, Math.floor(auth.sessionTtlMs / 1000), isHttps(req)) });
         return true;
       }
       if (path === '/api/logout') {
         if (method !== 'POST') throw new HttpError(405, 'METHOD_NOT_ALLOWED', 'log out with POST');
         auth.closeSession(cookieValue(req.headers.cookie, SESSION_COOKIE));
-        send(res, 200, { loggedOut: true }, { 'set-cookie': sessionCookie('', 0, isHttps(req)) });
+        send(res, 200, { loggedOut: true } satisfies Sendable<LoggedOut>, { 'set-cookie': sessionCookie('', 0, isHttps(req)) });
         return true;
       }
 
@@ -111,7 +112,7 @@ export function adminSurface(opts: SurfaceOptions): HttpRoute {
         user = result.user;
       }
       if (path === '/api/session') {
-        send(res, 200, { user });
+        send(res, 200, { user } satisfies Sendable<SessionUser>);
         return true;
       }
       if (await opts.api({ req, res, url, user })) return true;

@@ -6,23 +6,14 @@
  * Reading is bounded: only the last few minutes, at most `maxEvents` events and `deadlineMs`
  * of wall time; a summary cut short says so (`truncated`) instead of blocking the page.
  * Latency is from the message's Received to each recipient's Delivered, for messages whose
- * Received lies in the window (older ones have no start to measure from here).
+ * Received lies in the window (older ones have no start to measure from here). The summary
+ * is GET /api/throughput's answer as it goes on the wire (api-types.ts).
  */
 import { decode } from '@msgpack/msgpack';
 import { STREAMS, SUBJECTS, scanStream, type Bus, type MessageEvent } from '@transit/bus';
+import type { ThroughputSummary } from './api-types.ts';
 
 export type TimedEvent = { id: string; at: number; event: MessageEvent };
-
-export type ThroughputBucket = { start: string; received: number; delivered: number; deferred: number; failed: number; latencyP50Ms: number | null; latencyP95Ms: number | null };
-export type ThroughputSummary = {
-  windowSeconds: number;
-  bucketSeconds: number;
-  totals: { received: number; delivered: number; deferred: number; failed: number };
-  latencyMs: { p50: number | null; p95: number | null; max: number | null; samples: number };
-  buckets: ThroughputBucket[];
-  events: number;
-  truncated: boolean;
-};
 
 function quantile(sorted: readonly number[], q: number): number | null {
   if (sorted.length === 0) return null;

@@ -3,19 +3,11 @@
  * Login; the cluster map (roles, replicas, readiness); live throughput and latency; queues
  * with their actions; message tracking with a message's timeline; receive connectors and
  * the test-connector explanation. Views that show live data refresh on a timer that stops
- * when another view is opened.
+ * when another view is opened. The answers' types are the server's own (src/api-types.ts).
  */
+import type { ClusterHealth, ConnectorExplanation, ConnectorList, MessageTimeline, QueueList, QueueMessageList, ThroughputSummary, TrackingSearch } from '../src/api-types.ts';
 import { ApiError, api, cell, errorBox, h, table } from './dom.ts';
 import { lineChart } from './chart.ts';
-
-type Row = Record<string, unknown>;
-type NodeInfo = { node: string; pid: number; ready: boolean; http: string; ageMs: number };
-type RoleHealth = { role: string; replicas: number; ready: number; nodes: NodeInfo[] };
-type Health = { status: string; roles: RoleHealth[] };
-type Bucket = { start: string; received: number; delivered: number; deferred: number; failed: number; latencyP50Ms: number | null; latencyP95Ms: number | null };
-type Throughput = { windowSeconds: number; bucketSeconds: number; totals: Record<string, number>; latencyMs: { p50: number | null; p95: number | null; max: number | null; samples: number }; buckets: Bucket[]; truncated: boolean };
-type StepReport = { command: string; reply: string; reason?: string; ok: boolean };
-type Explanation = { candidates: Array<{ connector: string; enabled: boolean; binding: string; range?: string; chosen: boolean }>; connector?: { Name: string }; principal?: string; rights: string[]; sources: Array<{ right: string; connector: string; via: string; deny?: boolean }>; steps: StepReport[] };
 
 const main = document.getElementById('app')!;
 const nav = document.getElementById('nav')!;
@@ -81,7 +73,7 @@ function clusterView(): void {
   const body = h('div', {});
   show(h('h2', {}, 'Cluster'), body);
   every(5000, async () => {
-    const health = await api<Health>('GET', '/api/health');
+    const health = await api<ClusterHealth>('GET', '/api/health');
     const rows = health.roles.map((r) => ({ role: r.role, replicas: r.replicas, ready: r.ready, state: r.ready > 0 ? 'ready' : 'not ready', nodes: r.nodes.map((n) => `${n.node}/${n.pid} ${n.http}${n.ready ? '' : ' (not ready)'}`) }));
     const t = table(['role', 'replicas', 'ready', 'state', 'nodes'], rows, { testId: 'roles' });
     t.querySelectorAll('tbody tr').forEach((tr, i) => {
@@ -96,7 +88,7 @@ function throughputView(): void {
   const body = h('div', {});
   show(h('h2', {}, 'Throughput and latency (last 15 minutes, from the event log)'), body);
   every(10_000, async () => {
-    const t = await api<Throughput>('GET', '/api/throughput?minutes=15');
+    const t = await api<ThroughputSummary>('GET', '/api/throughput?minutes=15');
     const labels = t.buckets.map((b) => b.start.slice(11, 19));
     const perMinute = (v: number) => (v * 60) / t.bucketSeconds;
     const card = (label: string, value: string) => h('div', { class: 'card' }, h('div', { class: 'muted' }, label), h('div', { class: 'value' }, value));
@@ -105,10 +97,10 @@ function throughputView(): void {
       h(
         'div',
         { class: 'cards' },
-        card('received', String(t.totals.received ?? 0)),
-        card('delivered (recipients)', String(t.totals.delivered ?? 0)),
-        card('deferred', String(t.totals.deferred ?? 0)),
-        card('failed', String(t.totals.failed ?? 0)),
+        card('received', String(t.totals.received)),
+        card('delivered (recipients)', String(t.totals.delivered)),
+        card('deferred', String(t.totals.deferred)),
+        card('failed', String(t.totals.failed)),
         card('latency p50', ms(t.latencyMs.p50)),
         card('latency p95', ms(t.latencyMs.p95)),
       ),
@@ -134,9 +126,11 @@ function throughputView(): void {
   });
 }
 
-/** Get-Queue's Identity (`Transit\\remote.sink`); a message is acted on by Transit's id (MessageId), as in transitctl. */
-const identity = (row: Row): string => (typeof row.Identity === 'string' ? row.Identity : '');
-const messageId = (row: Row): string => (typeof row.MessageId === 'string' ? row.MessageId : '');
+/** The fields the rows carry, but nested objects (arrays are shown joined): Get-Queue and Get-Message show whatever the server lists. */
+function scalarColumns<R extends object>(rows: readonly R[]): Array<keyof R & string> {
+  const keys = [...new Set(rows.flatMap((r) => Object.keys(r)))] as Array<keyof R & string>;
+  return keys.filter((k) => typeof rows[0]?.[k] !== 'object' || Array.isArray(rows[0]?.[k]));
+}
 
 function actionButton(label: string, run: () => Promise<unknown>, after: () => Promise<void>, confirmText?: string): HTMLButtonElement {
   return h(
@@ -160,37 +154,36 @@ function queuesView(): void {
   const messagesBox = h('div', {});
   show(h('h2', {}, 'Queues'), queuesBox, h('h3', {}, 'Messages'), messagesBox);
   const refresh = async () => {
-    const { queues } = await api<{ queues: Row[] }>('GET', '/api/queues');
-    const { messages } = await api<{ messages: Row[] }>('GET', '/api/messages?limit=200');
-    const queueColumns = [...new Set(queues.flatMap((q) => Object.keys(q)))].filter((k) => typeof queues[0]?.[k] !== 'object' || Array.isArray(queues[0]?.[k]));
+    const { queues } = await api<QueueList>('GET', '/api/queues');
+    const { messages } = await api<QueueMessageList>('GET', '/api/messages?limit=200');
+    // A queue is acted on by its Identity (`Transit\\remote.sink`), a message by Transit's id (MessageId), as in transitctl.
     const enc = encodeURIComponent;
     queuesBox.replaceChildren(
       queues.length
-        ? table(queueColumns, queues, {
+        ? table(scalarColumns(queues), queues, {
             testId: 'queues',
             extra: (q) =>
               h(
                 'span',
                 {},
-                actionButton('Retry', () => api('POST', `/api/queues/${enc(identity(q))}/retry`), refresh),
-                actionButton('Suspend', () => api('POST', `/api/queues/${enc(identity(q))}/suspend`), refresh),
-                actionButton('Resume', () => api('POST', `/api/queues/${enc(identity(q))}/resume`), refresh),
+                actionButton('Retry', () => api('POST', `/api/queues/${enc(q.Identity)}/retry`), refresh),
+                actionButton('Suspend', () => api('POST', `/api/queues/${enc(q.Identity)}/suspend`), refresh),
+                actionButton('Resume', () => api('POST', `/api/queues/${enc(q.Identity)}/resume`), refresh),
               ),
           })
         : h('p', { class: 'muted' }, 'No queues.'),
     );
-    const messageColumns = [...new Set(messages.flatMap((m) => Object.keys(m)))].filter((k) => typeof messages[0]?.[k] !== 'object' || Array.isArray(messages[0]?.[k]));
     messagesBox.replaceChildren(
       messages.length
-        ? table(messageColumns, messages, {
+        ? table(scalarColumns(messages), messages, {
             testId: 'queue-messages',
             extra: (m) =>
               h(
                 'span',
                 {},
-                actionButton('Suspend', () => api('POST', `/api/messages/${enc(messageId(m))}/suspend`), refresh),
-                actionButton('Resume', () => api('POST', `/api/messages/${enc(messageId(m))}/resume`), refresh),
-                actionButton('Remove', () => api('POST', `/api/messages/${enc(messageId(m))}/remove`, { withNdr: true }), refresh, 'Remove this message and send the sender a non-delivery report?'),
+                actionButton('Suspend', () => api('POST', `/api/messages/${enc(m.MessageId)}/suspend`), refresh),
+                actionButton('Resume', () => api('POST', `/api/messages/${enc(m.MessageId)}/resume`), refresh),
+                actionButton('Remove', () => api('POST', `/api/messages/${enc(m.MessageId)}/remove`, { withNdr: true }), refresh, 'Remove this message and send the sender a non-delivery report?'),
               ),
           })
         : h('p', { class: 'muted' }, 'No messages waiting.'),
@@ -200,8 +193,7 @@ function queuesView(): void {
 }
 
 async function timelineView(id: string): Promise<void> {
-  type Timeline = { id: string; state: { status: string; received?: { sender: string; subject?: string; messageId?: string; at: number }; recipients: Record<string, { address: string; status: string; hop?: string; lastError?: string }> }; rows: Row[] };
-  const t = await api<Timeline>('GET', `/api/messages/${encodeURIComponent(id)}/timeline`);
+  const t = await api<MessageTimeline>('GET', `/api/messages/${encodeURIComponent(id)}/timeline`);
   const recipients = Object.values(t.state.recipients).map((r) => ({ recipient: r.address, status: r.status, hop: r.hop, lastError: r.lastError }));
   show(
     h('h2', {}, `Message ${t.id}`),
@@ -244,12 +236,12 @@ async function trackingView(): Promise<void> {
   const search = async () => {
     results.replaceChildren(h('p', { class: 'muted' }, 'Searching…'));
     try {
-      const { rows } = await api<{ rows: Row[] }>('GET', `/api/tracking?${lastSearch}`);
+      const { rows } = await api<TrackingSearch>('GET', `/api/tracking?${lastSearch}`);
       results.replaceChildren(
         rows.length
           ? table(['Timestamp', 'EventId', 'Source', 'Sender', 'Recipients', 'MessageSubject', 'NetworkMessageId'], rows, {
               testId: 'tracking-results',
-              onRow: (row) => void timelineView(String(row.NetworkMessageId)).catch((err: unknown) => results.replaceChildren(errorBox(err))),
+              onRow: (row) => void timelineView(row.NetworkMessageId).catch((err: unknown) => results.replaceChildren(errorBox(err))),
             })
           : h('p', { class: 'muted' }, 'No tracking rows match.'),
       );
@@ -262,9 +254,8 @@ async function trackingView(): Promise<void> {
 }
 
 async function connectorsView(): Promise<void> {
-  type Connectors = { receiveConnectors: Row[]; sendConnectors: Row[] };
-  const c = await api<Connectors>('GET', '/api/connectors');
-  const receive = c.receiveConnectors.map((r) => ({ ...r, permissions: (r.permissions as Row[]).map((p) => `${cell(p.User)}: ${cell(p.ExtendedRights)}${p.Deny ? ' (deny)' : ''}`) }));
+  const c = await api<ConnectorList>('GET', '/api/connectors');
+  const receive = c.receiveConnectors.map((r) => ({ ...r, permissions: r.permissions.map((p) => `${p.User}: ${cell(p.ExtendedRights)}${p.Deny ? ' (deny)' : ''}`) }));
   const field = (name: string, label: string, value = '', placeholder = '') => h('label', {}, label, h('input', { name, value, placeholder }));
   const output = h('div', {});
   const form = h(
@@ -282,7 +273,7 @@ async function connectorsView(): Promise<void> {
         const to = text('to')?.split(',').map((s) => s.trim()).filter(Boolean);
         const size = text('size');
         const request = { remoteIp: text('remoteIp') ?? '', local: text('local') ?? '0.0.0.0:25', user: text('user'), from: text('from'), to, size: size ? Number(size) : undefined, helo: text('helo'), tls: d.get('tls') === 'on' };
-        api<Explanation>('POST', '/api/test-connector', request)
+        api<ConnectorExplanation>('POST', '/api/test-connector', request)
           .then((e) => output.replaceChildren(renderExplanation(e)))
           .catch((err: unknown) => output.replaceChildren(errorBox(err)));
       },
@@ -308,7 +299,7 @@ async function connectorsView(): Promise<void> {
   );
 }
 
-function renderExplanation(e: Explanation): HTMLElement {
+function renderExplanation(e: ConnectorExplanation): HTMLElement {
   const lines = ['Receive connectors with a binding on this port:'];
   for (const c of e.candidates) lines.push(`  ${c.chosen ? '*' : ' '} ${c.connector}${c.enabled ? '' : ' (disabled)'}: ${c.binding} binding; ${c.range ? `range ${c.range}` : 'no RemoteIPRanges entry contains the client'}`);
   if (e.candidates.length === 0) lines.push('  (none)');

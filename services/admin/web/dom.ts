@@ -49,7 +49,8 @@ export async function api<T>(method: 'GET' | 'POST' | 'PUT', path: string, body?
   return parsed as T;
 }
 
-export function table(columns: string[], rows: Array<Record<string, unknown>>, opts: { onRow?: (row: Record<string, unknown>) => void; extra?: (row: Record<string, unknown>) => Node; testId?: string } = {}): HTMLTableElement {
+/** One column per named field of the rows (the names are checked against the row type, e.g. an API wire type). */
+export function table<R extends object>(columns: ReadonlyArray<keyof R & string>, rows: readonly R[], opts: { onRow?: (row: R) => void; extra?: (row: R) => Node; testId?: string } = {}): HTMLTableElement {
   return h(
     'table',
     { 'data-testid': opts.testId },
