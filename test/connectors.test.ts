@@ -55,8 +55,8 @@ const h = useHarness(async () => {
 const port25 = () => h.cluster.port(25);
 const port587 = () => h.cluster.port(587);
 
-async function transitctl(args: string[], stdin?: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = execFile(process.execPath, [join(import.meta.dirname, '../tools/transitctl/src/main.ts'), ...args], { env: { ...process.env, NATS_URL: h.cluster.natsUrl } });
+async function transitctl(args: string[], stdin?: string, env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = execFile(process.execPath, [join(import.meta.dirname, '../tools/transitctl/src/main.ts'), ...args], { env: { ...process.env, ...env, NATS_URL: h.cluster.natsUrl } });
   if (stdin !== undefined) child.stdin!.end(stdin);
   else child.stdin!.end();
   let stdout = '';
@@ -397,5 +397,47 @@ describe('configuration is validated at write time', () => {
     expect(script.code, script.stderr).toBe(0);
     expect(script.stdout).toMatch(/contoso\.test\s+Authoritative\s+True/);
     await applied(async () => (await rcptReply('127.0.0.3', 'anyone@fabrikam.test')) === '250 2.1.5 Recipient OK');
+  });
+});
+
+describe('transport settings (Get-/Set-TransportConfig, Set-TransportService)', () => {
+  type Row = { Name: string; Value: unknown; Source: string; Scope: string };
+  const setting = async (name: string, env: NodeJS.ProcessEnv = {}) => {
+    const r = await transitctl(['get', 'transportconfig', name, '--json'], undefined, env);
+    expect(r.code, r.stderr).toBe(0);
+    return (JSON.parse(r.stdout) as Row[])[0]!;
+  };
+
+  it('shows every setting with its source, and changes the organisation ones through the validated store', async () => {
+    const table = await transitctl(['get', 'transportconfig'], undefined, { TRANSIT_DRAIN_TIMEOUT_MS: '5000' });
+    expect(table.code, table.stderr).toBe(0);
+    expect(table.stdout).toMatch(/^MessageExpirationTimeout +172800 +s +default +Set-TransportService -MessageExpirationTimeout$/m);
+    expect(table.stdout).toMatch(/^TRANSIT_DRAIN_TIMEOUT_MS +5000 +ms +environment +environment, read at start$/m);
+    expect(table.stdout).toMatch(/^TRANSIT_ACK_WAIT_SECONDS +15 +s +default /m);
+
+    await ems('Set-TransportService EXCH01 -MessageExpirationTimeout 3.00:00:00 -DelayNotificationTimeout 02:00:00');
+    expect(await setting('MessageExpirationTimeout')).toMatchObject({ Value: 259_200, Source: 'organisation', Scope: 'organisation' });
+    const shell = await ems('Get-TransportConfig MessageExpirationTimeout,DelayNotificationTimeout');
+    expect(shell.stdout.split('\n').slice(2, 4)).toEqual(['MessageExpirationTimeout 3.00:00:00 organisation', 'DelayNotificationTimeout 02:00:00   organisation']);
+    await ems('Set-TransportConfig -TransientRetrySchedule 60,300');
+    expect(parse((await transitctl(['export'])).stdout)).toMatchObject({ TransportSettings: { MessageExpirationTimeout: 259_200, DelayNotificationTimeout: 7200, TransientRetrySchedule: [60, 300] } });
+
+    // The cluster keeps bodies and events 7 days: an expiry of 10 is refused at write time, and nothing changes.
+    const before = (await transitctl(['export'])).stdout;
+    const tooLong = await transitctl(['ems', 'Set-TransportService -MessageExpirationTimeout 10.00:00:00']);
+    expect(tooLong.code).toBe(1);
+    expect(tooLong.stderr).toContain(
+      "transitctl: configuration refused:\n  TransportSettings.MessageExpirationTimeout (10.00:00:00) is too long for TRANSIT_BODY_RETENTION_SECONDS in the cluster's streams (604800 s = 7.00:00:00)",
+    );
+    const viaSet = await transitctl(['set', 'transportconfig', '--MessageExpirationTimeout', '10.00:00:00']);
+    expect(viaSet.code).toBe(1);
+    expect(viaSet.stderr).toMatch(/too long for TRANSIT_EVENT_RETENTION_SECONDS in the cluster's streams/);
+    expect((await transitctl(['export'])).stdout).toBe(before);
+
+    const restored = await transitctl(['set', 'transportconfig', '--MessageExpirationTimeout', '172800', '--DelayNotificationTimeout', '14400']);
+    expect(restored.code, restored.stderr).toBe(0);
+    await ems('Set-TransportConfig -TransientRetrySchedule $null');
+    expect(await setting('MessageExpirationTimeout')).toMatchObject({ Value: 172_800, Source: 'default' });
+    expect(await setting('TransientRetrySchedule')).toMatchObject({ Source: 'default' });
   });
 });

@@ -9,17 +9,19 @@ import { EmsError } from './errors.ts';
 import { showValue, type Command, type Value } from './parser.ts';
 
 /** How a parameter's value is read. `one`/`many` are enumerations, matched case-insensitively. */
-export type ParamType = 'string' | 'list' | 'bool' | 'switch' | 'int' | 'bytes' | 'timespan' | { one: readonly string[] } | { many: readonly string[] };
+/** `timespans`: a list of time spans, each seconds or `hh:mm:ss` (TransientRetrySchedule). */
+export type ParamType = 'string' | 'list' | 'bool' | 'switch' | 'int' | 'bytes' | 'timespan' | 'timespans' | { one: readonly string[] } | { many: readonly string[] };
 /** `@{Add=…; Remove=…}` on a multi-valued property. */
 export type ListEdit = { add: string[]; remove: string[] };
 export type Arg = string | number | boolean | string[] | ListEdit | null;
 export type Args = Map<string, Arg>;
 
-export type Kind = 'ReceiveConnector' | 'ADPermission' | 'AcceptedDomain' | 'SendConnector' | 'MessageTrackingEvent' | 'Queue' | 'QueueMessage' | 'QueueActionResult';
+export type Kind = 'ReceiveConnector' | 'ADPermission' | 'AcceptedDomain' | 'SendConnector' | 'MessageTrackingEvent' | 'Queue' | 'QueueMessage' | 'QueueActionResult' | 'TransportSetting';
 /** What flows through a pipeline: `key` finds the object again in the working configuration. */
 export type Item = { kind: Kind; key: string; row: Record<string, unknown> };
 
-export type Ctx = { config: OrganizationConfig; changed: boolean; warnings: string[] };
+/** `env`: the environment whose settings Get-TransportConfig shows (transitctl passes its own; tests pass what they need). */
+export type Ctx = { config: OrganizationConfig; changed: boolean; warnings: string[]; env: NodeJS.ProcessEnv };
 
 export type Cmdlet = {
   name: string;
@@ -30,6 +32,10 @@ export type Cmdlet = {
   input?: Kind;
   /** The kind of objects it writes to the pipeline, if any. */
   output?: Kind;
+  /** Parameters bound only to be refused with a better message than "not supported" (and so not listed as supported). */
+  hidden?: readonly string[];
+  /** Said after "parameter -X is not supported" when it helps, e.g. where X is set instead. */
+  unknownHint?: (written: string) => string | undefined;
   run(ctx: Ctx, args: Args, input: Item[] | undefined): Item[];
 };
 
@@ -44,7 +50,9 @@ export function resolveParam(cmdlet: Cmdlet, written: string): string {
   const candidates = names.filter((n) => n.toLowerCase().startsWith(lower));
   if (candidates.length === 1) return candidates[0]!;
   if (candidates.length > 1) throw new EmsError(`${cmdlet.name}: parameter -${written} is ambiguous (-${candidates.join(', -')})`);
-  throw new EmsError(`${cmdlet.name}: parameter -${written} is not supported (supported: -${names.join(', -')})`);
+  const hint = cmdlet.unknownHint?.(written);
+  const listed = names.filter((n) => !cmdlet.hidden?.includes(n));
+  throw new EmsError(`${cmdlet.name}: parameter -${written} is not supported${hint ? `: ${hint}` : ''} (supported: -${listed.join(', -')})`);
 }
 
 /** An unquoted argument like this is more likely the next command of a line a web page ran together. */
@@ -131,6 +139,16 @@ function convert(cmdlet: Cmdlet, param: string, value: Value): Arg {
       if (typeof n !== 'number') throw bad('a time span such as 00:05:00');
       return n;
     }
+    case 'timespans': {
+      if (value.t === 'null') return null;
+      if (value.t === 'hash') throw bad('a list of time spans such as 60,300,00:15:00 (@{Add/Remove} does not apply to a schedule)');
+      // Kept as text of whole seconds until applyProperties makes them numbers: Arg holds no number lists.
+      return list(value).map((v) => {
+        const n = parseTimeSpan(v);
+        if (typeof n !== 'number') throw bad('a list of time spans such as 60,300,00:15:00');
+        return String(n);
+      });
+    }
   }
 }
 
@@ -168,6 +186,7 @@ export function applyProperties<T extends object>(ctx: Ctx, cmdlet: string, curr
   for (const [key, arg] of args) {
     if (!(key in types)) continue;
     if (arg === null) delete next[key];
+    else if (types[key] === 'timespans' && Array.isArray(arg)) next[key] = arg.map(Number);
     else if (Array.isArray(arg) || isListEdit(arg)) next[key] = applyList((next[key] as string[] | undefined) ?? [], arg, (m) => ctx.warnings.push(m), `${cmdlet} -${key}`);
     else next[key] = arg;
   }

@@ -367,7 +367,7 @@ Get-SendConnector Spare | Remove-SendConnector`,
 
 describe('lines and pipelines', () => {
   it.each([
-    ['an unknown cmdlet', 'Set-TransportConfig -MaxSendSize 25MB', /^Set-TransportConfig is not supported by transitctl ems \(supported: Get-ReceiveConnector, New-ReceiveConnector, .*, Format-List, Format-Table\)$/],
+    ['an unknown cmdlet', 'New-TransportRule -Name x', /^New-TransportRule is not supported by transitctl ems \(supported: Get-ReceiveConnector, New-ReceiveConnector, .*, Format-List, Format-Table\)$/],
     ['a formatter first', 'fl', 'fl formats the output of a pipeline, so it must come last, after a Get- cmdlet'],
     ['a formatter in the middle', 'Get-ReceiveConnector | fl | Set-ReceiveConnector -Enabled $false', /Format-List|fl formats the output/],
     ['objects of the wrong kind', 'Get-AcceptedDomain | Set-ReceiveConnector -Enabled $false', 'Get-AcceptedDomain writes AcceptedDomain objects, but Set-ReceiveConnector takes ReceiveConnector objects from the pipeline'],

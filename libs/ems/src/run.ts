@@ -15,11 +15,12 @@ import { RECEIVE_CMDLETS, RECEIVE_CONNECTOR_PROPERTIES } from './receive.ts';
 import { ROUTING_CMDLETS, SEND_CONNECTOR_PROPERTIES } from './routing.ts';
 import { GET_MESSAGE_TRACKING_LOG, trackingItem, trackingQuery } from './tracking.ts';
 import { QUEUE_CMDLETS, queueItem, queueRequest } from './queues.ts';
+import { TRANSPORT_CMDLETS } from './transport.ts';
 
 export type EmsOutput = { objects: Record<string, unknown>[]; text: string };
 export type EmsResult = { config: OrganizationConfig; changed: boolean; output: EmsOutput; warnings: string[] };
 
-const CMDLETS = [...RECEIVE_CMDLETS, ...ROUTING_CMDLETS, GET_MESSAGE_TRACKING_LOG, ...QUEUE_CMDLETS];
+const CMDLETS = [...RECEIVE_CMDLETS, ...ROUTING_CMDLETS, ...TRANSPORT_CMDLETS, GET_MESSAGE_TRACKING_LOG, ...QUEUE_CMDLETS];
 
 /** Format-List / Format-Table only choose how the last stage's objects print. */
 const FORMATTERS: Record<string, Format['kind']> = { 'format-list': 'list', fl: 'list', 'format-table': 'table', ft: 'table' };
@@ -35,6 +36,8 @@ const VIEWS: Record<Kind, View> = {
   Queue: { columns: ['Identity', 'DeliveryType', 'Status', 'MessageCount', 'NextHopDomain'], types: {} },
   QueueMessage: { columns: ['Identity', 'FromAddress', 'Status', 'Size', 'Queue'], types: {} },
   QueueActionResult: { columns: [], types: {} },
+  // Values come formatted (each row's type differs); Format-List adds Scope, Default, Unit, SetWith and Meaning.
+  TransportSetting: { columns: ['Name', 'Value', 'Source'], types: {} },
 };
 
 function lookup(name: string): Cmdlet | undefined {
@@ -134,9 +137,10 @@ export function emsQueueRequest(line: string): EmsQueueRequest | undefined {
   };
 }
 
-export function runEmsLine(line: string, config: OrganizationConfig): EmsResult {
+/** `env`: the environment Get-TransportConfig reads the environment settings from (none given: every one at its default). */
+export function runEmsLine(line: string, config: OrganizationConfig, env: NodeJS.ProcessEnv = {}): EmsResult {
   const { bound, readAs, warnings } = bindEmsLine(line);
-  const ctx: Ctx = { config, changed: false, warnings };
+  const ctx: Ctx = { config, changed: false, warnings, env };
   const items = withReading(readAs, () => {
     let piped: Item[] = [];
     for (const [i, { cmdlet, args }] of bound.stages.entries()) piped = cmdlet.run(ctx, args, i > 0 ? piped : undefined);

@@ -14,7 +14,7 @@ import { QueueError } from '@transit/queues';
 import { explainSession } from '@transit/policy';
 import { ShadowStore, rebuildShadowFromEvents } from '@transit/shadow';
 import { msgtrkFiles, readTracking, trackingCsv, trackingJson, trackingTable } from '@transit/tracking';
-import { CliError, findKind, getObjects, newObject, parseFields, removeObject, renderTable, setObject } from './objects.ts';
+import { CliError, TRANSPORT_CONFIG_COLUMNS, findKind, getObjects, isTransportConfig, newObject, parseFields, removeObject, renderTable, setObject, setTransportSettings, transportConfigRows } from './objects.ts';
 import { renderExplanation } from './explain.ts';
 import { parseTrackArgs } from './track.ts';
 import { parseQueueCommand, redisLeases, runQueueRequest } from './queue.ts';
@@ -27,6 +27,10 @@ const USAGE = `transitctl — administer a Transit cluster (configuration lives 
   transitctl set <kind> <name> --Field value ...      lists are comma-separated: --Bindings 0.0.0.0:25,[::]:25
   transitctl remove <kind> <name>                     permissions are named "<connector>|<principal>"
   transitctl password <user-or-mailbox>               reads the new password from stdin, stores a scrypt hash
+  transitctl get transportconfig [name-pattern]       every setting: TransportSettings (live, from KV) and the
+                                                      environment variables as this process reads them, with
+                                                      each one's source (default, environment, organisation)
+  transitctl set transportconfig --Field value ...    change TransportSettings, e.g. --MessageExpirationTimeout 3.00:00:00
   transitctl apply -f <file.yaml>                     validate and replace the whole configuration
   transitctl export [-f <file.yaml>]
   transitctl ems '<Exchange Management Shell line>'   e.g. 'Get-ReceiveConnector "default frontend*" | fl'
@@ -171,6 +175,11 @@ async function main(argv: string[]): Promise<number> {
   try {
     switch (verb) {
       case 'get': {
+        if (isTransportConfig(rest[0])) {
+          const rows = transportConfigRows(s.snapshot?.config, process.env, rest[1]);
+          out(json ? JSON.stringify(rows, null, 2) + '\n' : renderTable(rows.map((r) => ({ ...r, Value: r.Value ?? '(unset)' })), TRANSPORT_CONFIG_COLUMNS));
+          return 0;
+        }
         const kind = findKind(rest[0]);
         const rows = getObjects(current(s), kind, rest[1]);
         out(json ? JSON.stringify(rows, null, 2) + '\n' : renderTable(rows, kind.columns));
@@ -179,6 +188,11 @@ async function main(argv: string[]): Promise<number> {
       case 'new':
       case 'set':
       case 'remove': {
+        if (verb === 'set' && isTransportConfig(rest[0])) {
+          const written = await write(s, setTransportSettings(current(s), parseFields(flagArgs.slice(1))));
+          out(`updated TransportSettings; configuration revision ${written.revision}\n`);
+          return 0;
+        }
         const kind = findKind(rest[0]);
         const config = current(s);
         const fieldArgs = flagArgs.slice(verb === 'new' ? 1 : 2);
@@ -279,7 +293,8 @@ async function main(argv: string[]): Promise<number> {
             else if (output.text) out(output.text + '\n');
             continue;
           }
-          const result = runEmsLine(line, config);
+          // Get-TransportConfig shows the environment settings as this process reads them.
+          const result = runEmsLine(line, config, process.env);
           for (const w of result.warnings) process.stderr.write(`WARNING: ${w}\n`);
           if (json) out(JSON.stringify(result.output.objects, null, 2) + '\n');
           else if (result.output.text) out(result.output.text);

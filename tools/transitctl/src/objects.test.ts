@@ -1,6 +1,6 @@
 import { parseOrganizationConfig } from '@transit/config';
 import { describe, expect, it } from 'vitest';
-import { CliError, findKind, getObjects, newObject, parseFields, removeObject, renderTable, setObject } from './objects.ts';
+import { CliError, findKind, getObjects, isTransportConfig, newObject, parseFields, removeObject, renderTable, setObject, setTransportSettings, transportConfigRows } from './objects.ts';
 
 const config = parseOrganizationConfig({
   Organization: { Name: 'Contoso' },
@@ -54,5 +54,15 @@ describe('transitctl objects', () => {
   });
   it('renders a table with lists joined', () => {
     expect(renderTable([{ Name: 'A', Bindings: ['0.0.0.0:25', '[::]:25'] }], ['Name', 'Bindings'])).toBe('Name Bindings\n---- -------------------\nA    0.0.0.0:25, [::]:25\n');
+  });
+  it('gets the transport settings with their sources, and sets TransportSettings fields only', () => {
+    expect(isTransportConfig('TransportConfig')).toBe(true);
+    const rows = transportConfigRows(config, { TRANSIT_ACK_WAIT_SECONDS: '30' }, '*ACK_WAIT*');
+    expect(rows).toEqual([expect.objectContaining({ Name: 'TRANSIT_ACK_WAIT_SECONDS', Value: 30, Source: 'environment', Scope: 'environment' })]);
+    expect(() => transportConfigRows(config, {}, 'Nothing*')).toThrow('no setting matches "Nothing*"');
+    const changed = parseOrganizationConfig(setTransportSettings(config, parseFields(['--MessageExpirationTimeout', '3.00:00:00', '--DsnMaxReturnedMessageBytes', '5MB', '--TransientRetrySchedule', '60,300'])));
+    expect(changed.TransportSettings).toMatchObject({ MessageExpirationTimeout: 259_200, DsnMaxReturnedMessageBytes: 5 * 1024 * 1024, TransientRetrySchedule: [60, 300] });
+    expect(transportConfigRows(changed, {}, 'MessageExpirationTimeout')[0]).toMatchObject({ Value: 259_200, Source: 'organisation' });
+    expect(() => setTransportSettings(config, { TRANSIT_DRAIN_TIMEOUT_MS: 5 })).toThrow(/^TRANSIT_DRAIN_TIMEOUT_MS: not a TransportSettings field \(InlineBodyMaxBytes, .*\); environment settings are read by each process at start/);
   });
 });

@@ -3,7 +3,7 @@
  * configuration and arguments to rows or to a new (not yet validated) configuration. The
  * store validates the whole document before writing, so a bad value never lands.
  */
-import type { OrganizationConfig } from '@transit/config';
+import { ORGANISATION_KEYS, settingRows, type OrganizationConfig, type SettingRow } from '@transit/config';
 
 export class CliError extends Error {
   readonly code = 'CLI_USAGE';
@@ -127,4 +127,31 @@ export function renderTable(rows: Item[], columns: string[]): string {
   const widths = columns.map((c) => Math.min(60, Math.max(c.length, ...rows.map((r) => cell(r[c]).length))));
   const line = (vals: string[]) => vals.map((v, i) => (v.length > widths[i]! ? `${v.slice(0, widths[i]! - 3)}...` : v.padEnd(widths[i]!))).join(' ').trimEnd();
   return [line(columns), line(widths.map((w) => '-'.repeat(w))), ...rows.map((r) => line(columns.map((c) => cell(r[c]))))].join('\n') + '\n';
+}
+
+/** `transitctl get|set transportconfig`: the register's settings rather than a collection of objects. */
+export const TRANSPORT_CONFIG_WORDS = ['transportconfig', 'transportsettings', 'tc'];
+export const isTransportConfig = (word: string | undefined) => TRANSPORT_CONFIG_WORDS.includes((word ?? '').toLowerCase());
+export const TRANSPORT_CONFIG_COLUMNS = ['Name', 'Value', 'Unit', 'Source', 'SetWith'];
+
+/** Every setting (organisation ones from `config`, environment ones as `env` gives them), optionally by name pattern. */
+export function transportConfigRows(config: OrganizationConfig | undefined, env: NodeJS.ProcessEnv, pattern?: string): SettingRow[] {
+  const rows = settingRows(config?.TransportSettings, env);
+  if (!pattern) return rows;
+  const re = wildcard(pattern);
+  const found = rows.filter((r) => re.test(r.Name));
+  if (found.length === 0) throw new CliError(`no setting matches "${pattern}"`);
+  return found;
+}
+
+/** The configuration with these TransportSettings fields changed; the store validates the result. */
+export function setTransportSettings(config: OrganizationConfig, fields: Item): Record<string, unknown> {
+  const known = new Set<string>(ORGANISATION_KEYS);
+  const unknown = Object.keys(fields).filter((f) => !known.has(f));
+  if (unknown.length) {
+    throw new CliError(
+      `${unknown.join(', ')}: not a TransportSettings field (${ORGANISATION_KEYS.join(', ')}); environment settings are read by each process at start, set them in its environment`,
+    );
+  }
+  return { ...config, TransportSettings: { ...config.TransportSettings, ...fields } };
 }
