@@ -119,6 +119,7 @@ describe('rules between settings', () => {
       'MessageExpirationTimeout (10.00:00:00) is too long for TRANSIT_BODY_RETENTION_SECONDS in this environment (604800 s = 7.00:00:00): a message body must outlive every message by a day, so it needs at least 950400 s (11.00:00:00). Lower MessageExpirationTimeout (Set-TransportService -MessageExpirationTimeout 6.00:00:00) or raise TRANSIT_BODY_RETENTION_SECONDS on every role',
       "MessageExpirationTimeout (10.00:00:00) is too long for TRANSIT_EVENT_RETENTION_SECONDS in this environment (604800 s = 7.00:00:00): a message's event log must outlive every message by a day, so it needs at least 950400 s (11.00:00:00). Lower MessageExpirationTimeout (Set-TransportService -MessageExpirationTimeout 6.00:00:00) or raise TRANSIT_EVENT_RETENTION_SECONDS on every role",
     ]);
+    expect(retentionProblems({ bodyRetentionSeconds: 86_400 }, { MessageExpirationTimeout: 3600 })).toEqual([expect.stringMatching(/needs at least 90000 s \(1\.01:00:00\)\. Raise TRANSIT_BODY_RETENTION_SECONDS on every role$/)]);
     // What is unknown (a stream not created yet) is not checked.
     expect(retentionProblems({ bodyRetentionSeconds: 30 * 86_400 }, { MessageExpirationTimeout: 10 * 86_400 }, 'in the cluster')).toEqual([]);
   });

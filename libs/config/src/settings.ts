@@ -320,9 +320,10 @@ export function retentionProblems(retention: Partial<Retention>, transport: Pick
   const problems: string[] = [];
   const check = (variable: string, kept: number | undefined, what: string) => {
     if (kept === undefined || kept >= needed) return;
+    const lower = kept > RETENTION_MARGIN_SECONDS ? `Lower MessageExpirationTimeout (Set-TransportService -MessageExpirationTimeout ${formatDuration(kept - RETENTION_MARGIN_SECONDS)}) or raise` : 'Raise';
     problems.push(
       `MessageExpirationTimeout (${formatDuration(expiry)}) is too long for ${variable} ${where} (${kept} s = ${formatDuration(kept)}): ${what} must outlive every message by a day, so it needs at least ${needed} s (${formatDuration(needed)}). ` +
-        `Lower MessageExpirationTimeout (Set-TransportService -MessageExpirationTimeout ${formatDuration(kept - RETENTION_MARGIN_SECONDS)}) or raise ${variable} on every role`,
+        `${lower} ${variable} on every role`,
     );
   };
   check('TRANSIT_BODY_RETENTION_SECONDS', retention.bodyRetentionSeconds, 'a message body');
