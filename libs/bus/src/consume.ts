@@ -16,10 +16,11 @@
  *   them out, while they stay in the stream (nats-server#4736, #7308). Every few seconds the
  *   worker looks for items on its filter at or below the ack floor; one still there after a
  *   grace period is published again (same data and headers, `Transit-Requeued-From` naming
- *   the original). The original is deleted once the stream's replicas have all been current
- *   for a minute: in the chaos runs, deleting work items by sequence while a replica caught
- *   up after a restart is what made replicas reset (6 resets and 46 to 294 acknowledged items
- *   gone in runs that deleted at once, none in a run that did not).
+ *   the original), and the original is acknowledged through the consumer (`ackBySequence`),
+ *   which removes it from the work queue on every replica. It is not deleted by sequence:
+ *   that goes through the stream's Raft log, and nats-server 2.9 resets a replica that
+ *   applies it without having the message, which in the chaos runs stranded and lost other
+ *   work items (nats-server#7308).
  * - **Stalls.** `health()` says whether the worker makes progress on the work waiting for it
  *   (see WorkerHealth); libs/service puts it in /readyz and the metrics. An item that is
  *   put back because it is not due yet (`notYet`, an administrator's hold) is waiting, not
@@ -112,6 +113,19 @@ export type WorkerOptions<T> = {
   pullExpiresMs?: number;
 };
 
+/**
+ * Acknowledges the work item at stream sequence `seq` through the durable consumer, as its
+ * worker would: a work queue then removes it on every replica (each applies the consumer's
+ * replicated ack locally), and a pending item leaves the consumer's pending set. For items
+ * no worker holds a message for: an orphan taken over from a dead worker, a stranded
+ * original. Unlike a delete by sequence it never goes through the stream's Raft log.
+ */
+export async function ackBySequence(bus: Bus, stream: string, consumer: string, seq: number): Promise<void> {
+  // The v1 ack subject: delivery count, stream sequence, delivery sequence (0: not known), timestamp, pending.
+  bus.nc.publish(`$JS.ACK.${stream}.${consumer}.1.${seq}.0.${Date.now()}000000.0`);
+  await bus.nc.flush();
+}
+
 /** Process-wide defaults, set once by the service shell (libs/service) from the environment. */
 const defaults: { stallAfterMs: number; onNotice: (what: string, detail: Record<string, unknown>) => void } = { stallAfterMs: 120_000, onNotice: () => undefined };
 export function configureWorkers(opts: { stallAfterMs?: number; onNotice?: (what: string, detail: Record<string, unknown>) => void }): void {
@@ -168,10 +182,8 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
   let requeued = 0;
   /** Stranded candidates: stream sequence → first seen. */
   const stranded = new Map<number, number>();
-  /** Published again; the original still to delete (waits for current replicas). */
+  /** Published again; the original acknowledged, and not yet seen gone. */
   const awaitingDelete = new Set<number>();
-  /** Since when every replica of the stream has been current (undefined: one is not, or never seen). */
-  let calmSince: number | undefined;
 
   const putBack = (msg: JsMsg, delayMs: number, isScheduled: boolean) => {
     const delay = isScheduled ? Math.min(delayMs, maxScheduleMs) : delayMs;
@@ -314,12 +326,6 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
     }
     for (const seq of stranded.keys()) if (!seen.has(seq)) stranded.delete(seq);
     for (const seq of awaitingDelete) if (!seen.has(seq)) awaitingDelete.delete(seq);
-    // Deleting by sequence goes through the stream's Raft log, and a replica that lacks the message resets (nats-server#7308,
-    // with acknowledged items lost when two reset at once): delete only an unreplicated stream's, or after a calm minute.
-    const replicas = si.cluster?.replicas ?? [];
-    if (replicas.every((r) => r.current && !r.offline)) calmSince ??= now;
-    else calmSince = undefined;
-    const mayDelete = si.config.num_replicas <= 1 || (calmSince !== undefined && now - calmSince >= 60_000);
     for (const [seq, m] of seen) {
       const first = stranded.get(seq);
       if (first === undefined) {
@@ -340,11 +346,8 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
         if (!pa.duplicate) requeued++;
         notice('stranded work item requeued', { seq, subject: m.subject, as: pa.seq, floor, duplicate: pa.duplicate });
       }
-      if (mayDelete) {
-        await bus.jsm.streams.deleteMessage(opts.stream, seq, false).catch(() => false);
-        awaitingDelete.delete(seq);
-        stranded.delete(seq);
-      }
+      // Out of the work queue through the consumer (see ackBySequence); a later sweep that still sees it acknowledges it again.
+      await ackBySequence(bus, opts.stream, opts.consumer, seq);
     }
   };
 

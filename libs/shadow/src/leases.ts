@@ -11,11 +11,10 @@
  * An owner is one process (`node/pid`): a restarted process is a new owner, and whatever
  * its previous life held is an orphan.
  *
- * A survivor that settled an adopted item marks it settled here. On a replicated stream it
- * does not delete the item by sequence (the delete goes through the stream's Raft log, and
- * nats-server 2.9 resets a replica that lacks the message when it applies it, which stranded
- * and lost other work items in the chaos runs: nats-server#7308): JetStream hands it out
- * again after its ack wait, the claim answers "settled", and the worker acknowledges it.
+ * A survivor that settled an adopted item acknowledges it through the consumer (libs/bus
+ * ackBySequence; never a delete by sequence, which makes nats-server 2.9 replicas reset,
+ * nats-server#7308) and marks it settled here: should JetStream hand it out again anyway,
+ * the claim answers "settled" and the worker acknowledges it without work.
  */
 import type { Redis } from 'ioredis';
 import { processSettings } from '@transit/config';

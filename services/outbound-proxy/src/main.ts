@@ -9,7 +9,7 @@
  * on 717 ("Outbound Proxy Frontend") for trusted internal senders.
  */
 import { join } from 'node:path';
-import { BodyStore, CONSUMERS, REQUEUED_FROM_HEADER, STREAMS, SpanKind, ack, annotate, inSpan, loadMessage, notYet, publishDurable, recordEvent, retry, startWorker, type Outcome } from '@transit/bus';
+import { BodyStore, CONSUMERS, REQUEUED_FROM_HEADER, STREAMS, SpanKind, ack, ackBySequence, annotate, inSpan, loadMessage, notYet, publishDurable, recordEvent, retry, startWorker, type Outcome } from '@transit/bus';
 import { decodeDeliveryItem, encodeDeliveryItem, type DeliveryItem } from '@transit/envelope';
 import { retrySchedule } from '@transit/config';
 import { submitDsn } from '@transit/ingest';
@@ -192,16 +192,13 @@ await runService('outbound-proxy', async (ctx) => {
    * Orphans: the items an owner held when its heartbeat stopped (a process killed mid-delivery)
    * are fetched from the stream by sequence and delivered here, so they do not wait out
    * JetStream's ack wait. An item that is no longer in the stream was settled already. A
-   * settled item is marked so in Redis, and JetStream's redelivery of it after the ack wait
-   * is acknowledged at once. It is deleted by sequence only from an unreplicated stream: on a
-   * replicated one the delete goes through the stream's Raft log, nats-server 2.9 resets a
-   * replica that applies it without having the message (nats-server#7308), and the resets
-   * in the chaos runs stranded and lost other work items (see libs/bus consume.ts).
+   * settled item is acknowledged through the consumer on the dead worker's behalf, which
+   * takes it out of the work queue, and marked settled in Redis, so that a redelivery (the
+   * acknowledgement lost) is acknowledged at once. It is not deleted by sequence: that goes
+   * through the stream's Raft log, nats-server 2.9 resets a replica that applies it without
+   * having the message (nats-server#7308), and those resets stranded and lost other work
+   * items in the chaos runs (see libs/bus consume.ts).
    */
-  const unreplicated = async (stream: string) => {
-    const info = await ctx.bus.jsm.streams.info(stream).catch(() => undefined);
-    return info !== undefined && info.config.num_replicas <= 1;
-  };
   const adopting = new Set<Promise<void>>();
   const adopt = async (ref: WorkRef) => {
     try {
@@ -213,8 +210,8 @@ await runService('outbound-proxy', async (ctx) => {
       if (hold) return await leases.release(ref, []);
       if ((await handleItem(decodeDeliveryItem(stored.data), ref, true)).kind === 'ack') {
         await leases.settle(ref);
-        // Out of an unreplicated work queue at once; in a cluster JetStream's redelivery is acknowledged as settled.
-        if (await unreplicated(ref.stream)) await ctx.bus.jsm.streams.deleteMessage(ref.stream, ref.seq, false).catch(() => false);
+        // Out of the work queue at once, acknowledged through the consumer for the dead worker.
+        await ackBySequence(ctx.bus, ref.stream, CONSUMERS.outboundProxy, ref.seq);
       }
       // Otherwise JetStream hands it out again after its ack wait, as it would have.
     } catch (err) {
