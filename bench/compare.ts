@@ -27,7 +27,7 @@ import { parse, stringify } from 'yaml';
 import { startLocalCluster, type LocalCluster } from '@transit/cluster';
 import { freePort, freePortOffset } from '@transit/testkit';
 import { ROLES } from '@transit/service';
-import { childrenOfSelf, coresBusy, describeProcesses, cpuMeter, machineTicks, processTree, waitForIdle, type CpuMeter } from './compare/cpu.ts';
+import { busySeconds, childrenOfSelf, coresBusy, describeProcesses, processSeconds, cpuMeter, machineTicks, processTree, waitForIdle, type CpuMeter } from './compare/cpu.ts';
 import { ensurePostfix, postfixVersion, startPostfix, stopPostfixAt } from './compare/postfix.ts';
 import { canConnect, startProbe, startSink, startSource, stopChild, type Sink } from './compare/smtp.ts';
 
@@ -183,6 +183,10 @@ type RunResult = {
   txP99: number;
   cpuMsPerMsg: number;
   boxBusy: number;
+  /** Cores busy on average during the run: the system, the harness (load, probe, sink), everything else on the machine. */
+  systemCores: number;
+  harnessCores: number;
+  otherCores: number;
 };
 
 /** Sessions and messages for each target, messages in proportion to sessions. */
@@ -217,7 +221,10 @@ async function measure(sys: SystemUnderTest, sink: Sink): Promise<RunResult> {
   const idle = { ...(await waitForIdle(cores, IDLE_CORES, IDLE_WINDOW_S, IDLE_TIMEOUT_S)), loadavg: loadavg()[0] ?? Number.NaN };
   const deadline = Date.now() + TIMEOUT_S * 1000;
   const sink0 = sink.received();
+  // The harness: this process (with the probe) and the smtp-source runs it reaps, and smtp-sink.
+  const harness = () => processSeconds(process.pid, true) + processSeconds(sink.pid);
   const cpu0 = sys.meter.seconds();
+  const harness0 = harness();
   const box0 = machineTicks();
   // The probe is one of the sessions: smtp-source runs the others.
   const probe = SESSIONS >= 2 ? startProbe(sys.targets, SIZE, FROM, TO) : undefined;
@@ -232,7 +239,10 @@ async function measure(sys: SystemUnderTest, sink: Sink): Promise<RunResult> {
   const delivered = await waitForSink(sink, sink0, expected, deadline);
   const t2 = performance.now();
   const cpu = sys.meter.seconds() - cpu0;
-  const boxBusy = coresBusy(box0, machineTicks(), cores);
+  const harnessCpu = harness() - harness0;
+  const box1 = machineTicks();
+  const boxBusy = coresBusy(box0, box1, cores);
+  const elapsedS = (t2 - t0) / 1000;
   return {
     idle,
     acceptedPerS: (MESSAGES + probeAcceptedByT1) / ((t1 - t0) / 1000),
@@ -248,6 +258,9 @@ async function measure(sys: SystemUnderTest, sink: Sink): Promise<RunResult> {
     txP99: pct(pr?.transactionMs ?? [], 99),
     cpuMsPerMsg: delivered > 0 ? (cpu * 1000) / delivered : Number.NaN,
     boxBusy,
+    systemCores: cpu / elapsedS,
+    harnessCores: harnessCpu / elapsedS,
+    otherCores: Math.max(0, busySeconds(box0, box1) - cpu - harnessCpu) / elapsedS,
   };
 }
 
@@ -371,7 +384,7 @@ try {
             `  run ${i}/${REPEATS}: ${r.idle.idle ? 'idle' : 'NOT idle'} before (${fmt(r.idle.busy, 2)} cores busy over ${IDLE_WINDOW_S} s, load average ${fmt(r.idle.loadavg, 2)}, waited ${fmt(r.idle.waitedS)} s); ` +
               `accepted ${fmt(r.acceptedPerS)} msgs/s, end to end ${fmt(r.endToEndPerS)} msgs/s (${r.delivered}/${r.expected} at the sink); ` +
               `probe n=${r.probeN}: accept p50 ${fmt(r.acceptP50, 1)} ms p99 ${fmt(r.acceptP99, 1)} ms, transaction p50 ${fmt(r.txP50, 1)} ms p99 ${fmt(r.txP99, 1)} ms; ` +
-              `CPU ${fmt(r.cpuMsPerMsg, 2)} ms/msg; machine ${fmt(r.boxBusy, 2)} of ${cores} cores busy`,
+              `CPU ${fmt(r.cpuMsPerMsg, 2)} ms/msg; machine ${fmt(r.boxBusy, 2)} of ${cores} cores busy (system ${fmt(r.systemCores, 2)}, load generator and sink ${fmt(r.harnessCores, 2)}, anything else ${fmt(r.otherCores, 2)})`,
           );
           if (r.probeFailed > 0) {
             outcome.errors.push(`run ${i}: ${r.probeFailed} probe transaction(s) failed, first: ${r.probeError}`);

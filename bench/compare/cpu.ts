@@ -183,6 +183,18 @@ export function cpuMeter(name: string, procSums = false): CpuMeter {
   };
 }
 
+/** CPU seconds of one process; with `reaped`, also of the children it has waited for (this script's smtp-source runs). */
+export function processSeconds(pid: number, reaped = false): number {
+  const s = readStat(pid);
+  if (!s) return 0;
+  return (s.utime + s.stime + (reaped ? s.cutime + s.cstime : 0)) / ticksPerSecond;
+}
+
+/** CPU seconds the whole machine was busy between two machineTicks() readings. */
+export function busySeconds(before: { busy: number }, after: { busy: number }): number {
+  return (after.busy - before.busy) / ticksPerSecond;
+}
+
 /** Busy and total jiffies of the whole machine (every core) so far. */
 export function machineTicks(): { busy: number; total: number } {
   const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
