@@ -1,6 +1,6 @@
 /**
  * Writes the settings tables of docs/configuration.md from the register
- * (libs/config/src/settings.ts): `node scripts/gen-config-docs.ts`. Only the part between the markers
+ * (libs/config/src/settings.ts): `npm run docs:config`. Only the part between the markers
  * changes; the rest of the document is written by hand. `--check` writes nothing and exits 1
  * when the document is stale (libs/config/src/settings-doc.test.ts checks the same).
  */
@@ -13,7 +13,7 @@ const current = await readFile(file, 'utf8');
 const next = withGeneratedSettings(current);
 if (process.argv.includes('--check')) {
   if (next !== current) {
-    process.stderr.write(`${file} is stale: run node scripts/gen-config-docs.ts\n`);
+    process.stderr.write(`${file} is stale: run npm run docs:config\n`);
     process.exitCode = 1;
   }
 } else if (next === current) {

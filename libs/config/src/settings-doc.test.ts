@@ -6,10 +6,10 @@ const repo = new URL('../../../', import.meta.url);
 const read = (path: string) => readFile(new URL(path, repo), 'utf8');
 
 describe('docs/configuration.md', () => {
-  it('has the settings tables the register generates (run node scripts/gen-config-docs.ts when this fails)', async () => {
+  it('has the settings tables the register generates (run npm run docs:config when this fails)', async () => {
     const doc = await read('docs/configuration.md');
     expect(doc).toContain(GENERATED_BEGIN);
-    expect(withGeneratedSettings(doc), 'docs/configuration.md is stale: run node scripts/gen-config-docs.ts').toBe(doc);
+    expect(withGeneratedSettings(doc), 'docs/configuration.md is stale: run npm run docs:config').toBe(doc);
   });
 
   it('lists every environment variable of the register', () => {

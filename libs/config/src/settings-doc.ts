@@ -1,11 +1,11 @@
 /**
  * docs/configuration.md's settings tables, generated from the register (settings.ts) so
- * the doc cannot drift from the code: `node scripts/gen-config-docs.ts` rewrites the part between the
+ * the doc cannot drift from the code: `npm run docs:config` rewrites the part between the
  * markers, and a unit test fails when the doc differs from what the register generates.
  */
 import { ENVIRONMENT_KEYS, ORGANISATION, ORGANISATION_KEYS, RULES, environmentMeta, organisationDefault, organisationType, type Unit } from './settings.ts';
 
-export const GENERATED_BEGIN = '<!-- BEGIN GENERATED: settings (node scripts/gen-config-docs.ts writes this from libs/config/src/settings.ts; do not edit by hand) -->';
+export const GENERATED_BEGIN = '<!-- BEGIN GENERATED: settings (npm run docs:config writes this from libs/config/src/settings.ts; do not edit by hand) -->';
 export const GENERATED_END = '<!-- END GENERATED: settings -->';
 
 const cell = (text: string) => text.replace(/\|/g, '\\|').replace(/\n/g, ' ');

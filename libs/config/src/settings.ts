@@ -13,7 +13,7 @@
  * Cross-checks between settings (RULES) are stated here once, with the reason, and applied
  * by runtimeSettings (environment against environment) and by retentionProblems
  * (environment against the organisation's MessageExpirationTimeout).
- * docs/configuration.md's tables are generated from this file (node scripts/gen-config-docs.ts).
+ * docs/configuration.md's tables are generated from this file (npm run docs:config).
  */
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
