@@ -139,6 +139,11 @@ export function runningWorkers(): Worker[] {
   return [...running];
 }
 
+/** What a stored work item is, beyond its sequence: its first publish's message id, else its time and size. */
+function identity(m: StoredMsg): string {
+  return m.header?.get('Nats-Msg-Id') || `${m.timestamp}:${m.data.length}`;
+}
+
 /** The consumer's filter subject(s) as one subject for STREAM.MSG.GET next_by_subj. */
 function filterOf(info: ConsumerInfo): string | undefined {
   const c = info.config as { filter_subject?: string; filter_subjects?: string[] };
@@ -182,8 +187,8 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
   let requeued = 0;
   /** Stranded candidates: stream sequence → first seen. */
   const stranded = new Map<number, number>();
-  /** Published again; the original acknowledged, and not yet seen gone. */
-  const awaitingDelete = new Set<number>();
+  /** Published again (sequence → what was copied); the original acknowledged, and not yet seen gone. */
+  const awaitingDelete = new Map<number, string>();
 
   const putBack = (msg: JsMsg, delayMs: number, isScheduled: boolean) => {
     const delay = isScheduled ? Math.min(delayMs, maxScheduleMs) : delayMs;
@@ -325,7 +330,14 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
       }
     }
     for (const seq of stranded.keys()) if (!seen.has(seq)) stranded.delete(seq);
-    for (const seq of awaitingDelete) if (!seen.has(seq)) awaitingDelete.delete(seq);
+    // A sequence that now holds another item (a replica reset can hand sequences out again) is a new candidate, never acknowledged unseen.
+    for (const [seq, copied] of awaitingDelete) {
+      const m = seen.get(seq);
+      if (!m || identity(m) !== copied) {
+        awaitingDelete.delete(seq);
+        if (m) stranded.set(seq, now);
+      }
+    }
     for (const [seq, m] of seen) {
       const first = stranded.get(seq);
       if (first === undefined) {
@@ -342,7 +354,7 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
         h.set(REQUEUED_FROM_HEADER, `${opts.stream}:${seq}`);
         // The same id for every sweeper in the cluster: two replicas requeueing at once store one copy.
         const pa = await bus.js.publish(m.subject, m.data, { msgID: `requeued:${opts.stream}:${seq}`, headers: h, expect: { streamName: opts.stream }, timeout: 5000 });
-        awaitingDelete.add(seq);
+        awaitingDelete.set(seq, identity(m));
         if (!pa.duplicate) requeued++;
         notice('stranded work item requeued', { seq, subject: m.subject, as: pa.seq, floor, duplicate: pa.duplicate });
       }

@@ -203,12 +203,14 @@ await runService('outbound-proxy', async (ctx) => {
   const adopt = async (ref: WorkRef) => {
     try {
       const stored = await ctx.bus.jsm.streams.getMessage(ref.stream, { seq: ref.seq }).catch(() => null);
-      if (!stored || stored.subject !== ref.subject) return await leases.release(ref, []);
+      // A stream whose replica reset can give a sequence to another item: only this message's item is taken over (and acknowledged).
+      const item = stored && stored.subject === ref.subject ? (() => { try { return decodeDeliveryItem(stored.data); } catch { return undefined; } })() : undefined;
+      if (!item || item.envelope.id !== ref.messageId) return await leases.release(ref, []);
       ctx.log.warn({ id: ref.messageId, seq: ref.seq, subject: ref.subject }, 'taking over a work item whose worker stopped');
       // Administrator holds bind a taken-over item too: it is left to JetStream's redelivery, where the worker drops a removed message's item and holds a held one.
       const hold = await holds.watcher.check(ref.subject, ref.messageId);
       if (hold) return await leases.release(ref, []);
-      if ((await handleItem(decodeDeliveryItem(stored.data), ref, true)).kind === 'ack') {
+      if ((await handleItem(item, ref, true)).kind === 'ack') {
         await leases.settle(ref);
         // Out of the work queue at once, acknowledged through the consumer for the dead worker.
         await ackBySequence(ctx.bus, ref.stream, CONSUMERS.outboundProxy, ref.seq);
