@@ -1,6 +1,6 @@
 /**
  * IP addresses and RemoteIPRanges as inclusive intervals of one family. A single address,
- * a CIDR block and an `a-b` range are the same thing here (docs/exchange.md §4), which makes
+ * a CIDR block and an `a-b` range are the same thing here (docs/exchange-behaviour.md §4), which makes
  * "most specific match" simply "smallest containing interval".
  */
 import { isIPv4, isIPv6 } from 'node:net';

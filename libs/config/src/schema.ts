@@ -2,7 +2,7 @@
  * The organisation's transport configuration, in Exchange's own vocabulary so an
  * administrator recognises every name (ReceiveConnector, AcceptedDomain, PermissionGroups).
  * The zod schemas are the single source of truth: types, defaults and validation messages
- * all come from here. Defaults are Exchange's cmdlet defaults (docs/exchange.md §2).
+ * all come from here. Defaults are Exchange's cmdlet defaults (docs/exchange-behaviour.md §2).
  */
 import { z } from 'zod';
 import { directoryOf, resolveDirectoryName, resolvePrincipal } from './directory.ts';
@@ -14,7 +14,7 @@ export type AuthMechanism = (typeof AUTH_MECHANISMS)[number];
 export const PERMISSION_GROUPS = ['None', 'AnonymousUsers', 'ExchangeUsers', 'ExchangeServers', 'ExchangeLegacyServers', 'Partners', 'Custom'] as const;
 export type PermissionGroup = (typeof PERMISSION_GROUPS)[number];
 
-/** Extended rights on receive connectors, without Exchange's `ms-Exch-` prefix (docs/exchange.md §3). */
+/** Extended rights on receive connectors, without Exchange's `ms-Exch-` prefix (docs/exchange-behaviour.md §3). */
 export const EXTENDED_RIGHTS = [
   'SMTP-Submit',
   'SMTP-Accept-Any-Recipient',
@@ -39,7 +39,7 @@ export function normalizeExtendedRight(name: string): ExtendedRight | undefined 
 export const RECEIVE_CONNECTOR_USAGES = ['Client', 'Custom', 'Internal', 'Internet', 'Partner'] as const;
 export type ReceiveConnectorUsage = (typeof RECEIVE_CONNECTOR_USAGES)[number];
 
-/** What `New-ReceiveConnector -Usage <type>` fills in (docs/exchange.md §2). Usage exists only at creation. */
+/** What `New-ReceiveConnector -Usage <type>` fills in (docs/exchange-behaviour.md §2). Usage exists only at creation. */
 export const USAGE_DEFAULTS: Record<ReceiveConnectorUsage, { PermissionGroups: PermissionGroup[]; AuthMechanism: AuthMechanism[] }> = {
   Client: { PermissionGroups: ['ExchangeUsers'], AuthMechanism: ['Tls', 'BasicAuth', 'BasicAuthRequireTLS', 'Integrated'] },
   Custom: { PermissionGroups: ['None'], AuthMechanism: ['Tls'] },
@@ -246,7 +246,7 @@ export const transportSettingsSchema = z.strictObject({
   /** Bodies up to this size travel inline in the envelope; larger ones go to the object store. */
   InlineBodyMaxBytes: z.number().int().min(1024).max(768 * 1024).default(256 * 1024),
   /**
-   * Exchange's retry intervals (docs/exchange.md §9): GlitchRetryCount quick retries every
+   * Exchange's retry intervals (docs/exchange-behaviour.md §9): GlitchRetryCount quick retries every
    * GlitchRetryInterval, then TransientFailureRetryCount every TransientFailureRetryInterval,
    * then every OutboundConnectionFailureRetryInterval until MessageExpirationTimeout.
    */
@@ -380,7 +380,7 @@ export function findReceiveConnector<T extends { Name: string; Server?: string |
 }
 
 /**
- * Exchange's rule (docs/exchange.md §4): connectors of one role may share an exact local
+ * Exchange's rule (docs/exchange-behaviour.md §4): connectors of one role may share an exact local
  * binding only with different RemoteIPRanges, and ranges on a shared binding may nest but
  * never partially overlap.
  */

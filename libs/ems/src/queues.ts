@@ -1,5 +1,5 @@
 /**
- * The queue cmdlets (docs/exchange.md §9): Get-Queue, Get-Message, Retry-Queue, Suspend-/Resume-Queue,
+ * The queue cmdlets (docs/exchange-behaviour.md §9): Get-Queue, Get-Message, Retry-Queue, Suspend-/Resume-Queue,
  * Suspend-/Resume-Message, Remove-Message, Export-Message. Their data is the cluster's work
  * queues, not the configuration, so here they only bind and check their parameters into a
  * QueueRequest (libs/ems stays pure); transitctl runs it and hands the objects back to print.

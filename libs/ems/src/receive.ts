@@ -73,7 +73,7 @@ export const RECEIVE_CONNECTOR_PROPERTIES = {
 } as const satisfies Record<keyof ReceiveConnector, ParamType>;
 
 /**
- * What each usage type needs at creation (docs/exchange.md §2): a default binding or remote
+ * What each usage type needs at creation (docs/exchange-behaviour.md §2): a default binding or remote
  * range where Exchange has one; where it has none, the parameter is required, because
  * there is nothing sensible to listen on or admit.
  */

@@ -1,5 +1,5 @@
 /**
- * SMTP protocol log in Exchange's CSV shape (docs/exchange.md §11): files RECVyyyymmdd-n.log /
+ * SMTP protocol log in Exchange's CSV shape (docs/exchange-behaviour.md §11): files RECVyyyymmdd-n.log /
  * SENDyyyymmdd-n.log, each starting with #Software/#Version/#Log-type/#Date/#Fields
  * header lines, then one line per event.
  *

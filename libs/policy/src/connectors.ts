@@ -1,5 +1,5 @@
 /**
- * Receive connector selection (docs/exchange.md §4): among enabled connectors bound to the
+ * Receive connector selection (docs/exchange-behaviour.md §4): among enabled connectors bound to the
  * connection's local port, a binding on the exact local address beats a wildcard binding;
  * then the smallest RemoteIPRanges interval containing the client wins. `matchConnector`
  * is the one place that decides how a connector matches a connection; the frontend's

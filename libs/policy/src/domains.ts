@@ -73,7 +73,7 @@ function addressSpaceScore(pattern: string, domain: string): number {
   return -1;
 }
 
-/** Send connector selection (docs/exchange.md §6): most specific address space, then lowest cost, then name. */
+/** Send connector selection (docs/exchange-behaviour.md §6): most specific address space, then lowest cost, then name. */
 export function selectSendConnector(connectors: readonly SendConnector[], domain: string, size = 0): SendConnector | undefined {
   const d = domain.toLowerCase();
   let best: { c: SendConnector; score: number; cost: number } | undefined;

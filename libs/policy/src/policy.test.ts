@@ -335,7 +335,7 @@ describe('explainSession (transitctl test-connector)', () => {
   });
 });
 
-describe('permission groups expand to exactly Exchange rights (docs/exchange.md §2)', () => {
+describe('permission groups expand to exactly Exchange rights (docs/exchange-behaviour.md §2)', () => {
   const only = (groups: string[], auth: string[] = ['Tls']) =>
     parseOrganizationConfig({
       Organization: { Name: 'T' },

@@ -1,7 +1,7 @@
 /**
  * Every SMTP reply Transit sends on its own account, defined once (docs/architecture.md,
  * "Principles").
- * Codes and texts follow Exchange (docs/exchange.md §7), so administrators and their runbooks
+ * Codes and texts follow Exchange (docs/exchange-behaviour.md §7), so administrators and their runbooks
  * recognise them.
  */
 export type Reply = { code: number; enhanced: string; text: string };

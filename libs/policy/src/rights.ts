@@ -1,6 +1,6 @@
 /**
  * Who a session is, and the extended rights it holds on its receive connector
- * (docs/exchange.md §2-§3). Rights come from the connector's PermissionGroups and from
+ * (docs/exchange-behaviour.md §2-§3). Rights come from the connector's PermissionGroups and from
  * Add-ADPermission entries; an entry may name a well-known principal, a user or a group
  * the user belongs to. Deny beats allow. Every right remembers where it came from, so
  * `transitctl test-connector` can say why a session may or may not do something.
@@ -47,7 +47,7 @@ const EXCHANGE_SERVER_RIGHTS: readonly ExtendedRight[] = [
 ];
 const withoutOrgHeaders = EXCHANGE_SERVER_RIGHTS.filter((r) => r !== 'Accept-Headers-Forest' && r !== 'Accept-Headers-Organization');
 
-/** Which principal each group admits, and with which rights (docs/exchange.md §2). */
+/** Which principal each group admits, and with which rights (docs/exchange-behaviour.md §2). */
 export const PERMISSION_GROUP_GRANTS: Record<Exclude<PermissionGroup, 'None' | 'Custom'>, ReadonlyArray<{ principal: Principal; rights: readonly ExtendedRight[] }>> = {
   AnonymousUsers: [{ principal: PRINCIPALS.anonymous, rights: ['Accept-Headers-Routing', 'SMTP-Accept-Any-Sender', 'SMTP-Accept-Authoritative-Domain-Sender', 'SMTP-Submit'] }],
   ExchangeUsers: [{ principal: PRINCIPALS.authenticatedUsers, rights: ['Accept-Headers-Routing', 'Bypass-Anti-Spam', 'SMTP-Accept-Any-Recipient', 'SMTP-Submit'] }],

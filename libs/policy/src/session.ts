@@ -1,5 +1,5 @@
 /**
- * The SMTP-step decisions of a receive session (docs/exchange.md §3, §7): EHLO, AUTH, MAIL FROM,
+ * The SMTP-step decisions of a receive session (docs/exchange-behaviour.md §3, §7): EHLO, AUTH, MAIL FROM,
  * RCPT TO and the header rights at end of headers. Pure: the SMTP layer passes in the
  * connector, what the session proved and the configuration, and sends whatever reply
  * comes back. `transitctl test-connector` calls the same functions.

@@ -27,7 +27,7 @@ export type QueueDeps = {
   config?: OrganizationConfig;
   log?: { warn(obj: object, msg: string): void };
   now?: () => number;
-  /** The work items leased in Redis (libs/shadow listLeases): given (and not undefined, Redis unread), Get-Queue and Get-Message show the Shadow queue. */
+  /** The work items leased in Redis (libs/leases listLeases): given (and not undefined, Redis unread), Get-Queue and Get-Message show the Shadow queue. */
   leases?: () => Promise<readonly LeasedItem[] | undefined>;
 };
 

@@ -1,5 +1,5 @@
 /**
- * Queues as Exchange shows them (docs/exchange.md §9), projected from what the cluster holds: the
+ * Queues as Exchange shows them (docs/exchange-behaviour.md §9), projected from what the cluster holds: the
  * work items waiting in MAIL_SUBMIT and MAIL_DELIVER, the parked MAIL_POISON items, the
  * SAFETY_NET count, the recipients the categorizer could not route, the administrator holds
  * in KV and the folded event logs. Pure (time is passed in), so it is tested on fixtures;
@@ -75,7 +75,7 @@ export type PendingItem = {
 /** A message entering (`in`) or leaving (`out`) a work queue, from the event log (read.ts maps each event's hop to its subject). */
 export type RateSample = { subject: string; direction: 'in' | 'out'; messageId: string; at: number };
 
-/** A work item leased right now by an outbound proxy in Redis (libs/shadow listLeases): Exchange's shadow redundancy. */
+/** A work item leased right now by an outbound proxy in Redis (libs/leases listLeases): Exchange's shadow redundancy. */
 export type LeasedItem = { owner: string; messageId: string; stream: string; seq: number; subject?: string; since?: number };
 
 export type QueueInputs = {

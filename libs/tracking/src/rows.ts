@@ -1,5 +1,5 @@
 /**
- * Message tracking rows as Exchange's Get-MessageTrackingLog writes them (docs/exchange.md §10):
+ * Message tracking rows as Exchange's Get-MessageTrackingLog writes them (docs/exchange-behaviour.md §10):
  * the property names and their order, the event ids and sources, and the field names of
  * the MSGTRK log files. Transit fills only what its events know; the rest stays empty.
  */

@@ -3,7 +3,7 @@
  * connector's smart hosts or the recipient domain's MX. Per recipient: delivered, failed
  * (5xx) or deferred (4xx, connection failure) — deferred recipients are re-queued as a new
  * work item with a later notBefore, so a partial failure never resends to those already
- * delivered. Each item is delivered under a lease in Redis (libs/shadow/src/leases.ts): a
+ * delivered. Each item is delivered under a lease in Redis (libs/leases/src/leases.ts): a
  * copy JetStream hands out again while its worker is still alive waits, and the items of a
  * worker whose heartbeat stopped are taken over by a survivor within seconds. Also listens
  * on 717 ("Outbound Proxy Frontend") for trusted internal senders.
@@ -15,7 +15,7 @@ import { retrySchedule } from '@transit/config';
 import { submitDsn } from '@transit/ingest';
 import { ProtocolLog } from '@transit/logs';
 import { countDelivered, hopLabel, metrics, watchRedis } from '@transit/metrics';
-import { ShadowStore, rebuildShadowFromEvents, type Claim, type WorkRef } from '@transit/shadow';
+import { LeaseStore, rebuildShadowFromEvents, type Claim, type WorkRef } from '@transit/leases';
 import { startListenersFor } from '@transit/receive';
 import { adminHolds, poisonGuard, runService } from '@transit/service';
 import { classifyFailure, classifyReport, type RecipientResult } from './outcome.ts';
@@ -25,7 +25,7 @@ import { SmtpSender, destinationsFor } from './sender.ts';
 await runService('outbound-proxy', async (ctx) => {
   const bodies = new BodyStore(ctx.bus);
   const sender = new SmtpSender(ctx.settings.nodeName);
-  const shadow = new ShadowStore(ctx.settings.redisUrl);
+  const shadow = new LeaseStore(ctx.settings.redisUrl);
   await shadow.connect();
   // Commands fail at once while Redis is down (no offline queue), so the PING answers or fails fast.
   watchRedis(() => shadow.redis.ping());

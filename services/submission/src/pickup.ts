@@ -1,5 +1,5 @@
 /**
- * The pickup directory (docs/exchange.md §12): plain RFC 5322 `.eml` files become messages.
+ * The pickup directory (docs/exchange-behaviour.md §12): plain RFC 5322 `.eml` files become messages.
  * Envelope sender from Sender, else From; recipients from To/Cc/Bcc; Bcc (and Received,
  * Resent-*) removed. A file is claimed by renaming it `.tmp` (atomic, so several replicas
  * may share the directory), deleted once queued, renamed `.bad` with a logged reason when

@@ -1,5 +1,5 @@
 /**
- * The replay directory (docs/exchange.md §12) beside the pickup directory: `.eml` files whose
+ * The replay directory (docs/exchange-behaviour.md §12) beside the pickup directory: `.eml` files whose
  * envelope is written in them, as Export-Message produces them. `X-Sender:` (exactly one)
  * and `X-Receiver:` (one per recipient) must come before every other header field; they
  * define the envelope and are removed, and the rest of the message is queued byte for byte

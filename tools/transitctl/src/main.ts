@@ -12,7 +12,7 @@ import { ConfigError, hashPassword, hashPlaintextPasswords, parseOrganizationCon
 import { EmsError, emsQueueRequest, emsTrackingRequest, runEmsLine, splitEmsScript } from '@transit/ems';
 import { QueueError } from '@transit/queues';
 import { explainSession } from '@transit/policy';
-import { ShadowStore, rebuildShadowFromEvents } from '@transit/shadow';
+import { LeaseStore, rebuildShadowFromEvents } from '@transit/leases';
 import { msgtrkFiles, readTracking, trackingCsv, trackingJson, trackingTable } from '@transit/tracking';
 import { CliError, TRANSPORT_CONFIG_COLUMNS, findKind, getObjects, isTransportConfig, newObject, parseFields, removeObject, renderTable, setObject, setTransportSettings, transportConfigRows } from './objects.ts';
 import { renderExplanation } from './explain.ts';
@@ -257,7 +257,7 @@ async function main(argv: string[]): Promise<number> {
       }
       case 'shadow': {
         if (rest[0] !== 'rebuild') throw new CliError('shadow has one verb: rebuild');
-        const store = new ShadowStore(runtimeSettings().redisUrl);
+        const store = new LeaseStore(runtimeSettings().redisUrl);
         try {
           await store.connect();
           const r = await rebuildShadowFromEvents(s.bus, store);

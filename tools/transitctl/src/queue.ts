@@ -9,7 +9,7 @@ import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
 import type { OrganizationConfig } from '@transit/config';
 import { FilterError, exportMessage, listMessages, listQueues, parseMessageFilter, parseQueueFilter, removeMessage, resumeMessage, resumeQueue, retryQueue, suspendMessage, suspendQueue, type MessageFilter, type QueueDeps, type QueueRequest } from '@transit/queues';
 import { MESSAGE_STATUSES, type LeasedItem } from '@transit/queues/project';
-import { ShadowStore, listLeases } from '@transit/shadow';
+import { LeaseStore, listLeases } from '@transit/leases';
 import { CliError, renderTable } from './objects.ts';
 
 export const QUEUE_COLUMNS = ['Identity', 'DeliveryType', 'Status', 'MessageCount', 'IncomingRate', 'OutgoingRate', 'NextHopDomain', 'LastError', 'NextRetryTime'];
@@ -98,16 +98,16 @@ export function parseQueueCommand(noun: 'queue' | 'message', args: string[]): Qu
 }
 
 /**
- * The Shadow queue's source: the work items leased in Redis at `url` (libs/shadow), read
+ * The Shadow queue's source: the work items leased in Redis at `url` (libs/leases), read
  * when a queue verb asks. When Redis cannot be read the queues are listed without it, with
  * a warning.
  */
 export function redisLeases(url: string, warn: (message: string) => void): { leases: () => Promise<LeasedItem[] | undefined>; close: () => Promise<void> } {
-  let store: ShadowStore | undefined;
+  let store: LeaseStore | undefined;
   return {
     leases: async () => {
       try {
-        store ??= new ShadowStore(url);
+        store ??= new LeaseStore(url);
         await store.connect();
         return await listLeases(store.redis);
       } catch (err) {

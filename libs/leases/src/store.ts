@@ -27,7 +27,7 @@ redis.call('SADD', KEYS[1], unpack(ARGV, 2))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1`;
 
-export class ShadowStore {
+export class LeaseStore {
   readonly redis: Redis;
   readonly #ttlSeconds: number;
 
@@ -88,7 +88,7 @@ export class ShadowStore {
  * Replays every `Delivered` (and `DuplicateSuppressed`) event of the event log into the store, then marks it complete.
  * Idempotent; safe to run while deliveries go on (they add to the same sets).
  */
-export async function rebuildShadowFromEvents(bus: Bus, store: ShadowStore): Promise<{ messages: number; recipients: number }> {
+export async function rebuildShadowFromEvents(bus: Bus, store: LeaseStore): Promise<{ messages: number; recipients: number }> {
   let messages = 0;
   let recipients = 0;
   // Written in batches (one pipeline per batch): the event log of a busy week is long, and delivery waits for this.

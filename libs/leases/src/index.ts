@@ -1,2 +1,2 @@
-export { SHADOW_EPOCH_KEY, ShadowStore, ShadowUnavailableError, rebuildShadowFromEvents } from './shadow.ts';
+export { SHADOW_EPOCH_KEY, LeaseStore, ShadowUnavailableError, rebuildShadowFromEvents } from './store.ts';
 export { Leases, listLeases, type Claim, type LeaseOptions, type LeasedRef, type WorkRef } from './leases.ts';
