@@ -27,7 +27,18 @@ import { parse, stringify } from 'yaml';
 import { startLocalCluster, type LocalCluster } from '@transit/cluster';
 import { freePort, freePortOffset } from '@transit/testkit';
 import { ROLES } from '@transit/service';
-import { busySeconds, childrenOfSelf, coresBusy, describeProcesses, processSeconds, cpuMeter, machineTicks, processTree, waitForIdle, type CpuMeter } from './compare/cpu.ts';
+import {
+  busySeconds,
+  childrenOfSelf,
+  coresBusy,
+  describeProcesses,
+  processSeconds,
+  cpuMeter,
+  machineTicks,
+  processTree,
+  waitForIdle,
+  type CpuMeter,
+} from './compare/cpu.ts';
 import { ensurePostfix, postfixVersion, startPostfix, stopPostfixAt } from './compare/postfix.ts';
 import { canConnect, startProbe, startSink, startSource, stopChild, type Sink } from './compare/smtp.ts';
 
@@ -207,9 +218,14 @@ async function sendLoad(targets: readonly Target[], sessions: number, messages: 
     const unregister = register('smtp-source', () => stopChild(child));
     child.once('exit', unregister);
   };
-  const runs = await Promise.all(splitLoad(sessions, messages, targets).map((p) => startSource({ ...p.target, sessions: p.sessions, messages: p.messages, size: SIZE, from: FROM, to: TO, deadline, onStart })));
+  const runs = await Promise.all(
+    splitLoad(sessions, messages, targets).map((p) =>
+      startSource({ ...p.target, sessions: p.sessions, messages: p.messages, size: SIZE, from: FROM, to: TO, deadline, onStart }),
+    ),
+  );
   const bad = runs.find((r) => r.code !== 0 || r.timedOut);
-  if (bad) throw new Error(bad.timedOut ? `smtp-source did not finish within ${TIMEOUT_S} s` : `smtp-source exited with ${bad.code}: ${bad.stderr || '(no message)'}`);
+  if (bad)
+    throw new Error(bad.timedOut ? `smtp-source did not finish within ${TIMEOUT_S} s` : `smtp-source exited with ${bad.code}: ${bad.stderr || '(no message)'}`);
 }
 
 async function waitForSink(sink: Sink, from: number, expected: number, deadline: number): Promise<number> {
@@ -274,7 +290,15 @@ async function transitOrg(dir: string, sink: Sink): Promise<string> {
       // smtp-source cannot choose its source address, so this relay connector covers
       // 127.0.0.1 (the example's "Application Relay" covers 127.0.0.2 only). Every session
       // comes from that one address: the per-source connection limit is lifted.
-      { Name: 'Bench Relay', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:25'], RemoteIPRanges: ['127.0.0.1'], AuthMechanism: ['ExternalAuthoritative'], PermissionGroups: ['ExchangeServers'], MaxInboundConnectionPerSource: 5000 },
+      {
+        Name: 'Bench Relay',
+        TransportRole: 'FrontendTransport',
+        Bindings: ['0.0.0.0:25'],
+        RemoteIPRanges: ['127.0.0.1'],
+        AuthMechanism: ['ExternalAuthoritative'],
+        PermissionGroups: ['ExchangeServers'],
+        MaxInboundConnectionPerSource: 5000,
+      },
     ],
     SendConnectors: [{ Name: 'Sink', AddressSpaces: ['*'], DNSRoutingEnabled: false, SmartHosts: [`${sink.host}:${sink.port}`] }],
   };
@@ -297,7 +321,12 @@ async function startTransit(key: 'transit' | 'cluster', dir: string, sink: Sink)
     portOffset: offset,
     natsPort: await freePort(),
     redisPort: await freePort(),
-    ...(multi ? { replicaPortOffsets: [offset + 100], natsCluster: { clientPorts: [await freePort(), await freePort()], routePorts: [await freePort(), await freePort(), await freePort()] } } : {}),
+    ...(multi
+      ? {
+          replicaPortOffsets: [offset + 100],
+          natsCluster: { clientPorts: [await freePort(), await freePort()], routePorts: [await freePort(), await freePort(), await freePort()] },
+        }
+      : {}),
     readyTimeoutMs: 90_000, // a busy machine (or a fresh three-node cluster electing its leaders) starts slowly
     env: { TRANSIT_LOG_LEVEL: 'warn' },
   });
@@ -331,7 +360,13 @@ async function startPostfixSystem(dir: string, sink: Sink): Promise<SystemUnderT
     if (Date.now() > deadline) throw new Error(`postfix smtpd not listening on ${HOST}:${port}; see ${pf.maillog}`);
     await sleep(50);
   }
-  return { key: 'postfix', targets: [{ host: HOST, port }], meter, processes: `master and every process it forks (at start: ${describeProcesses(pids)})`, stop: () => pf.stop() };
+  return {
+    key: 'postfix',
+    targets: [{ host: HOST, port }],
+    meter,
+    processes: `master and every process it forks (at start: ${describeProcesses(pids)})`,
+    stop: () => pf.stop(),
+  };
 }
 
 // ---------------------------------------------------------------- main
@@ -343,7 +378,9 @@ let keepDir = false;
 register('leftover child processes', stopLeftoverChildren);
 const dir = await mkdtemp(join(tmpdir(), 'transit-bench-compare-'));
 await chmod(dir, 0o755); // Postfix's daemons run as the postfix user
-register('temporary directory', () => (keepDir ? Promise.resolve(console.log(`kept ${dir} (logs of the failed runs); remove it with rm -rf`)) : rm(dir, { recursive: true, force: true })));
+register('temporary directory', () =>
+  keepDir ? Promise.resolve(console.log(`kept ${dir} (logs of the failed runs); remove it with rm -rf`)) : rm(dir, { recursive: true, force: true }),
+);
 try {
   await ensurePostfix();
   const sink = await startSink(HOST, await freePort(), 'postfix');
@@ -352,7 +389,9 @@ try {
   const cpuMethod = meterProbe.method;
   await meterProbe.close();
   const mem = (totalmem() / 2 ** 30).toFixed(1);
-  console.log(`bench:compare on ${cores} cores (${cpus()[0]?.model ?? '?'}), ${mem} GiB, Linux ${release()}; Node ${process.versions.node}; nats-server ${version('nats-server', ['--version'], /v?(\d+\.\d+\.\d+)/)}; redis-server ${version('redis-server', ['--version'], /v=(\S+)/)}; Postfix ${await postfixVersion()}`);
+  console.log(
+    `bench:compare on ${cores} cores (${cpus()[0]?.model ?? '?'}), ${mem} GiB, Linux ${release()}; Node ${process.versions.node}; nats-server ${version('nats-server', ['--version'], /v?(\d+\.\d+\.\d+)/)}; redis-server ${version('redis-server', ['--version'], /v=(\S+)/)}; Postfix ${await postfixVersion()}`,
+  );
   console.log(`data in ${dir} (${fsType(dir)}); CPU of each system's process tree from ${cpuMethod}; load generator, sink and systems share the machine`);
   console.log(
     `load: ${MESSAGES} messages of ${SIZE} bytes, ${SESSIONS} sessions (${SESSIONS >= 2 ? `${SESSIONS - 1} smtp-source + 1 latency probe` : 'smtp-source; latency not measured'}), a new connection per message, 1 recipient, relayed to smtp-sink ${sink.host}:${sink.port}; ` +
@@ -392,7 +431,9 @@ try {
           }
           if (r.delivered !== r.expected) {
             outcome.errors.push(`run ${i}: ${r.delivered} of ${r.expected} messages reached the sink`);
-            console.log(`  run ${i}: ${r.delivered} of ${r.expected} messages reached the sink${r.delivered < r.expected ? ` within ${TIMEOUT_S} s` : ' (duplicates)'}`);
+            console.log(
+              `  run ${i}: ${r.delivered} of ${r.expected} messages reached the sink${r.delivered < r.expected ? ` within ${TIMEOUT_S} s` : ' (duplicates)'}`,
+            );
           }
         } catch (err) {
           if (interrupted) throw err;
@@ -426,9 +467,27 @@ try {
   const postfix = rows.find((r) => r.o.key === 'postfix' && r.o.runs.length > 0);
   const ratio = (v: number, of: number | undefined) => (of && Number.isFinite(v) && Number.isFinite(of) && of > 0 ? `${(v / of).toFixed(2)}x` : 'n/a');
   const table: string[][] = [['system', 'runs', 'idle before', 'accepted msgs/s', 'end to end msgs/s', 'accept p50 ms', 'accept p99 ms', 'CPU ms/msg']];
-  for (const r of rows) table.push([LABELS[r.o.key], `${r.o.runs.length}/${REPEATS}`, `${r.o.runs.filter((x) => x.idle.idle).length}/${r.o.runs.length}`, fmt(r.accepted), fmt(r.e2e), fmt(r.p50, 1), fmt(r.p99, 1), fmt(r.cpu, 2)]);
+  for (const r of rows)
+    table.push([
+      LABELS[r.o.key],
+      `${r.o.runs.length}/${REPEATS}`,
+      `${r.o.runs.filter((x) => x.idle.idle).length}/${r.o.runs.length}`,
+      fmt(r.accepted),
+      fmt(r.e2e),
+      fmt(r.p50, 1),
+      fmt(r.p99, 1),
+      fmt(r.cpu, 2),
+    ]);
   const ratios: string[][] = [['against Postfix', 'accepted', 'end to end', 'accept p50', 'accept p99', 'CPU/msg']];
-  for (const r of rows) ratios.push([LABELS[r.o.key], ratio(r.accepted, postfix?.accepted), ratio(r.e2e, postfix?.e2e), ratio(r.p50, postfix?.p50), ratio(r.p99, postfix?.p99), ratio(r.cpu, postfix?.cpu)]);
+  for (const r of rows)
+    ratios.push([
+      LABELS[r.o.key],
+      ratio(r.accepted, postfix?.accepted),
+      ratio(r.e2e, postfix?.e2e),
+      ratio(r.p50, postfix?.p50),
+      ratio(r.p99, postfix?.p99),
+      ratio(r.cpu, postfix?.cpu),
+    ]);
   const print = (t: string[][]) => {
     const w = t[0]!.map((_c, i) => Math.max(...t.map((row) => row[i]!.length)));
     for (const row of t) console.log(`  ${row.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('  ')}`);
@@ -441,7 +500,9 @@ try {
     for (const r of rows.filter((x) => x.o.key !== 'postfix' && x.o.runs.length > 0)) {
       const e2eMet = r.e2e >= 2 * postfix.e2e;
       const cpuMet = r.cpu <= 0.5 * postfix.cpu;
-      console.log(`  target for ${LABELS[r.o.key]} (end to end ≥ 2x, CPU ≤ 0.5x Postfix): end to end ${e2eMet ? 'met' : 'not met'}, CPU ${cpuMet ? 'met' : 'not met'}`);
+      console.log(
+        `  target for ${LABELS[r.o.key]} (end to end ≥ 2x, CPU ≤ 0.5x Postfix): end to end ${e2eMet ? 'met' : 'not met'}, CPU ${cpuMet ? 'met' : 'not met'}`,
+      );
     }
   }
   const failed = outcomes.filter((o) => o.errors.length > 0);

@@ -20,7 +20,10 @@ const deadline = Date.now() + Number(process.env.BENCH_TIMEOUT_S ?? 180) * 1000;
 const dir = await mkdtemp(join(tmpdir(), 'transit-bench-'));
 const sink = await startSmtpSink();
 const base = parse(await readFile(new URL('../config/examples/contoso.yaml', import.meta.url), 'utf8')) as Record<string, unknown>;
-await writeFile(join(dir, 'org.yaml'), stringify({ ...base, SendConnectors: [{ Name: 'Sink', AddressSpaces: ['*'], DNSRoutingEnabled: false, SmartHosts: [`${sink.host}:${sink.port}`] }] }));
+await writeFile(
+  join(dir, 'org.yaml'),
+  stringify({ ...base, SendConnectors: [{ Name: 'Sink', AddressSpaces: ['*'], DNSRoutingEnabled: false, SmartHosts: [`${sink.host}:${sink.port}`] }] }),
+);
 const cluster = await startLocalCluster({
   varDir: join(dir, 'var'),
   configPath: join(dir, 'org.yaml'),
@@ -35,7 +38,16 @@ const message = (i: number, to: string) => `From: bench@example.org\r\nTo: ${to}
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 
 async function run(name: string, to: string, localAddress: string | undefined, delivered: () => Promise<number>) {
-  const transport = createTransport({ host: '127.0.0.1', port: cluster.port(25), secure: false, ignoreTLS: true, pool: true, maxConnections: C, maxMessages: Infinity, localAddress });
+  const transport = createTransport({
+    host: '127.0.0.1',
+    port: cluster.port(25),
+    secure: false,
+    ignoreTLS: true,
+    pool: true,
+    maxConnections: C,
+    maxMessages: Infinity,
+    localAddress,
+  });
   const latencies: number[] = [];
   let next = 0;
   let failed = 0;
@@ -71,7 +83,9 @@ async function run(name: string, to: string, localAddress: string | undefined, d
 }
 
 try {
-  console.log(`Transit benchmark: ${N} messages of 5 KiB, ${C} parallel SMTP sessions (connections reused); ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB; Node ${process.versions.node}; client, cluster and sink share the machine.`);
+  console.log(
+    `Transit benchmark: ${N} messages of 5 KiB, ${C} parallel SMTP sessions (connections reused); ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB; Node ${process.versions.node}; client, cluster and sink share the machine.`,
+  );
   const aliceNew = join(cluster.mailDir, 'contoso.test', 'alice', 'new');
   await run('mailbox (Maildir)', 'alice@contoso.test', undefined, async () => (await readdir(aliceNew).catch(() => [])).length);
   await run('relay (outbound proxy)', 'someone@example.net', '127.0.0.2', () => Promise.resolve(sink.messages.length));

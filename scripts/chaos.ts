@@ -24,6 +24,11 @@ const { queueDepth, ...rest } = report;
 // The queue depth is printed as it was sampled; the summary keeps its peak.
 const peak = Math.max(0, ...queueDepth.map((s) => (s.outbound ? s.outbound.pending + s.outbound.ackPending : 0)));
 console.log(JSON.stringify({ seed, ...rest, outboundQueuePeak: peak, queueSamples: queueDepth.length }, null, 2));
-const passed = report.lost.length === 0 && report.duplicatesLocal.length === 0 && report.stuck === 0 && report.eventLogsInconsistent.length === 0 && report.recoverySeconds !== undefined;
+const passed =
+  report.lost.length === 0 &&
+  report.duplicatesLocal.length === 0 &&
+  report.stuck === 0 &&
+  report.eventLogsInconsistent.length === 0 &&
+  report.recoverySeconds !== undefined;
 if (!passed) console.log(`[chaos ${seed}] FAILED${report.recoverySeconds === undefined ? `: recovery took longer than ${report.recoveryBoundSeconds} s` : ''}`);
 process.exitCode = passed ? 0 : 1;

@@ -34,7 +34,14 @@ const cluster = await startLocalCluster({
   natsPort: 4222 + offset,
   redisPort: 6379 + offset,
   persistRedis: true,
-  ...(nodes === 3 ? { natsCluster: { clientPorts: [4223 + offset, 4224 + offset] as [number, number], routePorts: [6222 + offset, 6223 + offset, 6224 + offset] as [number, number, number] } } : {}),
+  ...(nodes === 3
+    ? {
+        natsCluster: {
+          clientPorts: [4223 + offset, 4224 + offset] as [number, number],
+          routePorts: [6222 + offset, 6223 + offset, 6224 + offset] as [number, number, number],
+        },
+      }
+    : {}),
   replicaPortOffsets: Array.from({ length: replicas - 1 }, (_v, i) => offset + 100 * (i + 1)),
 });
 
@@ -43,7 +50,10 @@ const rows: string[][] = [
   ['redis-server', cluster.redisUrl, ''],
 ];
 // The admin API and dashboard stay shut without a password (never open by default).
-const adminNote = process.env.TRANSIT_ADMIN_PASSWORD || process.env.TRANSIT_ADMIN_PASSWORD_FILE ? 'dashboard and /api (user admin)' : 'dashboard and /api disabled: set TRANSIT_ADMIN_PASSWORD';
+const adminNote =
+  process.env.TRANSIT_ADMIN_PASSWORD || process.env.TRANSIT_ADMIN_PASSWORD_FILE
+    ? 'dashboard and /api (user admin)'
+    : 'dashboard and /api disabled: set TRANSIT_ADMIN_PASSWORD';
 for (let replica = 0; replica < cluster.replicas; replica++) {
   const suffix = replica === 0 ? '' : ` #${replica}`;
   for (const role of ['frontend', 'hub', 'outbound-proxy'] as const) {
@@ -51,7 +61,8 @@ for (let replica = 0; replica < cluster.replicas; replica++) {
       rows.push([`${role}${suffix} SMTP`, `${e.host}:${e.port}`, e.connectors.map((c) => c.Name).join(', ')]);
     }
   }
-  for (const role of ROLES) rows.push([`${role}${suffix} HTTP`, `http://${cluster.host}:${cluster.httpPort(role, replica)}`, role === 'admin' ? adminNote : '/healthz /readyz']);
+  for (const role of ROLES)
+    rows.push([`${role}${suffix} HTTP`, `http://${cluster.host}:${cluster.httpPort(role, replica)}`, role === 'admin' ? adminNote : '/healthz /readyz']);
 }
 rows.push(['pickup directory', cluster.pickupDir, '.eml files are submitted']);
 rows.push(['mailboxes (Maildir)', cluster.mailDir, '<domain>/<user>/new']);

@@ -48,7 +48,13 @@ export type ChaosOptions = {
 /** One sample of a durable consumer: what waits for it (num_pending) and what it holds unacknowledged. */
 export type ConsumerSample = { pending: number; ackPending: number; waiting: number; redelivered: number };
 /** The work queues' depth at one moment of the run, every 5 s (undefined: the consumer did not answer). */
-export type QueueSample = { t: number; hub?: ConsumerSample; mailbox?: ConsumerSample; outbound?: ConsumerSample; /** Worker replicas whose /readyz said stalled (role#replica: reason). */ stalled?: string[] };
+export type QueueSample = {
+  t: number;
+  hub?: ConsumerSample;
+  mailbox?: ConsumerSample;
+  outbound?: ConsumerSample;
+  /** Worker replicas whose /readyz said stalled (role#replica: reason). */ stalled?: string[];
+};
 
 export type ChaosReport = {
   sent: number;
@@ -279,27 +285,35 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       }
       rollingDone = true;
     };
-    const chaos = opts.schedule === 'rolling' ? rolling() : (async () => {
-      const victims: Array<{ name: string; kill: () => Promise<string | void>; revive: () => Promise<void> }> = [
-        ...ROLES.flatMap((role) => [0, 1].map((replica) => ({ name: `${role}#${replica}`, kill: () => killAtMoment(role, replica), revive: () => c.startRole(role, replica) }))),
-        ...[0, 1, 2].map((node) => ({ name: `nats#${node}`, kill: () => c.stopNats(node, true), revive: () => c.startNats(node) })),
-        { name: 'redis (restarts empty)', kill: () => c.stopRedis(true), revive: () => c.startRedis() },
-      ];
-      // A seeded shuffle, taken in turn: every kind of victim comes up before any comes twice.
-      const order = victims.map((v) => ({ v, k: rnd() })).sort((a, b) => a.k - b.k).map((x) => x.v);
-      for (let turn = 0; sending; turn++) {
-        const [lo, hi] = opts.killEveryMs;
-        await new Promise((r) => setTimeout(r, lo + rnd() * (hi - lo)));
-        if (!sending) break;
-        const victim = order[turn % order.length]!;
-        const moment = (await victim.kill()) ?? '';
-        lastKill = Date.now();
-        kills.push(`${victim.name}${moment}`);
-        log(`SIGKILL ${victim.name}${moment}`);
-        await new Promise((r) => setTimeout(r, 300 + rnd() * 1200));
-        await victim.revive().catch((err: Error) => log(`could not restart ${victim.name}: ${err.message}`));
-      }
-    })();
+    const chaos =
+      opts.schedule === 'rolling'
+        ? rolling()
+        : (async () => {
+            const victims: Array<{ name: string; kill: () => Promise<string | void>; revive: () => Promise<void> }> = [
+              ...ROLES.flatMap((role) =>
+                [0, 1].map((replica) => ({ name: `${role}#${replica}`, kill: () => killAtMoment(role, replica), revive: () => c.startRole(role, replica) })),
+              ),
+              ...[0, 1, 2].map((node) => ({ name: `nats#${node}`, kill: () => c.stopNats(node, true), revive: () => c.startNats(node) })),
+              { name: 'redis (restarts empty)', kill: () => c.stopRedis(true), revive: () => c.startRedis() },
+            ];
+            // A seeded shuffle, taken in turn: every kind of victim comes up before any comes twice.
+            const order = victims
+              .map((v) => ({ v, k: rnd() }))
+              .sort((a, b) => a.k - b.k)
+              .map((x) => x.v);
+            for (let turn = 0; sending; turn++) {
+              const [lo, hi] = opts.killEveryMs;
+              await new Promise((r) => setTimeout(r, lo + rnd() * (hi - lo)));
+              if (!sending) break;
+              const victim = order[turn % order.length]!;
+              const moment = (await victim.kill()) ?? '';
+              lastKill = Date.now();
+              kills.push(`${victim.name}${moment}`);
+              log(`SIGKILL ${victim.name}${moment}`);
+              await new Promise((r) => setTimeout(r, 300 + rnd() * 1200));
+              await victim.revive().catch((err: Error) => log(`could not restart ${victim.name}: ${err.message}`));
+            }
+          })();
 
     type Outcome = 'acknowledged' | 'refused' | 'unknown';
     const outcomes = new Map<string, { outcome: Outcome; local: string }>();
@@ -319,7 +333,16 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
             host: '127.0.0.1',
             port: c.port(25, replica),
             localAddress: '127.0.0.2', // the Application Relay connector: may relay to the sink
-            lines: ['EHLO chaos.example.org', 'MAIL FROM:<app@contoso.test>', `RCPT TO:<${local}>`, `RCPT TO:<r${i}@example.net>`, 'DATA', `DATA-PART:From: app@contoso.test\r\nSubject: ${marker}\r\n`, `DATA-BODY:\r\n${marker}\r\n.\r\n`, 'QUIT'],
+            lines: [
+              'EHLO chaos.example.org',
+              'MAIL FROM:<app@contoso.test>',
+              `RCPT TO:<${local}>`,
+              `RCPT TO:<r${i}@example.net>`,
+              'DATA',
+              `DATA-PART:From: app@contoso.test\r\nSubject: ${marker}\r\n`,
+              `DATA-BODY:\r\n${marker}\r\n.\r\n`,
+              'QUIT',
+            ],
             beforeEntry: async (entry) => {
               if (entry !== 6) return;
               midData[replica]!++;
@@ -371,7 +394,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     };
     const remoteMarkers: Array<string | undefined> = [];
     const countRemote = () => {
-      for (let i = remoteMarkers.length; i < sink.messages.length; i++) remoteMarkers.push(/Subject: (chaos-\d+-\d+)\r\n/.exec(sink.messages[i]!.data.toString('latin1'))?.[1]);
+      for (let i = remoteMarkers.length; i < sink.messages.length; i++)
+        remoteMarkers.push(/Subject: (chaos-\d+-\d+)\r\n/.exec(sink.messages[i]!.data.toString('latin1'))?.[1]);
       const counts = new Map<string, number>();
       for (const m of remoteMarkers) if (m) counts.set(m, (counts.get(m) ?? 0) + 1);
       return counts;
@@ -384,9 +408,17 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     };
     // Recovery: from the last kill until every acknowledged message is at every recipient, within the bound.
     const from = lastKill ?? Date.now();
-    const settled = await waitFor(everything, { timeoutMs: Math.max(0, from + bound * 1000 - Date.now()), intervalMs: 1000, what: 'every acknowledged message at its recipients' }).catch(() => undefined);
+    const settled = await waitFor(everything, {
+      timeoutMs: Math.max(0, from + bound * 1000 - Date.now()),
+      intervalMs: 1000,
+      what: 'every acknowledged message at its recipients',
+    }).catch(() => undefined);
     const recoverySeconds = settled ? Math.round((Date.now() - from) / 100) / 10 : undefined;
-    log(settled ? `recovery: everything acknowledged arrived ${recoverySeconds} s after the last kill (bound ${bound} s)` : `not everything acknowledged arrived within ${bound} s of the last kill`);
+    log(
+      settled
+        ? `recovery: everything acknowledged arrived ${recoverySeconds} s after the last kill (bound ${bound} s)`
+        : `not everything acknowledged arrived within ${bound} s of the last kill`,
+    );
     // Let redeliveries that could double something arrive before counting.
     await new Promise((r) => setTimeout(r, 5000));
     const local = await countLocal();
@@ -404,7 +436,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     const eventLogsInconsistent: string[] = [];
     try {
       const inQueues = async () => (await bus.jsm.streams.info(STREAMS.submit)).state.messages + (await bus.jsm.streams.info(STREAMS.deliver)).state.messages;
-      stuck = await waitFor(async () => ((await inQueues()) === 0 ? 0 : undefined), { timeoutMs: settled ? 90_000 : 5000, intervalMs: 1000, what: 'empty work queues' }).catch(() => inQueues());
+      stuck = await waitFor(async () => ((await inQueues()) === 0 ? 0 : undefined), {
+        timeoutMs: settled ? 90_000 : 5000,
+        intervalMs: 1000,
+        what: 'empty work queues',
+      }).catch(() => inQueues());
       // Each arrived message's history, folded, must say what the Maildir and the sink say (16 at a time: long runs have tens of thousands).
       const entries = [...ids];
       const checkOne = async ([marker, id]: [string, string]) => {
@@ -413,13 +449,17 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         const wrong = recipients.filter((r) => r.status !== 'Delivered').map((r) => `${r.address}: ${r.status}`);
         if (recipients.length < 2) wrong.push(`${recipients.length} recipient(s) in the log`);
         if (wrong.length) {
-          const history = (await loadMessageEvents(bus, id)).map((e) => `${e.type}${'hop' in e ? `@${e.hop}` : ''}${'recipients' in e ? `[${e.recipients.join(' ')}]` : ''}#${e.seq}`);
+          const history = (await loadMessageEvents(bus, id)).map(
+            (e) => `${e.type}${'hop' in e ? `@${e.hop}` : ''}${'recipients' in e ? `[${e.recipients.join(' ')}]` : ''}#${e.seq}`,
+          );
           eventLogsInconsistent.push(`${marker} (${id}): ${wrong.join(', ')}; log: ${history.join(', ')}`);
         }
       };
-      await Promise.all(Array.from({ length: 16 }, async () => {
-        for (let entry = entries.pop(); entry; entry = entries.pop()) await checkOne(entry);
-      }));
+      await Promise.all(
+        Array.from({ length: 16 }, async () => {
+          for (let entry = entries.pop(); entry; entry = entries.pop()) await checkOne(entry);
+        }),
+      );
     } finally {
       await bus.close();
     }

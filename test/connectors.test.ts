@@ -28,7 +28,10 @@ const h = useHarness(async () => {
     env: { TRANSIT_CLUSTER_SECRET: CLUSTER_SECRET },
     prepare: (config) => {
       const mailboxes = config.Mailboxes as Record<string, unknown>[];
-      Object.assign(mailboxes.find((m) => m.Name === 'Bob')!, { UserPrincipalName: 'bob@contoso.test', SamAccountName: 'bob', PasswordHash: bobHash });
+      Object.assign(
+        mailboxes.find((m) => m.Name === 'Bob')!,
+        { UserPrincipalName: 'bob@contoso.test', SamAccountName: 'bob', PasswordHash: bobHash },
+      );
       config.Users = [{ Name: 'relay-office1', SamAccountName: 'relay-office1', UserPrincipalName: 'relay-office1@contoso.test', PasswordHash: relayHash }];
       config.Groups = [{ Name: 'Relay Accounts', Members: ['relay-office1'] }];
       (config.SendConnectors as Record<string, unknown>[])[0]!.ProtocolLoggingLevel = 'Verbose';
@@ -56,7 +59,9 @@ const port25 = () => h.cluster.port(25);
 const port587 = () => h.cluster.port(587);
 
 async function transitctl(args: string[], stdin?: string, env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = execFile(process.execPath, [join(import.meta.dirname, '../tools/transitctl/src/main.ts'), ...args], { env: { ...process.env, ...env, NATS_URL: h.cluster.natsUrl } });
+  const child = execFile(process.execPath, [join(import.meta.dirname, '../tools/transitctl/src/main.ts'), ...args], {
+    env: { ...process.env, ...env, NATS_URL: h.cluster.natsUrl },
+  });
   if (stdin !== undefined) child.stdin!.end(stdin);
   else child.stdin!.end();
   let stdout = '';
@@ -76,12 +81,19 @@ const ems = async (line: string) => {
 
 /** The reply a fresh anonymous session from `source` gets for RCPT TO:<rcpt>. */
 async function rcptReply(source: string, rcpt: string, sender = 'app@example.org'): Promise<string> {
-  const replies = await smtpTranscript({ host: '127.0.0.1', port: port25(), localAddress: source, lines: ['EHLO app.example.org', `MAIL FROM:<${sender}>`, `RCPT TO:<${rcpt}>`, 'QUIT'], allowClose: true });
+  const replies = await smtpTranscript({
+    host: '127.0.0.1',
+    port: port25(),
+    localAddress: source,
+    lines: ['EHLO app.example.org', `MAIL FROM:<${sender}>`, `RCPT TO:<${rcpt}>`, 'QUIT'],
+    allowClose: true,
+  });
   return replies[3] ?? replies.at(-1)!;
 }
 
 /** Within 2 s every service runs the new configuration: poll a fresh session until it sees it. */
-const applied = (check: () => Promise<boolean>) => waitFor(async () => ((await check()) ? true : undefined), { timeoutMs: 2000, intervalMs: 100, what: 'the configuration change to apply' });
+const applied = (check: () => Promise<boolean>) =>
+  waitFor(async () => ((await check()) ? true : undefined), { timeoutMs: 2000, intervalMs: 100, what: 'the configuration change to apply' });
 
 /** An SMTP session kept open across steps, from `source`, that must have been greeted with 220. */
 async function dialogue(source: string): Promise<SmtpDialogue> {
@@ -98,7 +110,12 @@ describe('Default Frontend (anonymous, Internet-facing)', () => {
   });
 
   it('offers STARTTLS, and AUTH only after it (BasicAuthRequireTLS)', async () => {
-    const replies = await smtpTranscript({ host: '127.0.0.1', port: port25(), localAddress: '127.0.0.3', lines: ['EHLO app.example.org', 'AUTH LOGIN', 'QUIT'] });
+    const replies = await smtpTranscript({
+      host: '127.0.0.1',
+      port: port25(),
+      localAddress: '127.0.0.3',
+      lines: ['EHLO app.example.org', 'AUTH LOGIN', 'QUIT'],
+    });
     expect(replies[1]).toMatch(/^250-\S+ Hello \[127\.0\.0\.3\]/);
     expect(replies[1]).toContain('250-STARTTLS');
     expect(replies[1]).not.toMatch(/AUTH/);
@@ -118,7 +135,9 @@ describe('Default Frontend (anonymous, Internet-facing)', () => {
     );
     expect(text).toMatch(/^#Log-type: SMTP Receive Protocol Log$/m);
     expect(text).toMatch(/^#Fields: date-time,connector-id,session-id,sequence-number,local-endpoint,remote-endpoint,event,data,context$/m);
-    expect(text).toMatch(/\\Default Frontend,\w+,\d+,127\.0\.0\.1:\d+,127\.0\.0\.3:\d+,\*,SMTPSubmit SMTPAcceptAnySender SMTPAcceptAuthoritativeDomainSender AcceptRoutingHeaders,Set Session Permissions/);
+    expect(text).toMatch(
+      /\\Default Frontend,\w+,\d+,127\.0\.0\.1:\d+,127\.0\.0\.3:\d+,\*,SMTPSubmit SMTPAcceptAnySender SMTPAcceptAuthoritativeDomainSender AcceptRoutingHeaders,Set Session Permissions/,
+    );
     expect(text).toMatch(/,<,RCPT TO:<someone@example\.net>,/);
     expect(text).toMatch(/,>,550 5\.7\.54 SMTP; Unable to relay recipient in non-accepted domain,/);
   });
@@ -127,15 +146,25 @@ describe('Default Frontend (anonymous, Internet-facing)', () => {
 describe('seed 001: a dedicated relay connector, externally secured (EAC "Externally secured")', () => {
   it('relays for the listed server only, applied live without restart', async () => {
     expect(await rcptReply('127.0.0.4', 'someone@example.net')).toMatch(/^550 5\.7\.54/);
-    await ems('New-ReceiveConnector -Name "SMTP Relay EXCH01" -Server EXCH01 -TransportRole FrontendTransport -Custom -Bindings 0.0.0.0:25 -RemoteIpRanges 127.0.0.4');
+    await ems(
+      'New-ReceiveConnector -Name "SMTP Relay EXCH01" -Server EXCH01 -TransportRole FrontendTransport -Custom -Bindings 0.0.0.0:25 -RemoteIpRanges 127.0.0.4',
+    );
     await ems('Set-ReceiveConnector "EXCH01\\SMTP Relay EXCH01" -AuthMechanism ExternalAuthoritative -PermissionGroups ExchangeServers');
     await applied(async () => (await rcptReply('127.0.0.4', 'someone@example.net')) === '250 2.1.5 Recipient OK');
     // "When trying to relay from another server (which is not listed in the Remote Network Settings) it will fail"
     expect(await rcptReply('127.0.0.5', 'someone@example.net')).toBe('550 5.7.54 SMTP; Unable to relay recipient in non-accepted domain');
 
     const marker = `seed001-${Date.now()}`;
-    await createTransport({ host: '127.0.0.1', port: port25(), localAddress: '127.0.0.4', ignoreTLS: true } as Parameters<typeof createTransport>[0]).sendMail({ from: 'scanner@example.org', to: 'partner@example.net', subject: marker, text: 'relayed' });
-    await waitFor(() => Promise.resolve(h.sink.messages.find((m) => m.data.toString('latin1').includes(marker))), { timeoutMs: 20_000, what: 'the relayed message at the sink' });
+    await createTransport({ host: '127.0.0.1', port: port25(), localAddress: '127.0.0.4', ignoreTLS: true } as Parameters<typeof createTransport>[0]).sendMail({
+      from: 'scanner@example.org',
+      to: 'partner@example.net',
+      subject: marker,
+      text: 'relayed',
+    });
+    await waitFor(() => Promise.resolve(h.sink.messages.find((m) => m.data.toString('latin1').includes(marker))), {
+      timeoutMs: 20_000,
+      what: 'the relayed message at the sink',
+    });
 
     // The send connector is Verbose: the outbound proxy's SMTP Send protocol log shows the dialogue, not the content.
     const dir = join(h.cluster.varDir, 'logs', 'ProtocolLog', 'OutboundProxy', 'SmtpSend');
@@ -157,17 +186,23 @@ describe('seed 001: a dedicated relay connector, externally secured (EAC "Extern
 describe('seed 003 / 004: anonymous relay with Add-ADPermission', () => {
   it('grants ms-Exch-SMTP-Accept-Any-Recipient to ANONYMOUS LOGON on an IP-scoped connector', async () => {
     // TarpitInterval 0 keeps each probe below quick while the change is on its way (the 5 s default delays every 5xx to anonymous clients).
-    await ems('New-ReceiveConnector -Name "CRM Application" -Usage Custom -Bindings 0.0.0.0:25 -RemoteIPRanges 127.0.0.6 -PermissionGroups AnonymousUsers -TarpitInterval 00:00:00');
+    await ems(
+      'New-ReceiveConnector -Name "CRM Application" -Usage Custom -Bindings 0.0.0.0:25 -RemoteIPRanges 127.0.0.6 -PermissionGroups AnonymousUsers -TarpitInterval 00:00:00',
+    );
     await applied(async () => (await rcptReply('127.0.0.6', 'alice@contoso.test')) === '250 2.1.5 Recipient OK');
     expect(await rcptReply('127.0.0.6', 'someone@example.net')).toMatch(/^550 5\.7\.54/);
-    await ems('Get-ReceiveConnector “CRM Application” | Add-ADPermission -User “NT AUTHORITY\\ANONYMOUS LOGON” -ExtendedRights “ms-Exch-SMTP-Accept-Any-Recipient”');
+    await ems(
+      'Get-ReceiveConnector “CRM Application” | Add-ADPermission -User “NT AUTHORITY\\ANONYMOUS LOGON” -ExtendedRights “ms-Exch-SMTP-Accept-Any-Recipient”',
+    );
     await applied(async () => (await rcptReply('127.0.0.6', 'someone@example.net')) === '250 2.1.5 Recipient OK');
   });
 
   it('keeps an open session on the snapshot it started with, while new sessions see the change', async () => {
     const old = await dialogue('127.0.0.6');
     expect(await old.say('EHLO crm.example.org')).toMatch(/^250 /);
-    await ems('Get-ReceiveConnector "CRM Application" | Remove-ADPermission -User "NT AUTHORITY\\ANONYMOUS LOGON" -ExtendedRights ms-Exch-SMTP-Accept-Any-Recipient -Confirm:$false');
+    await ems(
+      'Get-ReceiveConnector "CRM Application" | Remove-ADPermission -User "NT AUTHORITY\\ANONYMOUS LOGON" -ExtendedRights ms-Exch-SMTP-Accept-Any-Recipient -Confirm:$false',
+    );
     await applied(async () => (await rcptReply('127.0.0.6', 'someone@example.net')).startsWith('550 5.7.54'));
     expect(await old.say('MAIL FROM:<crm@example.org>')).toBe('250 2.1.0 Sender OK');
     expect(await old.say('RCPT TO:<someone@example.net>')).toBe('250 2.1.5 Recipient OK');
@@ -178,7 +213,12 @@ describe('seed 003 / 004: anonymous relay with Add-ADPermission', () => {
 describe('seed 000: authenticated relay for a group of relay accounts', () => {
   it('needs the article three commands, then relays for a relay account with AUTH LOGIN', async () => {
     // Before: Default Frontend allows AUTH only after STARTTLS.
-    const before = await smtpTranscript({ host: '127.0.0.1', port: port25(), localAddress: '127.0.0.7', lines: ['EHLO office1.example.org', 'AUTH LOGIN', 'QUIT'] });
+    const before = await smtpTranscript({
+      host: '127.0.0.1',
+      port: port25(),
+      localAddress: '127.0.0.7',
+      lines: ['EHLO office1.example.org', 'AUTH LOGIN', 'QUIT'],
+    });
     expect(before[2]).toBe('530 5.7.0 Must issue a STARTTLS command first');
 
     await ems('Get-ReceiveConnector "default frontend*" | Add-ADPermission -User "contoso\\relay accounts" -ExtendedRights ms-Exch-SMTP-Submit');
@@ -188,19 +228,42 @@ describe('seed 000: authenticated relay for a group of relay accounts', () => {
     await ems('Get-ReceiveConnector "default frontend*" | Set-ReceiveConnector -AuthMechanism Tls,Integrated,BasicAuth,ExchangeServer');
     const auth = (user: string, password: string) => [Buffer.from(user).toString('base64'), Buffer.from(password).toString('base64')];
     await applied(async () => {
-      const r = await smtpTranscript({ host: '127.0.0.1', port: port25(), localAddress: '127.0.0.7', lines: ['EHLO office1.example.org', 'AUTH LOGIN', ...auth('relay-office1@contoso.test', RELAY_PASSWORD), 'QUIT'] });
+      const r = await smtpTranscript({
+        host: '127.0.0.1',
+        port: port25(),
+        localAddress: '127.0.0.7',
+        lines: ['EHLO office1.example.org', 'AUTH LOGIN', ...auth('relay-office1@contoso.test', RELAY_PASSWORD), 'QUIT'],
+      });
       return r[4] === '235 2.7.0 Authentication successful';
     });
 
     const marker = `seed000-${Date.now()}`;
     const { stdout } = await run('swaks', [
-      '--server', `127.0.0.1:${port25()}`, '--local-interface', '127.0.0.7', '--timeout', '20',
-      '--auth', 'LOGIN', '--auth-user', 'CONTOSO\\relay-office1', '--auth-password', RELAY_PASSWORD,
-      '--from', 'printer@example.org', '--to', 'someone@example.net', '--header', `Subject: ${marker}`,
+      '--server',
+      `127.0.0.1:${port25()}`,
+      '--local-interface',
+      '127.0.0.7',
+      '--timeout',
+      '20',
+      '--auth',
+      'LOGIN',
+      '--auth-user',
+      'CONTOSO\\relay-office1',
+      '--auth-password',
+      RELAY_PASSWORD,
+      '--from',
+      'printer@example.org',
+      '--to',
+      'someone@example.net',
+      '--header',
+      `Subject: ${marker}`,
     ]).catch((e: { stdout: string }) => ({ stdout: e.stdout }));
     expect(stdout).toMatch(/<- {2}235 2\.7\.0 Authentication successful/);
     expect(stdout).toMatch(/<- {2}250 2\.6\.0 /);
-    await waitFor(() => Promise.resolve(h.sink.messages.find((m) => m.data.toString('latin1').includes(marker))), { timeoutMs: 20_000, what: 'the relayed message at the sink' });
+    await waitFor(() => Promise.resolve(h.sink.messages.find((m) => m.data.toString('latin1').includes(marker))), {
+      timeoutMs: 20_000,
+      what: 'the relayed message at the sink',
+    });
 
     // The protocol log never holds the credentials.
     const dir = join(h.cluster.varDir, 'logs', 'ProtocolLog', 'FrontEnd', 'SmtpReceive');
@@ -212,13 +275,33 @@ describe('seed 000: authenticated relay for a group of relay accounts', () => {
 
   it('answers a wrong password with 535 5.7.3 and drops the session at MaxLogonFailures (3)', async () => {
     const bad = Buffer.from('\0relay-office1@contoso.test\0wrong-password').toString('base64');
-    const replies = await smtpTranscript({ host: '127.0.0.1', port: port25(), localAddress: '127.0.0.8', lines: ['EHLO office1.example.org', `AUTH PLAIN ${bad}`, `AUTH PLAIN ${bad}`, `AUTH PLAIN ${bad}`, 'NOOP'], allowClose: true });
-    expect(replies.slice(2, 5)).toEqual(['535 5.7.3 Authentication unsuccessful', '535 5.7.3 Authentication unsuccessful', '535 5.7.3 Authentication unsuccessful']);
+    const replies = await smtpTranscript({
+      host: '127.0.0.1',
+      port: port25(),
+      localAddress: '127.0.0.8',
+      lines: ['EHLO office1.example.org', `AUTH PLAIN ${bad}`, `AUTH PLAIN ${bad}`, `AUTH PLAIN ${bad}`, 'NOOP'],
+      allowClose: true,
+    });
+    expect(replies.slice(2, 5)).toEqual([
+      '535 5.7.3 Authentication unsuccessful',
+      '535 5.7.3 Authentication unsuccessful',
+      '535 5.7.3 Authentication unsuccessful',
+    ]);
     expect(replies[5]).toBe('421 4.7.0 Too many errors on this connection, closing transmission channel');
   });
 
   it('explains the decision with transitctl test-connector, from the live configuration', async () => {
-    const r = await transitctl(['test-connector', '--remote-ip', '127.0.0.7', '--user', 'CONTOSO\\relay-office1', '--from', 'printer@example.org', '--to', 'someone@example.net']);
+    const r = await transitctl([
+      'test-connector',
+      '--remote-ip',
+      '127.0.0.7',
+      '--user',
+      'CONTOSO\\relay-office1',
+      '--from',
+      'printer@example.org',
+      '--to',
+      'someone@example.net',
+    ]);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/\* Default Frontend: wildcard binding; range 0\.0\.0\.0-255\.255\.255\.255/);
     expect(r.stdout).toContain('Principal: CONTOSO\\relay-office1');
@@ -252,19 +335,40 @@ describe('bad input gets standard replies', () => {
 
 describe('Client Frontend (587): authenticated submission', () => {
   it('refuses anonymous mail with 530 5.7.1 and AUTH before STARTTLS with 530 5.7.0', async () => {
-    const replies = await smtpTranscript({ host: '127.0.0.1', port: port587(), localAddress: '127.0.0.10', lines: ['EHLO laptop.example.org', 'MAIL FROM:<bob@contoso.test>', 'AUTH PLAIN AGJvYgBwdw==', 'QUIT'] });
+    const replies = await smtpTranscript({
+      host: '127.0.0.1',
+      port: port587(),
+      localAddress: '127.0.0.10',
+      lines: ['EHLO laptop.example.org', 'MAIL FROM:<bob@contoso.test>', 'AUTH PLAIN AGJvYgBwdw==', 'QUIT'],
+    });
     expect(replies[2]).toBe('530 5.7.1 Client was not authenticated');
     expect(replies[3]).toBe('530 5.7.0 Must issue a STARTTLS command first');
   });
 
   it('submits over STARTTLS with AUTH as the mailbox owner, and refuses to send as someone else', async () => {
-    const transport = createTransport({ host: '127.0.0.1', port: port587(), localAddress: '127.0.0.10', requireTLS: true, tls: { rejectUnauthorized: false }, auth: { user: 'bob@contoso.test', pass: BOB_PASSWORD } } as Parameters<typeof createTransport>[0]);
+    const transport = createTransport({
+      host: '127.0.0.1',
+      port: port587(),
+      localAddress: '127.0.0.10',
+      requireTLS: true,
+      tls: { rejectUnauthorized: false },
+      auth: { user: 'bob@contoso.test', pass: BOB_PASSWORD },
+    } as Parameters<typeof createTransport>[0]);
     const marker = `submission-${Date.now()}`;
     const info = (await transport.sendMail({ from: 'bob@contoso.test', to: 'alice@contoso.test', subject: marker, text: 'hi' })) as { response: string };
     expect(info.response).toMatch(/^250 2\.6\.0 /);
     await waitForMaildirMessage(h, 'alice@contoso.test', marker);
-    await expect(transport.sendMail({ from: 'alice@contoso.test', to: 'alice@contoso.test', subject: 'spoof', text: 'x' })).rejects.toThrow(/550 5\.7\.1 Client does not have permissions to send as this sender/);
-    const wrong = createTransport({ host: '127.0.0.1', port: port587(), localAddress: '127.0.0.10', requireTLS: true, tls: { rejectUnauthorized: false }, auth: { user: 'CONTOSO\\bob', pass: 'nope-nope' } } as Parameters<typeof createTransport>[0]);
+    await expect(transport.sendMail({ from: 'alice@contoso.test', to: 'alice@contoso.test', subject: 'spoof', text: 'x' })).rejects.toThrow(
+      /550 5\.7\.1 Client does not have permissions to send as this sender/,
+    );
+    const wrong = createTransport({
+      host: '127.0.0.1',
+      port: port587(),
+      localAddress: '127.0.0.10',
+      requireTLS: true,
+      tls: { rejectUnauthorized: false },
+      auth: { user: 'CONTOSO\\bob', pass: 'nope-nope' },
+    } as Parameters<typeof createTransport>[0]);
     await expect(wrong.sendMail({ from: 'bob@contoso.test', to: 'alice@contoso.test', text: 'x' })).rejects.toThrow(/535 5\.7\.3 Authentication unsuccessful/);
   });
 });
@@ -286,7 +390,16 @@ describe('connector limits (a connector scoped to 127.0.0.9)', () => {
   const limited = (lines: string[]) => smtpTranscript({ host: '127.0.0.1', port: port25(), localAddress: '127.0.0.9', lines, allowClose: true });
 
   it('RequireEHLODomain, SIZE, MaxRecipientsPerMessage', async () => {
-    const replies = await limited(['EHLO localhost', 'EHLO client.example.org', 'MAIL FROM:<a@example.org> SIZE=70000', 'MAIL FROM:<a@example.org> SIZE=1000', 'RCPT TO:<alice@contoso.test>', 'RCPT TO:<bob@contoso.test>', 'RCPT TO:<alice.smith@contoso.test>', 'QUIT']);
+    const replies = await limited([
+      'EHLO localhost',
+      'EHLO client.example.org',
+      'MAIL FROM:<a@example.org> SIZE=70000',
+      'MAIL FROM:<a@example.org> SIZE=1000',
+      'RCPT TO:<alice@contoso.test>',
+      'RCPT TO:<bob@contoso.test>',
+      'RCPT TO:<alice.smith@contoso.test>',
+      'QUIT',
+    ]);
     expect(replies[1]).toBe('501 5.5.4 Invalid domain name');
     expect(replies[2]).toMatch(/^250-/);
     expect(replies[3]).toBe('552 5.3.4 Message size exceeds fixed maximum message size');
@@ -314,7 +427,10 @@ describe('connector limits (a connector scoped to 127.0.0.9)', () => {
     const d = await dialogue('127.0.0.15');
     let text = '';
     d.socket.on('data', (b: Buffer) => (text += b.toString()));
-    await waitFor(() => Promise.resolve(text.includes('451 4.7.0 Timeout waiting for client input') ? true : undefined), { timeoutMs: 6000, what: 'the inactivity timeout' });
+    await waitFor(() => Promise.resolve(text.includes('451 4.7.0 Timeout waiting for client input') ? true : undefined), {
+      timeoutMs: 6000,
+      what: 'the inactivity timeout',
+    });
     d.socket.destroy();
   });
 
@@ -324,7 +440,10 @@ describe('connector limits (a connector scoped to 127.0.0.9)', () => {
     d.socket.on('data', (b: Buffer) => (text += b.toString()));
     const keepBusy = setInterval(() => d.socket.write('NOOP\r\n'), 500);
     try {
-      await waitFor(() => Promise.resolve(text.includes('421 4.4.1 Connection timed out') ? true : undefined), { timeoutMs: 8000, what: 'the absolute connection timeout' });
+      await waitFor(() => Promise.resolve(text.includes('421 4.4.1 Connection timed out') ? true : undefined), {
+        timeoutMs: 8000,
+        what: 'the absolute connection timeout',
+      });
     } finally {
       clearInterval(keepBusy);
       d.socket.destroy();
@@ -336,10 +455,17 @@ describe('connector limits (a connector scoped to 127.0.0.9)', () => {
 describe('header rights', () => {
   it('removes Received and Resent-* headers from a session without Accept-Headers-Routing, keeps them otherwise', async () => {
     await ems('New-ReceiveConnector -Name "No Routing Headers" -Usage Custom -Bindings 0.0.0.0:25 -RemoteIPRanges 127.0.0.12 -PermissionGroups None');
-    await ems('Add-ADPermission -Identity "No Routing Headers" -User "NT AUTHORITY\\ANONYMOUS LOGON" -ExtendedRights ms-Exch-SMTP-Submit,ms-Exch-SMTP-Accept-Authoritative-Domain-Sender,ms-Exch-SMTP-Accept-Any-Sender');
+    await ems(
+      'Add-ADPermission -Identity "No Routing Headers" -User "NT AUTHORITY\\ANONYMOUS LOGON" -ExtendedRights ms-Exch-SMTP-Submit,ms-Exch-SMTP-Accept-Authoritative-Domain-Sender,ms-Exch-SMTP-Accept-Any-Sender',
+    );
     const send = async (source: string, marker: string) => {
       const body = `Received: from forged.example by forged.example; Mon, 1 Jan 2024 00:00:00 +0000\r\nResent-From: forged@example.org\r\nFrom: app@example.org\r\nSubject: ${marker}\r\n\r\nbody\r\n.\r\n`;
-      return smtpTranscript({ host: '127.0.0.1', port: port25(), localAddress: source, lines: ['EHLO app.example.org', 'MAIL FROM:<app@example.org>', 'RCPT TO:<bob@contoso.test>', 'DATA', `DATA-BODY:${body}`, 'QUIT'] });
+      return smtpTranscript({
+        host: '127.0.0.1',
+        port: port25(),
+        localAddress: source,
+        lines: ['EHLO app.example.org', 'MAIL FROM:<app@example.org>', 'RCPT TO:<bob@contoso.test>', 'DATA', `DATA-BODY:${body}`, 'QUIT'],
+      });
     };
     const stripped = `strip-${Date.now()}`;
     await applied(async () => (await send('127.0.0.12', stripped))[5]!.startsWith('250 2.6.0'));
@@ -376,7 +502,10 @@ describe('configuration is validated at write time', () => {
     const r = await transitctl(['set', 'receiveconnector', 'Default Frontend', '--AuthMechanism', 'None,Tls']);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/ReceiveConnectors\.\d+\.AuthMechanism: None cannot be combined with other mechanisms/);
-    const twin = await transitctl(['ems', 'New-ReceiveConnector -Name "Twin" -Bindings 0.0.0.0:25 -RemoteIPRanges 127.0.0.9,127.0.0.14-127.0.0.16 -TransportRole FrontendTransport -PermissionGroups AnonymousUsers']);
+    const twin = await transitctl([
+      'ems',
+      'New-ReceiveConnector -Name "Twin" -Bindings 0.0.0.0:25 -RemoteIPRanges 127.0.0.9,127.0.0.14-127.0.0.16 -TransportRole FrontendTransport -PermissionGroups AnonymousUsers',
+    ]);
     expect(twin.code).toBe(1);
     expect(twin.stderr).toMatch(/Twin and Limits have the same binding and the same RemoteIPRanges/);
     expect((await transitctl(['export'])).stdout).toBe(before.stdout);
@@ -418,9 +547,14 @@ describe('transport settings (Get-/Set-TransportConfig, Set-TransportService)', 
     await ems('Set-TransportService EXCH01 -MessageExpirationTimeout 3.00:00:00 -DelayNotificationTimeout 02:00:00');
     expect(await setting('MessageExpirationTimeout')).toMatchObject({ Value: 259_200, Source: 'organisation', Scope: 'organisation' });
     const shell = await ems('Get-TransportConfig MessageExpirationTimeout,DelayNotificationTimeout');
-    expect(shell.stdout.split('\n').slice(2, 4)).toEqual(['MessageExpirationTimeout 3.00:00:00 organisation', 'DelayNotificationTimeout 02:00:00   organisation']);
+    expect(shell.stdout.split('\n').slice(2, 4)).toEqual([
+      'MessageExpirationTimeout 3.00:00:00 organisation',
+      'DelayNotificationTimeout 02:00:00   organisation',
+    ]);
     await ems('Set-TransportConfig -TransientRetrySchedule 60,300');
-    expect(parse((await transitctl(['export'])).stdout)).toMatchObject({ TransportSettings: { MessageExpirationTimeout: 259_200, DelayNotificationTimeout: 7200, TransientRetrySchedule: [60, 300] } });
+    expect(parse((await transitctl(['export'])).stdout)).toMatchObject({
+      TransportSettings: { MessageExpirationTimeout: 259_200, DelayNotificationTimeout: 7200, TransientRetrySchedule: [60, 300] },
+    });
 
     // The cluster keeps bodies and events 7 days: an expiry of 10 is refused at write time, and nothing changes.
     const before = (await transitctl(['export'])).stdout;

@@ -28,7 +28,12 @@ const admin = { authorization: basic('admin', PASSWORD) };
 const changing = { ...admin, 'x-transit-request': '1', 'content-type': 'application/json' };
 
 type Json = Record<string, unknown>;
-async function call(method: string, path: string, headers: Record<string, string> = {}, body?: unknown): Promise<{ status: number; headers: Headers; json: Json }> {
+async function call(
+  method: string,
+  path: string,
+  headers: Record<string, string> = {},
+  body?: unknown,
+): Promise<{ status: number; headers: Headers; json: Json }> {
   const res = await fetch(`${base()}${path}`, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
   return { status: res.status, headers: res.headers, json: (await res.json().catch(() => ({}))) as Json };
 }
@@ -36,10 +41,14 @@ async function call(method: string, path: string, headers: Record<string, string
 /** A login attempt from another loopback address, so throttling it leaves 127.0.0.1 (the browser) alone. */
 function loginFrom(localAddress: string, password: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = request(`${base()}/api/login`, { method: 'POST', localAddress, headers: { 'content-type': 'application/json', 'x-transit-request': '1' } }, (res) => {
-      res.resume();
-      resolve(res.statusCode ?? 0);
-    });
+    const req = request(
+      `${base()}/api/login`,
+      { method: 'POST', localAddress, headers: { 'content-type': 'application/json', 'x-transit-request': '1' } },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      },
+    );
     req.on('error', reject);
     req.end(JSON.stringify({ user: 'admin', password }));
   });
@@ -47,7 +56,19 @@ function loginFrom(localAddress: string, password: string): Promise<number> {
 
 /** From 127.0.0.2 the example's "Application Relay" connector takes the session, so remote recipients are accepted too. */
 async function send(from: string, to: string, subject: string): Promise<void> {
-  const replies = await smtpTranscript({ host: h.cluster.host, port: h.cluster.port(25), localAddress: '127.0.0.2', lines: ['EHLO client.example', `MAIL FROM:<${from}>`, `RCPT TO:<${to}>`, 'DATA', `DATA-BODY:Subject: ${subject}\r\nFrom: <${from}>\r\nTo: <${to}>\r\n\r\nhello\r\n.\r\n`, 'QUIT'] });
+  const replies = await smtpTranscript({
+    host: h.cluster.host,
+    port: h.cluster.port(25),
+    localAddress: '127.0.0.2',
+    lines: [
+      'EHLO client.example',
+      `MAIL FROM:<${from}>`,
+      `RCPT TO:<${to}>`,
+      'DATA',
+      `DATA-BODY:Subject: ${subject}\r\nFrom: <${from}>\r\nTo: <${to}>\r\n\r\nhello\r\n.\r\n`,
+      'QUIT',
+    ],
+  });
   expect(replies.at(-2)).toMatch(/^250 2\.6\.0 /);
 }
 
@@ -68,14 +89,27 @@ describe('admin API', () => {
     expect((health.json.roles as Array<{ role: string; ready: number }>).map((r) => r.role).sort()).toEqual([...ROLES].sort());
 
     expect((await call('POST', '/api/login', { 'content-type': 'application/json' }, { user: 'admin', password: PASSWORD })).status).toBe(403);
-    const login = await fetch(`${base()}/api/login`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-transit-request': '1' }, body: JSON.stringify({ user: 'admin', password: PASSWORD }) });
+    const login = await fetch(`${base()}/api/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-transit-request': '1' },
+      body: JSON.stringify({ user: 'admin', password: PASSWORD }),
+    });
     expect(login.status).toBe(200);
     const cookie = login.headers.get('set-cookie') ?? '';
     expect(cookie).toMatch(/^transit_admin=[A-Za-z0-9_-]{43}; HttpOnly; SameSite=Strict; Path=\/; Max-Age=\d+/);
     const session = { cookie: cookie.split(';')[0]! };
     expect((await call('GET', '/api/session', session)).json).toEqual({ user: 'admin' });
     // A change from another origin is refused even with the session cookie and the header.
-    expect((await call('POST', '/api/test-connector', { ...session, 'x-transit-request': '1', 'content-type': 'application/json', origin: 'http://evil.example' }, { remoteIp: '127.0.0.5' })).status).toBe(403);
+    expect(
+      (
+        await call(
+          'POST',
+          '/api/test-connector',
+          { ...session, 'x-transit-request': '1', 'content-type': 'application/json', origin: 'http://evil.example' },
+          { remoteIp: '127.0.0.5' },
+        )
+      ).status,
+    ).toBe(403);
     expect((await call('POST', '/api/logout', { ...session, 'x-transit-request': '1' })).status).toBe(200);
     expect((await call('GET', '/api/session', session)).status).toBe(401);
   });
@@ -157,10 +191,13 @@ describe('dashboard in headless Chromium', () => {
 
   it('shows a queue holding a deferred message, and suspends it', async () => {
     await send('x@example.org', 'slow@example.net', 'dashboard deferred');
-    await waitFor(async () => {
-      const r = await call('GET', '/api/queues', admin);
-      return (r.json.queues as Array<{ Identity: string; MessageCount: number }> | undefined)?.find((q) => /remote/.test(q.Identity) && q.MessageCount > 0);
-    }, { timeoutMs: 30_000, what: 'a remote queue with the deferred message' });
+    await waitFor(
+      async () => {
+        const r = await call('GET', '/api/queues', admin);
+        return (r.json.queues as Array<{ Identity: string; MessageCount: number }> | undefined)?.find((q) => /remote/.test(q.Identity) && q.MessageCount > 0);
+      },
+      { timeoutMs: 30_000, what: 'a remote queue with the deferred message' },
+    );
     await page.goto(`${base()}/#/queues`);
     const queue = page.locator('[data-testid=queues] tbody tr', { hasText: 'remote' });
     await queue.first().waitFor();
@@ -168,7 +205,11 @@ describe('dashboard in headless Chromium', () => {
     await message.waitFor();
     // Suspend-Message through the page: libs/queues holds it, and the list shows it Suspended.
     await message.locator('button[data-action=suspend]').click();
-    await page.locator('[data-testid=queue-messages] tbody tr', { hasText: 'slow@example.net' }).filter({ hasText: 'Suspended' }).first().waitFor({ timeout: 15_000 });
+    await page
+      .locator('[data-testid=queue-messages] tbody tr', { hasText: 'slow@example.net' })
+      .filter({ hasText: 'Suspended' })
+      .first()
+      .waitFor({ timeout: 15_000 });
     await page.screenshot({ path: 'test-results/dashboard-queues.png', fullPage: true });
   });
 

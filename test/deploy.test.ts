@@ -93,10 +93,34 @@ describe('docker-compose.yml', () => {
 
   it('has the NATS cluster, Redis, HAProxy, every role and the observability stack', () => {
     expect(Object.keys(services)).toEqual(
-      expect.arrayContaining(['nats-1', 'nats-2', 'nats-3', 'redis', 'haproxy', 'frontend-1', 'frontend-2', 'hub-1', 'hub-2', 'mailbox-delivery', 'submission', 'outbound-proxy', 'admin', 'jaeger', 'prometheus', 'grafana']),
+      expect.arrayContaining([
+        'nats-1',
+        'nats-2',
+        'nats-3',
+        'redis',
+        'haproxy',
+        'frontend-1',
+        'frontend-2',
+        'hub-1',
+        'hub-2',
+        'mailbox-delivery',
+        'submission',
+        'outbound-proxy',
+        'admin',
+        'jaeger',
+        'prometheus',
+        'grafana',
+      ]),
     );
     const replicas = (role: string) => transit.filter(([, s]) => roleOf(s) === role).length;
-    expect(Object.fromEntries(ROLES.map((role) => [role, replicas(role)]))).toEqual({ frontend: 2, hub: 2, 'mailbox-delivery': 1, submission: 1, 'outbound-proxy': 1, admin: 1 });
+    expect(Object.fromEntries(ROLES.map((role) => [role, replicas(role)]))).toEqual({
+      frontend: 2,
+      hub: 2,
+      'mailbox-delivery': 1,
+      submission: 1,
+      'outbound-proxy': 1,
+      admin: 1,
+    });
   });
 
   it('runs NATS as one three-node JetStream cluster and Redis with the append-only file', () => {
@@ -137,13 +161,17 @@ describe('docker-compose.yml', () => {
   });
 
   it('has Prometheus scrape /metrics on every role container, and Grafana provisioned from deploy/observability', () => {
-    const prometheus = parse(read('deploy/observability/prometheus.yml')) as { scrape_configs: Array<{ job_name: string; metrics_path?: string; static_configs: Array<{ targets: string[] }> }> };
+    const prometheus = parse(read('deploy/observability/prometheus.yml')) as {
+      scrape_configs: Array<{ job_name: string; metrics_path?: string; static_configs: Array<{ targets: string[] }> }>;
+    };
     const job = prometheus.scrape_configs.find((j) => j.job_name === 'transit')!;
     expect(job.metrics_path).toBe('/metrics');
     const targets = job.static_configs.flatMap((c) => c.targets).sort();
     expect(targets).toEqual(transit.map(([name, s]) => `${name}:${s.environment?.TRANSIT_HTTP_PORT}`).sort());
 
-    const datasources = parse(read('deploy/observability/grafana/provisioning/datasources/datasources.yml')) as { datasources: Array<{ type: string; url: string }> };
+    const datasources = parse(read('deploy/observability/grafana/provisioning/datasources/datasources.yml')) as {
+      datasources: Array<{ type: string; url: string }>;
+    };
     expect(datasources.datasources.map((d) => `${d.type} ${d.url}`).sort()).toEqual(['jaeger http://jaeger:16686', 'prometheus http://prometheus:9090']);
     const providers = parse(read('deploy/observability/grafana/provisioning/dashboards/dashboards.yml')) as { providers: Array<{ options: { path: string } }> };
     const grafanaMounts = services.grafana!.volumes ?? [];
@@ -162,7 +190,14 @@ describe('docker-compose.yml', () => {
 
 // --- Dashboards and alert rules -----------------------------------------------------------
 
-type Panel = { id?: number; type: string; title: string; datasource?: { uid?: string }; targets?: Array<{ expr?: string; datasource?: { uid?: string } }>; panels?: Panel[] };
+type Panel = {
+  id?: number;
+  type: string;
+  title: string;
+  datasource?: { uid?: string };
+  targets?: Array<{ expr?: string; datasource?: { uid?: string } }>;
+  panels?: Panel[];
+};
 type AlertRule = { alert?: string; record?: string; expr: string; for?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
 
 describe('deploy/observability: the Grafana dashboard and the alert rules name only metrics Transit exports', () => {
@@ -230,7 +265,15 @@ describe('deploy/observability: the Grafana dashboard and the alert rules name o
       expect(unknownIn(rule.expr), rule.alert).toEqual([]);
     }
     const watched = (name: string) => rules.filter((r) => promqlMetricNames(r.expr).includes(name)).map((r) => r.alert);
-    for (const name of ['up', 'transit_queue_messages', 'transit_queue_oldest_age_seconds', 'transit_messages_failed_total', 'transit_jetstream_up', 'transit_redis_up', 'nodejs_eventloop_lag_p99_seconds'])
+    for (const name of [
+      'up',
+      'transit_queue_messages',
+      'transit_queue_oldest_age_seconds',
+      'transit_messages_failed_total',
+      'transit_jetstream_up',
+      'transit_redis_up',
+      'nodejs_eventloop_lag_p99_seconds',
+    ])
       expect(watched(name), name).not.toEqual([]);
   });
 
@@ -261,7 +304,9 @@ const label = (o: KubeObject) => `${o.kind}/${o.metadata.name}`;
 /** Every kind the manifests use, with its schema; an object of another kind fails the test until it is added here. */
 type ModelClass = { apiVersion: string; kind: string; new (data: never): { validate(): void } };
 const MODELS = new Map(
-  ([Namespace, ConfigMap, Service, PersistentVolumeClaim, Deployment, StatefulSet, HorizontalPodAutoscaler, PodDisruptionBudget, NetworkPolicy] as ModelClass[]).map((m) => [`${m.apiVersion}/${m.kind}`, m]),
+  (
+    [Namespace, ConfigMap, Service, PersistentVolumeClaim, Deployment, StatefulSet, HorizontalPodAutoscaler, PodDisruptionBudget, NetworkPolicy] as ModelClass[]
+  ).map((m) => [`${m.apiVersion}/${m.kind}`, m]),
 );
 
 /** Schema violations (types, required fields, formats), one line per object. */
@@ -315,7 +360,8 @@ function unknownFieldErrors(objects: KubeObject[]): string[] {
   const host = ts.createCompilerHost(options);
   const getSourceFile = host.getSourceFile.bind(host);
   const fileExists = host.fileExists.bind(host);
-  host.getSourceFile = (name, languageVersion, ...rest) => (name === file ? ts.createSourceFile(name, source, languageVersion) : getSourceFile(name, languageVersion, ...rest));
+  host.getSourceFile = (name, languageVersion, ...rest) =>
+    name === file ? ts.createSourceFile(name, source, languageVersion) : getSourceFile(name, languageVersion, ...rest);
   host.fileExists = (name) => name === file || fileExists(name);
   const program = ts.createProgram([file], options, host);
   const lines = source.split('\n');
@@ -333,7 +379,8 @@ type Workload = IDeployment | IStatefulSet;
 const ofKind = <T>(r: Rendered, kind: string) => r.objects.filter((o) => o.kind === kind) as T[];
 const workloads = (r: Rendered) => [...ofKind<IDeployment>(r, 'Deployment'), ...ofKind<IStatefulSet>(r, 'StatefulSet')];
 const podLabels = (w: Workload) => w.spec?.template.metadata?.labels ?? {};
-const selects = (matchLabels: Record<string, string> | undefined, labels: Record<string, string>) => Object.entries(matchLabels ?? {}).every(([k, v]) => labels[k] === v);
+const selects = (matchLabels: Record<string, string> | undefined, labels: Record<string, string>) =>
+  Object.entries(matchLabels ?? {}).every(([k, v]) => labels[k] === v);
 const componentOf = (w: { metadata?: { labels?: Record<string, string> } }) => w.metadata?.labels?.['app.kubernetes.io/component'];
 
 describe.each(OVERLAYS)('kubectl kustomize %s', (overlay) => {
@@ -381,7 +428,10 @@ describe.each(OVERLAYS)('kubectl kustomize %s', (overlay) => {
 
   it('has a PodDisruptionBudget for every workload with more than one replica, and autoscalers for frontends and outbound proxies', () => {
     const hpas = ofKind<IHorizontalPodAutoscaler>(rendered, 'HorizontalPodAutoscaler');
-    expect(hpas.map((h) => `${h.apiVersion} ${h.spec?.scaleTargetRef.kind}/${h.spec?.scaleTargetRef.name}`).sort()).toEqual(['autoscaling/v2 Deployment/frontend', 'autoscaling/v2 Deployment/outbound-proxy']);
+    expect(hpas.map((h) => `${h.apiVersion} ${h.spec?.scaleTargetRef.kind}/${h.spec?.scaleTargetRef.name}`).sort()).toEqual([
+      'autoscaling/v2 Deployment/frontend',
+      'autoscaling/v2 Deployment/outbound-proxy',
+    ]);
     for (const h of hpas) {
       const spec = h.spec;
       expect(spec.minReplicas, h.metadata?.name).toBeGreaterThanOrEqual(2);
@@ -389,7 +439,8 @@ describe.each(OVERLAYS)('kubectl kustomize %s', (overlay) => {
       const target = ofKind<IDeployment>(rendered, 'Deployment').find((d) => d.metadata?.name === spec.scaleTargetRef.name)!;
       expect(target.spec?.replicas, `${target.metadata?.name} replicas`).toBeUndefined();
     }
-    const replicas = (w: Workload) => Math.max(w.spec?.replicas ?? 1, hpas.find((h) => h.spec?.scaleTargetRef.name === w.metadata?.name)?.spec?.minReplicas ?? 1);
+    const replicas = (w: Workload) =>
+      Math.max(w.spec?.replicas ?? 1, hpas.find((h) => h.spec?.scaleTargetRef.name === w.metadata?.name)?.spec?.minReplicas ?? 1);
     const pdbs = ofKind<IPodDisruptionBudget>(rendered, 'PodDisruptionBudget');
     const multi = workloads(rendered).filter((w) => replicas(w) > 1);
     expect(multi.map((w) => w.metadata?.name).sort()).toEqual(['frontend', 'hub', 'nats', 'outbound-proxy']);
@@ -418,7 +469,9 @@ describe.each(OVERLAYS)('kubectl kustomize %s', (overlay) => {
     const natsArgs = nats.spec!.template.spec!.containers[0]!.args ?? [];
     expect(natsArgs).toContain('-js');
     const storeDir = natsArgs[natsArgs.indexOf('-sd') + 1];
-    expect(nats.spec!.template.spec!.containers[0]!.volumeMounts?.find((m) => m.mountPath === storeDir)?.name).toBe(nats.spec?.volumeClaimTemplates?.[0]?.metadata?.name);
+    expect(nats.spec!.template.spec!.containers[0]!.volumeMounts?.find((m) => m.mountPath === storeDir)?.name).toBe(
+      nats.spec?.volumeClaimTemplates?.[0]?.metadata?.name,
+    );
     const env = ofKind<IConfigMap>(rendered, 'ConfigMap').find((c) => c.metadata?.name === 'transit-env')!;
     expect(env.data?.TRANSIT_STREAM_REPLICAS).toBe('3');
     expect(env.data?.NATS_URL?.split(',')).toHaveLength(3);
@@ -446,7 +499,8 @@ describe.each(OVERLAYS)('kubectl kustomize %s', (overlay) => {
 
   it('lets only frontends (25, 587 in) and outbound proxies (25 out) reach outside the namespace, besides DNS', () => {
     const policies = ofKind<INetworkPolicy>(rendered, 'NetworkPolicy');
-    const isEmptySelector = (s: { matchLabels?: Record<string, string>; matchExpressions?: unknown[] } | undefined) => Object.keys(s?.matchLabels ?? {}).length === 0 && (s?.matchExpressions ?? []).length === 0;
+    const isEmptySelector = (s: { matchLabels?: Record<string, string>; matchExpressions?: unknown[] } | undefined) =>
+      Object.keys(s?.matchLabels ?? {}).length === 0 && (s?.matchExpressions ?? []).length === 0;
     const denyAll = policies.find((p) => isEmptySelector(p.spec?.podSelector) && p.spec?.ingress === undefined && p.spec?.egress === undefined);
     expect(denyAll?.spec?.policyTypes?.sort()).toEqual(['Egress', 'Ingress']);
 
@@ -455,13 +509,20 @@ describe.each(OVERLAYS)('kubectl kustomize %s', (overlay) => {
     type Rule = { ports?: Array<{ protocol?: string; port?: number | string }> };
     const openings: string[] = [];
     for (const p of policies) {
-      const pods = isEmptySelector(p.spec?.podSelector) ? 'all' : (p.spec?.podSelector?.matchLabels?.['app.kubernetes.io/component'] ?? JSON.stringify(p.spec?.podSelector));
+      const pods = isEmptySelector(p.spec?.podSelector)
+        ? 'all'
+        : (p.spec?.podSelector?.matchLabels?.['app.kubernetes.io/component'] ?? JSON.stringify(p.spec?.podSelector));
       const rules: Array<[string, Rule, Peer[] | undefined]> = [
         ...(p.spec?.ingress ?? []).map((r): [string, Rule, Peer[] | undefined] => ['ingress', r, r.from]),
         ...(p.spec?.egress ?? []).map((r): [string, Rule, Peer[] | undefined] => ['egress', r, r.to]),
       ];
       for (const [direction, rule, peers] of rules) {
-        const outside = peers === undefined || peers.length === 0 ? ['anywhere'] : peers.filter((x) => x.ipBlock || x.namespaceSelector).map((x) => x.ipBlock?.cidr ?? `namespace ${x.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'] ?? 'any'}`);
+        const outside =
+          peers === undefined || peers.length === 0
+            ? ['anywhere']
+            : peers
+                .filter((x) => x.ipBlock || x.namespaceSelector)
+                .map((x) => x.ipBlock?.cidr ?? `namespace ${x.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'] ?? 'any'}`);
         const ports = rule.ports?.map((x) => `${x.protocol ?? 'TCP'}/${x.port ?? 'any'}`) ?? ['any port'];
         for (const peer of outside) for (const port of ports) openings.push(`${direction} ${pods} ${peer} ${port}`);
       }
@@ -501,6 +562,8 @@ describe('the manifest checks themselves', () => {
     expect(schemaErrors([unknownField])).toEqual([]); // the OpenAPI schema itself allows unknown fields
     const errors = unknownFieldErrors([unknownField]);
     expect(errors).toHaveLength(1);
-    expect(errors[0]).toMatch(/^Deployment\/frontend: Object literal may only specify known properties, and '"imagePullPolcy"' does not exist in type 'IContainer'/);
+    expect(errors[0]).toMatch(
+      /^Deployment\/frontend: Object literal may only specify known properties, and '"imagePullPolcy"' does not exist in type 'IContainer'/,
+    );
   });
 });

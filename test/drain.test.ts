@@ -14,7 +14,14 @@ const send = (marker: string) =>
   smtpTranscript({
     host: '127.0.0.1',
     port: h.cluster.port(25),
-    lines: ['EHLO c.example.org', 'MAIL FROM:<x@example.org>', 'RCPT TO:<alice@contoso.test>', 'DATA', `DATA-BODY:Subject: ${marker}\r\n\r\n${marker}\r\n.\r\n`, 'QUIT'],
+    lines: [
+      'EHLO c.example.org',
+      'MAIL FROM:<x@example.org>',
+      'RCPT TO:<alice@contoso.test>',
+      'DATA',
+      `DATA-BODY:Subject: ${marker}\r\n\r\n${marker}\r\n.\r\n`,
+      'QUIT',
+    ],
     allowClose: true,
   });
 
@@ -30,7 +37,11 @@ describe('back pressure', () => {
 
     await h.cluster.startRole('hub');
     for (let i = 0; i < 3; i++) await waitForMaildirMessage(h, 'alice@contoso.test', `${base}-${i}`);
-    await waitFor(async () => ((await send(`${base}-after`))[5]!.startsWith('250 2.6.0') ? true : undefined), { timeoutMs: 15_000, intervalMs: 500, what: 'the frontend to accept again' });
+    await waitFor(async () => ((await send(`${base}-after`))[5]!.startsWith('250 2.6.0') ? true : undefined), {
+      timeoutMs: 15_000,
+      intervalMs: 500,
+      what: 'the frontend to accept again',
+    });
     await waitForMaildirMessage(h, 'alice@contoso.test', `${base}-after`);
     expect((await h.maildirFiles('alice@contoso.test')).filter((f) => f.includes(`${base}-3`))).toEqual([]);
   });

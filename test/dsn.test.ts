@@ -10,14 +10,31 @@ import { messageEvents } from './harness.ts';
 import { useHarness } from './use-harness.ts';
 
 const h = useHarness({
-    rejectRecipient: (rcpt) => (rcpt.startsWith('bounce') ? { code: 550, message: '5.1.1 no such user here' } : rcpt.startsWith('slow') ? { code: 451, message: '4.4.1 try again later' } : undefined),
-    transport: { TransientRetrySchedule: [1], DelayNotificationTimeout: 1, MessageExpirationTimeout: 4 },
-  });
+  rejectRecipient: (rcpt) =>
+    rcpt.startsWith('bounce')
+      ? { code: 550, message: '5.1.1 no such user here' }
+      : rcpt.startsWith('slow')
+        ? { code: 451, message: '4.4.1 try again later' }
+        : undefined,
+  transport: { TransientRetrySchedule: [1], DelayNotificationTimeout: 1, MessageExpirationTimeout: 4 },
+});
 
 /** Relays through the Application Relay connector (127.0.0.2), which may send as contoso.test and relay. */
 async function relay(mailFrom: string, rcpts: string[], subject: string, extra = ''): Promise<string[]> {
   const body = `From: bob@contoso.test\r\nTo: ${rcpts.join(', ')}\r\nSubject: ${subject}\r\n\r\nThe body of ${subject}\r\n.\r\n`;
-  return smtpTranscript({ host: '127.0.0.1', port: h.cluster.port(25), localAddress: '127.0.0.2', lines: ['EHLO app.contoso.test', `MAIL FROM:<${mailFrom}>${extra}`, ...rcpts.map((r) => `RCPT TO:<${r.split(' ')[0]}>${r.includes(' ') ? ` ${r.split(' ').slice(1).join(' ')}` : ''}`), 'DATA', `DATA-BODY:${body}`, 'QUIT'] });
+  return smtpTranscript({
+    host: '127.0.0.1',
+    port: h.cluster.port(25),
+    localAddress: '127.0.0.2',
+    lines: [
+      'EHLO app.contoso.test',
+      `MAIL FROM:<${mailFrom}>${extra}`,
+      ...rcpts.map((r) => `RCPT TO:<${r.split(' ')[0]}>${r.includes(' ') ? ` ${r.split(' ').slice(1).join(' ')}` : ''}`),
+      'DATA',
+      `DATA-BODY:${body}`,
+      'QUIT',
+    ],
+  });
 }
 
 const dsnsFor = async (marker: string) => (await h.maildirFiles('bob@contoso.test')).filter((f) => f.includes('multipart/report') && f.includes(marker));
@@ -31,7 +48,9 @@ describe('failure notifications', () => {
     expect(dsn).toMatch(/^Return-Path: <>\r\n/);
     expect(dsn).toContain(`Subject: Undeliverable: ${marker}`);
     expect(dsn).toMatch(/Content-Type: multipart\/report; report-type=delivery-status; boundary="/);
-    expect(dsn).toContain('Final-Recipient: rfc822; bounce1@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\nRemote-MTA: dns; 127.0.0.1\r\nDiagnostic-Code: smtp; 550 5.1.1 no such user here');
+    expect(dsn).toContain(
+      'Final-Recipient: rfc822; bounce1@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\nRemote-MTA: dns; 127.0.0.1\r\nDiagnostic-Code: smtp; 550 5.1.1 no such user here',
+    );
     expect(dsn).toContain('Content-Type: text/rfc822-headers');
     expect(dsn).not.toContain('fine@example.net\r\nAction');
     expect(h.sink.messages.filter((m) => m.rcptTo.includes('fine@example.net') && m.data.toString().includes(marker))).toHaveLength(1);

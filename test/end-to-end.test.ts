@@ -12,7 +12,9 @@ const run = promisify(execFile);
 const h = useHarness();
 
 async function swaks(args: string[]): Promise<string> {
-  const { stdout } = await run('swaks', ['--server', `127.0.0.1:${h.cluster.port(25)}`, '--timeout', '20', ...args]).catch((e: { stdout: string }) => ({ stdout: e.stdout }));
+  const { stdout } = await run('swaks', ['--server', `127.0.0.1:${h.cluster.port(25)}`, '--timeout', '20', ...args]).catch((e: { stdout: string }) => ({
+    stdout: e.stdout,
+  }));
   return stdout;
 }
 
@@ -24,17 +26,41 @@ describe('the whole path', () => {
 
     // Byte-exactness, with a client whose every byte the test controls (the '.' line is dot-stuffed on the wire).
     const body = `From: x@example.org\r\nTo: alice@contoso.test\r\nSubject: e2e\r\nMessage-ID: <e2e-1@example.org>\r\n\r\nline one\r\n.leading dot\r\n\r\nend ${Date.now()}\r\n`;
-    const replies = await smtpTranscript({ host: '127.0.0.1', port: h.cluster.port(25), lines: ['EHLO client.example', 'MAIL FROM:<x@example.org>', 'RCPT TO:<alice@contoso.test>', 'DATA', `DATA-BODY:${body.replace(/^\./gm, '..')}.\r\n`, 'QUIT'] });
+    const replies = await smtpTranscript({
+      host: '127.0.0.1',
+      port: h.cluster.port(25),
+      lines: [
+        'EHLO client.example',
+        'MAIL FROM:<x@example.org>',
+        'RCPT TO:<alice@contoso.test>',
+        'DATA',
+        `DATA-BODY:${body.replace(/^\./gm, '..')}.\r\n`,
+        'QUIT',
+      ],
+    });
     expect(replies[4]).toBe('354 Start mail input; end with <CRLF>.<CRLF>');
     expect(replies[5]).toMatch(/^250 2\.6\.0 <e2e-1@example\.org> \[InternalId=\d+, Hostname=/);
     const file = await waitForMaildirMessage(h, 'alice@contoso.test', '<e2e-1@example.org>');
-    expect(file).toMatch(/^Return-Path: <x@example\.org>\r\nDelivered-To: alice@contoso\.test\r\nReceived: from \S+ \(\[127\.0\.0\.1\]\) by \S+ \(Transit\) with ESMTP id \w+; /);
+    expect(file).toMatch(
+      /^Return-Path: <x@example\.org>\r\nDelivered-To: alice@contoso\.test\r\nReceived: from \S+ \(\[127\.0\.0\.1\]\) by \S+ \(Transit\) with ESMTP id \w+; /,
+    );
     // Everything after the headers Transit added is byte-for-byte what the client sent (dot-unstuffed).
     expect(file.slice(file.indexOf('From: x@example.org'))).toBe(body);
   });
 
   it('refuses relay (550 5.7.54) and unknown recipients (550 5.1.1) at RCPT for anonymous clients', async () => {
-    const replies = await smtpTranscript({ host: '127.0.0.1', port: h.cluster.port(25), lines: ['EHLO client.example', 'MAIL FROM:<x@example.org>', 'RCPT TO:<someone@example.net>', 'RCPT TO:<nobody@contoso.test>', 'RCPT TO:<alice.smith@contoso.test>', 'QUIT'] });
+    const replies = await smtpTranscript({
+      host: '127.0.0.1',
+      port: h.cluster.port(25),
+      lines: [
+        'EHLO client.example',
+        'MAIL FROM:<x@example.org>',
+        'RCPT TO:<someone@example.net>',
+        'RCPT TO:<nobody@contoso.test>',
+        'RCPT TO:<alice.smith@contoso.test>',
+        'QUIT',
+      ],
+    });
     expect(replies[0]).toMatch(/^220 \S+ Transit ESMTP MAIL Service ready at /);
     expect(replies[1]).toMatch(/^250-\S+ Hello \[127\.0\.0\.1\]/);
     expect(replies.slice(2)).toEqual([
@@ -56,7 +82,10 @@ describe('the whole path', () => {
   it('relays for the IP-scoped Application Relay connector through the outbound proxy to a remote sink', async () => {
     const transport = createTransport({ host: '127.0.0.1', port: h.cluster.port(25), secure: false, ignoreTLS: true, localAddress: '127.0.0.2' });
     const before = h.sink.messages.length;
-    const info = await transport.sendMail({ envelope: { from: 'app@contoso.test', to: ['someone@example.net'] }, raw: 'From: app@contoso.test\r\nTo: someone@example.net\r\nSubject: relayed\r\n\r\nrelay body\r\n' });
+    const info = await transport.sendMail({
+      envelope: { from: 'app@contoso.test', to: ['someone@example.net'] },
+      raw: 'From: app@contoso.test\r\nTo: someone@example.net\r\nSubject: relayed\r\n\r\nrelay body\r\n',
+    });
     expect(info.response).toMatch(/^250 2\.6\.0 /);
     const got = await h.sink.waitFor(before + 1);
     const msg = got[before]!;
@@ -68,7 +97,10 @@ describe('the whole path', () => {
 
   it('submits pickup-directory files: Bcc recipients delivered and the Bcc header removed; remote recipients relayed', async () => {
     const before = h.sink.messages.length;
-    await writeFile(join(h.cluster.pickupDir, 'report.eml'), 'From: reports@contoso.test\r\nTo: bob@contoso.test, partner@example.net\r\nBcc: alice@contoso.test\r\nSubject: pickup\r\n\r\nfrom the pickup directory\r\n');
+    await writeFile(
+      join(h.cluster.pickupDir, 'report.eml'),
+      'From: reports@contoso.test\r\nTo: bob@contoso.test, partner@example.net\r\nBcc: alice@contoso.test\r\nSubject: pickup\r\n\r\nfrom the pickup directory\r\n',
+    );
     await writeFile(join(h.cluster.pickupDir, 'broken.eml'), 'Subject: no addresses\r\n\r\nnothing\r\n');
     const bobCopy = await waitForMaildirMessage(h, 'bob@contoso.test', 'from the pickup directory');
     expect(bobCopy).not.toMatch(/^Bcc:/im);

@@ -22,7 +22,11 @@ const h = useHarness({
 });
 
 const send = (to: string, subject: string) =>
-  smtpTranscript({ host: '127.0.0.1', port: h.cluster.port(25), lines: ['EHLO client.example', 'MAIL FROM:<x@example.org>', `RCPT TO:<${to}>`, 'DATA', `DATA-BODY:Subject: ${subject}\r\n\r\n${subject}\r\n.\r\n`, 'QUIT'] });
+  smtpTranscript({
+    host: '127.0.0.1',
+    port: h.cluster.port(25),
+    lines: ['EHLO client.example', 'MAIL FROM:<x@example.org>', `RCPT TO:<${to}>`, 'DATA', `DATA-BODY:Subject: ${subject}\r\n\r\n${subject}\r\n.\r\n`, 'QUIT'],
+  });
 
 describe('faults', () => {
   it('answers 4xx, never 250, while nats-server is down, and flows again when it returns without restarting Transit', async () => {
@@ -50,7 +54,12 @@ describe('faults', () => {
     const n = 20;
     const transport = createTransport({ host: '127.0.0.1', port: h.cluster.port(25), secure: false, ignoreTLS: true, pool: true, maxConnections: 4 });
     const results = await Promise.all(
-      Array.from({ length: n }, (_, i) => transport.sendMail({ envelope: { from: 'x@example.org', to: ['alice@contoso.test'] }, raw: `Subject: queued ${i}\r\nMessage-ID: <queued-${i}@example.org>\r\n\r\nqueued ${i}\r\n` })),
+      Array.from({ length: n }, (_, i) =>
+        transport.sendMail({
+          envelope: { from: 'x@example.org', to: ['alice@contoso.test'] },
+          raw: `Subject: queued ${i}\r\nMessage-ID: <queued-${i}@example.org>\r\n\r\nqueued ${i}\r\n`,
+        }),
+      ),
     );
     transport.close();
     expect(results.every((r) => r.response.startsWith('250 2.6.0'))).toBe(true);
@@ -67,14 +76,22 @@ describe('faults', () => {
   it('delivers per recipient remotely: accepted once, 5xx failed, 4xx retried and then delivered', async () => {
     const before = h.sink.messages.length;
     const transport = createTransport({ host: '127.0.0.1', port: h.cluster.port(25), secure: false, ignoreTLS: true, localAddress: '127.0.0.2' });
-    await transport.sendMail({ envelope: { from: 'app@contoso.test', to: ['now@example.net', 'gone@example.net', 'later@example.net'] }, raw: 'Subject: mixed\r\n\r\nmixed outcome\r\n' });
+    await transport.sendMail({
+      envelope: { from: 'app@contoso.test', to: ['now@example.net', 'gone@example.net', 'later@example.net'] },
+      raw: 'Subject: mixed\r\n\r\nmixed outcome\r\n',
+    });
     transport.close();
     const got = await h.sink.waitFor(before + 2, 30_000);
     const fresh = got.slice(before);
     expect(fresh[0]!.rcptTo).toEqual(['now@example.net']); // the first attempt: one accepted, one refused, one deferred
     expect(fresh[1]!.rcptTo).toEqual(['later@example.net']); // the retry carries only the deferred recipient
     await new Promise((r) => setTimeout(r, 1500));
-    expect(h.sink.messages.slice(before).flatMap((m) => m.rcptTo).sort()).toEqual(['later@example.net', 'now@example.net']);
+    expect(
+      h.sink.messages
+        .slice(before)
+        .flatMap((m) => m.rcptTo)
+        .sort(),
+    ).toEqual(['later@example.net', 'now@example.net']);
   });
 
   it('terminates an undecodable submit item instead of retrying it, and mail behind it still flows', async () => {
@@ -87,7 +104,10 @@ describe('faults', () => {
       expect((await h.maildirFiles('bob@contoso.test')).filter((f) => f.includes('behind-garbage'))).toHaveLength(1);
       const jsm = await jetstreamManager(nc);
       // The garbage leaves the work queue (terminated), instead of waiting for redelivery.
-      await waitFor(async () => ((await jsm.streams.info('MAIL_SUBMIT')).state.messages === 0 ? true : undefined), { timeoutMs: 5000, what: 'mail.submit to be empty' });
+      await waitFor(async () => ((await jsm.streams.info('MAIL_SUBMIT')).state.messages === 0 ? true : undefined), {
+        timeoutMs: 5000,
+        what: 'mail.submit to be empty',
+      });
       const hub = await jsm.consumers.info('MAIL_SUBMIT', 'hub');
       expect(hub.num_ack_pending + hub.num_pending).toBe(0);
     } finally {

@@ -98,7 +98,9 @@ beforeAll(async () => {
     lbPort = await freePort();
     const cfg = join(dir, 'haproxy.cfg');
     await writeFile(cfg, haproxyConfig());
-    haproxy = startProcess('haproxy', findBinary('haproxy', ['/usr/sbin/haproxy']), ['-db', '-f', cfg], { logFile: join(cluster.varDir, 'log', 'haproxy.log') });
+    haproxy = startProcess('haproxy', findBinary('haproxy', ['/usr/sbin/haproxy']), ['-db', '-f', cfg], {
+      logFile: join(cluster.varDir, 'log', 'haproxy.log'),
+    });
     await waitForPort('127.0.0.1', lbPort, 10_000, 'haproxy', () => haproxy.alive());
     // Both frontends answer through HAProxy (banners name the node: transit and transit-1).
     const seen = new Set<string>();
@@ -126,7 +128,10 @@ afterAll(async () => {
 
 /** Every receive protocol log line of both frontends. */
 async function protocolLogs(): Promise<string> {
-  const dirs = [join(cluster.varDir, 'logs', 'ProtocolLog', 'FrontEnd', 'SmtpReceive'), join(cluster.varDir, 'logs', 'replica-1', 'ProtocolLog', 'FrontEnd', 'SmtpReceive')];
+  const dirs = [
+    join(cluster.varDir, 'logs', 'ProtocolLog', 'FrontEnd', 'SmtpReceive'),
+    join(cluster.varDir, 'logs', 'replica-1', 'ProtocolLog', 'FrontEnd', 'SmtpReceive'),
+  ];
   const texts = await Promise.all(dirs.map(async (d) => Promise.all((await readdir(d).catch(() => [] as string[])).map((f) => readFile(join(d, f), 'utf8')))));
   return texts.flat().join('');
 }
@@ -139,7 +144,9 @@ async function aliceMaildir(): Promise<string[]> {
 
 /** transitctl against the test cluster; fails the test on a non-zero exit. */
 async function transitctl(...args: string[]): Promise<string> {
-  const { stdout } = await promisify(execFile)(process.execPath, [join(import.meta.dirname, '../tools/transitctl/src/main.ts'), ...args], { env: { ...process.env, NATS_URL: cluster.natsUrl } });
+  const { stdout } = await promisify(execFile)(process.execPath, [join(import.meta.dirname, '../tools/transitctl/src/main.ts'), ...args], {
+    env: { ...process.env, NATS_URL: cluster.natsUrl },
+  });
   return stdout;
 }
 
@@ -178,7 +185,10 @@ describe('HAProxy in front of two frontends (PROXY protocol v2)', () => {
     const messageId = `<haproxy-origin-${RUN}@example.org>`;
     const replies = await sendToAlice(RELAY_CLIENT, messageId, 'origin');
     expect(replies[5]).toMatch(/^250 2\.6\.0 /);
-    const message = await waitFor(async () => (await aliceMaildir()).find((m) => m.includes(messageId)), { timeoutMs: 20_000, what: 'the message in the Maildir' });
+    const message = await waitFor(async () => (await aliceMaildir()).find((m) => m.includes(messageId)), {
+      timeoutMs: 20_000,
+      what: 'the message in the Maildir',
+    });
     expect(message).toMatch(/^Received: from app\.example\.org \(\[127\.0\.0\.9\]\) by transit(-1)? \(Transit\) with ESMTP id /m);
     expect(message).not.toContain(HAPROXY_SOURCE);
 
@@ -203,11 +213,16 @@ describe('HAProxy in front of two frontends (PROXY protocol v2)', () => {
     expect(origin).toMatchObject({ kind: 'smtp', connector: 'LB Relay', clientIp: RELAY_CLIENT, clientHelo: 'app.example.org' });
 
     // Default Frontend is Verbose: its sessions (from 127.0.0.10) are logged with the client's endpoint and the load balancer that relayed them.
-    const logs = await waitFor(async () => {
-      const text = await protocolLogs();
-      return /,127\.0\.0\.10:\d+,<,RCPT TO:<someone@example\.net>,/.test(text) ? text : undefined;
-    }, { timeoutMs: 5000, what: 'protocol log lines of 127.0.0.10' });
-    expect(logs).toMatch(/\\Default Frontend,\w+,\d+,127\.0\.0\.1:\d+,127\.0\.0\.10:\d+,\*,PROXY v2 PROXY from load balancer haproxy at 127\.0\.0\.200:\d+,PROXY/);
+    const logs = await waitFor(
+      async () => {
+        const text = await protocolLogs();
+        return /,127\.0\.0\.10:\d+,<,RCPT TO:<someone@example\.net>,/.test(text) ? text : undefined;
+      },
+      { timeoutMs: 5000, what: 'protocol log lines of 127.0.0.10' },
+    );
+    expect(logs).toMatch(
+      /\\Default Frontend,\w+,\d+,127\.0\.0\.1:\d+,127\.0\.0\.10:\d+,\*,PROXY v2 PROXY from load balancer haproxy at 127\.0\.0\.200:\d+,PROXY/,
+    );
     expect(logs).not.toMatch(/,127\.0\.0\.200:\d+,[<>+]/);
   });
 
@@ -232,13 +247,21 @@ describe('HAProxy in front of two frontends (PROXY protocol v2)', () => {
     const bare = await smtpTranscript({ host: '127.0.0.1', port: direct, localAddress: HAPROXY_SOURCE, lines: ['EHLO lb.example.org'], allowClose: true });
     expect(bare[0]).toBe('421 4.7.0 Valid PROXY protocol header required, closing transmission channel');
 
-    const log = await waitFor(async () => {
-      const text = await readFile(join(cluster.varDir, 'log', 'frontend.log'), 'utf8');
-      return text.includes('PROXY header from an address that is not a configured load balancer') && text.includes('no valid PROXY header from a trusted load balancer') ? text : undefined;
-    }, { timeoutMs: 5000, what: 'the refusals in the frontend log' });
+    const log = await waitFor(
+      async () => {
+        const text = await readFile(join(cluster.varDir, 'log', 'frontend.log'), 'utf8');
+        return text.includes('PROXY header from an address that is not a configured load balancer') &&
+          text.includes('no valid PROXY header from a trusted load balancer')
+          ? text
+          : undefined;
+      },
+      { timeoutMs: 5000, what: 'the refusals in the frontend log' },
+    );
     expect(log).toMatch(/"remote":"127\.0\.0\.11:\d+".*"msg":"PROXY header from an address that is not a configured load balancer; connection refused"/);
     expect(log).toMatch(/"loadBalancer":"haproxy","peer":"127\.0\.0\.200:\d+".*"code":"TIMEOUT"/);
-    expect(await protocolLogs()).toMatch(/,127\.0\.0\.11:\d+,\*,PROXY v1 header from an address that is not a configured load balancer; connection refused,PROXY/);
+    expect(await protocolLogs()).toMatch(
+      /,127\.0\.0\.11:\d+,\*,PROXY v1 header from an address that is not a configured load balancer; connection refused,PROXY/,
+    );
   });
 
   it('keeps mail flowing through the other frontend while one is stopped (SIGTERM), losing and doubling nothing', async () => {
@@ -265,11 +288,14 @@ describe('HAProxy in front of two frontends (PROXY protocol v2)', () => {
 
     const finishHeld = async (session: SmtpDialogue) => {
       // Once the frontend is draining (its /readyz fails), the open transaction is completed.
-      await waitFor(async () => ((await fetch(`http://127.0.0.1:${cluster.httpPort('frontend', 1)}/readyz`).catch(() => undefined))?.ok === false ? true : undefined), {
-        timeoutMs: 5000,
-        intervalMs: 20,
-        what: 'the second frontend to report not ready',
-      });
+      await waitFor(
+        async () => ((await fetch(`http://127.0.0.1:${cluster.httpPort('frontend', 1)}/readyz`).catch(() => undefined))?.ok === false ? true : undefined),
+        {
+          timeoutMs: 5000,
+          intervalMs: 20,
+          what: 'the second frontend to report not ready',
+        },
+      );
       expect(await session.say('DATA')).toMatch(/^354 /);
       session.socket.write(`From: app@example.org\r\nTo: alice@contoso.test\r\nMessage-ID: ${heldId}\r\nSubject: held\r\n\r\nfinished while draining\r\n`);
       const reply = await session.say('.');
@@ -339,12 +365,19 @@ describe('HAProxy in front of two frontends (PROXY protocol v2)', () => {
     const relayThroughHaproxy = () => smtpTranscript({ host: '127.0.0.1', port: lbPort, localAddress: RELAY_CLIENT, lines: RELAY_LINES, allowClose: true });
     // HAProxy's address no longer trusted: its header is now refused like anyone else's.
     await transitctl('set', 'lb', 'haproxy', '--RemoteIPRanges', '127.0.0.201');
-    const refused = await waitFor(async () => {
-      const replies = await relayThroughHaproxy();
-      return replies[1] === '421 4.7.0 PROXY protocol header not accepted from this address, closing transmission channel' ? replies : undefined;
-    }, { timeoutMs: 5000, intervalMs: 100, what: 'the frontend to stop trusting HAProxy' });
+    const refused = await waitFor(
+      async () => {
+        const replies = await relayThroughHaproxy();
+        return replies[1] === '421 4.7.0 PROXY protocol header not accepted from this address, closing transmission channel' ? replies : undefined;
+      },
+      { timeoutMs: 5000, intervalMs: 100, what: 'the frontend to stop trusting HAProxy' },
+    );
     expect(refused[0]).toMatch(/^220 /);
     await transitctl('set', 'lb', 'haproxy', '--RemoteIPRanges', HAPROXY_SOURCE);
-    await waitFor(async () => ((await relayThroughHaproxy())[3] === '250 2.1.5 Recipient OK' ? true : undefined), { timeoutMs: 5000, intervalMs: 100, what: 'the frontend to trust HAProxy again' });
+    await waitFor(async () => ((await relayThroughHaproxy())[3] === '250 2.1.5 Recipient OK' ? true : undefined), {
+      timeoutMs: 5000,
+      intervalMs: 100,
+      what: 'the frontend to trust HAProxy again',
+    });
   });
 });

@@ -36,7 +36,11 @@ export type HarnessOptions = {
 
 export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
   const dir = await mkdtemp(join(tmpdir(), 'transit-e2e-'));
-  const sink = await startSmtpSink({ recordWire: true, rejectRecipient: opts.rejectRecipient, ...(opts.beforeRcptReply ? { beforeRcptReply: opts.beforeRcptReply } : {}) });
+  const sink = await startSmtpSink({
+    recordWire: true,
+    rejectRecipient: opts.rejectRecipient,
+    ...(opts.beforeRcptReply ? { beforeRcptReply: opts.beforeRcptReply } : {}),
+  });
   const base = await exampleOrganisation();
   const config: Record<string, unknown> = {
     ...base,
@@ -113,7 +117,10 @@ export async function waitForMaildir(h: Harness, address: string, count: number,
 
 /** The one message in `address`'s Maildir containing `marker` (tests share mailboxes, so counts alone race). */
 export async function waitForMaildirMessage(h: Harness, address: string, marker: string, timeoutMs = 20_000): Promise<string> {
-  return waitFor(async () => (await h.maildirFiles(address)).find((f) => f.includes(marker)), { timeoutMs, what: `a message containing ${JSON.stringify(marker)} in ${address}'s Maildir` });
+  return waitFor(async () => (await h.maildirFiles(address)).find((f) => f.includes(marker)), {
+    timeoutMs,
+    what: `a message containing ${JSON.stringify(marker)} in ${address}'s Maildir`,
+  });
 }
 
 /** Every event in the MAIL_EVENTS stream (decoded), optionally only those of one message id. */

@@ -21,7 +21,10 @@ const h = useHarness(async () => {
   return {
     prepare: (config) => {
       const mailboxes = config.Mailboxes as Array<Record<string, unknown>>;
-      Object.assign(mailboxes.find((m) => m.Name === 'Bob')!, { UserPrincipalName: 'bob@contoso.test', SamAccountName: 'bob', PasswordHash: bobHash });
+      Object.assign(
+        mailboxes.find((m) => m.Name === 'Bob')!,
+        { UserPrincipalName: 'bob@contoso.test', SamAccountName: 'bob', PasswordHash: bobHash },
+      );
       const frontend = (config.ReceiveConnectors as Array<Record<string, unknown>>).find((c) => c.Name === 'Default Frontend')!;
       // Above the 256 KiB inline limit, so an oversized message has started into the object store when it is refused.
       Object.assign(frontend, { MaxMessageSize: 1024 * 1024, MaxHeaderSize: 16 * 1024 });
@@ -46,14 +49,29 @@ function smuggling(ending: string, rcpts: string[]): { marker: string; content: 
 }
 
 const plainSession = (rcpts: string[], content: string, localAddress?: string) =>
-  smtpTranscript({ host: '127.0.0.1', port: h.cluster.port(25), localAddress, lines: ['EHLO client.example.org', 'MAIL FROM:<x@example.org>', ...rcpts.map((r) => `RCPT TO:<${r}>`), 'DATA', `DATA-BODY:${content}.\r\n`, 'QUIT'] });
+  smtpTranscript({
+    host: '127.0.0.1',
+    port: h.cluster.port(25),
+    localAddress,
+    lines: ['EHLO client.example.org', 'MAIL FROM:<x@example.org>', ...rcpts.map((r) => `RCPT TO:<${r}>`), 'DATA', `DATA-BODY:${content}.\r\n`, 'QUIT'],
+  });
 
 const authenticatedSession = (rcpts: string[], content: string) =>
   smtpTranscript({
     host: '127.0.0.1',
     port: h.cluster.port(587),
     startTls: true,
-    lines: ['EHLO client.example.org', 'STARTTLS', 'EHLO client.example.org', `AUTH PLAIN ${Buffer.from(`\0bob\0${BOB_PASSWORD}`).toString('base64')}`, 'MAIL FROM:<bob@contoso.test>', ...rcpts.map((r) => `RCPT TO:<${r}>`), 'DATA', `DATA-BODY:${content}.\r\n`, 'QUIT'],
+    lines: [
+      'EHLO client.example.org',
+      'STARTTLS',
+      'EHLO client.example.org',
+      `AUTH PLAIN ${Buffer.from(`\0bob\0${BOB_PASSWORD}`).toString('base64')}`,
+      'MAIL FROM:<bob@contoso.test>',
+      ...rcpts.map((r) => `RCPT TO:<${r}>`),
+      'DATA',
+      `DATA-BODY:${content}.\r\n`,
+      'QUIT',
+    ],
   });
 
 /** The message's events, once the cluster had time to record any (a control message sent after it has arrived). */
@@ -101,7 +119,10 @@ describe('the ten bad endings of SMTP smuggling', () => {
     const stored = await waitForMaildirMessage(h, 'bob@contoso.test', marker);
     expect(BARE.test(stored), `bare CR or LF stored: ${printable(stored)}`).toBe(false);
     expect(stored.endsWith(expected)).toBe(true);
-    const relayed = await waitFor(() => h.sink.messages.slice(before).find((m) => m.data.toString('latin1').includes(marker)), { timeoutMs: 20_000, what: `the relayed copy of ${marker}` });
+    const relayed = await waitFor(() => h.sink.messages.slice(before).find((m) => m.data.toString('latin1').includes(marker)), {
+      timeoutMs: 20_000,
+      what: `the relayed copy of ${marker}`,
+    });
     expect(relayed.data.toString('latin1').endsWith(expected)).toBe(true);
     expectCleanWire(relayed.wire, expected);
     // One message: the smuggled one never became a message of its own.
@@ -152,7 +173,14 @@ describe('limits while DATA streams in', () => {
     const manyChunks = await smtpTranscript({
       host: '127.0.0.1',
       port: h.cluster.port(25),
-      lines: ['EHLO c.example.org', 'MAIL FROM:<x@example.org>', 'RCPT TO:<bob@contoso.test>', 'DATA', ...parts.map((p) => `DATA-PART:${p}`), 'DATA-BODY:.\r\n'],
+      lines: [
+        'EHLO c.example.org',
+        'MAIL FROM:<x@example.org>',
+        'RCPT TO:<bob@contoso.test>',
+        'DATA',
+        ...parts.map((p) => `DATA-PART:${p}`),
+        'DATA-BODY:.\r\n',
+      ],
       beforeEntry: () => new Promise((r) => setImmediate(r)),
     });
     expect(manyChunks.at(-1)).toBe('552 5.3.4 Header size exceeds fixed maximum size');
@@ -175,7 +203,17 @@ describe('commands', () => {
     const replies = await smtpTranscript({
       host: '127.0.0.1',
       port: h.cluster.port(25),
-      lines: ['EHLO c.example.org', `NOOP ${'n'.repeat(700)}`, 'MAIL FROM:<x\0y@example.org>', 'MAIL FROM:<x@example.org>\rRCPT TO:<someone@example.net>', 'MAIL FROM:<not an address>', 'MAIL FROM:<x@example.org>', 'RCPT TO:<bob@@contoso.test>', 'RCPT TO:<bob@contoso.test>\rDATA', 'QUIT'],
+      lines: [
+        'EHLO c.example.org',
+        `NOOP ${'n'.repeat(700)}`,
+        'MAIL FROM:<x\0y@example.org>',
+        'MAIL FROM:<x@example.org>\rRCPT TO:<someone@example.net>',
+        'MAIL FROM:<not an address>',
+        'MAIL FROM:<x@example.org>',
+        'RCPT TO:<bob@@contoso.test>',
+        'RCPT TO:<bob@contoso.test>\rDATA',
+        'QUIT',
+      ],
     });
     expect(replies.slice(2)).toEqual([
       '500 5.5.2 Line too long',
@@ -217,7 +255,14 @@ describe('commands', () => {
       host: '127.0.0.1',
       port: h.cluster.port(25),
       allowClose: true,
-      lines: ['EHLO c.example.org', 'MAIL FROM:<x@example.org>', 'RCPT TO:<bob@contoso.test>', 'DATA', `DATA-BODY:Subject: ${marker}\r\n\r\nx\r\n.\r\nMAIL FROM:<x@example.org>\r\n`, 'NOOP'],
+      lines: [
+        'EHLO c.example.org',
+        'MAIL FROM:<x@example.org>',
+        'RCPT TO:<bob@contoso.test>',
+        'DATA',
+        `DATA-BODY:Subject: ${marker}\r\n\r\nx\r\n.\r\nMAIL FROM:<x@example.org>\r\n`,
+        'NOOP',
+      ],
     });
     expect(anonymous[5]).toBe('554 5.5.0 SMTP protocol synchronization error, closing transmission channel');
     expect(anonymous[6]).toBe('(closed)');
@@ -227,7 +272,14 @@ describe('commands', () => {
       host: '127.0.0.1',
       port: h.cluster.port(25),
       localAddress: '127.0.0.2',
-      lines: ['EHLO c.example.org', 'MAIL FROM:<app@contoso.test>', 'RCPT TO:<bob@contoso.test>', 'DATA', `DATA-BODY:Subject: ${marker}-relay\r\n\r\nx\r\n.\r\nNOOP\r\n`, 'QUIT'],
+      lines: [
+        'EHLO c.example.org',
+        'MAIL FROM:<app@contoso.test>',
+        'RCPT TO:<bob@contoso.test>',
+        'DATA',
+        `DATA-BODY:Subject: ${marker}-relay\r\n\r\nx\r\n.\r\nNOOP\r\n`,
+        'QUIT',
+      ],
     });
     expect(relay[5]).toMatch(/^250 2\.6\.0 /);
     await waitForMaildirMessage(h, 'bob@contoso.test', `${marker}-relay`);

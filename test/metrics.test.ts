@@ -12,7 +12,12 @@ import { waitForMaildirMessage } from './harness.ts';
 import { useHarness } from './use-harness.ts';
 
 const h = useHarness({
-  rejectRecipient: (rcpt) => (rcpt.startsWith('bounce') ? { code: 550, message: '5.1.1 no such user here' } : rcpt.startsWith('slow') ? { code: 451, message: '4.4.1 try again later' } : undefined),
+  rejectRecipient: (rcpt) =>
+    rcpt.startsWith('bounce')
+      ? { code: 550, message: '5.1.1 no such user here' }
+      : rcpt.startsWith('slow')
+        ? { code: 451, message: '4.4.1 try again later' }
+        : undefined,
 });
 
 async function scrape(role: Role, timeoutMs = 5000): Promise<{ status: number; contentType: string; metrics: Exposition }> {
@@ -21,7 +26,8 @@ async function scrape(role: Role, timeoutMs = 5000): Promise<{ status: number; c
   return { status: res.status, contentType: res.headers.get('content-type') ?? '', metrics: parseExposition(text) };
 }
 
-const snapshot = async () => Object.fromEntries(await Promise.all(ROLES.map(async (role) => [role, (await scrape(role)).metrics] as const))) as Record<Role, Exposition>;
+const snapshot = async () =>
+  Object.fromEntries(await Promise.all(ROLES.map(async (role) => [role, (await scrape(role)).metrics] as const))) as Record<Role, Exposition>;
 
 /** How far `name` (summed over the samples matching `match`) moved on `role` since `before`. */
 const moved = (before: Record<Role, Exposition>, after: Record<Role, Exposition>, role: Role, name: string, match: Record<string, string> = {}) =>
@@ -39,7 +45,13 @@ describe('GET /metrics', () => {
       expect(sampleSum(metrics, 'transit_jetstream_up'), role).toBe(1);
       expect(metrics.types.get('nodejs_eventloop_lag_seconds'), role).toBe('gauge');
       expect(sampleSum(metrics, 'process_resident_memory_bytes'), role).toBeGreaterThan(0);
-      expect(metrics.samples.filter((s) => s.name === 'transit_queue_messages').map((s) => s.labels.stream).sort(), role).toEqual(['MAIL_DELIVER', 'MAIL_POISON', 'MAIL_SUBMIT']);
+      expect(
+        metrics.samples
+          .filter((s) => s.name === 'transit_queue_messages')
+          .map((s) => s.labels.stream)
+          .sort(),
+        role,
+      ).toEqual(['MAIL_DELIVER', 'MAIL_POISON', 'MAIL_SUBMIT']);
       for (const family of metrics.types.keys()) expect(metrics.help.has(family), `${role} ${family} has HELP`).toBe(true);
     }
     expect(sampleSum((await scrape('outbound-proxy')).metrics, 'transit_redis_up')).toBe(1);
@@ -52,7 +64,15 @@ describe('GET /metrics', () => {
     const local = await smtpTranscript({
       host: '127.0.0.1',
       port: h.cluster.port(25),
-      lines: ['EHLO client.example', 'MAIL FROM:<x@example.org>', 'RCPT TO:<someone@example.net>', 'RCPT TO:<alice@contoso.test>', 'DATA', message(marker), 'QUIT'],
+      lines: [
+        'EHLO client.example',
+        'MAIL FROM:<x@example.org>',
+        'RCPT TO:<someone@example.net>',
+        'RCPT TO:<alice@contoso.test>',
+        'DATA',
+        message(marker),
+        'QUIT',
+      ],
     });
     expect(local[3]).toBe('550 5.7.54 SMTP; Unable to relay recipient in non-accepted domain');
     expect(local[6]).toMatch(/^250 2\.6\.0 /);
@@ -71,7 +91,10 @@ describe('GET /metrics', () => {
     const after = await waitFor(
       async () => {
         const now = await snapshot();
-        return moved(before, now, 'outbound-proxy', 'transit_messages_delivered_total') >= 1 && moved(before, now, 'mailbox-delivery', 'transit_messages_delivered_total') >= 1 ? now : undefined;
+        return moved(before, now, 'outbound-proxy', 'transit_messages_delivered_total') >= 1 &&
+          moved(before, now, 'mailbox-delivery', 'transit_messages_delivered_total') >= 1
+          ? now
+          : undefined;
       },
       { timeoutMs: 15_000, what: 'the delivery counters to move' },
     );
@@ -90,7 +113,10 @@ describe('GET /metrics', () => {
     expect(moved(before, after, 'outbound-proxy', 'transit_messages_delivered_total', { hop: 'smtp:Sink' })).toBe(1);
     expect(moved(before, after, 'outbound-proxy', 'transit_delivery_latency_seconds_count', { kind: 'remote' })).toBe(1);
     // Both sessions have ended (QUIT), so none is open on the frontend.
-    await waitFor(async () => (sampleSum((await scrape('frontend')).metrics, 'transit_smtp_sessions_open') === 0 ? true : undefined), { timeoutMs: 5000, what: 'no open SMTP sessions' });
+    await waitFor(async () => (sampleSum((await scrape('frontend')).metrics, 'transit_smtp_sessions_open') === 0 ? true : undefined), {
+      timeoutMs: 5000,
+      what: 'no open SMTP sessions',
+    });
   });
 
   it('counts remote recipients that failed (5xx, with a DSN submitted) and that were deferred (4xx)', async () => {
@@ -99,13 +125,24 @@ describe('GET /metrics', () => {
       host: '127.0.0.1',
       port: h.cluster.port(25),
       localAddress: '127.0.0.2',
-      lines: ['EHLO app.example', 'MAIL FROM:<bob@contoso.test>', 'RCPT TO:<bounce@example.net>', 'RCPT TO:<slow@example.net>', 'DATA', message('metrics-fail'), 'QUIT'],
+      lines: [
+        'EHLO app.example',
+        'MAIL FROM:<bob@contoso.test>',
+        'RCPT TO:<bounce@example.net>',
+        'RCPT TO:<slow@example.net>',
+        'DATA',
+        message('metrics-fail'),
+        'QUIT',
+      ],
     });
     expect(replies[6]).toMatch(/^250 2\.6\.0 /);
     const after = await waitFor(
       async () => {
         const now = await snapshot();
-        return moved(before, now, 'outbound-proxy', 'transit_messages_failed_total', { hop: 'smtp:Sink' }) >= 1 && moved(before, now, 'outbound-proxy', 'transit_messages_deferred_total', { hop: 'smtp:Sink' }) >= 1 ? now : undefined;
+        return moved(before, now, 'outbound-proxy', 'transit_messages_failed_total', { hop: 'smtp:Sink' }) >= 1 &&
+          moved(before, now, 'outbound-proxy', 'transit_messages_deferred_total', { hop: 'smtp:Sink' }) >= 1
+          ? now
+          : undefined;
       },
       { timeoutMs: 20_000, what: 'the failed and deferred counters to move' },
     );

@@ -42,7 +42,14 @@ describe('a three-node cluster with two replicas of each role', () => {
       const r = await smtpTranscript({
         host: '127.0.0.1',
         port: cluster.port(25, replica),
-        lines: ['EHLO c.example.org', 'MAIL FROM:<x@example.org>', 'RCPT TO:<alice@contoso.test>', 'DATA', `DATA-BODY:Subject: ${tagged}\r\n\r\n${tagged}\r\n.\r\n`, 'QUIT'],
+        lines: [
+          'EHLO c.example.org',
+          'MAIL FROM:<x@example.org>',
+          'RCPT TO:<alice@contoso.test>',
+          'DATA',
+          `DATA-BODY:Subject: ${tagged}\r\n\r\n${tagged}\r\n.\r\n`,
+          'QUIT',
+        ],
         timeoutMs: 15_000,
         allowClose: true,
       }).catch((err: Error) => [err.message]);
@@ -66,8 +73,24 @@ describe('a three-node cluster with two replicas of each role', () => {
       const consumers = await Promise.all([
         bus.jsm.consumers.info(STREAMS.submit, CONSUMERS.hub),
         bus.jsm.consumers.info(STREAMS.deliver, CONSUMERS.mailboxDelivery),
-      ]).then((infos) => infos.map((i) => ({ name: i.name, pending: i.num_pending, ackPending: i.num_ack_pending, redelivered: i.num_redelivered, delivered: i.delivered, ackFloor: i.ack_floor })));
-      return { marker, id, events: id ? await loadMessageEvents(bus, id) : 'no Received event with this subject', consumers, submit: (await bus.jsm.streams.info(STREAMS.submit)).state, deliver: (await bus.jsm.streams.info(STREAMS.deliver)).state };
+      ]).then((infos) =>
+        infos.map((i) => ({
+          name: i.name,
+          pending: i.num_pending,
+          ackPending: i.num_ack_pending,
+          redelivered: i.num_redelivered,
+          delivered: i.delivered,
+          ackFloor: i.ack_floor,
+        })),
+      );
+      return {
+        marker,
+        id,
+        events: id ? await loadMessageEvents(bus, id) : 'no Received event with this subject',
+        consumers,
+        submit: (await bus.jsm.streams.info(STREAMS.submit)).state,
+        deliver: (await bus.jsm.streams.info(STREAMS.deliver)).state,
+      };
     } catch (err) {
       return { marker, diagnosticsFailed: (err as Error).message };
     } finally {
@@ -114,7 +137,14 @@ describe('a three-node cluster with two replicas of each role', () => {
     const refused = await smtpTranscript({
       host: '127.0.0.1',
       port: cluster.port(25, 1),
-      lines: ['EHLO c.example.org', 'MAIL FROM:<x@example.org>', 'RCPT TO:<alice@contoso.test>', 'DATA', 'DATA-BODY:Subject: no-quorum\r\n\r\nx\r\n.\r\n', 'QUIT'],
+      lines: [
+        'EHLO c.example.org',
+        'MAIL FROM:<x@example.org>',
+        'RCPT TO:<alice@contoso.test>',
+        'DATA',
+        'DATA-BODY:Subject: no-quorum\r\n\r\nx\r\n.\r\n',
+        'QUIT',
+      ],
       timeoutMs: 20_000,
       allowClose: true,
     });
@@ -131,7 +161,10 @@ describe('a three-node cluster with two replicas of each role', () => {
       { timeoutMs: 90_000, intervalMs: 1000, what: 'JetStream to have a quorum again' },
     );
     await sendBatch('recovered', 6);
-    const arrived = await waitFor(async () => ((await copiesOf([probe])).get(probe) ? copiesOf([probe]) : undefined), { timeoutMs: 90_000, what: 'the probe' }).catch(async (err: Error) => {
+    const arrived = await waitFor(async () => ((await copiesOf([probe])).get(probe) ? copiesOf([probe]) : undefined), {
+      timeoutMs: 90_000,
+      what: 'the probe',
+    }).catch(async (err: Error) => {
       // Say where it is, for the next run to explain: its events, and what the work queues hold.
       console.log(JSON.stringify(await whereIs(probe)));
       throw err;

@@ -8,14 +8,17 @@ import { promisify } from 'node:util';
 import { expect, it } from 'vitest';
 import { useHarness } from './use-harness.ts';
 
-
 const run = promisify(execFile);
 const h = useHarness();
 
 it('nmap smtp-open-relay finds no open relay on the Default Frontend', async () => {
   const port = String(h.cluster.port(25));
   // `+` runs the script whatever port the service is on; -Pn: loopback needs no ping.
-  const { stdout } = await run('nmap', ['-Pn', '-n', '-p', port, '--script', '+smtp-open-relay', '--script-args', 'smtp-open-relay.domain=example.net,smtp-open-relay.ip=127.0.0.1', '127.0.0.1'], { timeout: 120_000 });
+  const { stdout } = await run(
+    'nmap',
+    ['-Pn', '-n', '-p', port, '--script', '+smtp-open-relay', '--script-args', 'smtp-open-relay.domain=example.net,smtp-open-relay.ip=127.0.0.1', '127.0.0.1'],
+    { timeout: 120_000 },
+  );
   expect(stdout).toMatch(/smtp-open-relay: Server doesn't seem to be an open relay, all tests failed/);
   expect(stdout).not.toMatch(/Server is an open relay/);
 });

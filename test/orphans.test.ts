@@ -30,7 +30,12 @@ const h = useHarness({
 
 it('a surviving outbound proxy takes over the work item of one killed mid-transaction, within seconds, and delivers it once', async () => {
   const body = `From: app@contoso.test\r\nSubject: ${marker}\r\n\r\n${marker}\r\n`;
-  const replies = await smtpTranscript({ host: '127.0.0.1', port: h.cluster.port(25), localAddress: '127.0.0.2', lines: ['EHLO app.contoso.test', 'MAIL FROM:<app@contoso.test>', 'RCPT TO:<orphan@example.net>', 'DATA', `DATA-BODY:${body}.\r\n`, 'QUIT'] });
+  const replies = await smtpTranscript({
+    host: '127.0.0.1',
+    port: h.cluster.port(25),
+    localAddress: '127.0.0.2',
+    lines: ['EHLO app.contoso.test', 'MAIL FROM:<app@contoso.test>', 'RCPT TO:<orphan@example.net>', 'DATA', `DATA-BODY:${body}.\r\n`, 'QUIT'],
+  });
   expect(replies[5]).toMatch(/^250 2\.6\.0 /);
 
   const atSink = () => h.sink.messages.filter((m) => m.data.toString('latin1').includes(marker));
@@ -43,10 +48,13 @@ it('a surviving outbound proxy takes over the work item of one killed mid-transa
   const id = /\(Transit\) with ESMTP id (\w+);/.exec(copy.data.toString('latin1'))![1]!;
   const bus = await connectBus([h.cluster.natsUrl], 'orphans-test', 'once');
   try {
-    const state = await waitFor(async () => {
-      const s = await loadMessage(bus, id);
-      return s.recipients['orphan@example.net']?.status === 'Delivered' ? s : undefined;
-    }, { timeoutMs: 10_000, what: 'the Delivered event' });
+    const state = await waitFor(
+      async () => {
+        const s = await loadMessage(bus, id);
+        return s.recipients['orphan@example.net']?.status === 'Delivered' ? s : undefined;
+      },
+      { timeoutMs: 10_000, what: 'the Delivered event' },
+    );
     expect(state.status).toBe('Delivered');
     // The taken-over item left the work queue: nothing comes back when the ack wait ends.
     const deliver = await bus.jsm.streams.info('MAIL_DELIVER');

@@ -76,7 +76,9 @@ function expectSameBytes(actual: Buffer, expected: Buffer): void {
   while (at < actual.length && at < expected.length && actual[at] === expected[at]) at++;
   if (at === actual.length && at === expected.length) return;
   const around = (b: Buffer) => JSON.stringify(b.subarray(Math.max(0, at - 20), at + 20).toString('latin1'));
-  expect.fail(`content differs at byte ${at} (${actual.length} received, ${expected.length} expected): received ${around(actual)}, expected ${around(expected)}`);
+  expect.fail(
+    `content differs at byte ${at} (${actual.length} received, ${expected.length} expected): received ${around(actual)}, expected ${around(expected)}`,
+  );
 }
 
 async function arrived(marker: string, timeoutMs = 30_000): Promise<ReceivedMessage> {
@@ -94,7 +96,17 @@ async function arrived(marker: string, timeoutMs = 30_000): Promise<ReceivedMess
 async function deliverStored(marker: string, body: BodyRef, size: number): Promise<void> {
   const item: DeliveryItem = {
     v: 1,
-    envelope: { v: 1, id: newMessageId(), messageId: `<${marker}@test>`, receivedAt: Date.now(), sender: 'app@contoso.test', recipients: [{ address: 'partner@example.net' }], origin: { kind: 'replay', serverHost: 'test' }, body, size },
+    envelope: {
+      v: 1,
+      id: newMessageId(),
+      messageId: `<${marker}@test>`,
+      receivedAt: Date.now(),
+      sender: 'app@contoso.test',
+      recipients: [{ address: 'partner@example.net' }],
+      origin: { kind: 'replay', serverHost: 'test' },
+      body,
+      size,
+    },
     hop: { type: 'smtp', connector: 'Wire', domain: 'example.net', smartHosts: [`${wireSink!.host}:${wireSink!.port}`], port: 25 },
     attempt: 0,
     notBefore: 0,

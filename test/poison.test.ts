@@ -13,15 +13,19 @@ import { useHarness } from './use-harness.ts';
 
 const run = promisify(execFile);
 const h = useHarness({
-    // Redelivery 2 s after a crash instead of Exchange-like 60 s keeps the test short.
-    env: { NODE_OPTIONS: `--import=${join(import.meta.dirname, 'fixtures', 'crash-on-poison.ts')}`, TRANSIT_ACK_WAIT_SECONDS: '2' },
-    prepare: (config) => {
-      (config.Mailboxes as unknown[]).push({ Name: 'Poison', PrimarySmtpAddress: 'poison@contoso.test' });
-    },
-  });
+  // Redelivery 2 s after a crash instead of Exchange-like 60 s keeps the test short.
+  env: { NODE_OPTIONS: `--import=${join(import.meta.dirname, 'fixtures', 'crash-on-poison.ts')}`, TRANSIT_ACK_WAIT_SECONDS: '2' },
+  prepare: (config) => {
+    (config.Mailboxes as unknown[]).push({ Name: 'Poison', PrimarySmtpAddress: 'poison@contoso.test' });
+  },
+});
 
 const send = (rcpt: string, marker: string) =>
-  smtpTranscript({ host: '127.0.0.1', port: h.cluster.port(25), lines: ['EHLO c.example.org', 'MAIL FROM:<x@example.org>', `RCPT TO:<${rcpt}>`, 'DATA', `DATA-BODY:Subject: ${marker}\r\n\r\n${marker}\r\n.\r\n`, 'QUIT'] });
+  smtpTranscript({
+    host: '127.0.0.1',
+    port: h.cluster.port(25),
+    lines: ['EHLO c.example.org', 'MAIL FROM:<x@example.org>', `RCPT TO:<${rcpt}>`, 'DATA', `DATA-BODY:Subject: ${marker}\r\n\r\n${marker}\r\n.\r\n`, 'QUIT'],
+  });
 
 it('parks a message that crashes its worker twice, and the worker stays up', async () => {
   const marker = `poison-${Date.now()}`;
@@ -44,7 +48,9 @@ it('parks a message that crashes its worker twice, and the worker stays up', asy
   await waitForMaildirMessage(h, 'alice@contoso.test', fine);
   expect(h.cluster.roleProcess('mailbox-delivery')!.alive()).toBe(true);
 
-  const { stdout } = await run(process.execPath, [join(import.meta.dirname, '../tools/transitctl/src/main.ts'), 'poison', 'list', '--json'], { env: { ...process.env, NATS_URL: h.cluster.natsUrl } });
+  const { stdout } = await run(process.execPath, [join(import.meta.dirname, '../tools/transitctl/src/main.ts'), 'poison', 'list', '--json'], {
+    env: { ...process.env, NATS_URL: h.cluster.natsUrl },
+  });
   const rows = JSON.parse(stdout) as Array<{ Crashes: number; Recipients: string[]; Stage: string }>;
   expect(rows).toHaveLength(1);
   expect(rows[0]).toMatchObject({ Crashes: 2, Recipients: ['poison@contoso.test'], Stage: 'mail.deliver.mailbox.db01' });

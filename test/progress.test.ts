@@ -25,9 +25,24 @@ describe('a worker whose consumer leader moves', () => {
     dir = await mkdtemp(join(tmpdir(), 'transit-leader-'));
     await writeFile(join(dir, 'org.yaml'), '');
     // Three NATS nodes and Redis only: the worker under test runs in this process.
-    cluster = await startLocalCluster({ varDir: join(dir, 'var'), configPath: join(dir, 'org.yaml'), portOffset: 0, natsPort: await freePort(), natsCluster: { clientPorts: [await freePort(), await freePort()], routePorts: [await freePort(), await freePort(), await freePort()] }, redisPort: await freePort(), roles: [] });
+    cluster = await startLocalCluster({
+      varDir: join(dir, 'var'),
+      configPath: join(dir, 'org.yaml'),
+      portOffset: 0,
+      natsPort: await freePort(),
+      natsCluster: { clientPorts: [await freePort(), await freePort()], routePorts: [await freePort(), await freePort(), await freePort()] },
+      redisPort: await freePort(),
+      roles: [],
+    });
     admin = await connectBus(cluster.natsUrl.split(','), 'leader-test');
-    await waitFor(() => ensureTopology(admin, { replicas: 3, ackWaitSeconds: 3 }).then(() => true, () => undefined), { timeoutMs: 60_000, intervalMs: 500, what: 'the streams and consumers on three nodes' });
+    await waitFor(
+      () =>
+        ensureTopology(admin, { replicas: 3, ackWaitSeconds: 3 }).then(
+          () => true,
+          () => undefined,
+        ),
+      { timeoutMs: 60_000, intervalMs: 500, what: 'the streams and consumers on three nodes' },
+    );
   }, 120_000);
   afterAll(async () => {
     await admin?.close();
@@ -38,10 +53,24 @@ describe('a worker whose consumer leader moves', () => {
   it('is handed new work within seconds, not after its heartbeats time out', async () => {
     const bus = await connectBus(cluster.natsUrl.split(','), 'leader-test-worker');
     const got = new Map<string, number>();
-    const worker = startWorker(bus, { stream: STREAMS.deliver, consumer: CONSUMERS.outboundProxy, concurrency: 4, decode: (d) => new TextDecoder().decode(d), onError: () => undefined, handle: (id) => (got.set(id, Date.now()), Promise.resolve(ack)) });
+    const worker = startWorker(bus, {
+      stream: STREAMS.deliver,
+      consumer: CONSUMERS.outboundProxy,
+      concurrency: 4,
+      decode: (d) => new TextDecoder().decode(d),
+      onError: () => undefined,
+      handle: (id) => (got.set(id, Date.now()), Promise.resolve(ack)),
+    });
     /** Publishes a probe and returns how long the worker took to get it (ms). */
     const probe = async (id: string) => {
-      await waitFor(() => admin.js.publish('mail.deliver.remote.probe', new TextEncoder().encode(id), { timeout: 5000 }).then(() => true, () => undefined), { timeoutMs: 20_000, intervalMs: 200, what: `probe ${id} stored` });
+      await waitFor(
+        () =>
+          admin.js.publish('mail.deliver.remote.probe', new TextEncoder().encode(id), { timeout: 5000 }).then(
+            () => true,
+            () => undefined,
+          ),
+        { timeoutMs: 20_000, intervalMs: 200, what: `probe ${id} stored` },
+      );
       const sent = Date.now();
       await waitFor(() => (got.has(id) ? true : undefined), { timeoutMs: 25_000, intervalMs: 50, what: `probe ${id} handed to the worker` });
       return got.get(id)! - sent;
@@ -51,10 +80,13 @@ describe('a worker whose consumer leader moves', () => {
       for (const round of [1, 2]) {
         const before = (await admin.jsm.consumers.info(STREAMS.deliver, CONSUMERS.outboundProxy)).cluster?.leader;
         await admin.nc.request(`$JS.API.CONSUMER.LEADER.STEPDOWN.${STREAMS.deliver}.${CONSUMERS.outboundProxy}`, undefined, { timeout: 5000 });
-        await waitFor(async () => {
-          const leader = (await admin.jsm.consumers.info(STREAMS.deliver, CONSUMERS.outboundProxy).catch(() => undefined))?.cluster?.leader;
-          return leader && leader !== before ? true : undefined;
-        }, { timeoutMs: 15_000, intervalMs: 200, what: 'a new consumer leader' });
+        await waitFor(
+          async () => {
+            const leader = (await admin.jsm.consumers.info(STREAMS.deliver, CONSUMERS.outboundProxy).catch(() => undefined))?.cluster?.leader;
+            return leader && leader !== before ? true : undefined;
+          },
+          { timeoutMs: 15_000, intervalMs: 200, what: 'a new consumer leader' },
+        );
         // nats.js's defaults took 37 to 42 s here; the worker's short heartbeats and watchdog must do it in seconds.
         expect(await probe(`after-stepdown-${round}`)).toBeLessThan(12_000);
       }
@@ -67,20 +99,45 @@ describe('a worker whose consumer leader moves', () => {
 
 describe('an outbound proxy that cannot make progress', () => {
   // The sink answers 451 for "later" recipients: their retry is scheduled ten minutes out.
-  const h = useHarness({ env: { TRANSIT_STALL_SECONDS: '10' }, rejectRecipient: (rcpt) => (rcpt.startsWith('later') ? { code: 451, message: '4.3.0 try again later' } : undefined), transport: { TransientRetrySchedule: [600] } });
+  const h = useHarness({
+    env: { TRANSIT_STALL_SECONDS: '10' },
+    rejectRecipient: (rcpt) => (rcpt.startsWith('later') ? { code: 451, message: '4.3.0 try again later' } : undefined),
+    transport: { TransientRetrySchedule: [600] },
+  });
   const readyz = async () => {
     const res = await fetch(`http://127.0.0.1:${h.cluster.httpPort('outbound-proxy')}/readyz`);
-    return { status: res.status, body: (await res.json()) as { stalled?: string; workers?: Array<{ consumer: string; stalled: boolean; reason?: string; scheduled: number }> } };
+    return {
+      status: res.status,
+      body: (await res.json()) as { stalled?: string; workers?: Array<{ consumer: string; stalled: boolean; reason?: string; scheduled: number }> },
+    };
   };
-  const stalledMetric = async () => sampleSum(parseExposition(await (await fetch(`http://127.0.0.1:${h.cluster.httpPort('outbound-proxy')}/metrics`)).text()), 'transit_worker_stalled', { consumer: CONSUMERS.outboundProxy });
+  const stalledMetric = async () =>
+    sampleSum(parseExposition(await (await fetch(`http://127.0.0.1:${h.cluster.httpPort('outbound-proxy')}/metrics`)).text()), 'transit_worker_stalled', {
+      consumer: CONSUMERS.outboundProxy,
+    });
   const send = (rcpt: string, marker: string) =>
-    smtpTranscript({ host: '127.0.0.1', port: h.cluster.port(25), localAddress: '127.0.0.2', lines: ['EHLO progress.example.org', 'MAIL FROM:<app@contoso.test>', `RCPT TO:<${rcpt}>`, 'DATA', `DATA-BODY:Subject: ${marker}\r\n\r\n${marker}\r\n.\r\n`, 'QUIT'] });
+    smtpTranscript({
+      host: '127.0.0.1',
+      port: h.cluster.port(25),
+      localAddress: '127.0.0.2',
+      lines: [
+        'EHLO progress.example.org',
+        'MAIL FROM:<app@contoso.test>',
+        `RCPT TO:<${rcpt}>`,
+        'DATA',
+        `DATA-BODY:Subject: ${marker}\r\n\r\n${marker}\r\n.\r\n`,
+        'QUIT',
+      ],
+    });
 
   it('stays ready while its only work waits for a scheduled retry', async () => {
     const reply = await send('later@example.net', 'progress-deferred');
     expect(reply[5]).toMatch(/^250 /);
     // Deferred (451), then the new attempt item is put back until its time: waiting, not stalled.
-    await waitFor(async () => ((await readyz()).body.workers?.[0]?.scheduled ?? 0) > 0 || undefined, { timeoutMs: 20_000, what: 'the deferred item put back as not due' });
+    await waitFor(async () => ((await readyz()).body.workers?.[0]?.scheduled ?? 0) > 0 || undefined, {
+      timeoutMs: 20_000,
+      what: 'the deferred item put back as not due',
+    });
     await new Promise((r) => setTimeout(r, 16_000));
     const r = await readyz();
     expect(r.status).toBe(200);
@@ -93,16 +150,22 @@ describe('an outbound proxy that cannot make progress', () => {
     try {
       const reply = await send('someone@example.net', 'progress-stalled');
       expect(reply[5]).toMatch(/^250 /);
-      const stalled = await waitFor(async () => {
-        const r = await readyz();
-        return r.status === 503 ? r : undefined;
-      }, { timeoutMs: 40_000, intervalMs: 1000, what: '/readyz 503 on the outbound proxy' });
+      const stalled = await waitFor(
+        async () => {
+          const r = await readyz();
+          return r.status === 503 ? r : undefined;
+        },
+        { timeoutMs: 40_000, intervalMs: 1000, what: '/readyz 503 on the outbound proxy' },
+      );
       expect(stalled.body.stalled).toMatch(/outbound-proxy: failing/);
       expect(await stalledMetric()).toBe(1);
     } finally {
       await h.cluster.startRedis();
     }
-    await waitFor(() => (h.sink.messages.some((m) => m.data.toString().includes('progress-stalled')) ? true : undefined), { timeoutMs: 30_000, what: 'the message at the sink once Redis is back' });
+    await waitFor(() => (h.sink.messages.some((m) => m.data.toString().includes('progress-stalled')) ? true : undefined), {
+      timeoutMs: 30_000,
+      what: 'the message at the sink once Redis is back',
+    });
     await waitFor(async () => ((await readyz()).status === 200 ? true : undefined), { timeoutMs: 15_000, what: '/readyz 200 again' });
     expect(await stalledMetric()).toBe(0);
   }, 120_000);

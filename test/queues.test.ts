@@ -31,27 +31,49 @@ const h = useHarness({
 
 const run = promisify(execFile);
 const transitctl = (...args: string[]) =>
-  run(process.execPath, [join(import.meta.dirname, '../tools/transitctl/src/main.ts'), ...args], { env: { ...process.env, NATS_URL: h.cluster.natsUrl, REDIS_URL: h.cluster.redisUrl } }).catch(
-    (err: { stdout: string; stderr: string; code: number }) => ({ stdout: err.stdout, stderr: err.stderr, code: err.code }),
-  ) as Promise<{ stdout: string; stderr: string; code?: number }>;
+  run(process.execPath, [join(import.meta.dirname, '../tools/transitctl/src/main.ts'), ...args], {
+    env: { ...process.env, NATS_URL: h.cluster.natsUrl, REDIS_URL: h.cluster.redisUrl },
+  }).catch((err: { stdout: string; stderr: string; code: number }) => ({ stdout: err.stdout, stderr: err.stderr, code: err.code })) as Promise<{
+    stdout: string;
+    stderr: string;
+    code?: number;
+  }>;
 const json = async <T>(...args: string[]): Promise<T> => {
   const r = await transitctl(...args, '--json');
   if (!r.stdout) throw new Error(`transitctl ${args.join(' ')}: ${r.stderr}`);
   return JSON.parse(r.stdout) as T;
 };
 
-type QueueRow = { Identity: string; Status: string; MessageCount: number; LastError?: string; NextRetryTime?: string; DeliveryType: string; NextHopDomain: string; IncomingRate?: number; OutgoingRate?: number };
+type QueueRow = {
+  Identity: string;
+  Status: string;
+  MessageCount: number;
+  LastError?: string;
+  NextRetryTime?: string;
+  DeliveryType: string;
+  NextHopDomain: string;
+  IncomingRate?: number;
+  OutgoingRate?: number;
+};
 type MessageRow = { MessageId: string; Status: string; Recipients: string[]; Queue: string; LastError?: string };
 
 async function relay(rcpt: string, marker: string): Promise<void> {
   const body = `From: bob@contoso.test\r\nTo: ${rcpt}\r\nSubject: ${marker}\r\n\r\nThe body of ${marker}\r\n.\r\n`;
-  const replies = await smtpTranscript({ host: '127.0.0.1', port: h.cluster.port(25), localAddress: '127.0.0.2', lines: ['EHLO app.contoso.test', 'MAIL FROM:<bob@contoso.test>', `RCPT TO:<${rcpt}>`, 'DATA', `DATA-BODY:${body}`, 'QUIT'] });
+  const replies = await smtpTranscript({
+    host: '127.0.0.1',
+    port: h.cluster.port(25),
+    localAddress: '127.0.0.2',
+    lines: ['EHLO app.contoso.test', 'MAIL FROM:<bob@contoso.test>', `RCPT TO:<${rcpt}>`, 'DATA', `DATA-BODY:${body}`, 'QUIT'],
+  });
   expect(replies.at(-2)).toMatch(/^250 2\.6\.0 /);
 }
 
 /** Waits until the message to `rcpt` waits for a retry in its next-hop queue; returns it and its queue. */
 async function deferred(rcpt: string): Promise<{ message: MessageRow; queue: QueueRow }> {
-  const message = await waitFor(async () => (await json<MessageRow[]>('message', 'get')).find((m) => m.Recipients.includes(rcpt) && m.Status === 'Retry'), { timeoutMs: 20_000, what: `${rcpt} deferred` });
+  const message = await waitFor(async () => (await json<MessageRow[]>('message', 'get')).find((m) => m.Recipients.includes(rcpt) && m.Status === 'Retry'), {
+    timeoutMs: 20_000,
+    what: `${rcpt} deferred`,
+  });
   const queue = (await json<QueueRow[]>('queue', 'get')).find((q) => q.Identity === message.Queue)!;
   return { message, queue };
 }
@@ -76,7 +98,9 @@ describe('queues', () => {
     expect(queue.IncomingRate).toBeGreaterThan(0);
     expect(queue.OutgoingRate).toBe(0);
     // The same through Exchange's cmdlet.
-    expect((await transitctl('ems', 'Get-Queue')).stdout).toMatch(/Transit\\remote\.sink_127_0_0_1_\d+\s+SmartHostConnectorDelivery\s+Retry\s+\d+\s+127\.0\.0\.1:\d+/);
+    expect((await transitctl('ems', 'Get-Queue')).stdout).toMatch(
+      /Transit\\remote\.sink_127_0_0_1_\d+\s+SmartHostConnectorDelivery\s+Retry\s+\d+\s+127\.0\.0\.1:\d+/,
+    );
 
     accepting.add('held1@example.net');
     const r = await transitctl('queue', 'retry', queue.Identity);
@@ -132,7 +156,10 @@ describe('queues', () => {
 
     const removed = await transitctl('message', 'remove', message.MessageId);
     expect(removed.stdout).toMatch(/removed \(1 recipient\(s\), 1 queued item\(s\)\); NDR .* sent to the sender/);
-    const [dsn] = await waitFor(async () => ((await dsnsFor(marker)).length ? dsnsFor(marker) : undefined), { timeoutMs: 20_000, what: 'the NDR of the removed message' });
+    const [dsn] = await waitFor(async () => ((await dsnsFor(marker)).length ? dsnsFor(marker) : undefined), {
+      timeoutMs: 20_000,
+      what: 'the NDR of the removed message',
+    });
     expect(dsn).toContain('Final-Recipient: rfc822; held3@example.net\r\nAction: failed\r\nStatus: 5.3.2');
     expect(dsn).toContain('QUEUE.Admin; message deleted by administrative action');
     // Let it through and retry the queue: nothing of it is left to send.
@@ -177,7 +204,9 @@ describe('queues', () => {
     expect(shadow!.Status).toBe(shadow!.MessageCount > 0 ? 'Active' : 'Ready');
     for (const m of await json<MessageRow[]>('message', 'get', '--queue', 'Shadow')) expect(m.Queue).toBe('Transit\\Shadow');
     // Without Redis the queues are listed all the same, without Shadow, and a warning says why.
-    const r = await run(process.execPath, [join(import.meta.dirname, '../tools/transitctl/src/main.ts'), 'queue', 'get', '--json'], { env: { ...process.env, NATS_URL: h.cluster.natsUrl, REDIS_URL: 'redis://127.0.0.1:1' } });
+    const r = await run(process.execPath, [join(import.meta.dirname, '../tools/transitctl/src/main.ts'), 'queue', 'get', '--json'], {
+      env: { ...process.env, NATS_URL: h.cluster.natsUrl, REDIS_URL: 'redis://127.0.0.1:1' },
+    });
     expect((JSON.parse(r.stdout) as QueueRow[]).map((q) => q.Identity)).not.toContain('Transit\\Shadow');
     expect(r.stderr).toMatch(/WARNING: the Shadow queue is not listed/);
   });
@@ -188,12 +217,26 @@ describe('queues', () => {
     try {
       const item = {
         v: 1 as const,
-        envelope: { v: 1 as const, id, messageId: `<${id}@example.org>`, receivedAt: Date.now(), sender: 'x@example.org', recipients: [{ address: 'alice@contoso.test' }], origin: { kind: 'smtp' as const, serverHost: 'test' }, body: { kind: 'inline' as const, data: new Uint8Array() }, size: 0 },
+        envelope: {
+          v: 1 as const,
+          id,
+          messageId: `<${id}@example.org>`,
+          receivedAt: Date.now(),
+          sender: 'x@example.org',
+          recipients: [{ address: 'alice@contoso.test' }],
+          origin: { kind: 'smtp' as const, serverHost: 'test' },
+          body: { kind: 'inline' as const, data: new Uint8Array() },
+          size: 0,
+        },
         hop: { type: 'mailbox' as const, database: 'DB01' },
         attempt: 0,
         notBefore: 0,
       };
-      await publishDurable(bus, 'mail.poison.mail_deliver', encodeDeliveryItem(item), { msgID: id, expectStream: STREAMS.poison, headers: { 'Transit-Poison-Subject': 'mail.deliver.mailbox.db01', 'Transit-Poison-Crashes': '2' } });
+      await publishDurable(bus, 'mail.poison.mail_deliver', encodeDeliveryItem(item), {
+        msgID: id,
+        expectStream: STREAMS.poison,
+        headers: { 'Transit-Poison-Subject': 'mail.deliver.mailbox.db01', 'Transit-Poison-Crashes': '2' },
+      });
     } finally {
       await bus.close();
     }
@@ -205,7 +248,10 @@ describe('queues', () => {
   it('lists a message with no route in the Unreachable queue, and bounces it to its sender with 5.4.4', async () => {
     const marker = `unreachable-${Date.now()}`;
     await relay('lost@nowhere.example.org', marker);
-    const listed = await waitFor(async () => (await json<MessageRow[]>('message', 'get', '--queue', 'Unreachable')).find((m) => m.Recipients.includes('lost@nowhere.example.org')), { timeoutMs: 20_000, what: 'the message in the Unreachable queue' });
+    const listed = await waitFor(
+      async () => (await json<MessageRow[]>('message', 'get', '--queue', 'Unreachable')).find((m) => m.Recipients.includes('lost@nowhere.example.org')),
+      { timeoutMs: 20_000, what: 'the message in the Unreachable queue' },
+    );
     expect(listed.Queue).toBe('Transit\\Unreachable');
     expect(listed.LastError).toMatch(/5\.4\.4/);
     expect((await json<QueueRow[]>('queue', 'get', 'Unreachable'))[0]?.MessageCount).toBeGreaterThanOrEqual(1);
@@ -217,11 +263,17 @@ describe('queues', () => {
     const marker = `replay-${Date.now()}`;
     const dir = join(h.cluster.varDir, 'replay');
     await mkdir(dir, { recursive: true });
-    await writeFile(join(dir, `${marker}.eml`), `X-Sender: <app@contoso.test>\r\nX-Receiver: <alice@contoso.test>\r\nFrom: someone@example.org\r\nTo: nobody@contoso.test\r\nSubject: ${marker}\r\n\r\nreplayed\r\n`);
+    await writeFile(
+      join(dir, `${marker}.eml`),
+      `X-Sender: <app@contoso.test>\r\nX-Receiver: <alice@contoso.test>\r\nFrom: someone@example.org\r\nTo: nobody@contoso.test\r\nSubject: ${marker}\r\n\r\nreplayed\r\n`,
+    );
     await writeFile(join(dir, `${marker}-bad.eml`), `Subject: ${marker}\r\nX-Sender: <app@contoso.test>\r\n\r\nno envelope first\r\n`);
     const delivered = await waitForMaildirMessage(h, 'alice@contoso.test', marker);
     expect(delivered).toMatch(/^Return-Path: <app@contoso\.test>\r\n/);
     expect(delivered).not.toContain('X-Receiver');
-    await waitFor(async () => ((await readdir(dir)).includes(`${marker}-bad.bad`) ? true : undefined), { timeoutMs: 10_000, what: 'the bad replay file renamed .bad' });
+    await waitFor(async () => ((await readdir(dir)).includes(`${marker}-bad.bad`) ? true : undefined), {
+      timeoutMs: 10_000,
+      what: 'the bad replay file renamed .bad',
+    });
   });
 });

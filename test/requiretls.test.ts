@@ -15,7 +15,10 @@ const h = useHarness(async () => {
   return {
     prepare: (config) => {
       const mailboxes = config.Mailboxes as Record<string, unknown>[];
-      Object.assign(mailboxes.find((m) => m.Name === 'Bob')!, { UserPrincipalName: 'bob@contoso.test', SamAccountName: 'bob', PasswordHash: bobHash });
+      Object.assign(
+        mailboxes.find((m) => m.Name === 'Bob')!,
+        { UserPrincipalName: 'bob@contoso.test', SamAccountName: 'bob', PasswordHash: bobHash },
+      );
     },
   };
 });
@@ -34,7 +37,12 @@ const FRONTENDS = [
 
 describe('REQUIRETLS is not offered', () => {
   it.each(FRONTENDS)('$name: not in EHLO before STARTTLS nor after it', async ({ port }) => {
-    const replies = await smtpTranscript({ host: '127.0.0.1', port: h.cluster.port(port), startTls: true, lines: ['EHLO client.example', 'STARTTLS', 'EHLO client.example', 'QUIT'] });
+    const replies = await smtpTranscript({
+      host: '127.0.0.1',
+      port: h.cluster.port(port),
+      startTls: true,
+      lines: ['EHLO client.example', 'STARTTLS', 'EHLO client.example', 'QUIT'],
+    });
     expect(keywords(replies[1]!)).toContain('STARTTLS');
     expect(keywords(replies[1]!)).not.toContain('REQUIRETLS');
     expect(replies[2]).toBe('220 2.0.0 SMTP server ready');
@@ -46,7 +54,11 @@ describe('REQUIRETLS is not offered', () => {
 
 describe('MAIL FROM with REQUIRETLS is refused', () => {
   it.each(FRONTENDS)('$name: on a plain-text session', async ({ port }) => {
-    const replies = await smtpTranscript({ host: '127.0.0.1', port: h.cluster.port(port), lines: ['EHLO client.example', 'MAIL FROM:<a@b> REQUIRETLS', 'QUIT'] });
+    const replies = await smtpTranscript({
+      host: '127.0.0.1',
+      port: h.cluster.port(port),
+      lines: ['EHLO client.example', 'MAIL FROM:<a@b> REQUIRETLS', 'QUIT'],
+    });
     // smtp-server refuses it before Transit's MAIL FROM policy runs; its words are translated (libs/receive/src/smtp-adapter.ts).
     expect(replies[2]).toBe('555 5.5.4 MAIL FROM/RCPT TO parameters not recognized or not implemented');
   });
@@ -57,7 +69,14 @@ describe('MAIL FROM with REQUIRETLS is refused', () => {
       host: '127.0.0.1',
       port: h.cluster.port(port),
       startTls: true,
-      lines: ['EHLO client.example', 'STARTTLS', 'EHLO client.example', ...(port === 587 ? [`AUTH PLAIN ${Buffer.from(`\0bob@contoso.test\0${BOB_PASSWORD}`).toString('base64')}`] : []), mailFrom, 'QUIT'],
+      lines: [
+        'EHLO client.example',
+        'STARTTLS',
+        'EHLO client.example',
+        ...(port === 587 ? [`AUTH PLAIN ${Buffer.from(`\0bob@contoso.test\0${BOB_PASSWORD}`).toString('base64')}`] : []),
+        mailFrom,
+        'QUIT',
+      ],
     });
   it('Default Frontend and Client Frontend: after STARTTLS (and AUTH) a MAIL FROM without REQUIRETLS is taken', async () => {
     expect((await secureSession(25, 'MAIL FROM:<a@b>'))[4]).toBe('250 2.1.0 Sender OK');
@@ -73,11 +92,18 @@ describe('MAIL FROM with REQUIRETLS is refused', () => {
   });
 
   it('Client Frontend: after STARTTLS and AUTH', async () => {
-    expect((await secureSession(587, 'MAIL FROM:<bob@contoso.test> REQUIRETLS'))[5]).toBe('555 5.5.4 MAIL FROM/RCPT TO parameters not recognized or not implemented');
+    expect((await secureSession(587, 'MAIL FROM:<bob@contoso.test> REQUIRETLS'))[5]).toBe(
+      '555 5.5.4 MAIL FROM/RCPT TO parameters not recognized or not implemented',
+    );
   });
 
   it('Client Frontend: after STARTTLS without AUTH (refused as unauthenticated first)', async () => {
-    const replies = await smtpTranscript({ host: '127.0.0.1', port: h.cluster.port(587), startTls: true, lines: ['EHLO client.example', 'STARTTLS', 'EHLO client.example', 'MAIL FROM:<a@b> REQUIRETLS', 'QUIT'] });
+    const replies = await smtpTranscript({
+      host: '127.0.0.1',
+      port: h.cluster.port(587),
+      startTls: true,
+      lines: ['EHLO client.example', 'STARTTLS', 'EHLO client.example', 'MAIL FROM:<a@b> REQUIRETLS', 'QUIT'],
+    });
     expect(replies[4]).toBe('530 5.7.1 Client was not authenticated');
   });
 });

@@ -16,12 +16,27 @@ const run = promisify(execFile);
 const h = useHarness();
 
 const resubmit = async (args: string[]) =>
-  (await run(process.execPath, [join(import.meta.dirname, '../tools/transitctl/src/main.ts'), 'safetynet', 'resubmit', ...args], { env: { ...process.env, NATS_URL: h.cluster.natsUrl } })).stdout;
+  (
+    await run(process.execPath, [join(import.meta.dirname, '../tools/transitctl/src/main.ts'), 'safetynet', 'resubmit', ...args], {
+      env: { ...process.env, NATS_URL: h.cluster.natsUrl },
+    })
+  ).stdout;
 
 it('resubmits what a mailbox lost, and only that', async () => {
   const since = new Date(Date.now() - 1000).toISOString();
   const marker = `safetynet-${Date.now()}`;
-  const replies = await smtpTranscript({ host: '127.0.0.1', port: h.cluster.port(25), lines: ['EHLO c.example.org', 'MAIL FROM:<x@example.org>', 'RCPT TO:<bob@contoso.test>', 'DATA', `DATA-BODY:Subject: ${marker}\r\n\r\n${marker}\r\n.\r\n`, 'QUIT'] });
+  const replies = await smtpTranscript({
+    host: '127.0.0.1',
+    port: h.cluster.port(25),
+    lines: [
+      'EHLO c.example.org',
+      'MAIL FROM:<x@example.org>',
+      'RCPT TO:<bob@contoso.test>',
+      'DATA',
+      `DATA-BODY:Subject: ${marker}\r\n\r\n${marker}\r\n.\r\n`,
+      'QUIT',
+    ],
+  });
   expect(replies[5]).toMatch(/^250 2\.6\.0 /);
   await waitForMaildirMessage(h, 'bob@contoso.test', marker);
   const box = join(h.cluster.mailDir, 'contoso.test', 'bob');

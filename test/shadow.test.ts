@@ -32,7 +32,12 @@ async function redeliver(item: DeliveryItem, tag: string): Promise<void> {
 it('never sends a recipient twice when its work item comes back, even after Redis lost its data', async () => {
   const marker = `once-${Date.now()}`;
   const body = `From: app@contoso.test\r\nSubject: ${marker}\r\n\r\n${marker}\r\n`;
-  const replies = await smtpTranscript({ host: '127.0.0.1', port: h.cluster.port(25), localAddress: '127.0.0.2', lines: ['EHLO app.contoso.test', 'MAIL FROM:<app@contoso.test>', 'RCPT TO:<partner@example.net>', 'DATA', `DATA-BODY:${body}.\r\n`, 'QUIT'] });
+  const replies = await smtpTranscript({
+    host: '127.0.0.1',
+    port: h.cluster.port(25),
+    localAddress: '127.0.0.2',
+    lines: ['EHLO app.contoso.test', 'MAIL FROM:<app@contoso.test>', 'RCPT TO:<partner@example.net>', 'DATA', `DATA-BODY:${body}.\r\n`, 'QUIT'],
+  });
   expect(replies[5]).toMatch(/^250 2\.6\.0 /);
   const atSink = () => h.sink.messages.filter((m) => m.data.toString('latin1').includes(marker));
   const first = await waitFor(() => Promise.resolve(atSink()[0]), { timeoutMs: 20_000, what: 'the first delivery' });
@@ -40,13 +45,26 @@ it('never sends a recipient twice when its work item comes back, even after Redi
 
   const item: DeliveryItem = {
     v: 1,
-    envelope: { v: 1, id, messageId: `<${marker}@test>`, receivedAt: Date.now(), sender: 'app@contoso.test', recipients: [{ address: 'partner@example.net' }], origin: { kind: 'smtp', serverHost: 'test' }, body: { kind: 'inline', data: Buffer.from(body) }, size: body.length },
+    envelope: {
+      v: 1,
+      id,
+      messageId: `<${marker}@test>`,
+      receivedAt: Date.now(),
+      sender: 'app@contoso.test',
+      recipients: [{ address: 'partner@example.net' }],
+      origin: { kind: 'smtp', serverHost: 'test' },
+      body: { kind: 'inline', data: Buffer.from(body) },
+      size: body.length,
+    },
     hop: { type: 'smtp', connector: 'Sink', domain: 'example.net', smartHosts: [`${h.sink.host}:${h.sink.port}`], port: 25 },
     attempt: 0,
     notBefore: 0,
   };
   const suppressed = async (n: number) =>
-    waitFor(async () => ((await messageEvents(h, id)).filter((e) => e.type === 'DuplicateSuppressed').length >= n ? true : undefined), { timeoutMs: 20_000, what: `${n} DuplicateSuppressed event(s)` });
+    waitFor(async () => ((await messageEvents(h, id)).filter((e) => e.type === 'DuplicateSuppressed').length >= n ? true : undefined), {
+      timeoutMs: 20_000,
+      what: `${n} DuplicateSuppressed event(s)`,
+    });
 
   await redeliver(item, 'a');
   await suppressed(1);
@@ -63,7 +81,9 @@ it('never sends a recipient twice when its work item comes back, even after Redi
   // The administrator's way: transitctl shadow rebuild.
   const flushed = new Redis(h.cluster.redisUrl);
   await flushed.flushall();
-  const { stdout } = await run(process.execPath, [join(import.meta.dirname, '../tools/transitctl/src/main.ts'), 'shadow', 'rebuild'], { env: { ...process.env, NATS_URL: h.cluster.natsUrl, REDIS_URL: h.cluster.redisUrl } });
+  const { stdout } = await run(process.execPath, [join(import.meta.dirname, '../tools/transitctl/src/main.ts'), 'shadow', 'rebuild'], {
+    env: { ...process.env, NATS_URL: h.cluster.natsUrl, REDIS_URL: h.cluster.redisUrl },
+  });
   expect(stdout).toMatch(/shadow state rebuilt: [1-9]\d* delivered recipient\(s\)/);
   expect(await flushed.sismember(`transit:delivered:{${id}}`, 'partner@example.net')).toBe(1);
   await flushed.quit();

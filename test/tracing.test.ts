@@ -19,7 +19,8 @@ type Span = OtlpSpan & { service: string; attrs: Record<string, string | number 
 const spans: Span[] = [];
 let collector: Server | undefined;
 
-const flatten = (attributes: OtlpAttribute[] = []) => Object.fromEntries(attributes.map((a) => [a.key, a.value.stringValue ?? (a.value.intValue !== undefined ? Number(a.value.intValue) : a.value.boolValue)]));
+const flatten = (attributes: OtlpAttribute[] = []) =>
+  Object.fromEntries(attributes.map((a) => [a.key, a.value.stringValue ?? (a.value.intValue !== undefined ? Number(a.value.intValue) : a.value.boolValue)]));
 
 async function startCollector(): Promise<string> {
   collector = createServer((req, res) => {
@@ -49,7 +50,18 @@ afterAll(async () => {
 
 it('traces one message from the SMTP session through the hub to mailbox delivery as one parent-child chain', async () => {
   const marker = `traced-${Date.now()}`;
-  const replies = await smtpTranscript({ host: '127.0.0.1', port: h.cluster.port(25), lines: ['EHLO client.example.org', 'MAIL FROM:<someone@example.org>', 'RCPT TO:<alice@contoso.test>', 'DATA', `DATA-BODY:Subject: ${marker}\r\n\r\n${marker}\r\n.\r\n`, 'QUIT'] });
+  const replies = await smtpTranscript({
+    host: '127.0.0.1',
+    port: h.cluster.port(25),
+    lines: [
+      'EHLO client.example.org',
+      'MAIL FROM:<someone@example.org>',
+      'RCPT TO:<alice@contoso.test>',
+      'DATA',
+      `DATA-BODY:Subject: ${marker}\r\n\r\n${marker}\r\n.\r\n`,
+      'QUIT',
+    ],
+  });
   expect(replies[5]).toMatch(/^250 2\.6\.0 /);
 
   const chain = await waitFor(

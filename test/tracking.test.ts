@@ -17,9 +17,9 @@ const run = promisify(execFile);
 const h = useHarness({ rejectRecipient: (rcpt) => (rcpt.startsWith('bounce') ? { code: 550, message: '5.1.1 no such user here' } : undefined) });
 
 const transitctl = (args: string[]) =>
-  run(process.execPath, [join(import.meta.dirname, '../tools/transitctl/src/main.ts'), ...args], { env: { ...process.env, NATS_URL: h.cluster.natsUrl } }).catch(
-    (e: { stdout: string; stderr: string; code: number }) => ({ stdout: e.stdout, stderr: e.stderr, code: e.code }),
-  );
+  run(process.execPath, [join(import.meta.dirname, '../tools/transitctl/src/main.ts'), ...args], {
+    env: { ...process.env, NATS_URL: h.cluster.natsUrl },
+  }).catch((e: { stdout: string; stderr: string; code: number }) => ({ stdout: e.stdout, stderr: e.stderr, code: e.code }));
 
 async function track(query: TrackingQuery): Promise<TrackingRow[]> {
   const bus = await connectBus(h.cluster.natsUrl.split(','), 'tracking-test', 'once');
@@ -71,7 +71,14 @@ describe('message tracking', () => {
     expect(submit.Recipients).toEqual(['alice@contoso.test']);
     expect(deliver.Recipients).toEqual(['alice@contoso.test']);
     for (const row of rows) {
-      expect(row).toMatchObject({ Sender: 'x@example.org', ReturnPath: 'x@example.org', MessageId: local.messageId, MessageSubject: local.subject, InternalMessageId: internalId, NetworkMessageId: receive.NetworkMessageId });
+      expect(row).toMatchObject({
+        Sender: 'x@example.org',
+        ReturnPath: 'x@example.org',
+        MessageId: local.messageId,
+        MessageSubject: local.subject,
+        InternalMessageId: internalId,
+        NetworkMessageId: receive.NetworkMessageId,
+      });
       expect(row.TotalBytes).toBeGreaterThan(0);
     }
     expect(rows.map((r) => r.Timestamp)).toEqual(rows.map((r) => r.Timestamp).sort());
@@ -89,10 +96,13 @@ describe('message tracking', () => {
     expect(byId('DSN')).toMatchObject({ Source: 'DSN', Recipients: ['bounce@example.net'], MessageInfo: 'failure' });
     // The notification is a message of its own: its RECEIVE has source DSN, to the original sender.
     const dsnId = byId('DSN').Reference![0]!;
-    const dsnRows = await waitFor(async () => {
-      const r = await track({ networkMessageId: dsnId });
-      return r.some((x) => x.EventId === 'DELIVER') ? r : undefined;
-    }, { timeoutMs: 20_000, what: 'the DSN delivered' });
+    const dsnRows = await waitFor(
+      async () => {
+        const r = await track({ networkMessageId: dsnId });
+        return r.some((x) => x.EventId === 'DELIVER') ? r : undefined;
+      },
+      { timeoutMs: 20_000, what: 'the DSN delivered' },
+    );
     expect(steps(dsnRows)).toEqual(['RECEIVE/DSN', 'SUBMIT/QUEUE', 'RESOLVE/ROUTING', 'DELIVER/STOREDRIVER']);
     expect(dsnRows[0]).toMatchObject({ Sender: '', Recipients: ['bob@contoso.test'] });
   });
@@ -146,13 +156,19 @@ describe('message tracking', () => {
   });
 
   it('runs Get-MessageTrackingLog through transitctl ems', async () => {
-    const r = await transitctl(['ems', `Get-MessageTrackingLog -Recipients fine@example.net -EventId SEND -MessageSubject "${remote.subject}" -Start "${new Date(Date.now() - 3_600_000).toISOString()}" -ResultSize 10`]);
+    const r = await transitctl([
+      'ems',
+      `Get-MessageTrackingLog -Recipients fine@example.net -EventId SEND -MessageSubject "${remote.subject}" -Start "${new Date(Date.now() - 3_600_000).toISOString()}" -ResultSize 10`,
+    ]);
     expect(r.stdout.split('\n').slice(0, 3)).toEqual([
       'EventId Source Sender           Recipients         MessageSubject',
       '------- ------ ------           ----------         --------------',
       `SEND    SMTP   bob@contoso.test {fine@example.net} ${remote.subject}`,
     ]);
-    const fl = await transitctl(['ems', `Get-MessageTrackingLog -MessageId "${local.messageId}" -EventId DELIVER | Format-List EventId,Recipients,ConnectorId`]);
+    const fl = await transitctl([
+      'ems',
+      `Get-MessageTrackingLog -MessageId "${local.messageId}" -EventId DELIVER | Format-List EventId,Recipients,ConnectorId`,
+    ]);
     expect(fl.stdout).toBe('EventId     : DELIVER\nRecipients  : {alice@contoso.test}\nConnectorId :\n');
     const bad = await transitctl(['ems', 'Get-MessageTrackingLog -EventId DELIVERED']);
     expect(bad.stderr).toMatch(/Get-MessageTrackingLog: -EventId DELIVERED is not valid: expected one of RECEIVE, /);

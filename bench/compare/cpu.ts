@@ -216,7 +216,12 @@ export function coresBusy(before: { busy: number; total: number }, after: { busy
  * `windowS` seconds), at most `timeoutS`. Returns how busy the last window was and whether
  * that was below the mark.
  */
-export async function waitForIdle(cores: number, maxBusy: number, windowS: number, timeoutS: number): Promise<{ busy: number; idle: boolean; waitedS: number }> {
+export async function waitForIdle(
+  cores: number,
+  maxBusy: number,
+  windowS: number,
+  timeoutS: number,
+): Promise<{ busy: number; idle: boolean; waitedS: number }> {
   const started = Date.now();
   const samples: Array<{ busy: number; total: number }> = [machineTicks()];
   for (;;) {

@@ -131,7 +131,10 @@ export async function startPostfix(dir: string, port: number, sink: { host: stri
   const why = async () => {
     const check = await postfixCommand(configDir, '-v check');
     const log = await readFile(maillog, 'utf8').catch(() => '');
-    return `${check.output.split('\n').filter((l) => /fatal|error|warning/.test(l)).join('\n')}\n${log.slice(-1500)}`;
+    return `${check.output
+      .split('\n')
+      .filter((l) => /fatal|error|warning/.test(l))
+      .join('\n')}\n${log.slice(-1500)}`;
   };
   const check = await postfixCommand(configDir, 'check');
   if (!check.ok) throw new Error(`postfix -c ${configDir} check failed: ${check.output}${await why()}`);

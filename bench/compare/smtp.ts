@@ -79,8 +79,32 @@ export type SourceRun = { code: number | null; stderr: string; timedOut: boolean
  * One smtp-source process: `-s sessions -m messages -l size`, a new connection per message
  * (no -d), one recipient. It exits non-zero at the first reply it did not expect.
  */
-export function startSource(opts: { host: string; port: number; sessions: number; messages: number; size: number; from: string; to: string; deadline: number; onStart?: (child: ChildProcess) => void }): Promise<SourceRun> {
-  const args = ['-s', String(opts.sessions), '-m', String(opts.messages), '-l', String(opts.size), '-f', opts.from, '-t', opts.to, '-M', 'bench-client.test', `${opts.host}:${opts.port}`];
+export function startSource(opts: {
+  host: string;
+  port: number;
+  sessions: number;
+  messages: number;
+  size: number;
+  from: string;
+  to: string;
+  deadline: number;
+  onStart?: (child: ChildProcess) => void;
+}): Promise<SourceRun> {
+  const args = [
+    '-s',
+    String(opts.sessions),
+    '-m',
+    String(opts.messages),
+    '-l',
+    String(opts.size),
+    '-f',
+    opts.from,
+    '-t',
+    opts.to,
+    '-M',
+    'bench-client.test',
+    `${opts.host}:${opts.port}`,
+  ];
   const child = spawn(binary('smtp-source'), args, { stdio: ['ignore', 'ignore', 'pipe'] });
   opts.onStart?.(child);
   let stderr = '';
@@ -160,7 +184,14 @@ export type ProbeResult = {
   acceptedAt: number[];
 };
 
-async function transaction(host: string, port: number, message: string, from: string, to: string, timeoutMs: number): Promise<{ acceptMs: number; transactionMs: number; at: number } | string> {
+async function transaction(
+  host: string,
+  port: number,
+  message: string,
+  from: string,
+  to: string,
+  timeoutMs: number,
+): Promise<{ acceptMs: number; transactionMs: number; at: number } | string> {
   const t0 = performance.now();
   const socket = connect({ host, port, noDelay: true });
   const replies = new Replies(socket);

@@ -14,7 +14,11 @@ export type Bus = { nc: NatsConnection; js: JetStreamClient; jsm: JetStreamManag
 
 /** `once`: a command-line tool that should fail fast instead of waiting for the server forever. */
 export async function connectBus(servers: string[], name: string, mode: 'service' | 'once' = 'service'): Promise<Bus> {
-  const nc = await connect(mode === 'service' ? { servers, name, maxReconnectAttempts: -1, reconnectTimeWait: 250, waitOnFirstConnect: true, timeout: 5000 } : { servers, name, maxReconnectAttempts: 0, timeout: 3000 });
+  const nc = await connect(
+    mode === 'service'
+      ? { servers, name, maxReconnectAttempts: -1, reconnectTimeWait: 250, waitOnFirstConnect: true, timeout: 5000 }
+      : { servers, name, maxReconnectAttempts: 0, timeout: 3000 },
+  );
   let up = true;
   void (async () => {
     for await (const s of nc.status()) {

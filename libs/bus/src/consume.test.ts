@@ -87,7 +87,10 @@ describe('a work item below its consumer’s ack floor', () => {
       expect(seen.every((s) => s.from?.startsWith(`${STREAMS.deliver}:`))).toBe(true);
       // The originals are deleted and the copies acknowledged: only the mailbox item (another consumer's) is left.
       const left = bus;
-      await waitFor(async () => ((await left.jsm.streams.info(STREAMS.deliver)).state.messages === 1 ? true : undefined), { timeoutMs: 10_000, what: 'the originals gone from the work queue' });
+      await waitFor(async () => ((await left.jsm.streams.info(STREAMS.deliver)).state.messages === 1 ? true : undefined), {
+        timeoutMs: 10_000,
+        what: 'the originals gone from the work queue',
+      });
       expect(worker.health().requeued).toBe(2);
       await new Promise((r) => setTimeout(r, 2000));
       expect(seen).toHaveLength(2);
@@ -112,7 +115,16 @@ describe('worker health', () => {
 
   const run = async (subject: string, concurrency: number, handle: (data: string) => Promise<Outcome>, body: (w: Worker) => Promise<void>) => {
     const consumer = subject.startsWith('mail.deliver.remote') ? CONSUMERS.outboundProxy : CONSUMERS.mailboxDelivery;
-    const worker = startWorker(bus, { stream: STREAMS.deliver, consumer, concurrency, decode: (d) => dec.decode(d), onError: () => undefined, checkEveryMs: 300, stallAfterMs: 3000, handle });
+    const worker = startWorker(bus, {
+      stream: STREAMS.deliver,
+      consumer,
+      concurrency,
+      decode: (d) => dec.decode(d),
+      onError: () => undefined,
+      checkEveryMs: 300,
+      stallAfterMs: 3000,
+      handle,
+    });
     try {
       await body(worker);
     } finally {
@@ -123,35 +135,50 @@ describe('worker health', () => {
   const after = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
   it('is not stalled while the only item waits for its scheduled retry', async () => {
-    await run('mail.deliver.remote.sink', 4, () => Promise.resolve(notYet(60_000)), async (w) => {
-      await bus.js.publish('mail.deliver.remote.sink', enc.encode('later'));
-      await waitFor(() => (w.health().scheduled === 1 ? true : undefined), { timeoutMs: 5000, what: 'the item put back as not due' });
-      await after(5000);
-      expect(w.health()).toMatchObject({ stalled: false, scheduled: 1, ackPending: 1 });
-    });
+    await run(
+      'mail.deliver.remote.sink',
+      4,
+      () => Promise.resolve(notYet(60_000)),
+      async (w) => {
+        await bus.js.publish('mail.deliver.remote.sink', enc.encode('later'));
+        await waitFor(() => (w.health().scheduled === 1 ? true : undefined), { timeoutMs: 5000, what: 'the item put back as not due' });
+        await after(5000);
+        expect(w.health()).toMatchObject({ stalled: false, scheduled: 1, ackPending: 1 });
+      },
+    );
   });
 
   it('is stalled when every attempt fails', async () => {
-    await run('mail.deliver.remote.sink', 4, () => Promise.resolve(retry(200)), async (w) => {
-      await bus.js.publish('mail.deliver.remote.sink', enc.encode('fails'));
-      await waitFor(() => (w.health().stalled ? true : undefined), { timeoutMs: 10_000, what: 'a stall' });
-      expect(w.health().reason).toBe('failing');
-    });
+    await run(
+      'mail.deliver.remote.sink',
+      4,
+      () => Promise.resolve(retry(200)),
+      async (w) => {
+        await bus.js.publish('mail.deliver.remote.sink', enc.encode('fails'));
+        await waitFor(() => (w.health().stalled ? true : undefined), { timeoutMs: 10_000, what: 'a stall' });
+        expect(w.health().reason).toBe('failing');
+      },
+    );
   });
 
   it('is stalled when every slot hangs while work waits, and recovers when it moves', async () => {
     let release!: () => void;
     const hung = new Promise<void>((r) => (release = r));
-    await run('mail.deliver.mailbox.db01', 1, async () => {
-      await hung;
-      return ack;
-    }, async (w) => {
-      await bus.js.publish('mail.deliver.mailbox.db01', enc.encode('hangs'));
-      await bus.js.publish('mail.deliver.mailbox.db01', enc.encode('waits'));
-      await waitFor(() => (w.health().stalled ? true : undefined), { timeoutMs: 10_000, what: 'a stall' });
-      expect(w.health()).toMatchObject({ reason: 'busy', inFlight: 1 });
-      release();
-      await waitFor(() => (!w.health().stalled ? true : undefined), { timeoutMs: 5000, what: 'progress again' });
-    });
+    await run(
+      'mail.deliver.mailbox.db01',
+      1,
+      async () => {
+        await hung;
+        return ack;
+      },
+      async (w) => {
+        await bus.js.publish('mail.deliver.mailbox.db01', enc.encode('hangs'));
+        await bus.js.publish('mail.deliver.mailbox.db01', enc.encode('waits'));
+        await waitFor(() => (w.health().stalled ? true : undefined), { timeoutMs: 10_000, what: 'a stall' });
+        expect(w.health()).toMatchObject({ reason: 'busy', inFlight: 1 });
+        release();
+        await waitFor(() => (!w.health().stalled ? true : undefined), { timeoutMs: 5000, what: 'progress again' });
+      },
+    );
   });
 });

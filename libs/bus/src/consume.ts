@@ -127,7 +127,10 @@ export async function ackBySequence(bus: Bus, stream: string, consumer: string, 
 }
 
 /** Process-wide defaults, set once by the service shell (libs/service) from the environment. */
-const defaults: { stallAfterMs: number; onNotice: (what: string, detail: Record<string, unknown>) => void } = { stallAfterMs: 120_000, onNotice: () => undefined };
+const defaults: { stallAfterMs: number; onNotice: (what: string, detail: Record<string, unknown>) => void } = {
+  stallAfterMs: 120_000,
+  onNotice: () => undefined,
+};
 export function configureWorkers(opts: { stallAfterMs?: number; onNotice?: (what: string, detail: Record<string, unknown>) => void }): void {
   if (opts.stallAfterMs !== undefined) defaults.stallAfterMs = opts.stallAfterMs;
   if (opts.onNotice) defaults.onNotice = opts.onNotice;
@@ -255,7 +258,13 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
     const keepAlive = setInterval(() => msg.working(), opts.keepAliveMs ?? keepAliveMs);
     try {
       // The handler runs in a consumer span, child of the span that published the item.
-      const attributes = { 'messaging.system': 'nats', 'messaging.operation.type': 'process', 'messaging.destination.name': msg.subject, 'messaging.consumer.group.name': opts.consumer, 'transit.delivery_count': msg.info.deliveryCount };
+      const attributes = {
+        'messaging.system': 'nats',
+        'messaging.operation.type': 'process',
+        'messaging.destination.name': msg.subject,
+        'messaging.consumer.group.name': opts.consumer,
+        'transit.delivery_count': msg.info.deliveryCount,
+      };
       outcome = await inSpan(`process ${opts.stream}`, { kind: SpanKind.CONSUMER, attributes, parent: extractTrace(msg.headers) }, async (span) => {
         const o = await opts.handle(item, msg);
         span.setAttribute('transit.outcome', o.kind);
@@ -281,11 +290,16 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
         const consumer = await bus.js.consumers.get(opts.stream, opts.consumer);
         keepAliveMs = Math.max(250, Math.floor(((await consumer.info(true)).config.ack_wait ?? 15_000_000_000) / 1_000_000 / 3));
         // Short pulls with frequent idle heartbeats: a pull lost with its consumer leader is noticed in seconds, not half a minute.
-        const iter = await consumer.consume({ max_messages: opts.concurrency * 2, expires: pullExpiresMs, idle_heartbeat: Math.max(500, Math.floor(pullExpiresMs / 4)) });
+        const iter = await consumer.consume({
+          max_messages: opts.concurrency * 2,
+          expires: pullExpiresMs,
+          idle_heartbeat: Math.max(500, Math.floor(pullExpiresMs / 4)),
+        });
         messages = iter;
         void (async () => {
           for await (const s of iter.status()) {
-            if (s.type === 'heartbeats_missed' || s.type === 'consumer_deleted' || s.type === 'consumer_not_found' || s.type === 'stream_not_found') notice(`pull consumer: ${s.type}`, { ...s });
+            if (s.type === 'heartbeats_missed' || s.type === 'consumer_deleted' || s.type === 'consumer_not_found' || s.type === 'stream_not_found')
+              notice(`pull consumer: ${s.type}`, { ...s });
           }
         })().catch(() => undefined);
         for await (const msg of iter) {
@@ -353,7 +367,12 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
         }
         h.set(REQUEUED_FROM_HEADER, `${opts.stream}:${seq}`);
         // The same id for every sweeper in the cluster: two replicas requeueing at once store one copy.
-        const pa = await bus.js.publish(m.subject, m.data, { msgID: `requeued:${opts.stream}:${seq}`, headers: h, expect: { streamName: opts.stream }, timeout: 5000 });
+        const pa = await bus.js.publish(m.subject, m.data, {
+          msgID: `requeued:${opts.stream}:${seq}`,
+          headers: h,
+          expect: { streamName: opts.stream },
+          timeout: 5000,
+        });
         awaitingDelete.set(seq, identity(m));
         if (!pa.duplicate) requeued++;
         notice('stranded work item requeued', { seq, subject: m.subject, as: pa.seq, floor, duplicate: pa.duplicate });
@@ -400,7 +419,11 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
       hold('busy', active >= opts.concurrency && waiting, lastAckAt);
       hold('frozen', waiting, Math.max(lastAckAt, movedAt));
       hold('failing', lastFailureAt > lastAckAt && now - lastFailureAt < 30_000, lastAckAt);
-      hold('stranded', [...stranded.keys()].some((seq) => !awaitingDelete.has(seq) && now - stranded.get(seq)! >= strandedGraceMs), 0);
+      hold(
+        'stranded',
+        [...stranded.keys()].some((seq) => !awaitingDelete.has(seq) && now - stranded.get(seq)! >= strandedGraceMs),
+        0,
+      );
     } catch (err) {
       // NATS away or electing: the check comes again; /readyz already says "disconnected" when it is.
       if (!stopping && bus.connected()) notice('worker check failed', { err: (err as Error).message });

@@ -3,12 +3,30 @@ import { encode } from '@msgpack/msgpack';
 import { headers } from '@nats-io/transport-node';
 import { startNats, type NatsHandle } from '@transit/testkit';
 import { connectBus, type Bus } from './connection.ts';
-import { admit, applyEvent, emptyState, foldMessage, loadMessage, loadMessageEvents, recordEvent, type MessageEvent, type MessageState, type StoredEvent } from './events.ts';
+import {
+  admit,
+  applyEvent,
+  emptyState,
+  foldMessage,
+  loadMessage,
+  loadMessageEvents,
+  recordEvent,
+  type MessageEvent,
+  type MessageState,
+  type StoredEvent,
+} from './events.ts';
 import { STREAMS, SUBJECTS, ensureTopology } from './topology.ts';
 
 let seq = 0;
 const stored = (event: MessageEvent): StoredEvent => ({ ...event, at: 1000 + seq, node: 'n1', seq: ++seq });
-const received: MessageEvent = { type: 'Received', source: 'SMTP', connector: 'Default Frontend', sender: 's@example.org', recipients: ['a@contoso.test', 'B@fabrikam.test'], size: 10 };
+const received: MessageEvent = {
+  type: 'Received',
+  source: 'SMTP',
+  connector: 'Default Frontend',
+  sender: 's@example.org',
+  recipients: ['a@contoso.test', 'B@fabrikam.test'],
+  size: 10,
+};
 
 describe('foldMessage', () => {
   it('folds a message through routing, a deferral and delivery', () => {
@@ -23,32 +41,59 @@ describe('foldMessage', () => {
     expect(state.received?.sender).toBe('s@example.org');
     expect(state.recipients['a@contoso.test']?.status).toBe('Delivered');
     // Addresses are matched without case; the first spelling is kept.
-    expect(state.recipients['b@fabrikam.test']).toMatchObject({ address: 'B@fabrikam.test', status: 'Deferred', deferrals: 1, lastError: '451 4.3.0 try later', nextAttempt: 5000 });
+    expect(state.recipients['b@fabrikam.test']).toMatchObject({
+      address: 'B@fabrikam.test',
+      status: 'Deferred',
+      deferrals: 1,
+      lastError: '451 4.3.0 try later',
+      nextAttempt: 5000,
+    });
     const done = foldMessage('m1', [stored(received), stored({ type: 'Delivered', hop: 'x', recipients: ['a@contoso.test', 'b@fabrikam.test'] })]);
     expect(done.status).toBe('Delivered');
   });
 
   it('tells partial failure, poison and resubmission apart', () => {
-    const partial = foldMessage('m2', [stored(received), stored({ type: 'Delivered', hop: 'h', recipients: ['a@contoso.test'] }), stored({ type: 'Failed', hop: 'h', recipients: ['b@fabrikam.test'], reason: '550 5.1.1 unknown' })]);
+    const partial = foldMessage('m2', [
+      stored(received),
+      stored({ type: 'Delivered', hop: 'h', recipients: ['a@contoso.test'] }),
+      stored({ type: 'Failed', hop: 'h', recipients: ['b@fabrikam.test'], reason: '550 5.1.1 unknown' }),
+    ]);
     expect(partial.status).toBe('PartiallyFailed');
     const poisoned = foldMessage('m3', [stored(received), stored({ type: 'Poisoned', stage: 'categorizer', crashes: 2 })]);
     expect(poisoned.status).toBe('Poisoned');
-    const resubmitted = foldMessage('m4', [stored(received), stored({ type: 'Delivered', hop: 'h', recipients: ['a@contoso.test', 'b@fabrikam.test'] }), stored({ type: 'Resubmitted', source: 'SAFETYNET', recipients: ['a@contoso.test'] })]);
+    const resubmitted = foldMessage('m4', [
+      stored(received),
+      stored({ type: 'Delivered', hop: 'h', recipients: ['a@contoso.test', 'b@fabrikam.test'] }),
+      stored({ type: 'Resubmitted', source: 'SAFETYNET', recipients: ['a@contoso.test'] }),
+    ]);
     expect(resubmitted).toMatchObject({ status: 'Active', resubmissions: 1 });
     expect(resubmitted.recipients['a@contoso.test']?.status).toBe('Resubmitted');
   });
 });
 
 describe('Submitted', () => {
-  const submitted: MessageEvent = { type: 'Submitted', source: 'QUEUE', recipients: ['alice@contoso.test', 'b@fabrikam.test'], resolved: [{ address: 'alice@contoso.test', original: 'A@contoso.test' }] };
+  const submitted: MessageEvent = {
+    type: 'Submitted',
+    source: 'QUEUE',
+    recipients: ['alice@contoso.test', 'b@fabrikam.test'],
+    resolved: [{ address: 'alice@contoso.test', original: 'A@contoso.test' }],
+  };
   it('replaces a resolved alias by its address, so the message can still end Delivered', () => {
-    const state = foldMessage('m5', [stored(received), stored(submitted), stored({ type: 'Delivered', hop: 'h', recipients: ['alice@contoso.test', 'b@fabrikam.test'] })]);
+    const state = foldMessage('m5', [
+      stored(received),
+      stored(submitted),
+      stored({ type: 'Delivered', hop: 'h', recipients: ['alice@contoso.test', 'b@fabrikam.test'] }),
+    ]);
     expect(Object.keys(state.recipients).sort()).toEqual(['alice@contoso.test', 'b@fabrikam.test']);
     expect(state.status).toBe('Delivered');
     expect(state.submitted).toEqual({ at: expect.any(Number) as number, node: 'n1' });
   });
   it('does not bring a resolved alias back when Received lands after Submitted', () => {
-    const late = foldMessage('m5b', [stored(submitted), stored(received), stored({ type: 'Delivered', hop: 'h', recipients: ['alice@contoso.test', 'b@fabrikam.test'] })]);
+    const late = foldMessage('m5b', [
+      stored(submitted),
+      stored(received),
+      stored({ type: 'Delivered', hop: 'h', recipients: ['alice@contoso.test', 'b@fabrikam.test'] }),
+    ]);
     expect(Object.keys(late.recipients).sort()).toEqual(['alice@contoso.test', 'b@fabrikam.test']);
     expect(late.status).toBe('Delivered');
   });
@@ -76,7 +121,11 @@ describe('a fold under racing appends (nats-server#4320: clustered streams befor
     ]);
     expect(state.recipients['a@contoso.test']?.status).toBe('Delivered');
     // And a Delivered racing an earlier Failed wins: the mail did arrive.
-    const late = foldMessage('race2', [stored(received), stored({ type: 'Failed', hop: 'h', recipients: ['a@contoso.test'], reason: '550' }), stored({ type: 'Delivered', hop: 'h', recipients: ['a@contoso.test'] })]);
+    const late = foldMessage('race2', [
+      stored(received),
+      stored({ type: 'Failed', hop: 'h', recipients: ['a@contoso.test'], reason: '550' }),
+      stored({ type: 'Delivered', hop: 'h', recipients: ['a@contoso.test'] }),
+    ]);
     expect(late.recipients['a@contoso.test']?.status).toBe('Delivered');
   });
 });
@@ -85,7 +134,12 @@ describe('admit', () => {
   const state = foldMessage('m', [stored(received), stored({ type: 'Delivered', hop: 'h', recipients: ['a@contoso.test'] })]);
   it('never records a second outcome for a recipient', () => {
     expect(admit(state, { type: 'Delivered', hop: 'h', recipients: ['a@contoso.test'] })).toBeUndefined();
-    expect(admit(state, { type: 'Failed', hop: 'h', recipients: ['A@contoso.test', 'b@fabrikam.test'], reason: 'x' })).toEqual({ type: 'Failed', hop: 'h', recipients: ['b@fabrikam.test'], reason: 'x' });
+    expect(admit(state, { type: 'Failed', hop: 'h', recipients: ['A@contoso.test', 'b@fabrikam.test'], reason: 'x' })).toEqual({
+      type: 'Failed',
+      hop: 'h',
+      recipients: ['b@fabrikam.test'],
+      reason: 'x',
+    });
     expect(admit(state, { type: 'Deferred', hop: 'h', recipients: ['a@contoso.test'], reason: 'x', nextAttempt: 1 })).toBeUndefined();
   });
   it('records Received, Poisoned and each kind of notification once', () => {
@@ -97,7 +151,11 @@ describe('admit', () => {
     expect(admit(poisoned, { type: 'Poisoned', stage: 's', crashes: 3 })).toBeUndefined();
   });
   it('lets a resubmitted recipient be delivered again', () => {
-    const again = foldMessage('m', [stored(received), stored({ type: 'Delivered', hop: 'h', recipients: ['a@contoso.test'] }), stored({ type: 'Resubmitted', source: 'SAFETYNET', recipients: ['a@contoso.test'] })]);
+    const again = foldMessage('m', [
+      stored(received),
+      stored({ type: 'Delivered', hop: 'h', recipients: ['a@contoso.test'] }),
+      stored({ type: 'Resubmitted', source: 'SAFETYNET', recipients: ['a@contoso.test'] }),
+    ]);
     expect(admit(again, { type: 'Delivered', hop: 'h', recipients: ['a@contoso.test'] })).toBeDefined();
   });
 });
@@ -120,11 +178,26 @@ describe('administrator actions', () => {
   });
 
   it('makes removed recipients final, keeps delivered ones, and removes once', () => {
-    const partly = foldMessage('m', [...routed, stored({ type: 'Delivered', hop: 'mailbox:db1', recipients: ['a@contoso.test'] }), stored({ type: 'Suspended', source: 'ADMIN' })]);
-    const removal: MessageEvent = { type: 'Removed', source: 'ADMIN', recipients: ['a@contoso.test', 'b@fabrikam.test'], withNdr: true, reason: 'removed by administrator' };
+    const partly = foldMessage('m', [
+      ...routed,
+      stored({ type: 'Delivered', hop: 'mailbox:db1', recipients: ['a@contoso.test'] }),
+      stored({ type: 'Suspended', source: 'ADMIN' }),
+    ]);
+    const removal: MessageEvent = {
+      type: 'Removed',
+      source: 'ADMIN',
+      recipients: ['a@contoso.test', 'b@fabrikam.test'],
+      withNdr: true,
+      reason: 'removed by administrator',
+    };
     const admitted = admit(partly, removal);
     expect(admitted).toEqual({ ...removal, recipients: ['b@fabrikam.test'] });
-    const removed = foldMessage('m', [...routed, stored({ type: 'Delivered', hop: 'mailbox:db1', recipients: ['a@contoso.test'] }), stored({ type: 'Suspended', source: 'ADMIN' }), stored(admitted!)]);
+    const removed = foldMessage('m', [
+      ...routed,
+      stored({ type: 'Delivered', hop: 'mailbox:db1', recipients: ['a@contoso.test'] }),
+      stored({ type: 'Suspended', source: 'ADMIN' }),
+      stored(admitted!),
+    ]);
     expect(removed.recipients['b@fabrikam.test']).toMatchObject({ status: 'Failed', lastError: 'removed by administrator' });
     expect(removed.recipients['a@contoso.test']?.status).toBe('Delivered');
     expect(removed.status).toBe('PartiallyFailed');
@@ -172,7 +245,9 @@ describe('recordEvent against JetStream', () => {
     await recordEvent(bus, id, received, 'n0', known);
     await recordEvent(bus, id, { type: 'Routed', hop: 'h', recipients: ['a@contoso.test'] }, 'n1', known);
     // A wrong guess about the state (stale: before Routed) is refused by JetStream and corrected.
-    await recordEvent(bus, id, { type: 'Delivered', hop: 'h', recipients: ['a@contoso.test'] }, 'n2', { state: foldMessage(id, (await loadMessageEvents(bus, id)).slice(0, 1)) });
+    await recordEvent(bus, id, { type: 'Delivered', hop: 'h', recipients: ['a@contoso.test'] }, 'n2', {
+      state: foldMessage(id, (await loadMessageEvents(bus, id)).slice(0, 1)),
+    });
     const events = await loadMessageEvents(bus, id);
     expect(events.map((e) => e.type)).toEqual(['Received', 'Routed', 'Delivered']);
     expect(events.some((e) => 'state' in e || 'prev' in e)).toBe(false);
@@ -189,7 +264,10 @@ describe('recordEvent against JetStream', () => {
     // A racing append accepted against the state after Received: its snapshot lacks the delivery.
     const stale = applyEvent(afterReceived, { type: 'Routed', hop: 'h', recipients: ['a@contoso.test'], at: 1, node: 'n2', seq: afterReceived.lastSeq + 1 });
     const { id: _id, lastSeq: _lastSeq, ...snapshot } = stale;
-    await bus.js.publish(SUBJECTS.event(id), encode({ type: 'Routed', hop: 'h', recipients: ['a@contoso.test'], at: 1, node: 'n2', state: snapshot, prev: afterReceived.lastSeq }));
+    await bus.js.publish(
+      SUBJECTS.event(id),
+      encode({ type: 'Routed', hop: 'h', recipients: ['a@contoso.test'], at: 1, node: 'n2', state: snapshot, prev: afterReceived.lastSeq }),
+    );
     const state = await loadMessage(bus, id);
     expect(state.recipients['a@contoso.test']?.status).toBe('Delivered');
     expect(state).toEqual(foldMessage(id, await loadMessageEvents(bus, id)));
@@ -200,7 +278,9 @@ describe('recordEvent against JetStream', () => {
     await recordEvent(bus, id, received, 'n0');
     const hdrs = headers();
     hdrs.set('Nats-Expected-Last-Subject-Sequence', '0');
-    await expect(bus.js.publish(SUBJECTS.event(id), new Uint8Array([0xc0]), { headers: hdrs, expect: { streamName: STREAMS.events } })).rejects.toThrow(/wrong last sequence/);
+    await expect(bus.js.publish(SUBJECTS.event(id), new Uint8Array([0xc0]), { headers: hdrs, expect: { streamName: STREAMS.events } })).rejects.toThrow(
+      /wrong last sequence/,
+    );
     expect(await loadMessageEvents(bus, id)).toHaveLength(1);
   });
 

@@ -134,12 +134,25 @@ function statusOf(state: MessageState): MessageStatus {
 
 /** Applies one event to a state (pure; the state is copied). */
 export function applyEvent(prev: MessageState, event: StoredEvent): MessageState {
-  const state: MessageState = { ...prev, resolvedAliases: { ...prev.resolvedAliases }, recipients: Object.fromEntries(Object.entries(prev.recipients).map(([k, r]) => [k, { ...r, dsn: [...r.dsn] }])) };
+  const state: MessageState = {
+    ...prev,
+    resolvedAliases: { ...prev.resolvedAliases },
+    recipients: Object.fromEntries(Object.entries(prev.recipients).map(([k, r]) => [k, { ...r, dsn: [...r.dsn] }])),
+  };
   state.lastSeq = Math.max(state.lastSeq, event.seq);
   state.events++;
   switch (event.type) {
     case 'Received':
-      state.received = { at: event.at, sender: event.sender, connector: event.connector, source: event.source, size: event.size, node: event.node, messageId: event.messageId, subject: event.subject };
+      state.received = {
+        at: event.at,
+        sender: event.sender,
+        connector: event.connector,
+        source: event.source,
+        size: event.size,
+        node: event.node,
+        messageId: event.messageId,
+        subject: event.subject,
+      };
       // Received can land after Submitted (it is appended once the submit queue acknowledged): an alias already resolved is not a recipient of its own.
       for (const a of event.recipients) if (!state.resolvedAliases[key(a)]) recipient(state, a);
       break;
@@ -173,7 +186,8 @@ export function applyEvent(prev: MessageState, event: StoredEvent): MessageState
     case 'Deferred':
       for (const a of event.recipients) {
         const r = recipient(state, a);
-        if (!TERMINAL.has(r.status)) Object.assign(r, { status: 'Deferred', hop: event.hop, lastError: event.reason, nextAttempt: event.nextAttempt, deferrals: r.deferrals + 1 });
+        if (!TERMINAL.has(r.status))
+          Object.assign(r, { status: 'Deferred', hop: event.hop, lastError: event.reason, nextAttempt: event.nextAttempt, deferrals: r.deferrals + 1 });
       }
       break;
     case 'DsnGenerated':
@@ -277,7 +291,7 @@ const notFound = (err: Error) => {
 export async function loadMessageEvents(bus: Bus, messageId: string): Promise<StoredEvent[]> {
   const subject = SUBJECTS.event(messageId);
   const out: StoredEvent[] = [];
-  for (let seq = 1; ; ) {
+  for (let seq = 1; ;) {
     // `next_by_subj` is in the server's STREAM.MSG.GET API (2.9+); the client's type lists only seq/last_by_subj.
     const m = await bus.jsm.streams.getMessage(STREAMS.events, { seq, next_by_subj: subject } as unknown as { seq: number }).catch(notFound);
     if (!m || m.subject !== subject) return out;
@@ -299,7 +313,9 @@ export async function loadMessage(bus: Bus, messageId: string): Promise<MessageS
   if (!last) return emptyState(messageId);
   const written = decode(last.data) as Written;
   if (written.state && written.prev !== undefined) {
-    const next = await bus.jsm.streams.getMessage(STREAMS.events, { seq: written.prev + 1, next_by_subj: subject } as unknown as { seq: number }).catch(notFound);
+    const next = await bus.jsm.streams
+      .getMessage(STREAMS.events, { seq: written.prev + 1, next_by_subj: subject } as unknown as { seq: number })
+      .catch(notFound);
     if (next?.seq === last.seq) return { ...written.state, id: messageId, lastSeq: last.seq };
   }
   return foldMessage(messageId, await loadMessageEvents(bus, messageId));
@@ -317,7 +333,13 @@ const MAX_RACES = 20;
  * or expects to be first) passes it, and finds the state after its append there. A wrong
  * guess costs one refused append, never a wrong history.
  */
-export async function recordEvent(bus: Bus, messageId: string, event: MessageEvent, node: string, known?: { state?: MessageState }): Promise<MessageEvent | undefined> {
+export async function recordEvent(
+  bus: Bus,
+  messageId: string,
+  event: MessageEvent,
+  node: string,
+  known?: { state?: MessageState },
+): Promise<MessageEvent | undefined> {
   const subject = SUBJECTS.event(messageId);
   let assumed = known?.state;
   for (let race = 0; ; race++) {
@@ -336,7 +358,14 @@ export async function recordEvent(bus: Bus, messageId: string, event: MessageEve
     // Set by hand: the client's `expect.lastSubjectSequence` leaves out 0 ("no events yet").
     hdrs.set('Nats-Expected-Last-Subject-Sequence', String(state.lastSeq));
     try {
-      const ack = await bus.js.publish(subject, encode({ ...admitted, at, node, ...(packed.byteLength <= SNAPSHOT_MAX_BYTES ? { state: snapshot, prev: state.lastSeq } : {}) }, { ignoreUndefined: true }), { headers: hdrs, expect: { streamName: STREAMS.events } });
+      const ack = await bus.js.publish(
+        subject,
+        encode(
+          { ...admitted, at, node, ...(packed.byteLength <= SNAPSHOT_MAX_BYTES ? { state: snapshot, prev: state.lastSeq } : {}) },
+          { ignoreUndefined: true },
+        ),
+        { headers: hdrs, expect: { streamName: STREAMS.events } },
+      );
       if (known) known.state = { ...next, lastSeq: ack.seq };
       return admitted;
     } catch (err) {

@@ -27,6 +27,9 @@ it('does not count an attempt that ended while NATS was away as a death', async 
   await tracker.end(msg);
   await nats.restart();
   const kv = await new Kvm(bus.js).open(INFLIGHT_BUCKET);
-  await waitFor(async () => ((await kv.get(PoisonTracker.key(msg)).catch(() => null))?.operation === 'PURGE' ? true : undefined), { timeoutMs: 20_000, what: 'the marker cleared once NATS is back' });
+  await waitFor(async () => ((await kv.get(PoisonTracker.key(msg)).catch(() => null))?.operation === 'PURGE' ? true : undefined), {
+    timeoutMs: 20_000,
+    what: 'the marker cleared once NATS is back',
+  });
   expect(await tracker.begin(msg)).toBe(0);
 });

@@ -80,7 +80,11 @@ export class PoisonTracker {
   /** Moves the item to MAIL_POISON (kept for the administrator) and out of its work queue. */
   async park(msg: JsMsg, crashes: number, reason: string): Promise<void> {
     const subject = `mail.poison.${msg.info.stream.toLowerCase()}`;
-    await publishDurable(this.#bus, subject, msg.data, { msgID: `poison:${PoisonTracker.key(msg)}`, expectStream: STREAMS.poison, headers: { 'Transit-Poison-Crashes': String(crashes), 'Transit-Poison-Subject': msg.subject, 'Transit-Poison-Reason': reason } });
+    await publishDurable(this.#bus, subject, msg.data, {
+      msgID: `poison:${PoisonTracker.key(msg)}`,
+      expectStream: STREAMS.poison,
+      headers: { 'Transit-Poison-Crashes': String(crashes), 'Transit-Poison-Subject': msg.subject, 'Transit-Poison-Reason': reason },
+    });
     msg.term();
     await this.end(msg);
   }

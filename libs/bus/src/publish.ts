@@ -28,7 +28,12 @@ const LIMIT_REACHED = /maximum (messages|bytes|consumers) exceeded|insufficient 
  * Refuses up front while disconnected, so a publish is never left buffered in the client,
  * to be written after the caller already answered 4xx (and the sender retried).
  */
-export async function publishDurable(bus: Bus, subject: string, payload: Uint8Array, opts: { msgID: string; timeoutMs?: number; expectStream?: string; headers?: Record<string, string> }): Promise<PubAck> {
+export async function publishDurable(
+  bus: Bus,
+  subject: string,
+  payload: Uint8Array,
+  opts: { msgID: string; timeoutMs?: number; expectStream?: string; headers?: Record<string, string> },
+): Promise<PubAck> {
   if (!bus.connected()) throw new BusUnavailableError('not connected to NATS');
   const hdrs: MsgHdrs = headers();
   for (const [k, v] of Object.entries(opts.headers ?? {})) hdrs.set(k, v);
@@ -54,16 +59,26 @@ export async function publishDurable(bus: Bus, subject: string, payload: Uint8Ar
  * same id either stores it or is acknowledged as a duplicate, and both mean "durable". Only
  * when the budget is spent is the outcome left unknown to the caller.
  */
-export async function publishDurableWithin(bus: Bus, subject: string, payload: Uint8Array, opts: { msgID: string; expectStream?: string; budgetMs: number }): Promise<PubAck> {
+export async function publishDurableWithin(
+  bus: Bus,
+  subject: string,
+  payload: Uint8Array,
+  opts: { msgID: string; expectStream?: string; budgetMs: number },
+): Promise<PubAck> {
   const deadline = Date.now() + opts.budgetMs;
   for (let attempt = 1; ; attempt++) {
     try {
-      const ack = await publishDurable(bus, subject, payload, { msgID: opts.msgID, timeoutMs: Math.max(1000, Math.min(5000, deadline - Date.now())), ...(opts.expectStream ? { expectStream: opts.expectStream } : {}) });
+      const ack = await publishDurable(bus, subject, payload, {
+        msgID: opts.msgID,
+        timeoutMs: Math.max(1000, Math.min(5000, deadline - Date.now())),
+        ...(opts.expectStream ? { expectStream: opts.expectStream } : {}),
+      });
       // "Duplicate" after a failed attempt should mean the first one was stored, but a leader
       // can know an id it has not committed yet: only a stored copy proves it. (It may also
       // already be consumed from a work queue; then the sender is told to retry — a possible
       // duplicate, never a loss.)
-      if (ack.duplicate && attempt > 1 && !(await storedUnder(bus, ack, opts.msgID))) throw new BusUnavailableError(`publish to ${subject}: reported as a duplicate of a message that is not stored`);
+      if (ack.duplicate && attempt > 1 && !(await storedUnder(bus, ack, opts.msgID)))
+        throw new BusUnavailableError(`publish to ${subject}: reported as a duplicate of a message that is not stored`);
       return ack;
     } catch (err) {
       if (err instanceof QueueFullError || Date.now() + 500 >= deadline) throw err;

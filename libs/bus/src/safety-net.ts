@@ -40,7 +40,10 @@ export async function resubmitFromSafetyNet(bus: Bus, req: ResubmitRequest): Pro
       const recipients = item.envelope.recipients.filter((r) => matches(r.address));
       if (recipients.length === 0 || item.hop.type !== 'mailbox') return;
       const again = { ...item, envelope: { ...item.envelope, recipients }, attempt: 0, notBefore: 0, resubmitted: true };
-      await publishDurable(bus, SUBJECTS.mailbox(item.hop.database), encodeDeliveryItem(again), { msgID: `${item.envelope.id}:resubmit:${m.seq}:${stamp}`, expectStream: STREAMS.deliver });
+      await publishDurable(bus, SUBJECTS.mailbox(item.hop.database), encodeDeliveryItem(again), {
+        msgID: `${item.envelope.id}:resubmit:${m.seq}:${stamp}`,
+        expectStream: STREAMS.deliver,
+      });
       await recordEvent(bus, item.envelope.id, { type: 'Resubmitted', source: 'SAFETYNET', recipients: recipients.map((r) => r.address) }, req.node);
       result.messages++;
       result.recipients += recipients.length;

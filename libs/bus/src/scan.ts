@@ -6,7 +6,12 @@
 import { DeliverPolicy, type JsMsg } from '@nats-io/jetstream';
 import type { Bus } from './connection.ts';
 
-export async function scanStream(bus: Bus, stream: string, visit: (m: JsMsg) => Promise<boolean | void> | boolean | void, opts: { since?: Date } = {}): Promise<number> {
+export async function scanStream(
+  bus: Bus,
+  stream: string,
+  visit: (m: JsMsg) => Promise<boolean | void> | boolean | void,
+  opts: { since?: Date } = {},
+): Promise<number> {
   const { state } = await bus.jsm.streams.info(stream);
   if (state.messages === 0 || (opts.since && new Date(state.last_ts) < opts.since)) return 0;
   const consumer = await bus.js.consumers.get(stream, opts.since ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: opts.since.toISOString() } : {});

@@ -83,15 +83,39 @@ export async function ensureTopology(bus: Bus, opts: TopologyOptions): Promise<v
     max_msgs: opts.submitMaxMessages ?? -1,
     max_bytes: opts.submitMaxBytes ?? -1,
   });
-  await ensureStream(jsm, STREAMS.deliver, { ...common, name: STREAMS.deliver, subjects: ['mail.deliver.>'], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New });
+  await ensureStream(jsm, STREAMS.deliver, {
+    ...common,
+    name: STREAMS.deliver,
+    subjects: ['mail.deliver.>'],
+    retention: RetentionPolicy.Workqueue,
+    discard: DiscardPolicy.New,
+  });
   // The per-message event log: each message's state (the fold of its events) and message tracking.
-  await ensureStream(jsm, STREAMS.events, { ...common, name: STREAMS.events, subjects: ['mail.evt.>'], retention: RetentionPolicy.Limits, max_age: (opts.eventRetentionSeconds ?? 7 * 24 * 3600) * 1000 * NS_PER_MS });
+  await ensureStream(jsm, STREAMS.events, {
+    ...common,
+    name: STREAMS.events,
+    subjects: ['mail.evt.>'],
+    retention: RetentionPolicy.Limits,
+    max_age: (opts.eventRetentionSeconds ?? 7 * 24 * 3600) * 1000 * NS_PER_MS,
+  });
 
   // Safety Net: copies of delivered mailbox items, for resubmission after a mailbox store is lost.
-  await ensureStream(jsm, STREAMS.safetyNet, { ...common, name: STREAMS.safetyNet, subjects: ['mail.safetynet.>'], retention: RetentionPolicy.Limits, max_age: (opts.safetyNetHoldSeconds ?? 2 * 24 * 3600) * 1000 * NS_PER_MS });
+  await ensureStream(jsm, STREAMS.safetyNet, {
+    ...common,
+    name: STREAMS.safetyNet,
+    subjects: ['mail.safetynet.>'],
+    retention: RetentionPolicy.Limits,
+    max_age: (opts.safetyNetHoldSeconds ?? 2 * 24 * 3600) * 1000 * NS_PER_MS,
+  });
 
   // Poison messages: parked here, never retried automatically, kept 30 days for the administrator.
-  await ensureStream(jsm, STREAMS.poison, { ...common, name: STREAMS.poison, subjects: ['mail.poison.>'], retention: RetentionPolicy.Limits, max_age: 30 * DAY_MS * NS_PER_MS });
+  await ensureStream(jsm, STREAMS.poison, {
+    ...common,
+    name: STREAMS.poison,
+    subjects: ['mail.poison.>'],
+    retention: RetentionPolicy.Limits,
+    max_age: 30 * DAY_MS * NS_PER_MS,
+  });
 
   const consumer = (durable: string, filter: string) => ({
     durable_name: durable,

@@ -5,7 +5,18 @@
  * the publisher's child. Only @opentelemetry/api is used here: without a configured SDK
  * (libs/service starts it from OTEL_* variables) every call is a no-op.
  */
-import { context, propagation, trace, SpanKind, SpanStatusCode, type Attributes, type Context, type Span, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api';
+import {
+  context,
+  propagation,
+  trace,
+  SpanKind,
+  SpanStatusCode,
+  type Attributes,
+  type Context,
+  type Span,
+  type TextMapGetter,
+  type TextMapSetter,
+} from '@opentelemetry/api';
 import type { MsgHdrs } from '@nats-io/transport-node';
 
 export const tracer = trace.getTracer('transit');
@@ -28,7 +39,11 @@ export function extractTrace(hdrs: MsgHdrs | undefined): Context {
 }
 
 /** Runs `fn` in a new span (a child of `parent`, default the active context), ending it when `fn` settles. */
-export async function inSpan<T>(name: string, opts: { kind?: SpanKind; attributes?: Attributes; parent?: Context }, fn: (span: Span) => Promise<T>): Promise<T> {
+export async function inSpan<T>(
+  name: string,
+  opts: { kind?: SpanKind; attributes?: Attributes; parent?: Context },
+  fn: (span: Span) => Promise<T>,
+): Promise<T> {
   const parent = opts.parent ?? context.active();
   const span = tracer.startSpan(name, { kind: opts.kind ?? SpanKind.INTERNAL, ...(opts.attributes ? { attributes: opts.attributes } : {}) }, parent);
   try {

@@ -82,7 +82,19 @@ export async function startLocalCluster(opts: ClusterOptions): Promise<LocalClus
     const args = ['-a', host, '-p', String(clientPorts[node]), '-js', '-sd', dir];
     if (opts.natsCluster) {
       const routes = opts.natsCluster.routePorts;
-      args.push('--server_name', `n${node}`, '--cluster_name', 'transit', '--cluster', `nats://${host}:${routes[node]}`, '--routes', routes.filter((_r, i) => i !== node).map((r) => `nats://${host}:${r}`).join(','));
+      args.push(
+        '--server_name',
+        `n${node}`,
+        '--cluster_name',
+        'transit',
+        '--cluster',
+        `nats://${host}:${routes[node]}`,
+        '--routes',
+        routes
+          .filter((_r, i) => i !== node)
+          .map((r) => `nats://${host}:${r}`)
+          .join(','),
+      );
     }
     const p = startProcess(`nats-server-${node}`, bin, args, { logFile: join(logDir, natsNodes.length > 1 ? `nats-server-${node}.log` : 'nats-server.log') });
     natsNodes[node] = p;
@@ -123,8 +135,20 @@ export async function startLocalCluster(opts: ClusterOptions): Promise<LocalClus
   const processName = (role: Role, replica: number) => (replica === 0 ? role : `${role}-${replica}`);
   const spawnRole = (role: Role, replica = 0): Supervised => {
     const name = processName(role, replica);
-    const replicaEnv: NodeJS.ProcessEnv = replica === 0 ? env : { ...env, TRANSIT_PORT_OFFSET: String(offsetOf(replica)), TRANSIT_NODE_NAME: `${env.TRANSIT_NODE_NAME ?? 'node'}-${replica}`, TRANSIT_PROTOCOL_LOG_DIR: join(varDir, 'logs', `replica-${replica}`, 'ProtocolLog') };
-    const p = startProcess(name, process.execPath, [join(repoRoot, 'services', role, 'src', 'main.ts')], { env: replicaEnv, cwd: repoRoot, logFile: join(logDir, `${name}.log`) });
+    const replicaEnv: NodeJS.ProcessEnv =
+      replica === 0
+        ? env
+        : {
+            ...env,
+            TRANSIT_PORT_OFFSET: String(offsetOf(replica)),
+            TRANSIT_NODE_NAME: `${env.TRANSIT_NODE_NAME ?? 'node'}-${replica}`,
+            TRANSIT_PROTOCOL_LOG_DIR: join(varDir, 'logs', `replica-${replica}`, 'ProtocolLog'),
+          };
+    const p = startProcess(name, process.execPath, [join(repoRoot, 'services', role, 'src', 'main.ts')], {
+      env: replicaEnv,
+      cwd: repoRoot,
+      logFile: join(logDir, `${name}.log`),
+    });
     roles.set(key(role, replica), p);
     return p;
   };
@@ -173,7 +197,14 @@ export async function startLocalCluster(opts: ClusterOptions): Promise<LocalClus
   };
   try {
     const replicated = (role: Role, replica: number) => replica === 0 || !opts.replicaRoles || opts.replicaRoles.includes(role);
-    await Promise.all((opts.roles ?? ROLES).flatMap((role) => offsets.map((_o, replica) => replica).filter((replica) => replicated(role, replica)).map((replica) => startRole(role, replica))));
+    await Promise.all(
+      (opts.roles ?? ROLES).flatMap((role) =>
+        offsets
+          .map((_o, replica) => replica)
+          .filter((replica) => replicated(role, replica))
+          .map((replica) => startRole(role, replica)),
+      ),
+    );
   } catch (err) {
     await cluster.stop();
     throw err;

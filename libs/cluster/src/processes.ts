@@ -8,7 +8,10 @@ import { connect } from 'node:net';
 
 export function findBinary(name: string, candidates: string[]): string {
   for (const c of candidates) if (existsSync(c)) return c;
-  const onPath = (process.env.PATH ?? '').split(':').map((d) => `${d}/${name}`).find((p) => existsSync(p));
+  const onPath = (process.env.PATH ?? '')
+    .split(':')
+    .map((d) => `${d}/${name}`)
+    .find((p) => existsSync(p));
   if (onPath) return onPath;
   throw new Error(`${name} not found: install it with "apt-get install ${name}" (or run "bash scripts/setup.sh")`);
 }

@@ -48,7 +48,12 @@ export function directoryOf(cfg: DirectorySource): DirectoryIndex {
 function localPart(dir: DirectoryIndex, name: string): string | undefined {
   const slash = name.indexOf('\\');
   if (slash < 0) return name.trim().toLowerCase();
-  return name.slice(0, slash).trim().toLowerCase() === dir.netBiosName.toLowerCase() ? name.slice(slash + 1).trim().toLowerCase() : undefined;
+  return name.slice(0, slash).trim().toLowerCase() === dir.netBiosName.toLowerCase()
+    ? name
+        .slice(slash + 1)
+        .trim()
+        .toLowerCase()
+    : undefined;
 }
 
 /** The account a logon name (UPN, `DOMAIN\user`, primary SMTP address, or bare logon name) belongs to. */
@@ -80,7 +85,10 @@ export function groupsOf(dir: DirectoryIndex, account: DirectoryAccount): Direct
   const isMember = (group: DirectoryGroupEntry, target: DirectoryObject) =>
     group.Members.some((m) => {
       const r = resolveDirectoryName(dir, m);
-      return r !== undefined && (r.kind === 'account' ? target.kind === 'account' && r.account === target.account : target.kind === 'group' && r.group === target.group);
+      return (
+        r !== undefined &&
+        (r.kind === 'account' ? target.kind === 'account' && r.account === target.account : target.kind === 'group' && r.group === target.group)
+      );
     });
   const queue: DirectoryObject[] = [{ kind: 'account', account }];
   while (queue.length > 0) {

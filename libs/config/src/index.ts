@@ -50,7 +50,17 @@ export {
   type WellKnownPrincipal,
 } from './directory.ts';
 export { hashPassword, hashPlaintextPasswords, verifyPassword } from './credentials.ts';
-export { intervalContains, intervalSize, intervalsPartiallyOverlap, normalizeIp, parseBinding, parseIp, parseIpRange, type Binding, type IpInterval } from './ip.ts';
+export {
+  intervalContains,
+  intervalSize,
+  intervalsPartiallyOverlap,
+  normalizeIp,
+  parseBinding,
+  parseIp,
+  parseIpRange,
+  type Binding,
+  type IpInterval,
+} from './ip.ts';
 export { ConfigError, loadOrganizationConfig, parseOrganizationConfig, parseOrganizationYaml } from './load.ts';
 export { processSettings, runtimeSettings, type RuntimeSettings } from './runtime.ts';
 export {

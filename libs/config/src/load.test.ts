@@ -1,6 +1,18 @@
 import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, retrySchedule, directoryOf, findLogon, groupsOf, hashPassword, parseIpRange, parseOrganizationConfig, parseOrganizationYaml, resolvePrincipal, verifyPassword } from './index.ts';
+import {
+  ConfigError,
+  retrySchedule,
+  directoryOf,
+  findLogon,
+  groupsOf,
+  hashPassword,
+  parseIpRange,
+  parseOrganizationConfig,
+  parseOrganizationYaml,
+  resolvePrincipal,
+  verifyPassword,
+} from './index.ts';
 
 const minimal = {
   Organization: { Name: 'T' },
@@ -32,24 +44,74 @@ describe('organisation configuration', () => {
   it.each([
     ['None combined', connector({ AuthMechanism: ['None', 'Tls'] }), /ReceiveConnectors\.0\.AuthMechanism: None cannot be combined/],
     ['BasicAuthRequireTLS alone', connector({ AuthMechanism: ['BasicAuthRequireTLS'] }), /requires BasicAuth and Tls/],
-    ['ExternalAuthoritative without ExchangeServers', connector({ AuthMechanism: ['ExternalAuthoritative'], PermissionGroups: ['AnonymousUsers'] }), /requires PermissionGroups/],
+    [
+      'ExternalAuthoritative without ExchangeServers',
+      connector({ AuthMechanism: ['ExternalAuthoritative'], PermissionGroups: ['AnonymousUsers'] }),
+      /requires PermissionGroups/,
+    ],
     ['a bad binding', connector({ Bindings: ['25'] }), /Bindings\.0: expected IPv4:port/],
-    ['a bad binding beside another connector', { ...minimal, ReceiveConnectors: [{ Name: 'A', TransportRole: 'FrontendTransport', Bindings: ['25'] }, { Name: 'B', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:25', '25'] }] }, /ReceiveConnectors\.0\.Bindings\.0: expected IPv4:port/],
+    [
+      'a bad binding beside another connector',
+      {
+        ...minimal,
+        ReceiveConnectors: [
+          { Name: 'A', TransportRole: 'FrontendTransport', Bindings: ['25'] },
+          { Name: 'B', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:25', '25'] },
+        ],
+      },
+      /ReceiveConnectors\.0\.Bindings\.0: expected IPv4:port/,
+    ],
     ['a banner without 220', connector({ Banner: 'hello' }), /Banner must start/],
     ['no default domain', { ...minimal, AcceptedDomains: [{ DomainName: 'a.test' }] }, /exactly one accepted domain must be Default \(found 0\)/],
-    ['an address used twice', { ...minimal, Mailboxes: [{ Name: 'A', PrimarySmtpAddress: 'a@contoso.test' }, { Name: 'B', PrimarySmtpAddress: 'x@contoso.test', EmailAddresses: ['A@contoso.test'] }] }, /A@contoso.test of B is already used by A/],
+    [
+      'an address used twice',
+      {
+        ...minimal,
+        Mailboxes: [
+          { Name: 'A', PrimarySmtpAddress: 'a@contoso.test' },
+          { Name: 'B', PrimarySmtpAddress: 'x@contoso.test', EmailAddresses: ['A@contoso.test'] },
+        ],
+      },
+      /A@contoso.test of B is already used by A/,
+    ],
     ['an unknown field (a typo)', connector({ MaxRecipientsPerMesage: 10 }), /ReceiveConnectors\.0: Unrecognized key: "MaxRecipientsPerMesage"/],
     ['a bad remote range', connector({ RemoteIPRanges: ['10.0.0.0/33'] }), /RemoteIPRanges\.0: expected an IP address, a CIDR block/],
-    ['ExternalAuthoritative with BasicAuth', connector({ AuthMechanism: ['ExternalAuthoritative', 'BasicAuth'], PermissionGroups: ['ExchangeServers'] }), /ExternalAuthoritative can only be combined with Tls/],
+    [
+      'ExternalAuthoritative with BasicAuth',
+      connector({ AuthMechanism: ['ExternalAuthoritative', 'BasicAuth'], PermissionGroups: ['ExchangeServers'] }),
+      /ExternalAuthoritative can only be combined with Tls/,
+    ],
     ['RequireTLS without Tls', connector({ AuthMechanism: ['None'], RequireTLS: true }), /RequireTLS needs Tls/],
     ['a plaintext password', { ...minimal, Users: [{ Name: 'u', PasswordHash: 'secret' }] }, /PasswordHash: expected a hash/],
-    ['an unknown extended right', { ...minimal, ...connector({}), Permissions: [{ Identity: 'C', User: 'NT AUTHORITY\\ANONYMOUS LOGON', ExtendedRights: ['ms-Exch-SMTP-Fly'] }] }, /unknown extended right ms-Exch-SMTP-Fly/],
-    ['a permission on a missing connector', { ...minimal, ...connector({}), Permissions: [{ Identity: 'Nope', User: 'NT AUTHORITY\\ANONYMOUS LOGON', ExtendedRights: ['ms-Exch-SMTP-Submit'] }] }, /Permissions\.0\.Identity: no receive connector Nope/],
-    ['a permission for a missing user', { ...minimal, ...connector({}), Permissions: [{ Identity: 'C', User: 'CONTOSO\\ghost', ExtendedRights: ['ms-Exch-SMTP-Submit'] }] }, /Permissions\.0\.User: no security principal CONTOSO\\ghost/],
-    ['a group with an unknown member', { ...minimal, Groups: [{ Name: 'G', Members: ['ghost'] }] }, /Groups\.0\.Members\.0: no user, mailbox or group named ghost/],
+    [
+      'an unknown extended right',
+      { ...minimal, ...connector({}), Permissions: [{ Identity: 'C', User: 'NT AUTHORITY\\ANONYMOUS LOGON', ExtendedRights: ['ms-Exch-SMTP-Fly'] }] },
+      /unknown extended right ms-Exch-SMTP-Fly/,
+    ],
+    [
+      'a permission on a missing connector',
+      { ...minimal, ...connector({}), Permissions: [{ Identity: 'Nope', User: 'NT AUTHORITY\\ANONYMOUS LOGON', ExtendedRights: ['ms-Exch-SMTP-Submit'] }] },
+      /Permissions\.0\.Identity: no receive connector Nope/,
+    ],
+    [
+      'a permission for a missing user',
+      { ...minimal, ...connector({}), Permissions: [{ Identity: 'C', User: 'CONTOSO\\ghost', ExtendedRights: ['ms-Exch-SMTP-Submit'] }] },
+      /Permissions\.0\.User: no security principal CONTOSO\\ghost/,
+    ],
+    [
+      'a group with an unknown member',
+      { ...minimal, Groups: [{ Name: 'G', Members: ['ghost'] }] },
+      /Groups\.0\.Members\.0: no user, mailbox or group named ghost/,
+    ],
     [
       'two connectors with the same binding and ranges',
-      { ...minimal, ReceiveConnectors: [{ Name: 'A', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:25'] }, { Name: 'B', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:25'] }] },
+      {
+        ...minimal,
+        ReceiveConnectors: [
+          { Name: 'A', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:25'] },
+          { Name: 'B', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:25'] },
+        ],
+      },
       /B and A have the same binding and the same RemoteIPRanges/,
     ],
     [
@@ -63,15 +125,35 @@ describe('organisation configuration', () => {
       },
       /RemoteIPRanges of B and A partially overlap/,
     ],
-    ['a load balancer on a binding no connector has', balanced({ Bindings: ['0.0.0.0:25', '0.0.0.0:2526'] }), /LoadBalancers\.0\.Bindings\.1: no receive connector has binding 0\.0\.0\.0:2526/],
-    ['a load balancer on the right port but another address', balanced({ Bindings: ['10.0.0.1:25'] }), /LoadBalancers\.0\.Bindings\.0: no receive connector has binding 10\.0\.0\.1:25/],
+    [
+      'a load balancer on a binding no connector has',
+      balanced({ Bindings: ['0.0.0.0:25', '0.0.0.0:2526'] }),
+      /LoadBalancers\.0\.Bindings\.1: no receive connector has binding 0\.0\.0\.0:2526/,
+    ],
+    [
+      'a load balancer on the right port but another address',
+      balanced({ Bindings: ['10.0.0.1:25'] }),
+      /LoadBalancers\.0\.Bindings\.0: no receive connector has binding 10\.0\.0\.1:25/,
+    ],
     ['a load balancer with a bad binding', balanced({ Bindings: ['25'] }), /LoadBalancers\.0\.Bindings\.0: expected IPv4:port/],
-    ['a load balancer with a bad range', balanced({ RemoteIPRanges: ['10.0.0.0/40'] }), /LoadBalancers\.0\.RemoteIPRanges\.0: expected an IP address, a CIDR block/],
+    [
+      'a load balancer with a bad range',
+      balanced({ RemoteIPRanges: ['10.0.0.0/40'] }),
+      /LoadBalancers\.0\.RemoteIPRanges\.0: expected an IP address, a CIDR block/,
+    ],
     ['a load balancer without ranges (whom to trust must be said)', balanced({ RemoteIPRanges: undefined }), /LoadBalancers\.0\.RemoteIPRanges: /],
     ['a load balancer without bindings', balanced({ Bindings: [] }), /LoadBalancers\.0\.Bindings: /],
     ['a typo in a load balancer', balanced({ RemoteIpRanges: ['10.0.0.1'] }), /LoadBalancers\.0: Unrecognized key: "RemoteIpRanges"/],
-    ['two load balancers with one name', balanced({}, [{ Name: 'HAProxy', Bindings: ['0.0.0.0:25'], RemoteIPRanges: ['10.0.1.0/24'] }]), /LoadBalancers\.1\.Name: duplicate load balancer name HAProxy/],
-    ['a smart-host connector without hosts', { ...minimal, SendConnectors: [{ Name: 'S', AddressSpaces: ['*'], DNSRoutingEnabled: false }] }, /SmartHosts: a connector without DNS routing/],
+    [
+      'two load balancers with one name',
+      balanced({}, [{ Name: 'HAProxy', Bindings: ['0.0.0.0:25'], RemoteIPRanges: ['10.0.1.0/24'] }]),
+      /LoadBalancers\.1\.Name: duplicate load balancer name HAProxy/,
+    ],
+    [
+      'a smart-host connector without hosts',
+      { ...minimal, SendConnectors: [{ Name: 'S', AddressSpaces: ['*'], DNSRoutingEnabled: false }] },
+      /SmartHosts: a connector without DNS routing/,
+    ],
   ])('refuses %s, naming the field', (_name, doc, message) => {
     expect(() => parseOrganizationConfig(doc)).toThrow(ConfigError);
     expect(() => parseOrganizationConfig(doc)).toThrow(message);
@@ -94,7 +176,13 @@ describe('organisation configuration', () => {
     ['identical ranges on different local IPs', ['10.0.0.0/8'], ['10.0.0.0/8'], ['0.0.0.0:25'], ['192.168.1.10:25']],
     ['identical ranges on different ports', ['10.0.0.0/8'], ['10.0.0.0/8'], ['0.0.0.0:25'], ['0.0.0.0:2525']],
   ])('accepts %s', (_name, ra, rb, ba, bb) => {
-    const doc = { ...minimal, ReceiveConnectors: [{ Name: 'A', TransportRole: 'FrontendTransport', Bindings: ba, RemoteIPRanges: ra }, { Name: 'B', TransportRole: 'FrontendTransport', Bindings: bb, RemoteIPRanges: rb }] };
+    const doc = {
+      ...minimal,
+      ReceiveConnectors: [
+        { Name: 'A', TransportRole: 'FrontendTransport', Bindings: ba, RemoteIPRanges: ra },
+        { Name: 'B', TransportRole: 'FrontendTransport', Bindings: bb, RemoteIPRanges: rb },
+      ],
+    };
     expect(parseOrganizationConfig(doc).ReceiveConnectors).toHaveLength(2);
   });
 
@@ -102,10 +190,27 @@ describe('organisation configuration', () => {
     expect(parseOrganizationConfig(connector({})).LoadBalancers).toEqual([]);
     const cfg = parseOrganizationConfig({
       ...minimal,
-      ReceiveConnectors: [{ Name: 'C', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:25', '[::]:25'] }, { Name: 'Off', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:26'], Enabled: false }],
-      LoadBalancers: [{ Name: 'haproxy', Bindings: ['0.0.0.0:25', '[0:0::0]:25', '0.0.0.0:26'], RemoteIPRanges: ['10.0.0.0/24', '2001:db8::5', '10.0.1.1-10.0.1.9'], Comment: 'edge pair' }],
+      ReceiveConnectors: [
+        { Name: 'C', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:25', '[::]:25'] },
+        { Name: 'Off', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:26'], Enabled: false },
+      ],
+      LoadBalancers: [
+        {
+          Name: 'haproxy',
+          Bindings: ['0.0.0.0:25', '[0:0::0]:25', '0.0.0.0:26'],
+          RemoteIPRanges: ['10.0.0.0/24', '2001:db8::5', '10.0.1.1-10.0.1.9'],
+          Comment: 'edge pair',
+        },
+      ],
     });
-    expect(cfg.LoadBalancers).toEqual([{ Name: 'haproxy', Bindings: ['0.0.0.0:25', '[0:0::0]:25', '0.0.0.0:26'], RemoteIPRanges: ['10.0.0.0/24', '2001:db8::5', '10.0.1.1-10.0.1.9'], Comment: 'edge pair' }]);
+    expect(cfg.LoadBalancers).toEqual([
+      {
+        Name: 'haproxy',
+        Bindings: ['0.0.0.0:25', '[0:0::0]:25', '0.0.0.0:26'],
+        RemoteIPRanges: ['10.0.0.0/24', '2001:db8::5', '10.0.1.1-10.0.1.9'],
+        Comment: 'edge pair',
+      },
+    ]);
   });
 
   it('applies Usage defaults at creation, then forgets Usage', () => {
@@ -118,7 +223,14 @@ describe('organisation configuration', () => {
   it('defaults BareLineFeedHandling to Reject where anonymous clients can reach a connector, Normalize elsewhere', async () => {
     const cfg = parseOrganizationYaml(await readFile(new URL('../../../config/examples/contoso.yaml', import.meta.url), 'utf8'));
     const handling = Object.fromEntries(cfg.ReceiveConnectors.map((c) => [c.Name, c.BareLineFeedHandling]));
-    expect(handling).toMatchObject({ 'Default Frontend': 'Reject', 'Client Frontend': 'Normalize', 'Outbound Proxy Frontend': 'Normalize', Default: 'Normalize', 'Client Proxy': 'Normalize', 'Application Relay': 'Normalize' });
+    expect(handling).toMatchObject({
+      'Default Frontend': 'Reject',
+      'Client Frontend': 'Normalize',
+      'Outbound Proxy Frontend': 'Normalize',
+      Default: 'Normalize',
+      'Client Proxy': 'Normalize',
+      'Application Relay': 'Normalize',
+    });
     expect(cfg.ReceiveConnectors.every((c) => c.MaxLineLength === 1000)).toBe(true);
   });
 
@@ -138,7 +250,11 @@ describe('organisation configuration', () => {
     ['MaxLineLength above 1000', { MaxLineLength: 1001 }, /ReceiveConnectors\.0\.MaxLineLength: Too big/],
     ['MaxLineLength below 80', { MaxLineLength: 79 }, /ReceiveConnectors\.0\.MaxLineLength: Too small/],
     ['MaxLineLength not a whole number', { MaxLineLength: 500.5 }, /ReceiveConnectors\.0\.MaxLineLength/],
-    ['an unknown BareLineFeedHandling', { BareLineFeedHandling: 'Strip' }, /ReceiveConnectors\.0\.BareLineFeedHandling: Invalid option: expected one of "Reject"\|"Normalize"/],
+    [
+      'an unknown BareLineFeedHandling',
+      { BareLineFeedHandling: 'Strip' },
+      /ReceiveConnectors\.0\.BareLineFeedHandling: Invalid option: expected one of "Reject"\|"Normalize"/,
+    ],
   ])('refuses %s', (_name, over, message) => {
     expect(() => parseOrganizationConfig(connector(over))).toThrow(message);
   });
@@ -153,8 +269,18 @@ describe('organisation configuration', () => {
   });
 
   it('reads Exchange time spans and sizes', () => {
-    const c = parseOrganizationConfig(connector({ ConnectionTimeout: '00:10:00', ConnectionInactivityTimeout: '00:05:00', TarpitInterval: '00:00:00', MaxMessageSize: '36 MB (37,748,736 bytes)', MaxHeaderSize: '64KB' })).ReceiveConnectors[0]!;
-    expect([c.ConnectionTimeout, c.ConnectionInactivityTimeout, c.TarpitInterval, c.MaxMessageSize, c.MaxHeaderSize]).toEqual([600, 300, 0, 37_748_736, 65_536]);
+    const c = parseOrganizationConfig(
+      connector({
+        ConnectionTimeout: '00:10:00',
+        ConnectionInactivityTimeout: '00:05:00',
+        TarpitInterval: '00:00:00',
+        MaxMessageSize: '36 MB (37,748,736 bytes)',
+        MaxHeaderSize: '64KB',
+      }),
+    ).ReceiveConnectors[0]!;
+    expect([c.ConnectionTimeout, c.ConnectionInactivityTimeout, c.TarpitInterval, c.MaxMessageSize, c.MaxHeaderSize]).toEqual([
+      600, 300, 0, 37_748_736, 65_536,
+    ]);
   });
 });
 
@@ -162,7 +288,16 @@ describe('retry schedule', () => {
   it("follows Exchange's intervals by default, and an explicit schedule when given", () => {
     const ts = parseOrganizationConfig(minimal).TransportSettings;
     expect(retrySchedule(ts)).toEqual([60, 60, 60, 60, 300, 300, 300, 300, 300, 300, 600]);
-    const tuned = parseOrganizationConfig({ ...minimal, TransportSettings: { GlitchRetryCount: 1, GlitchRetryInterval: '00:00:30', TransientFailureRetryCount: 2, TransientFailureRetryInterval: '00:02:00', OutboundConnectionFailureRetryInterval: '00:15:00' } }).TransportSettings;
+    const tuned = parseOrganizationConfig({
+      ...minimal,
+      TransportSettings: {
+        GlitchRetryCount: 1,
+        GlitchRetryInterval: '00:00:30',
+        TransientFailureRetryCount: 2,
+        TransientFailureRetryInterval: '00:02:00',
+        OutboundConnectionFailureRetryInterval: '00:15:00',
+      },
+    }).TransportSettings;
     expect(retrySchedule(tuned)).toEqual([30, 120, 120, 900]);
     expect(retrySchedule(parseOrganizationConfig({ ...minimal, TransportSettings: { TransientRetrySchedule: [1] } }).TransportSettings)).toEqual([1]);
   });
@@ -212,7 +347,11 @@ describe('directory', () => {
   it('resolves principals and nested group membership without looping', () => {
     expect(resolvePrincipal(dir, 'nt authority\\anonymous logon')).toEqual({ kind: 'well-known', name: 'NT AUTHORITY\\ANONYMOUS LOGON' });
     expect(resolvePrincipal(dir, 'CONTOSO\\Relay Accounts')?.kind).toBe('group');
-    expect(groupsOf(dir, findLogon(dir, 'asmith')!).map((g) => g.Name).sort()).toEqual(['Inner', 'Relay Accounts']);
+    expect(
+      groupsOf(dir, findLogon(dir, 'asmith')!)
+        .map((g) => g.Name)
+        .sort(),
+    ).toEqual(['Inner', 'Relay Accounts']);
   });
 });
 

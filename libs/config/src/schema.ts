@@ -32,7 +32,10 @@ export type ExtendedRight = (typeof EXTENDED_RIGHTS)[number];
 
 /** `ms-Exch-SMTP-Submit`, `MS-EXCH-smtp-submit` and `SMTP-Submit` all name the same right. */
 export function normalizeExtendedRight(name: string): ExtendedRight | undefined {
-  const bare = name.trim().replace(/^ms-exch-/i, '').toLowerCase();
+  const bare = name
+    .trim()
+    .replace(/^ms-exch-/i, '')
+    .toLowerCase();
   return EXTENDED_RIGHTS.find((r) => r.toLowerCase() === bare);
 }
 
@@ -80,7 +83,9 @@ const bindingSchema = z.string().refine((b) => {
   }
 }, 'expected IPv4:port or [IPv6]:port, e.g. 0.0.0.0:25 or [::]:25');
 
-const remoteRangeSchema = z.string().refine((r) => parseIpRange(r) !== undefined, 'expected an IP address, a CIDR block (a.b.c.d/n) or a range (a-b) of one family');
+const remoteRangeSchema = z
+  .string()
+  .refine((r) => parseIpRange(r) !== undefined, 'expected an IP address, a CIDR block (a.b.c.d/n) or a range (a-b) of one family');
 
 const ALL_REMOTE = ['0.0.0.0-255.255.255.255', '::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff'];
 
@@ -109,7 +114,10 @@ export const receiveConnectorSchema = z.preprocess(
   (input) => applyBareLineFeedDefault(applyUsage(input)),
   z
     .strictObject({
-      Name: z.string().min(1).regex(/^[^\\]+$/, 'a connector name cannot contain "\\" (write the server in Server)'),
+      Name: z
+        .string()
+        .min(1)
+        .regex(/^[^\\]+$/, 'a connector name cannot contain "\\" (write the server in Server)'),
       /** The server part of the identity `Server\Name`; optional, informational in a cluster. */
       Server: z.string().min(1).optional(),
       TransportRole: z.enum(['FrontendTransport', 'HubTransport']),
@@ -152,13 +160,16 @@ export const receiveConnectorSchema = z.preprocess(
     })
     .superRefine((c, ctx) => {
       const auth = c.AuthMechanism;
-      if (auth.includes('None') && auth.length > 1) ctx.addIssue({ code: 'custom', path: ['AuthMechanism'], message: 'None cannot be combined with other mechanisms' });
+      if (auth.includes('None') && auth.length > 1)
+        ctx.addIssue({ code: 'custom', path: ['AuthMechanism'], message: 'None cannot be combined with other mechanisms' });
       if (auth.includes('BasicAuthRequireTLS') && !(auth.includes('BasicAuth') && auth.includes('Tls'))) {
         ctx.addIssue({ code: 'custom', path: ['AuthMechanism'], message: 'BasicAuthRequireTLS requires BasicAuth and Tls' });
       }
       if (auth.includes('ExternalAuthoritative')) {
-        if (!c.PermissionGroups.includes('ExchangeServers')) ctx.addIssue({ code: 'custom', path: ['PermissionGroups'], message: 'ExternalAuthoritative requires PermissionGroups to include ExchangeServers' });
-        if (auth.some((m) => m !== 'ExternalAuthoritative' && m !== 'Tls')) ctx.addIssue({ code: 'custom', path: ['AuthMechanism'], message: 'ExternalAuthoritative can only be combined with Tls' });
+        if (!c.PermissionGroups.includes('ExchangeServers'))
+          ctx.addIssue({ code: 'custom', path: ['PermissionGroups'], message: 'ExternalAuthoritative requires PermissionGroups to include ExchangeServers' });
+        if (auth.some((m) => m !== 'ExternalAuthoritative' && m !== 'Tls'))
+          ctx.addIssue({ code: 'custom', path: ['AuthMechanism'], message: 'ExternalAuthoritative can only be combined with Tls' });
       }
       if (c.RequireTLS && !auth.includes('Tls')) ctx.addIssue({ code: 'custom', path: ['RequireTLS'], message: 'RequireTLS needs Tls in AuthMechanism' });
       if (c.PermissionGroups.includes('None') && c.PermissionGroups.length > 1) {
@@ -181,12 +192,21 @@ export type AcceptedDomain = z.infer<typeof acceptedDomainSchema>;
 
 const smtpAddress = z.string().regex(/^[^\s@<>]+@[^\s@<>]+$/, 'expected an SMTP address');
 /** `$scrypt$N=..,r=..,p=..$salt$hash` as written by hashPassword; plaintext is never stored. */
-const passwordHash = z.string().regex(/^\$scrypt\$N=\d+,r=\d+,p=\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/, 'expected a hash from `transitctl user set --password` (plaintext passwords are never stored)');
+const passwordHash = z
+  .string()
+  .regex(
+    /^\$scrypt\$N=\d+,r=\d+,p=\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/,
+    'expected a hash from `transitctl user set --password` (plaintext passwords are never stored)',
+  );
 
 /** Who can log on: UserPrincipalName, `DOMAIN\SamAccountName` or (for mailboxes) the primary SMTP address. */
 const accountFields = {
   UserPrincipalName: smtpAddress.optional(),
-  SamAccountName: z.string().min(1).regex(/^[^\\@\s]+$/, 'a logon name without "\\", "@" or spaces').optional(),
+  SamAccountName: z
+    .string()
+    .min(1)
+    .regex(/^[^\\@\s]+$/, 'a logon name without "\\", "@" or spaces')
+    .optional(),
   PasswordHash: passwordHash.optional(),
 };
 
@@ -217,7 +237,9 @@ export const permissionSchema = z.strictObject({
   Identity: z.string().min(1),
   /** `NT AUTHORITY\ANONYMOUS LOGON`, `MS Exchange\Externally Secured Servers`, `CONTOSO\Relay Accounts`, a UPN... */
   User: z.string().min(1),
-  ExtendedRights: z.array(z.string().transform((r, ctx) => normalizeExtendedRight(r) ?? (ctx.addIssue({ code: 'custom', message: `unknown extended right ${r}` }), z.NEVER))).min(1),
+  ExtendedRights: z
+    .array(z.string().transform((r, ctx) => normalizeExtendedRight(r) ?? (ctx.addIssue({ code: 'custom', message: `unknown extended right ${r}` }), z.NEVER)))
+    .min(1),
   Deny: z.boolean().default(false),
 });
 export type PermissionEntry = z.infer<typeof permissionSchema>;
@@ -244,7 +266,12 @@ export type SendConnector = z.infer<typeof sendConnectorSchema>;
 
 export const transportSettingsSchema = z.strictObject({
   /** Bodies up to this size travel inline in the envelope; larger ones go to the object store. */
-  InlineBodyMaxBytes: z.number().int().min(1024).max(768 * 1024).default(256 * 1024),
+  InlineBodyMaxBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .max(768 * 1024)
+    .default(256 * 1024),
   /**
    * Exchange's retry intervals (docs/exchange-behaviour.md §9): GlitchRetryCount quick retries every
    * GlitchRetryInterval, then TransientFailureRetryCount every TransientFailureRetryInterval,
@@ -265,7 +292,11 @@ export const transportSettingsSchema = z.strictObject({
   DsnMaxReturnedMessageBytes: bytes(0, 100 * MB, 10 * MB),
   PickupDirectoryPollInterval: z.number().int().min(100).default(5000),
   PickupDirectoryMaxRecipientsPerMessage: z.number().int().min(1).default(100),
-  PickupDirectoryMaxHeaderSize: z.number().int().min(1024).default(64 * 1024),
+  PickupDirectoryMaxHeaderSize: z
+    .number()
+    .int()
+    .min(1024)
+    .default(64 * 1024),
 });
 export type TransportSettings = z.infer<typeof transportSettingsSchema>;
 
@@ -330,22 +361,26 @@ export const organizationConfigSchema = z
     uniqueNames(cfg.SendConnectors, 'SendConnectors', 'send connector', ctx);
     uniqueNames(cfg.LoadBalancers, 'LoadBalancers', 'load balancer', ctx);
     uniqueNames([...cfg.Mailboxes, ...cfg.Users, ...cfg.Groups], 'Users', 'directory object', ctx);
-    for (const issue of bindingConflicts(cfg.ReceiveConnectors)) ctx.addIssue({ code: 'custom', path: ['ReceiveConnectors', issue.index, 'RemoteIPRanges'], message: issue.message });
+    for (const issue of bindingConflicts(cfg.ReceiveConnectors))
+      ctx.addIssue({ code: 'custom', path: ['ReceiveConnectors', issue.index, 'RemoteIPRanges'], message: issue.message });
     const connectorBindings = new Set(cfg.ReceiveConnectors.flatMap((c) => c.Bindings.map(bindingKey)));
     cfg.LoadBalancers.forEach((lb, i) => {
       lb.Bindings.forEach((b, j) => {
         const key = bindingKey(b);
-        if (key !== undefined && !connectorBindings.has(key)) ctx.addIssue({ code: 'custom', path: ['LoadBalancers', i, 'Bindings', j], message: `no receive connector has binding ${b}` });
+        if (key !== undefined && !connectorBindings.has(key))
+          ctx.addIssue({ code: 'custom', path: ['LoadBalancers', i, 'Bindings', j], message: `no receive connector has binding ${b}` });
       });
     });
     const directory = directoryOf(cfg);
     cfg.Groups.forEach((g, i) => {
       g.Members.forEach((member, j) => {
-        if (!resolveDirectoryName(directory, member)) ctx.addIssue({ code: 'custom', path: ['Groups', i, 'Members', j], message: `no user, mailbox or group named ${member}` });
+        if (!resolveDirectoryName(directory, member))
+          ctx.addIssue({ code: 'custom', path: ['Groups', i, 'Members', j], message: `no user, mailbox or group named ${member}` });
       });
     });
     cfg.Permissions.forEach((p, i) => {
-      if (!findReceiveConnector(cfg.ReceiveConnectors, p.Identity)) ctx.addIssue({ code: 'custom', path: ['Permissions', i, 'Identity'], message: `no receive connector ${p.Identity}` });
+      if (!findReceiveConnector(cfg.ReceiveConnectors, p.Identity))
+        ctx.addIssue({ code: 'custom', path: ['Permissions', i, 'Identity'], message: `no receive connector ${p.Identity}` });
       if (!resolvePrincipal(directory, p.User)) ctx.addIssue({ code: 'custom', path: ['Permissions', i, 'User'], message: `no security principal ${p.User}` });
     });
   });
@@ -406,7 +441,10 @@ export function bindingConflicts(connectors: readonly ReceiveConnector[]): Array
       const rb = b.RemoteIPRanges.map((r) => parseIpRange(r)).filter((r) => r !== undefined);
       const same = (x: typeof ra, y: typeof ra) => x.every((p) => y.some((q) => p.family === q.family && p.lo === q.lo && p.hi === q.hi));
       if (same(ra, rb) && same(rb, ra)) {
-        issues.push({ index: i, message: `${b.Name} and ${a.Name} have the same binding and the same RemoteIPRanges; give one a specific local IP or different remote ranges` });
+        issues.push({
+          index: i,
+          message: `${b.Name} and ${a.Name} have the same binding and the same RemoteIPRanges; give one a specific local IP or different remote ranges`,
+        });
         continue;
       }
       for (const x of ra) {

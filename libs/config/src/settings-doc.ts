@@ -18,7 +18,11 @@ function timeSpan(seconds: number): string {
 }
 
 function size(bytes: number): string {
-  for (const [unit, n] of [['MB', 1024 * 1024], ['KB', 1024]] as const) if (bytes >= n && bytes % n === 0) return `${bytes / n} ${unit}`;
+  for (const [unit, n] of [
+    ['MB', 1024 * 1024],
+    ['KB', 1024],
+  ] as const)
+    if (bytes >= n && bytes % n === 0) return `${bytes / n} ${unit}`;
   return `${bytes} B`;
 }
 
@@ -46,11 +50,23 @@ export function renderSettingsDoc(): string {
     lines.push(row([`\`${key}\``, organisationValue(organisationDefault(key), meta.unit), organisationType(key), meta.cmdlet, `${meta.meaning}${note}`]));
   }
   lines.push('', '### Environment variables', '');
-  lines.push('Read by each process once, at start; a process with an invalid value, or values that break a rule below, exits with status 78 and names the variables.', '');
+  lines.push(
+    'Read by each process once, at start; a process with an invalid value, or values that break a rule below, exits with status 78 and names the variables.',
+    '',
+  );
   lines.push(row(['variable', 'default', 'type', 'unit', 'read by', 'meaning']), row(['---', '---', '---', '---', '---', '---']));
   for (const key of ENVIRONMENT_KEYS) {
     const meta = environmentMeta(key);
-    lines.push(row([`\`${meta.variable}\``, meta.default !== undefined ? `\`${meta.default}\`` : (meta.defaultText ?? ''), meta.type, meta.unit === 'count' ? '' : meta.unit, meta.readBy, meta.meaning]));
+    lines.push(
+      row([
+        `\`${meta.variable}\``,
+        meta.default !== undefined ? `\`${meta.default}\`` : (meta.defaultText ?? ''),
+        meta.type,
+        meta.unit === 'count' ? '' : meta.unit,
+        meta.readBy,
+        meta.meaning,
+      ]),
+    );
   }
   lines.push('', '### Rules between settings', '');
   for (const r of RULES) lines.push(`- **${r.rule}**: ${r.why}.`);

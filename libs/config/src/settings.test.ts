@@ -59,13 +59,35 @@ describe('the register of environment settings', () => {
   });
 
   it('reads each variable, paths against the working directory', () => {
-    const s = runtimeSettings({ NATS_URL: 'nats://a:4222, nats://b:4222', TRANSIT_VAR_DIR: '/srv/t', TRANSIT_MAIL_DIR: 'm', TRANSIT_HTTP_PORT: '9000', TRANSIT_SUBMIT_QUEUE_MAX_MESSAGES: '-1', TRANSIT_STALL_SECONDS: '2.5', TRANSIT_LISTEN_HOST: '' });
-    expect(s).toMatchObject({ natsServers: ['nats://a:4222', 'nats://b:4222'], varDir: '/srv/t', pickupDir: '/srv/t/pickup', mailDir: resolve('m'), httpPort: 9000, submitQueueMaxMessages: -1, stallSeconds: 10 });
+    const s = runtimeSettings({
+      NATS_URL: 'nats://a:4222, nats://b:4222',
+      TRANSIT_VAR_DIR: '/srv/t',
+      TRANSIT_MAIL_DIR: 'm',
+      TRANSIT_HTTP_PORT: '9000',
+      TRANSIT_SUBMIT_QUEUE_MAX_MESSAGES: '-1',
+      TRANSIT_STALL_SECONDS: '2.5',
+      TRANSIT_LISTEN_HOST: '',
+    });
+    expect(s).toMatchObject({
+      natsServers: ['nats://a:4222', 'nats://b:4222'],
+      varDir: '/srv/t',
+      pickupDir: '/srv/t/pickup',
+      mailDir: resolve('m'),
+      httpPort: 9000,
+      submitQueueMaxMessages: -1,
+      stallSeconds: 10,
+    });
     expect(s.listenHost).toBeUndefined();
   });
 
   it('names every variable at fault, with what it must be', () => {
-    const r = readEnvironment({ TRANSIT_DRAIN_TIMEOUT_MS: '20s', TRANSIT_STREAM_REPLICAS: '0', TRANSIT_LOG_LEVEL: 'loud', NATS_URL: ',', TRANSIT_ACK_WAIT_SECONDS: '1.5' });
+    const r = readEnvironment({
+      TRANSIT_DRAIN_TIMEOUT_MS: '20s',
+      TRANSIT_STREAM_REPLICAS: '0',
+      TRANSIT_LOG_LEVEL: 'loud',
+      NATS_URL: ',',
+      TRANSIT_ACK_WAIT_SECONDS: '1.5',
+    });
     expect(r.problems.sort()).toEqual([
       'NATS_URL must be one or more URLs, comma separated, not ","',
       'TRANSIT_ACK_WAIT_SECONDS must be a whole number ≥ 1 (s), not "1.5"',
@@ -75,12 +97,16 @@ describe('the register of environment settings', () => {
     ]);
     // The others keep their values (so Get-TransportConfig can still show them).
     expect(r.values.drainTimeoutMs).toBe(20_000);
-    expect(() => runtimeSettings({ TRANSIT_PORT_OFFSET: 'ten' })).toThrow(new ConfigError('environment settings are invalid:\n  TRANSIT_PORT_OFFSET must be a whole number from 0 to 65535, not "ten"'));
+    expect(() => runtimeSettings({ TRANSIT_PORT_OFFSET: 'ten' })).toThrow(
+      new ConfigError('environment settings are invalid:\n  TRANSIT_PORT_OFFSET must be a whole number from 0 to 65535, not "ten"'),
+    );
   });
 
   it('reads one variable alone', () => {
     expect(readEnvironmentSetting({ TRANSIT_STALL_SECONDS: '30', TRANSIT_PORT_OFFSET: 'bad' }, 'stallSeconds')).toBe(30);
-    expect(() => readEnvironmentSetting({ TRANSIT_STALL_SECONDS: '-1' }, 'stallSeconds')).toThrow('TRANSIT_STALL_SECONDS must be a positive number of seconds (s), not "-1"');
+    expect(() => readEnvironmentSetting({ TRANSIT_STALL_SECONDS: '-1' }, 'stallSeconds')).toThrow(
+      'TRANSIT_STALL_SECONDS must be a positive number of seconds (s), not "-1"',
+    );
   });
 
   it('has a variable, a meaning and a default (or what unset means) for every field', () => {
@@ -97,12 +123,16 @@ describe('the register of environment settings', () => {
 
 describe('rules between settings', () => {
   it('refuses a drain the forced exit would cut short', () => {
-    expect(() => runtimeSettings({ TRANSIT_DRAIN_TIMEOUT_MS: '30000' })).toThrow(/TRANSIT_DRAIN_TIMEOUT_MS \(30000 ms\) must be shorter than TRANSIT_STOP_TIMEOUT_MS \(30000 ms\): the forced exit would otherwise cut the drain short/);
+    expect(() => runtimeSettings({ TRANSIT_DRAIN_TIMEOUT_MS: '30000' })).toThrow(
+      /TRANSIT_DRAIN_TIMEOUT_MS \(30000 ms\) must be shorter than TRANSIT_STOP_TIMEOUT_MS \(30000 ms\): the forced exit would otherwise cut the drain short/,
+    );
     expect(runtimeSettings({ TRANSIT_DRAIN_TIMEOUT_MS: '60000', TRANSIT_STOP_TIMEOUT_MS: '75000' }).drainTimeoutMs).toBe(60_000);
   });
 
   it('refuses a heartbeat that could outlive a lease', () => {
-    expect(() => runtimeSettings({ TRANSIT_SHADOW_HEARTBEAT_TTL_MS: '10001' })).toThrow(/TRANSIT_SHADOW_HEARTBEAT_TTL_MS \(10001 ms\) must be at most two thirds of TRANSIT_SHADOW_LEASE_TTL_MS \(15000 ms\)/);
+    expect(() => runtimeSettings({ TRANSIT_SHADOW_HEARTBEAT_TTL_MS: '10001' })).toThrow(
+      /TRANSIT_SHADOW_HEARTBEAT_TTL_MS \(10001 ms\) must be at most two thirds of TRANSIT_SHADOW_LEASE_TTL_MS \(15000 ms\)/,
+    );
     expect(runtimeSettings({ TRANSIT_SHADOW_HEARTBEAT_TTL_MS: '10000' }).shadowHeartbeatTtlMs).toBe(10_000);
   });
 
@@ -119,7 +149,9 @@ describe('rules between settings', () => {
       'MessageExpirationTimeout (10.00:00:00) is too long for TRANSIT_BODY_RETENTION_SECONDS in this environment (604800 s = 7.00:00:00): a message body must outlive every message by a day, so it needs at least 950400 s (11.00:00:00). Lower MessageExpirationTimeout (Set-TransportService -MessageExpirationTimeout 6.00:00:00) or raise TRANSIT_BODY_RETENTION_SECONDS on every role',
       "MessageExpirationTimeout (10.00:00:00) is too long for TRANSIT_EVENT_RETENTION_SECONDS in this environment (604800 s = 7.00:00:00): a message's event log must outlive every message by a day, so it needs at least 950400 s (11.00:00:00). Lower MessageExpirationTimeout (Set-TransportService -MessageExpirationTimeout 6.00:00:00) or raise TRANSIT_EVENT_RETENTION_SECONDS on every role",
     ]);
-    expect(retentionProblems({ bodyRetentionSeconds: 86_400 }, { MessageExpirationTimeout: 3600 })).toEqual([expect.stringMatching(/needs at least 90000 s \(1\.01:00:00\)\. Raise TRANSIT_BODY_RETENTION_SECONDS on every role$/)]);
+    expect(retentionProblems({ bodyRetentionSeconds: 86_400 }, { MessageExpirationTimeout: 3600 })).toEqual([
+      expect.stringMatching(/needs at least 90000 s \(1\.01:00:00\)\. Raise TRANSIT_BODY_RETENTION_SECONDS on every role$/),
+    ]);
     // What is unknown (a stream not created yet) is not checked.
     expect(retentionProblems({ bodyRetentionSeconds: 30 * 86_400 }, { MessageExpirationTimeout: 10 * 86_400 }, 'in the cluster')).toEqual([]);
   });
@@ -143,7 +175,13 @@ describe('settingRows (Get-TransportConfig)', () => {
   const row = (name: string) => rows.find((r) => r.Name === name);
 
   it('says where each value comes from', () => {
-    expect(row('MessageExpirationTimeout')).toMatchObject({ Value: 86_400, Source: 'organisation', Scope: 'organisation', Default: 172_800, SetWith: 'Set-TransportService -MessageExpirationTimeout' });
+    expect(row('MessageExpirationTimeout')).toMatchObject({
+      Value: 86_400,
+      Source: 'organisation',
+      Scope: 'organisation',
+      Default: 172_800,
+      SetWith: 'Set-TransportService -MessageExpirationTimeout',
+    });
     expect(row('DelayNotificationTimeout')).toMatchObject({ Value: 14_400, Source: 'default' });
     expect(row('TRANSIT_DRAIN_TIMEOUT_MS')).toMatchObject({ Value: 5000, Source: 'environment', Scope: 'environment', Default: '20000', Unit: 'ms' });
     expect(row('TRANSIT_ACK_WAIT_SECONDS')).toMatchObject({ Value: 15, Source: 'default' });

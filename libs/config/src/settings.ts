@@ -31,7 +31,12 @@ const MAX = Number.MAX_SAFE_INTEGER;
 
 function integer(min: number, max = MAX): Kind<number> {
   return {
-    schema: z.string().trim().regex(/^-?\d+$/).transform(Number).pipe(z.number().int().min(min).max(max)),
+    schema: z
+      .string()
+      .trim()
+      .regex(/^-?\d+$/)
+      .transform(Number)
+      .pipe(z.number().int().min(min).max(max)),
     type: max === MAX ? `integer ≥ ${min}` : `integer ${min}–${max}`,
     expected: max === MAX ? `a whole number ≥ ${min}` : `a whole number from ${min} to ${max}`,
   };
@@ -39,7 +44,13 @@ function integer(min: number, max = MAX): Kind<number> {
 
 /** TRANSIT_STALL_SECONDS: any positive number; below 10 s every short outage would read as a stall, so 10 is the floor. */
 const stallSeconds: Kind<number> = {
-  schema: z.string().trim().regex(/^\d+(\.\d+)?$/).transform(Number).pipe(z.number().positive()).transform((n) => Math.max(10, n)),
+  schema: z
+    .string()
+    .trim()
+    .regex(/^\d+(\.\d+)?$/)
+    .transform(Number)
+    .pipe(z.number().positive())
+    .transform((n) => Math.max(10, n)),
   type: 'number > 0 (below 10 counts as 10)',
   expected: 'a positive number of seconds',
 };
@@ -47,11 +58,23 @@ const stallSeconds: Kind<number> = {
 const text: Kind<string> = { schema: z.string().min(1), type: 'text', expected: 'a non-empty text' };
 const path: Kind<string> = { schema: z.string().min(1), type: 'path', expected: 'a path' };
 const urls: Kind<string[]> = {
-  schema: z.string().transform((s) => s.split(',').map((u) => u.trim()).filter(Boolean)).pipe(z.array(z.string()).min(1)),
+  schema: z
+    .string()
+    .transform((s) =>
+      s
+        .split(',')
+        .map((u) => u.trim())
+        .filter(Boolean),
+    )
+    .pipe(z.array(z.string()).min(1)),
   type: 'URLs, comma separated',
   expected: 'one or more URLs, comma separated',
 };
-const oneOf = <const T extends readonly [string, ...string[]]>(values: T): Kind<T[number]> => ({ schema: z.enum(values), type: values.join(' | '), expected: `one of ${values.join(', ')}` });
+const oneOf = <const T extends readonly [string, ...string[]]>(values: T): Kind<T[number]> => ({
+  schema: z.enum(values),
+  type: values.join(' | '),
+  expected: `one of ${values.join(', ')}`,
+});
 
 export type EnvironmentMeta = {
   variable: string;
@@ -92,38 +115,142 @@ const DAY = 86_400;
  */
 export const environmentSchema = z.object({
   // Where things are.
-  configPath: env(path, { variable: 'TRANSIT_CONFIG', default: 'config/examples/contoso.yaml', unit: '', readBy: EVERY, meaning: 'the organisation file; it seeds an empty cluster, after which the configuration in NATS KV is the truth' }),
-  natsServers: env(urls, { variable: 'NATS_URL', default: 'nats://127.0.0.1:4222', unit: '', readBy: `${EVERY}, transitctl`, meaning: 'NATS servers, comma separated' }),
-  redisUrl: env(text, { variable: 'REDIS_URL', default: 'redis://127.0.0.1:6379', unit: '', readBy: 'outbound-proxy, transitctl', meaning: 'Redis: shadow state (outbound leases and heartbeats, recipients already delivered), rebuilt from the event log when lost' }),
-  nodeName: env(text, { variable: 'TRANSIT_NODE_NAME', defaultText: '(the host name)', unit: '', readBy: EVERY, meaning: 'node name, and the default FQDN in banners and Received headers' }),
-  listenHost: env(text, { variable: 'TRANSIT_LISTEN_HOST', defaultText: '(unset: as bound in the connector)', unit: '', readBy: EVERY, meaning: 'replaces wildcard bindings (0.0.0.0, [::]) and is where the HTTP port listens; `npm start` sets 127.0.0.1' }),
-  portOffset: env(integer(0, 65_535), { variable: 'TRANSIT_PORT_OFFSET', default: '0', unit: '', readBy: EVERY, meaning: 'added to every listener port (SMTP, and the default HTTP ports)' }),
-  httpPort: env(integer(0, 65_535), { variable: 'TRANSIT_HTTP_PORT', defaultText: 'per role, 8080–8085 (+ offset)', unit: '', readBy: EVERY, meaning: 'the health, metrics (and, for admin, API) HTTP port' }),
-  varDir: env(path, { variable: 'TRANSIT_VAR_DIR', default: 'var', unit: '', readBy: EVERY, meaning: 'base for `mail/`, `pickup/`, `replay/`, TLS material and logs' }),
-  mailDir: env(path, { variable: 'TRANSIT_MAIL_DIR', defaultText: '`$TRANSIT_VAR_DIR/mail`', unit: '', readBy: 'mailbox-delivery', meaning: 'Maildir base (`<domain>/<local part>/new`)' }),
-  pickupDir: env(path, { variable: 'TRANSIT_PICKUP_DIR', defaultText: '`$TRANSIT_VAR_DIR/pickup`', unit: '', readBy: 'submission', meaning: 'the pickup directory (.eml files)' }),
-  replayDir: env(path, { variable: 'TRANSIT_REPLAY_DIR', defaultText: '`$TRANSIT_VAR_DIR/replay`', unit: '', readBy: 'submission', meaning: 'the replay directory (.eml files with X-Sender / X-Receiver headers)' }),
-  protocolLogDir: env(path, { variable: 'TRANSIT_PROTOCOL_LOG_DIR', defaultText: '`$TRANSIT_VAR_DIR/logs/ProtocolLog`', unit: '', readBy: SMTP_ROLES, meaning: 'SMTP Receive and Send protocol logs of Verbose connectors' }),
-  tlsCertPath: env(path, { variable: 'TRANSIT_TLS_CERT', defaultText: '(unset: a self-signed pair made under `$TRANSIT_VAR_DIR/tls`)', unit: '', readBy: SMTP_ROLES, meaning: 'PEM certificate for STARTTLS (with TRANSIT_TLS_KEY)' }),
-  tlsKeyPath: env(path, { variable: 'TRANSIT_TLS_KEY', defaultText: '(unset: as TRANSIT_TLS_CERT)', unit: '', readBy: SMTP_ROLES, meaning: 'PEM private key of TRANSIT_TLS_CERT' }),
-  logLevel: env(oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), { variable: 'TRANSIT_LOG_LEVEL', default: 'info', unit: '', readBy: EVERY, meaning: 'pino log level' }),
+  configPath: env(path, {
+    variable: 'TRANSIT_CONFIG',
+    default: 'config/examples/contoso.yaml',
+    unit: '',
+    readBy: EVERY,
+    meaning: 'the organisation file; it seeds an empty cluster, after which the configuration in NATS KV is the truth',
+  }),
+  natsServers: env(urls, {
+    variable: 'NATS_URL',
+    default: 'nats://127.0.0.1:4222',
+    unit: '',
+    readBy: `${EVERY}, transitctl`,
+    meaning: 'NATS servers, comma separated',
+  }),
+  redisUrl: env(text, {
+    variable: 'REDIS_URL',
+    default: 'redis://127.0.0.1:6379',
+    unit: '',
+    readBy: 'outbound-proxy, transitctl',
+    meaning: 'Redis: shadow state (outbound leases and heartbeats, recipients already delivered), rebuilt from the event log when lost',
+  }),
+  nodeName: env(text, {
+    variable: 'TRANSIT_NODE_NAME',
+    defaultText: '(the host name)',
+    unit: '',
+    readBy: EVERY,
+    meaning: 'node name, and the default FQDN in banners and Received headers',
+  }),
+  listenHost: env(text, {
+    variable: 'TRANSIT_LISTEN_HOST',
+    defaultText: '(unset: as bound in the connector)',
+    unit: '',
+    readBy: EVERY,
+    meaning: 'replaces wildcard bindings (0.0.0.0, [::]) and is where the HTTP port listens; `npm start` sets 127.0.0.1',
+  }),
+  portOffset: env(integer(0, 65_535), {
+    variable: 'TRANSIT_PORT_OFFSET',
+    default: '0',
+    unit: '',
+    readBy: EVERY,
+    meaning: 'added to every listener port (SMTP, and the default HTTP ports)',
+  }),
+  httpPort: env(integer(0, 65_535), {
+    variable: 'TRANSIT_HTTP_PORT',
+    defaultText: 'per role, 8080–8085 (+ offset)',
+    unit: '',
+    readBy: EVERY,
+    meaning: 'the health, metrics (and, for admin, API) HTTP port',
+  }),
+  varDir: env(path, {
+    variable: 'TRANSIT_VAR_DIR',
+    default: 'var',
+    unit: '',
+    readBy: EVERY,
+    meaning: 'base for `mail/`, `pickup/`, `replay/`, TLS material and logs',
+  }),
+  mailDir: env(path, {
+    variable: 'TRANSIT_MAIL_DIR',
+    defaultText: '`$TRANSIT_VAR_DIR/mail`',
+    unit: '',
+    readBy: 'mailbox-delivery',
+    meaning: 'Maildir base (`<domain>/<local part>/new`)',
+  }),
+  pickupDir: env(path, {
+    variable: 'TRANSIT_PICKUP_DIR',
+    defaultText: '`$TRANSIT_VAR_DIR/pickup`',
+    unit: '',
+    readBy: 'submission',
+    meaning: 'the pickup directory (.eml files)',
+  }),
+  replayDir: env(path, {
+    variable: 'TRANSIT_REPLAY_DIR',
+    defaultText: '`$TRANSIT_VAR_DIR/replay`',
+    unit: '',
+    readBy: 'submission',
+    meaning: 'the replay directory (.eml files with X-Sender / X-Receiver headers)',
+  }),
+  protocolLogDir: env(path, {
+    variable: 'TRANSIT_PROTOCOL_LOG_DIR',
+    defaultText: '`$TRANSIT_VAR_DIR/logs/ProtocolLog`',
+    unit: '',
+    readBy: SMTP_ROLES,
+    meaning: 'SMTP Receive and Send protocol logs of Verbose connectors',
+  }),
+  tlsCertPath: env(path, {
+    variable: 'TRANSIT_TLS_CERT',
+    defaultText: '(unset: a self-signed pair made under `$TRANSIT_VAR_DIR/tls`)',
+    unit: '',
+    readBy: SMTP_ROLES,
+    meaning: 'PEM certificate for STARTTLS (with TRANSIT_TLS_KEY)',
+  }),
+  tlsKeyPath: env(path, {
+    variable: 'TRANSIT_TLS_KEY',
+    defaultText: '(unset: as TRANSIT_TLS_CERT)',
+    unit: '',
+    readBy: SMTP_ROLES,
+    meaning: 'PEM private key of TRANSIT_TLS_CERT',
+  }),
+  logLevel: env(oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), {
+    variable: 'TRANSIT_LOG_LEVEL',
+    default: 'info',
+    unit: '',
+    readBy: EVERY,
+    meaning: 'pino log level',
+  }),
 
   // The bus.
-  streamReplicas: env(integer(1, 5), { variable: 'TRANSIT_STREAM_REPLICAS', default: '1', unit: 'count', readBy: EVERY, meaning: 'JetStream replicas of every stream and bucket (3 in a cluster)' }),
+  streamReplicas: env(integer(1, 5), {
+    variable: 'TRANSIT_STREAM_REPLICAS',
+    default: '1',
+    unit: 'count',
+    readBy: EVERY,
+    meaning: 'JetStream replicas of every stream and bucket (3 in a cluster)',
+  }),
   ackWaitSeconds: env(integer(1), {
     variable: 'TRANSIT_ACK_WAIT_SECONDS',
     default: '15',
     unit: 's',
     readBy: EVERY,
-    meaning: 'a worker that stops extending its claim (it died) loses its work items to a survivor after this long; live workers extend it every third of it (set the same on every role)',
+    meaning:
+      'a worker that stops extending its claim (it died) loses its work items to a survivor after this long; live workers extend it every third of it (set the same on every role)',
   }),
-  safetyNetHoldSeconds: env(integer(1), { variable: 'TRANSIT_SAFETY_NET_HOLD_SECONDS', default: String(2 * DAY), unit: 's', readBy: EVERY, meaning: "Exchange's SafetyNetHoldTime: how long delivered mailbox items can be resubmitted (set the same on every role)" }),
+  safetyNetHoldSeconds: env(integer(1), {
+    variable: 'TRANSIT_SAFETY_NET_HOLD_SECONDS',
+    default: String(2 * DAY),
+    unit: 's',
+    readBy: EVERY,
+    meaning: "Exchange's SafetyNetHoldTime: how long delivered mailbox items can be resubmitted (set the same on every role)",
+  }),
   eventRetentionSeconds: env(integer(DAY), {
     variable: 'TRANSIT_EVENT_RETENTION_SECONDS',
     default: String(7 * DAY),
     unit: 's',
     readBy: EVERY,
-    meaning: "how long each message's event log (its state, and message tracking) is kept; at least MessageExpirationTimeout plus a day (set the same on every role)",
+    meaning:
+      "how long each message's event log (its state, and message tracking) is kept; at least MessageExpirationTimeout plus a day (set the same on every role)",
   }),
   bodyRetentionSeconds: env(integer(DAY), {
     variable: 'TRANSIT_BODY_RETENTION_SECONDS',
@@ -132,8 +259,21 @@ export const environmentSchema = z.object({
     readBy: EVERY,
     meaning: 'how long message bodies in the object store are kept; at least MessageExpirationTimeout plus a day (set the same on every role)',
   }),
-  submitQueueMaxMessages: env(integer(-1), { variable: 'TRANSIT_SUBMIT_QUEUE_MAX_MESSAGES', default: '-1', unit: 'count', readBy: EVERY, meaning: 'back pressure: beyond this many waiting messages frontends answer `452 4.3.1 Insufficient system resources` (-1: no limit; set the same on every role)' }),
-  submitQueueMaxBytes: env(integer(-1), { variable: 'TRANSIT_SUBMIT_QUEUE_MAX_BYTES', default: '-1', unit: 'bytes', readBy: EVERY, meaning: 'the same limit in bytes (-1: no limit)' }),
+  submitQueueMaxMessages: env(integer(-1), {
+    variable: 'TRANSIT_SUBMIT_QUEUE_MAX_MESSAGES',
+    default: '-1',
+    unit: 'count',
+    readBy: EVERY,
+    meaning:
+      'back pressure: beyond this many waiting messages frontends answer `452 4.3.1 Insufficient system resources` (-1: no limit; set the same on every role)',
+  }),
+  submitQueueMaxBytes: env(integer(-1), {
+    variable: 'TRANSIT_SUBMIT_QUEUE_MAX_BYTES',
+    default: '-1',
+    unit: 'bytes',
+    readBy: EVERY,
+    meaning: 'the same limit in bytes (-1: no limit)',
+  }),
 
   // Receiving.
   publishBudgetMs: env(integer(0), {
@@ -152,9 +292,27 @@ export const environmentSchema = z.object({
   }),
 
   // Workers.
-  hubConcurrency: env(integer(1, 500), { variable: 'TRANSIT_HUB_CONCURRENCY', default: '32', unit: 'count', readBy: 'hub', meaning: 'messages a hub categorises at once' }),
-  mailboxDeliveryConcurrency: env(integer(1, 500), { variable: 'TRANSIT_MAILBOX_DELIVERY_CONCURRENCY', default: '16', unit: 'count', readBy: 'mailbox-delivery', meaning: 'work items a mailbox-delivery process writes at once' }),
-  outboundConcurrency: env(integer(1, 500), { variable: 'TRANSIT_OUTBOUND_CONCURRENCY', default: '32', unit: 'count', readBy: 'outbound-proxy', meaning: 'work items an outbound proxy delivers at once' }),
+  hubConcurrency: env(integer(1, 500), {
+    variable: 'TRANSIT_HUB_CONCURRENCY',
+    default: '32',
+    unit: 'count',
+    readBy: 'hub',
+    meaning: 'messages a hub categorises at once',
+  }),
+  mailboxDeliveryConcurrency: env(integer(1, 500), {
+    variable: 'TRANSIT_MAILBOX_DELIVERY_CONCURRENCY',
+    default: '16',
+    unit: 'count',
+    readBy: 'mailbox-delivery',
+    meaning: 'work items a mailbox-delivery process writes at once',
+  }),
+  outboundConcurrency: env(integer(1, 500), {
+    variable: 'TRANSIT_OUTBOUND_CONCURRENCY',
+    default: '32',
+    unit: 'count',
+    readBy: 'outbound-proxy',
+    meaning: 'work items an outbound proxy delivers at once',
+  }),
   stallSeconds: env(stallSeconds, {
     variable: 'TRANSIT_STALL_SECONDS',
     default: '120',
@@ -164,11 +322,41 @@ export const environmentSchema = z.object({
   }),
 
   // Sending.
-  outboundMaxConnections: env(integer(1, 1000), { variable: 'TRANSIT_OUTBOUND_MAX_CONNECTIONS', default: '5', unit: 'count', readBy: 'outbound-proxy', meaning: "SMTP connections an outbound proxy keeps open to one destination host (Exchange's MaxPerDomainOutboundConnections is per domain, 20)" }),
-  outboundMaxMessagesPerConnection: env(integer(1), { variable: 'TRANSIT_OUTBOUND_MAX_MESSAGES_PER_CONNECTION', default: '1000', unit: 'count', readBy: 'outbound-proxy', meaning: 'messages sent over one connection before it is replaced' }),
-  outboundConnectionTimeoutMs: env(integer(1000), { variable: 'TRANSIT_OUTBOUND_CONNECTION_TIMEOUT_MS', default: '30000', unit: 'ms', readBy: 'outbound-proxy', meaning: 'how long to wait for the TCP connection to a next hop' }),
-  outboundGreetingTimeoutMs: env(integer(1000), { variable: 'TRANSIT_OUTBOUND_GREETING_TIMEOUT_MS', default: '30000', unit: 'ms', readBy: 'outbound-proxy', meaning: "how long to wait for the next hop's 220 greeting once connected" }),
-  outboundSocketTimeoutMs: env(integer(1000), { variable: 'TRANSIT_OUTBOUND_SOCKET_TIMEOUT_MS', default: '600000', unit: 'ms', readBy: 'outbound-proxy', meaning: "how long a connection may be silent before it is given up (Exchange's send connector ConnectionInactivityTimeOut, 10 min)" }),
+  outboundMaxConnections: env(integer(1, 1000), {
+    variable: 'TRANSIT_OUTBOUND_MAX_CONNECTIONS',
+    default: '5',
+    unit: 'count',
+    readBy: 'outbound-proxy',
+    meaning: "SMTP connections an outbound proxy keeps open to one destination host (Exchange's MaxPerDomainOutboundConnections is per domain, 20)",
+  }),
+  outboundMaxMessagesPerConnection: env(integer(1), {
+    variable: 'TRANSIT_OUTBOUND_MAX_MESSAGES_PER_CONNECTION',
+    default: '1000',
+    unit: 'count',
+    readBy: 'outbound-proxy',
+    meaning: 'messages sent over one connection before it is replaced',
+  }),
+  outboundConnectionTimeoutMs: env(integer(1000), {
+    variable: 'TRANSIT_OUTBOUND_CONNECTION_TIMEOUT_MS',
+    default: '30000',
+    unit: 'ms',
+    readBy: 'outbound-proxy',
+    meaning: 'how long to wait for the TCP connection to a next hop',
+  }),
+  outboundGreetingTimeoutMs: env(integer(1000), {
+    variable: 'TRANSIT_OUTBOUND_GREETING_TIMEOUT_MS',
+    default: '30000',
+    unit: 'ms',
+    readBy: 'outbound-proxy',
+    meaning: "how long to wait for the next hop's 220 greeting once connected",
+  }),
+  outboundSocketTimeoutMs: env(integer(1000), {
+    variable: 'TRANSIT_OUTBOUND_SOCKET_TIMEOUT_MS',
+    default: '600000',
+    unit: 'ms',
+    readBy: 'outbound-proxy',
+    meaning: "how long a connection may be silent before it is given up (Exchange's send connector ConnectionInactivityTimeOut, 10 min)",
+  }),
   shadowLeaseTtlMs: env(integer(1000), {
     variable: 'TRANSIT_SHADOW_LEASE_TTL_MS',
     default: '15000',
@@ -181,7 +369,8 @@ export const environmentSchema = z.object({
     default: '3000',
     unit: 'ms',
     readBy: 'outbound-proxy',
-    meaning: "an outbound proxy's heartbeat in Redis lives this long unless renewed (at a third of it); when it is gone, survivors take over that proxy's leased items",
+    meaning:
+      "an outbound proxy's heartbeat in Redis lives this long unless renewed (at a third of it); when it is gone, survivors take over that proxy's leased items",
   }),
 
   // Stopping.
@@ -201,9 +390,29 @@ export const environmentSchema = z.object({
   }),
 
   // Secrets.
-  clusterSecret: env(text, { variable: 'TRANSIT_CLUSTER_SECRET', defaultText: '(unset: ExchangeServer authentication off)', unit: '', readBy: SMTP_ROLES, secret: true, meaning: "password Transit's own nodes use with logon `NODE$` on ExchangeServer connectors" }),
-  adminPassword: env(text, { variable: 'TRANSIT_ADMIN_PASSWORD', defaultText: '(unset: admin API and dashboard disabled)', unit: '', readBy: 'admin', secret: true, meaning: 'password of user `admin` for the dashboard and `/api/` (a short one keeps them disabled)' }),
-  adminPasswordFile: env(path, { variable: 'TRANSIT_ADMIN_PASSWORD_FILE', defaultText: '(unset)', unit: '', readBy: 'admin', meaning: 'a file holding that password (for mounted secrets); wins over TRANSIT_ADMIN_PASSWORD' }),
+  clusterSecret: env(text, {
+    variable: 'TRANSIT_CLUSTER_SECRET',
+    defaultText: '(unset: ExchangeServer authentication off)',
+    unit: '',
+    readBy: SMTP_ROLES,
+    secret: true,
+    meaning: "password Transit's own nodes use with logon `NODE$` on ExchangeServer connectors",
+  }),
+  adminPassword: env(text, {
+    variable: 'TRANSIT_ADMIN_PASSWORD',
+    defaultText: '(unset: admin API and dashboard disabled)',
+    unit: '',
+    readBy: 'admin',
+    secret: true,
+    meaning: 'password of user `admin` for the dashboard and `/api/` (a short one keeps them disabled)',
+  }),
+  adminPasswordFile: env(path, {
+    variable: 'TRANSIT_ADMIN_PASSWORD_FILE',
+    defaultText: '(unset)',
+    unit: '',
+    readBy: 'admin',
+    meaning: 'a file holding that password (for mounted secrets); wins over TRANSIT_ADMIN_PASSWORD',
+  }),
 });
 
 export type EnvironmentSettings = z.output<typeof environmentSchema>;
@@ -277,7 +486,7 @@ export const RULES: readonly SettingRule[] = [
     why:
       'the ack wait decides when JetStream hands a work item out again (libs/bus consume.ts extends it every third); the lease, renewed on its own through Redis, decides whether that copy waits. ' +
       'A live owner keeps both, and a stalled one loses its heartbeat first (the rule above), so exactly-once does not depend on their order. ' +
-      'An ack wait shorter than the lease only means that a dead owner\'s item handed out again waits for its lease or for a survivor to take it over (within the heartbeat TTL and a second); a longer one delays hub and mailbox-delivery items of a dead worker',
+      "An ack wait shorter than the lease only means that a dead owner's item handed out again waits for its lease or for a survivor to take it over (within the heartbeat TTL and a second); a longer one delays hub and mailbox-delivery items of a dead worker",
   },
   {
     rule: `TRANSIT_EVENT_RETENTION_SECONDS and TRANSIT_BODY_RETENTION_SECONDS ≥ MessageExpirationTimeout + ${RETENTION_MARGIN_SECONDS / DAY} day`,
@@ -297,7 +506,9 @@ function formatDuration(seconds: number): string {
 export function environmentRuleProblems(v: EnvironmentSettings): string[] {
   const problems: string[] = [];
   if (v.drainTimeoutMs >= v.stopTimeoutMs) {
-    problems.push(`TRANSIT_DRAIN_TIMEOUT_MS (${v.drainTimeoutMs} ms) must be shorter than TRANSIT_STOP_TIMEOUT_MS (${v.stopTimeoutMs} ms): ${RULES[0]!.why}; raise TRANSIT_STOP_TIMEOUT_MS too`);
+    problems.push(
+      `TRANSIT_DRAIN_TIMEOUT_MS (${v.drainTimeoutMs} ms) must be shorter than TRANSIT_STOP_TIMEOUT_MS (${v.stopTimeoutMs} ms): ${RULES[0]!.why}; raise TRANSIT_STOP_TIMEOUT_MS too`,
+    );
   }
   if (3 * v.shadowHeartbeatTtlMs > 2 * v.shadowLeaseTtlMs) {
     problems.push(
@@ -314,13 +525,20 @@ export type Retention = { eventRetentionSeconds: number; bodyRetentionSeconds: n
  * `where` says where the retention came from (this process's environment, or the cluster's
  * streams), so the message points at what to change.
  */
-export function retentionProblems(retention: Partial<Retention>, transport: Pick<TransportSettings, 'MessageExpirationTimeout'>, where = 'in this environment'): string[] {
+export function retentionProblems(
+  retention: Partial<Retention>,
+  transport: Pick<TransportSettings, 'MessageExpirationTimeout'>,
+  where = 'in this environment',
+): string[] {
   const expiry = transport.MessageExpirationTimeout;
   const needed = expiry + RETENTION_MARGIN_SECONDS;
   const problems: string[] = [];
   const check = (variable: string, kept: number | undefined, what: string) => {
     if (kept === undefined || kept >= needed) return;
-    const lower = kept > RETENTION_MARGIN_SECONDS ? `Lower MessageExpirationTimeout (Set-TransportService -MessageExpirationTimeout ${formatDuration(kept - RETENTION_MARGIN_SECONDS)}) or raise` : 'Raise';
+    const lower =
+      kept > RETENTION_MARGIN_SECONDS
+        ? `Lower MessageExpirationTimeout (Set-TransportService -MessageExpirationTimeout ${formatDuration(kept - RETENTION_MARGIN_SECONDS)}) or raise`
+        : 'Raise';
     problems.push(
       `MessageExpirationTimeout (${formatDuration(expiry)}) is too long for ${variable} ${where} (${kept} s = ${formatDuration(kept)}): ${what} must outlive every message by a day, so it needs at least ${needed} s (${formatDuration(needed)}). ` +
         `${lower} ${variable} on every role`,
@@ -343,19 +561,82 @@ export type OrganisationMeta = {
 };
 
 export const ORGANISATION: { readonly [K in keyof TransportSettings]-?: OrganisationMeta } = {
-  InlineBodyMaxBytes: { unit: 'bytes', cmdlet: 'Set-TransportConfig', exchange: false, meaning: 'bodies up to this size travel inline in the envelope; larger ones go to the object store' },
-  GlitchRetryCount: { unit: 'count', cmdlet: 'Set-TransportConfig', exchange: false, meaning: 'quick retries after a connection failure, GlitchRetryInterval apart', note: "Exchange: QueueGlitchRetryCount in EdgeTransport.exe.config" },
-  GlitchRetryInterval: { unit: 's', cmdlet: 'Set-TransportConfig', exchange: false, meaning: 'time between the quick retries', note: 'Exchange: QueueGlitchRetryInterval in EdgeTransport.exe.config' },
-  TransientFailureRetryCount: { unit: 'count', cmdlet: 'Set-TransportService', exchange: true, meaning: 'then this many retries, TransientFailureRetryInterval apart' },
+  InlineBodyMaxBytes: {
+    unit: 'bytes',
+    cmdlet: 'Set-TransportConfig',
+    exchange: false,
+    meaning: 'bodies up to this size travel inline in the envelope; larger ones go to the object store',
+  },
+  GlitchRetryCount: {
+    unit: 'count',
+    cmdlet: 'Set-TransportConfig',
+    exchange: false,
+    meaning: 'quick retries after a connection failure, GlitchRetryInterval apart',
+    note: 'Exchange: QueueGlitchRetryCount in EdgeTransport.exe.config',
+  },
+  GlitchRetryInterval: {
+    unit: 's',
+    cmdlet: 'Set-TransportConfig',
+    exchange: false,
+    meaning: 'time between the quick retries',
+    note: 'Exchange: QueueGlitchRetryInterval in EdgeTransport.exe.config',
+  },
+  TransientFailureRetryCount: {
+    unit: 'count',
+    cmdlet: 'Set-TransportService',
+    exchange: true,
+    meaning: 'then this many retries, TransientFailureRetryInterval apart',
+  },
   TransientFailureRetryInterval: { unit: 's', cmdlet: 'Set-TransportService', exchange: true, meaning: 'time between those retries' },
-  OutboundConnectionFailureRetryInterval: { unit: 's', cmdlet: 'Set-TransportService', exchange: true, meaning: 'after them, the time between retries until MessageExpirationTimeout' },
-  TransientRetrySchedule: { unit: 's', cmdlet: 'Set-TransportConfig', exchange: false, meaning: "an explicit schedule (seconds between attempts, the last one repeating) instead of the intervals above; unset: Exchange's intervals" },
-  MessageExpirationTimeout: { unit: 's', cmdlet: 'Set-TransportService', exchange: true, meaning: 'a message still undelivered after this long is failed with 4.4.7 and reported to its sender' },
-  DelayNotificationTimeout: { unit: 's', cmdlet: 'Set-TransportService', exchange: true, meaning: 'a message still undelivered after this long gets its sender one delay notification' },
-  DsnMaxReturnedMessageBytes: { unit: 'bytes', cmdlet: 'Set-TransportConfig', exchange: false, meaning: 'with RET=FULL a failure report returns the whole message up to this size, beyond it the headers', note: 'Exchange: ExternalDsnMaxMessageAttachSize and InternalDsnMaxMessageAttachSize' },
-  PickupDirectoryPollInterval: { unit: 'ms', cmdlet: 'Set-TransportConfig', exchange: false, meaning: 'how often the pickup and replay directories are scanned' },
-  PickupDirectoryMaxRecipientsPerMessage: { unit: 'count', cmdlet: 'Set-TransportService', exchange: true, meaning: 'a pickup file with more recipients is refused (a .bad file)' },
-  PickupDirectoryMaxHeaderSize: { unit: 'bytes', cmdlet: 'Set-TransportService', exchange: true, meaning: 'a pickup file with a larger header is refused (a .bad file)' },
+  OutboundConnectionFailureRetryInterval: {
+    unit: 's',
+    cmdlet: 'Set-TransportService',
+    exchange: true,
+    meaning: 'after them, the time between retries until MessageExpirationTimeout',
+  },
+  TransientRetrySchedule: {
+    unit: 's',
+    cmdlet: 'Set-TransportConfig',
+    exchange: false,
+    meaning: "an explicit schedule (seconds between attempts, the last one repeating) instead of the intervals above; unset: Exchange's intervals",
+  },
+  MessageExpirationTimeout: {
+    unit: 's',
+    cmdlet: 'Set-TransportService',
+    exchange: true,
+    meaning: 'a message still undelivered after this long is failed with 4.4.7 and reported to its sender',
+  },
+  DelayNotificationTimeout: {
+    unit: 's',
+    cmdlet: 'Set-TransportService',
+    exchange: true,
+    meaning: 'a message still undelivered after this long gets its sender one delay notification',
+  },
+  DsnMaxReturnedMessageBytes: {
+    unit: 'bytes',
+    cmdlet: 'Set-TransportConfig',
+    exchange: false,
+    meaning: 'with RET=FULL a failure report returns the whole message up to this size, beyond it the headers',
+    note: 'Exchange: ExternalDsnMaxMessageAttachSize and InternalDsnMaxMessageAttachSize',
+  },
+  PickupDirectoryPollInterval: {
+    unit: 'ms',
+    cmdlet: 'Set-TransportConfig',
+    exchange: false,
+    meaning: 'how often the pickup and replay directories are scanned',
+  },
+  PickupDirectoryMaxRecipientsPerMessage: {
+    unit: 'count',
+    cmdlet: 'Set-TransportService',
+    exchange: true,
+    meaning: 'a pickup file with more recipients is refused (a .bad file)',
+  },
+  PickupDirectoryMaxHeaderSize: {
+    unit: 'bytes',
+    cmdlet: 'Set-TransportService',
+    exchange: true,
+    meaning: 'a pickup file with a larger header is refused (a .bad file)',
+  },
 };
 
 export const ORGANISATION_KEYS = Object.keys(ORGANISATION) as Array<keyof TransportSettings>;
@@ -367,7 +648,12 @@ export function organisationDefault<K extends keyof TransportSettings>(key: K): 
 
 /** "integer 1–3600", "list of integers ≥ 1", from the schema's own bounds. */
 export function organisationType(key: keyof TransportSettings): string {
-  const json = z.toJSONSchema(transportSettingsSchema.shape[key], { io: 'input', unrepresentable: 'any' }) as { type?: string; minimum?: number; maximum?: number; items?: { minimum?: number; maximum?: number } };
+  const json = z.toJSONSchema(transportSettingsSchema.shape[key], { io: 'input', unrepresentable: 'any' }) as {
+    type?: string;
+    minimum?: number;
+    maximum?: number;
+    items?: { minimum?: number; maximum?: number };
+  };
   const unit = ORGANISATION[key].unit;
   const show = (n: number) => (unit === 's' ? `${n} s` : String(n));
   const bounds = (min?: number, max?: number) => (max === undefined || max >= MAX ? `≥ ${show(min ?? 0)}` : `${show(min ?? 0)}–${show(max)}`);
@@ -460,4 +746,3 @@ export function deriveRuntime(v: EnvironmentSettings): RuntimeSettings {
     adminPasswordFile: v.adminPasswordFile === undefined ? undefined : resolve(v.adminPasswordFile),
   };
 }
-

@@ -10,7 +10,9 @@ const base: DsnInput = {
   reportingMta: 'fe1.contoso.test',
   arrivalDate: new Date(Date.UTC(2026, 10, 24, 10, 0, 0)),
   now: new Date(Date.UTC(2026, 10, 24, 10, 5, 0)),
-  recipients: [{ address: 'x@example.net', status: '5.1.1', diagnostic: '550 5.1.1 User unknown', remoteMta: 'mx.example.net', original: 'rfc822;X@example.net' }],
+  recipients: [
+    { address: 'x@example.net', status: '5.1.1', diagnostic: '550 5.1.1 User unknown', remoteMta: 'mx.example.net', original: 'rfc822;X@example.net' },
+  ],
   originalSubject: 'Quarterly report',
   originalHeader: header,
   messageId: '<dsn-1@fe1.contoso.test>',
@@ -51,8 +53,12 @@ describe('buildDsn', () => {
     expect(text).toMatch(/^From: Mail Delivery System <postmaster@contoso\.test>\r\nTo: <bob@contoso\.test>\r\nSubject: Undeliverable: Quarterly report\r\n/);
     expect(text).toContain('Auto-Submitted: auto-replied');
     expect(text.split(`--${boundary}`)).toHaveLength(5); // preamble, 3 parts, closing
-    expect(text).toContain('Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; fe1.contoso.test\r\nOriginal-Envelope-Id: ENV-42\r\nArrival-Date: ');
-    expect(text).toContain('Original-Recipient: rfc822;X@example.net\r\nFinal-Recipient: rfc822; x@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\nRemote-MTA: dns; mx.example.net\r\nDiagnostic-Code: smtp; 550 5.1.1 User unknown\r\n');
+    expect(text).toContain(
+      'Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; fe1.contoso.test\r\nOriginal-Envelope-Id: ENV-42\r\nArrival-Date: ',
+    );
+    expect(text).toContain(
+      'Original-Recipient: rfc822;X@example.net\r\nFinal-Recipient: rfc822; x@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\nRemote-MTA: dns; mx.example.net\r\nDiagnostic-Code: smtp; 550 5.1.1 User unknown\r\n',
+    );
     expect(text).toContain(`Content-Type: text/rfc822-headers\r\n\r\n${header.toString()}\r\n--${boundary}--\r\n`);
   });
   it('returns the whole message with RET=FULL', () => {
@@ -61,9 +67,16 @@ describe('buildDsn', () => {
     expect(text).toContain(`Content-Type: message/rfc822\r\n\r\n${message.toString()}`);
   });
   it('says delayed, with Will-Retry-Until, for a delay notice', () => {
-    const text = buildDsn({ ...base, kind: 'delay', willRetryUntil: new Date(Date.UTC(2026, 10, 26, 10, 0, 0)), recipients: [{ address: 'x@example.net', status: '4.4.1', diagnostic: 'connect ECONNREFUSED' }] }).toString();
+    const text = buildDsn({
+      ...base,
+      kind: 'delay',
+      willRetryUntil: new Date(Date.UTC(2026, 10, 26, 10, 0, 0)),
+      recipients: [{ address: 'x@example.net', status: '4.4.1', diagnostic: 'connect ECONNREFUSED' }],
+    }).toString();
     expect(text).toContain('Subject: Delivery delayed: Quarterly report');
-    expect(text).toContain('Action: delayed\r\nStatus: 4.4.1\r\nDiagnostic-Code: smtp; connect ECONNREFUSED\r\nWill-Retry-Until: Thu, 26 Nov 2026 10:00:00 GMT');
+    expect(text).toContain(
+      'Action: delayed\r\nStatus: 4.4.1\r\nDiagnostic-Code: smtp; connect ECONNREFUSED\r\nWill-Retry-Until: Thu, 26 Nov 2026 10:00:00 GMT',
+    );
   });
   it('keeps every header on one line whatever the diagnostic contains', () => {
     const text = buildDsn({ ...base, recipients: [{ address: 'x@example.net', status: '5.0.0', diagnostic: '550 first\r\nInjected: header' }] }).toString();

@@ -10,13 +10,23 @@ import { showValue, type Command, type Value } from './parser.ts';
 
 /** How a parameter's value is read. `one`/`many` are enumerations, matched case-insensitively. */
 /** `timespans`: a list of time spans, each seconds or `hh:mm:ss` (TransientRetrySchedule). */
-export type ParamType = 'string' | 'list' | 'bool' | 'switch' | 'int' | 'bytes' | 'timespan' | 'timespans' | { one: readonly string[] } | { many: readonly string[] };
+export type ParamType =
+  'string' | 'list' | 'bool' | 'switch' | 'int' | 'bytes' | 'timespan' | 'timespans' | { one: readonly string[] } | { many: readonly string[] };
 /** `@{Add=…; Remove=…}` on a multi-valued property. */
 export type ListEdit = { add: string[]; remove: string[] };
 export type Arg = string | number | boolean | string[] | ListEdit | null;
 export type Args = Map<string, Arg>;
 
-export type Kind = 'ReceiveConnector' | 'ADPermission' | 'AcceptedDomain' | 'SendConnector' | 'MessageTrackingEvent' | 'Queue' | 'QueueMessage' | 'QueueActionResult' | 'TransportSetting';
+export type Kind =
+  | 'ReceiveConnector'
+  | 'ADPermission'
+  | 'AcceptedDomain'
+  | 'SendConnector'
+  | 'MessageTrackingEvent'
+  | 'Queue'
+  | 'QueueMessage'
+  | 'QueueActionResult'
+  | 'TransportSetting';
 /** What flows through a pipeline: `key` finds the object again in the working configuration. */
 export type Item = { kind: Kind; key: string; row: Record<string, unknown> };
 
@@ -187,7 +197,8 @@ export function applyProperties<T extends object>(ctx: Ctx, cmdlet: string, curr
     if (!(key in types)) continue;
     if (arg === null) delete next[key];
     else if (types[key] === 'timespans' && Array.isArray(arg)) next[key] = arg.map(Number);
-    else if (Array.isArray(arg) || isListEdit(arg)) next[key] = applyList((next[key] as string[] | undefined) ?? [], arg, (m) => ctx.warnings.push(m), `${cmdlet} -${key}`);
+    else if (Array.isArray(arg) || isListEdit(arg))
+      next[key] = applyList((next[key] as string[] | undefined) ?? [], arg, (m) => ctx.warnings.push(m), `${cmdlet} -${key}`);
     else next[key] = arg;
   }
   return next as T;
@@ -224,7 +235,14 @@ export function requireString(cmdlet: string, args: Args, name: string): string 
  * The objects a Set/Remove/permission cmdlet acts on: its pipeline input, or what its
  * -Identity names. Without pipeline input, a wildcard may not match several objects.
  */
-export function targets<T>(cmdlet: string, args: Args, input: Item[] | undefined, find: (identity: string) => T[], key: (item: Item) => T | undefined, single = true): T[] {
+export function targets<T>(
+  cmdlet: string,
+  args: Args,
+  input: Item[] | undefined,
+  find: (identity: string) => T[],
+  key: (item: Item) => T | undefined,
+  single = true,
+): T[] {
   const identity = args.get('Identity');
   if (input) {
     if (identity !== undefined) throw new EmsError(`${cmdlet}: give either -Identity or pipeline input, not both`);

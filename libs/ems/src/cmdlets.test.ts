@@ -50,7 +50,9 @@ describe('Get-ReceiveConnector', () => {
 
   it('prints every property with Format-List, sizes and time spans as Exchange writes them', () => {
     const text = run('Get-ReceiveConnector "Client Proxy" | Format-List').output.text;
-    expect(text).toContain('Identity                      : Client Proxy\nName                          : Client Proxy\nTransportRole                 : HubTransport\n');
+    expect(text).toContain(
+      'Identity                      : Client Proxy\nName                          : Client Proxy\nTransportRole                 : HubTransport\n',
+    );
     expect(text).toContain('AuthMechanism                 : {Tls, BasicAuth, BasicAuthRequireTLS, ExchangeServer, Integrated}');
     expect(text).toContain('MaxMessageSize                : 36 MB (37,748,736 bytes)');
     expect(text).toContain('ConnectionTimeout             : 00:10:00');
@@ -59,8 +61,14 @@ describe('Get-ReceiveConnector', () => {
   });
 
   it.each([
-    ['Get-ReceiveConnector "Client Proxy" | fl Name,*Auth*', 'Name               : Client Proxy\nAuthMechanism      : {Tls, BasicAuth, BasicAuthRequireTLS, ExchangeServer, Integrated}\nAuthTarpitInterval : 00:00:05'],
-    ['Get-ReceiveConnector "Client Proxy" | ft Name,MaxMessageSize', 'Name         MaxMessageSize\n----         --------------\nClient Proxy 36 MB (37,748,736 bytes)'],
+    [
+      'Get-ReceiveConnector "Client Proxy" | fl Name,*Auth*',
+      'Name               : Client Proxy\nAuthMechanism      : {Tls, BasicAuth, BasicAuthRequireTLS, ExchangeServer, Integrated}\nAuthTarpitInterval : 00:00:05',
+    ],
+    [
+      'Get-ReceiveConnector "Client Proxy" | ft Name,MaxMessageSize',
+      'Name         MaxMessageSize\n----         --------------\nClient Proxy 36 MB (37,748,736 bytes)',
+    ],
     ['Get-ReceiveConnector "Client Proxy" | Format-Table -Property Identity', 'Identity\n--------\nClient Proxy'],
   ])('%s', (line, text) => {
     expect(run(line).output.text).toBe(text);
@@ -69,18 +77,44 @@ describe('Get-ReceiveConnector', () => {
 
 describe('New-ReceiveConnector', () => {
   it.each([
-    ['-Custom', 'New-ReceiveConnector "Relay" -Custom -Bindings 0.0.0.0:25 -RemoteIPRanges 10.0.0.5', { Bindings: ['0.0.0.0:25'], RemoteIPRanges: ['10.0.0.5'], PermissionGroups: ['None'], AuthMechanism: ['Tls'], TransportRole: 'FrontendTransport', BareLineFeedHandling: 'Normalize', MaxLineLength: 1000 }],
-    ['no usage is Custom', 'New-ReceiveConnector -Name Relay -Bindings 0.0.0.0:25 -RemoteIPRanges 10.0.0.5', { PermissionGroups: ['None'], AuthMechanism: ['Tls'] }],
+    [
+      '-Custom',
+      'New-ReceiveConnector "Relay" -Custom -Bindings 0.0.0.0:25 -RemoteIPRanges 10.0.0.5',
+      {
+        Bindings: ['0.0.0.0:25'],
+        RemoteIPRanges: ['10.0.0.5'],
+        PermissionGroups: ['None'],
+        AuthMechanism: ['Tls'],
+        TransportRole: 'FrontendTransport',
+        BareLineFeedHandling: 'Normalize',
+        MaxLineLength: 1000,
+      },
+    ],
+    [
+      'no usage is Custom',
+      'New-ReceiveConnector -Name Relay -Bindings 0.0.0.0:25 -RemoteIPRanges 10.0.0.5',
+      { PermissionGroups: ['None'], AuthMechanism: ['Tls'] },
+    ],
     [
       '-Usage Client (default binding 587)',
       'New-ReceiveConnector Relay -Usage Client -RemoteIPRanges 10.0.0.0/8',
       { Bindings: ['0.0.0.0:587'], PermissionGroups: ['ExchangeUsers'], AuthMechanism: ['Tls', 'BasicAuth', 'BasicAuthRequireTLS', 'Integrated'] },
     ],
-    ['-Internet (all IPv4)', 'New-ReceiveConnector Relay -Internet -Bindings 10.1.1.1:25', { RemoteIPRanges: ['0.0.0.0-255.255.255.255'], PermissionGroups: ['AnonymousUsers'], AuthMechanism: ['Tls'], BareLineFeedHandling: 'Reject' }],
+    [
+      '-Internet (all IPv4)',
+      'New-ReceiveConnector Relay -Internet -Bindings 10.1.1.1:25',
+      { RemoteIPRanges: ['0.0.0.0-255.255.255.255'], PermissionGroups: ['AnonymousUsers'], AuthMechanism: ['Tls'], BareLineFeedHandling: 'Reject' },
+    ],
     [
       '-Internal on a hub (default binding 25)',
       'New-ReceiveConnector Relay -Internal -TransportRole HubTransport -RemoteIPRanges 10.0.0.0/8',
-      { Bindings: ['0.0.0.0:25'], TransportRole: 'HubTransport', PermissionGroups: ['ExchangeLegacyServers', 'ExchangeServers'], AuthMechanism: ['Tls', 'ExchangeServer'], BareLineFeedHandling: 'Normalize' },
+      {
+        Bindings: ['0.0.0.0:25'],
+        TransportRole: 'HubTransport',
+        PermissionGroups: ['ExchangeLegacyServers', 'ExchangeServers'],
+        AuthMechanism: ['Tls', 'ExchangeServer'],
+        BareLineFeedHandling: 'Normalize',
+      },
     ],
     ['-Partner', 'New-ReceiveConnector Relay -Partner -Bindings 0.0.0.0:2526', { PermissionGroups: ['Partners'], AuthMechanism: ['Tls'] }],
     [
@@ -122,32 +156,82 @@ describe('New-ReceiveConnector', () => {
     expect(run('New-ReceiveConnector Relay -Client -RemoteIPRanges 10.0.0.0/8').warnings).toEqual([
       'Relay: Integrated (NTLM/Kerberos) is accepted for compatibility but Transit does not offer NTLM or Kerberos; clients must use BasicAuth over TLS',
     ]);
-    expect(run('New-ReceiveConnector Relay -Custom -Bindings 0.0.0.0:25 -RemoteIPRanges 10.0.0.5').warnings[0]).toMatch(/^Relay: PermissionGroups is None, so no session has any right here/);
+    expect(run('New-ReceiveConnector Relay -Custom -Bindings 0.0.0.0:25 -RemoteIPRanges 10.0.0.5').warnings[0]).toMatch(
+      /^Relay: PermissionGroups is None, so no session has any right here/,
+    );
   });
 
   it.each([
     ['Custom without bindings', 'New-ReceiveConnector Relay -Custom -RemoteIPRanges 10.0.0.5', 'New-ReceiveConnector: a Custom connector needs -Bindings'],
-    ['no usage and nothing else', 'New-ReceiveConnector Relay', 'New-ReceiveConnector: a Custom connector needs -Bindings and -RemoteIPRanges (without -Usage or a usage switch such as -Internet, a connector is Custom)'],
+    [
+      'no usage and nothing else',
+      'New-ReceiveConnector Relay',
+      'New-ReceiveConnector: a Custom connector needs -Bindings and -RemoteIPRanges (without -Usage or a usage switch such as -Internet, a connector is Custom)',
+    ],
     ['Client without remote ranges', 'New-ReceiveConnector Relay -Client', 'New-ReceiveConnector: a Client connector needs -RemoteIPRanges'],
     ['Internet without bindings', 'New-ReceiveConnector Relay -Usage Internet', 'New-ReceiveConnector: a Internet connector needs -Bindings'],
-    ['two usages', 'New-ReceiveConnector Relay -Usage Client -Internet -Bindings 0.0.0.0:25', 'New-ReceiveConnector: choose one usage type, not Client and Internet'],
-    ['an unknown usage', 'New-ReceiveConnector Relay -Usage Relay', 'New-ReceiveConnector: -Usage Relay is not valid: expected one of Client, Custom, Internal, Internet, Partner'],
-    ['an ambiguous prefix', 'New-ReceiveConnector Relay -Inter -Bindings 0.0.0.0:25', 'New-ReceiveConnector: parameter -Inter is ambiguous (-Internal, -Internet)'],
-    ['an unknown parameter', 'New-ReceiveConnector Relay -Foo 1', /^New-ReceiveConnector: parameter -Foo is not supported \(supported: -Name, -Server, -TransportRole, /],
+    [
+      'two usages',
+      'New-ReceiveConnector Relay -Usage Client -Internet -Bindings 0.0.0.0:25',
+      'New-ReceiveConnector: choose one usage type, not Client and Internet',
+    ],
+    [
+      'an unknown usage',
+      'New-ReceiveConnector Relay -Usage Relay',
+      'New-ReceiveConnector: -Usage Relay is not valid: expected one of Client, Custom, Internal, Internet, Partner',
+    ],
+    [
+      'an ambiguous prefix',
+      'New-ReceiveConnector Relay -Inter -Bindings 0.0.0.0:25',
+      'New-ReceiveConnector: parameter -Inter is ambiguous (-Internal, -Internet)',
+    ],
+    [
+      'an unknown parameter',
+      'New-ReceiveConnector Relay -Foo 1',
+      /^New-ReceiveConnector: parameter -Foo is not supported \(supported: -Name, -Server, -TransportRole, /,
+    ],
     ['a missing name', 'New-ReceiveConnector -Custom -Bindings 0.0.0.0:25 -RemoteIPRanges 10.0.0.5', 'New-ReceiveConnector: -Name is required'],
-    ['a bad auth mechanism', 'New-ReceiveConnector Relay -Custom -Bindings 0.0.0.0:25 -RemoteIPRanges 10.0.0.5 -AuthMechanism Tls,Kerberos', /-AuthMechanism Kerberos is not valid: expected one of None, Tls, Integrated/],
-    ['a bad size', 'New-ReceiveConnector Relay -Custom -Bindings 0.0.0.0:25 -RemoteIPRanges 10.0.0.5 -MaxMessageSize unlimited', /-MaxMessageSize unlimited is not valid: expected a size such as 25MB/],
-    ['a bad time span', 'New-ReceiveConnector Relay -Custom -Bindings 0.0.0.0:25 -RemoteIPRanges 10.0.0.5 -ConnectionTimeout 10min', /-ConnectionTimeout 10min is not valid: expected a time span such as 00:05:00/],
-    ['a bad boolean', 'New-ReceiveConnector Relay -Custom -Bindings 0.0.0.0:25 -RemoteIPRanges 10.0.0.5 -Enabled yes', 'New-ReceiveConnector: -Enabled yes is not valid: expected $true or $false'],
-    ['a bad number', 'New-ReceiveConnector Relay -Custom -Bindings 0.0.0.0:25 -RemoteIPRanges 10.0.0.5 -MaxRecipientsPerMessage many', /-MaxRecipientsPerMessage many is not valid: expected a whole number/],
+    [
+      'a bad auth mechanism',
+      'New-ReceiveConnector Relay -Custom -Bindings 0.0.0.0:25 -RemoteIPRanges 10.0.0.5 -AuthMechanism Tls,Kerberos',
+      /-AuthMechanism Kerberos is not valid: expected one of None, Tls, Integrated/,
+    ],
+    [
+      'a bad size',
+      'New-ReceiveConnector Relay -Custom -Bindings 0.0.0.0:25 -RemoteIPRanges 10.0.0.5 -MaxMessageSize unlimited',
+      /-MaxMessageSize unlimited is not valid: expected a size such as 25MB/,
+    ],
+    [
+      'a bad time span',
+      'New-ReceiveConnector Relay -Custom -Bindings 0.0.0.0:25 -RemoteIPRanges 10.0.0.5 -ConnectionTimeout 10min',
+      /-ConnectionTimeout 10min is not valid: expected a time span such as 00:05:00/,
+    ],
+    [
+      'a bad boolean',
+      'New-ReceiveConnector Relay -Custom -Bindings 0.0.0.0:25 -RemoteIPRanges 10.0.0.5 -Enabled yes',
+      'New-ReceiveConnector: -Enabled yes is not valid: expected $true or $false',
+    ],
+    [
+      'a bad number',
+      'New-ReceiveConnector Relay -Custom -Bindings 0.0.0.0:25 -RemoteIPRanges 10.0.0.5 -MaxRecipientsPerMessage many',
+      /-MaxRecipientsPerMessage many is not valid: expected a whole number/,
+    ],
     ['a missing value', 'New-ReceiveConnector Relay -Custom -Bindings', 'New-ReceiveConnector: missing a value for -Bindings'],
-    ['a parameter given twice', 'New-ReceiveConnector Relay -Custom -Bindings 0.0.0.0:25 -Bind 0.0.0.0:26', 'New-ReceiveConnector: parameter -Bindings is given more than once'],
+    [
+      'a parameter given twice',
+      'New-ReceiveConnector Relay -Custom -Bindings 0.0.0.0:25 -Bind 0.0.0.0:26',
+      'New-ReceiveConnector: parameter -Bindings is given more than once',
+    ],
     [
       'a schema violation (bad binding), with its field path',
       'New-ReceiveConnector Relay -Custom -Bindings 25 -RemoteIPRanges 10.0.0.5',
       /^New-ReceiveConnector: nothing was changed: the configuration after New-ReceiveConnector is invalid:[\s\S]*binding[\s\S]*25/i,
     ],
-    ['a duplicate name', 'New-ReceiveConnector default -Custom -Bindings 0.0.0.0:2600 -RemoteIPRanges 10.0.0.5', /ReceiveConnectors\.5 \(default\)\.Name: duplicate connector name default/],
+    [
+      'a duplicate name',
+      'New-ReceiveConnector default -Custom -Bindings 0.0.0.0:2600 -RemoteIPRanges 10.0.0.5',
+      /ReceiveConnectors\.5 \(default\)\.Name: duplicate connector name default/,
+    ],
     [
       'a second connector on the same binding and ranges (Internal on frontend 25)',
       'New-ReceiveConnector Relay -Internal',
@@ -164,14 +248,38 @@ describe('Set-ReceiveConnector and Remove-ReceiveConnector', () => {
 
   it.each([
     ['a unique prefix (-AuthM)', 'Set-ReceiveConnector Relay -AuthM Tls,BasicAuth', { AuthMechanism: ['Tls', 'BasicAuth'] }],
-    ['hashtable Add/Remove', 'Set-ReceiveConnector Relay -RemoteIPRanges @{Add="10.0.0.6","10.0.0.7"; Remove="10.0.0.4"}', { RemoteIPRanges: ['10.0.0.5', '10.0.0.6', '10.0.0.7'] }],
-    ['a multi-line hashtable', 'Set-ReceiveConnector Relay -PermissionGroups @{\n  add="ExchangeUsers"\n  remove="anonymoususers"\n}', { PermissionGroups: ['ExchangeUsers'] }],
-    ['sizes in Exchange’s form', 'Set-ReceiveConnector Relay -MaxMessageSize "36 MB (37,748,736 bytes)" -MaxHeaderSize 128KB', { MaxMessageSize: 37_748_736, MaxHeaderSize: 131_072 }],
-    ['time spans', 'Set-ReceiveConnector Relay -ConnectionTimeout 1.00:00:00 -ConnectionInactivityTimeout 00:05:00', { ConnectionTimeout: 86_400, ConnectionInactivityTimeout: 300 }],
+    [
+      'hashtable Add/Remove',
+      'Set-ReceiveConnector Relay -RemoteIPRanges @{Add="10.0.0.6","10.0.0.7"; Remove="10.0.0.4"}',
+      { RemoteIPRanges: ['10.0.0.5', '10.0.0.6', '10.0.0.7'] },
+    ],
+    [
+      'a multi-line hashtable',
+      'Set-ReceiveConnector Relay -PermissionGroups @{\n  add="ExchangeUsers"\n  remove="anonymoususers"\n}',
+      { PermissionGroups: ['ExchangeUsers'] },
+    ],
+    [
+      'sizes in Exchange’s form',
+      'Set-ReceiveConnector Relay -MaxMessageSize "36 MB (37,748,736 bytes)" -MaxHeaderSize 128KB',
+      { MaxMessageSize: 37_748_736, MaxHeaderSize: 131_072 },
+    ],
+    [
+      'time spans',
+      'Set-ReceiveConnector Relay -ConnectionTimeout 1.00:00:00 -ConnectionInactivityTimeout 00:05:00',
+      { ConnectionTimeout: 86_400, ConnectionInactivityTimeout: 300 },
+    ],
     ['-Param:value and -Confirm:$false', 'Set-ReceiveConnector -Identity:Relay -Enabled:$false -Confirm:$false', { Enabled: false }],
-    ['the transport role and server', 'Set-ReceiveConnector Relay -TransportRole hubtransport -Server EXCH02', { TransportRole: 'HubTransport', Server: 'EXCH02' }],
+    [
+      'the transport role and server',
+      'Set-ReceiveConnector Relay -TransportRole hubtransport -Server EXCH02',
+      { TransportRole: 'HubTransport', Server: 'EXCH02' },
+    ],
     ['piped from a wildcard Get', 'Get-ReceiveConnector "Rel*" | Set-ReceiveConnector -RequireEHLODomain $true', { RequireEHLODomain: true }],
-    ['the content guard properties', 'Set-ReceiveConnector Relay -BareLineFeedHandling normalize -MaxLineLength 500', { BareLineFeedHandling: 'Normalize', MaxLineLength: 500 }],
+    [
+      'the content guard properties',
+      'Set-ReceiveConnector Relay -BareLineFeedHandling normalize -MaxLineLength 500',
+      { BareLineFeedHandling: 'Normalize', MaxLineLength: 500 },
+    ],
   ])('%s', (_name, line, expected) => {
     expect(connector(after(relay + line), 'Relay')).toMatchObject(expected);
   });
@@ -182,19 +290,30 @@ describe('Set-ReceiveConnector and Remove-ReceiveConnector', () => {
   });
 
   it('renames a connector and moves its permission entries with it', () => {
-    const config = after(`${relay}Add-ADPermission Relay -User "NT AUTHORITY\\ANONYMOUS LOGON" -ExtendedRights ms-Exch-SMTP-Accept-Any-Recipient\nSet-ReceiveConnector Relay -Name "Printer Relay"`);
+    const config = after(
+      `${relay}Add-ADPermission Relay -User "NT AUTHORITY\\ANONYMOUS LOGON" -ExtendedRights ms-Exch-SMTP-Accept-Any-Recipient\nSet-ReceiveConnector Relay -Name "Printer Relay"`,
+    );
     expect(config.ReceiveConnectors.map((c) => c.Name)).toContain('Printer Relay');
-    expect(config.Permissions).toEqual([{ Identity: 'Printer Relay', User: 'NT AUTHORITY\\ANONYMOUS LOGON', ExtendedRights: ['SMTP-Accept-Any-Recipient'], Deny: false }]);
+    expect(config.Permissions).toEqual([
+      { Identity: 'Printer Relay', User: 'NT AUTHORITY\\ANONYMOUS LOGON', ExtendedRights: ['SMTP-Accept-Any-Recipient'], Deny: false },
+    ]);
   });
 
   it('removes a connector with its permission entries', () => {
-    const results = runScript(`${relay}Add-ADPermission Relay -User "NT AUTHORITY\\ANONYMOUS LOGON" -ExtendedRights SMTP-Accept-Any-Recipient\nRemove-ReceiveConnector Relay -Confirm:$false`, contoso());
+    const results = runScript(
+      `${relay}Add-ADPermission Relay -User "NT AUTHORITY\\ANONYMOUS LOGON" -ExtendedRights SMTP-Accept-Any-Recipient\nRemove-ReceiveConnector Relay -Confirm:$false`,
+      contoso(),
+    );
     const r = last(results);
     expect(r.changed).toBe(true);
     expect(r.output.text).toBe('');
     expect(r.config.ReceiveConnectors.map((c) => c.Name)).not.toContain('Relay');
     expect(r.config.Permissions).toEqual([]);
-    expect(run('Get-ReceiveConnector "Client*" | Remove-ReceiveConnector').config.ReceiveConnectors.map((c) => c.Name)).toEqual(['Default Frontend', 'Default', 'Application Relay']);
+    expect(run('Get-ReceiveConnector "Client*" | Remove-ReceiveConnector').config.ReceiveConnectors.map((c) => c.Name)).toEqual([
+      'Default Frontend',
+      'Default',
+      'Application Relay',
+    ]);
   });
 
   it('warns on Integrated, on removing what is absent, and on a change that changes nothing', () => {
@@ -209,19 +328,51 @@ describe('Set-ReceiveConnector and Remove-ReceiveConnector', () => {
   });
 
   it.each([
-    ['several connectors by one wildcard identity', 'Set-ReceiveConnector "*Frontend" -Enabled $false', "Set-ReceiveConnector: the operation couldn't be performed because '*Frontend' matches multiple entries"],
-    ['-Auth, ambiguous as in Exchange', 'Set-ReceiveConnector Default -Auth Tls', 'Set-ReceiveConnector: parameter -Auth is ambiguous (-AuthMechanism, -AuthTarpitInterval)'],
+    [
+      'several connectors by one wildcard identity',
+      'Set-ReceiveConnector "*Frontend" -Enabled $false',
+      "Set-ReceiveConnector: the operation couldn't be performed because '*Frontend' matches multiple entries",
+    ],
+    [
+      '-Auth, ambiguous as in Exchange',
+      'Set-ReceiveConnector Default -Auth Tls',
+      'Set-ReceiveConnector: parameter -Auth is ambiguous (-AuthMechanism, -AuthTarpitInterval)',
+    ],
     ['an ambiguous prefix', 'Set-ReceiveConnector Default -Max 5', /^Set-ReceiveConnector: parameter -Max is ambiguous \(-MaxMessageSize, -MaxHeaderSize, /],
-    ['a hashtable key other than Add/Remove', 'Set-ReceiveConnector Default -Bindings @{Replace="0.0.0.0:26"}', 'Set-ReceiveConnector: -Bindings @{Replace=…} is not valid: a hashtable takes only Add and Remove'],
+    [
+      'a hashtable key other than Add/Remove',
+      'Set-ReceiveConnector Default -Bindings @{Replace="0.0.0.0:26"}',
+      'Set-ReceiveConnector: -Bindings @{Replace=…} is not valid: a hashtable takes only Add and Remove',
+    ],
     ['a list for a single value', 'Set-ReceiveConnector Default -Fqdn a,b', 'Set-ReceiveConnector: -Fqdn a,b is not valid: expected a single value'],
-    ['-Identity with pipeline input', 'Get-ReceiveConnector Default | Set-ReceiveConnector Default -Enabled $false', 'Set-ReceiveConnector: give either -Identity or pipeline input, not both'],
+    [
+      '-Identity with pipeline input',
+      'Get-ReceiveConnector Default | Set-ReceiveConnector Default -Enabled $false',
+      'Set-ReceiveConnector: give either -Identity or pipeline input, not both',
+    ],
     ['no identity', 'Set-ReceiveConnector -Enabled $false', 'Set-ReceiveConnector: -Identity is required'],
-    ['what looks like the next command', 'Set-ReceiveConnector Default -Enabled $false Get-ReceiveConnector', /accepts argument 'Get-ReceiveConnector' \(it looks like the next command/],
-    ['a rename onto an existing name', 'Set-ReceiveConnector "Client Proxy" -Name Default', /nothing was changed: .*\n {2}ReceiveConnectors\.3 \(Default\)\.Name: duplicate connector name Default/],
+    [
+      'what looks like the next command',
+      'Set-ReceiveConnector Default -Enabled $false Get-ReceiveConnector',
+      /accepts argument 'Get-ReceiveConnector' \(it looks like the next command/,
+    ],
+    [
+      'a rename onto an existing name',
+      'Set-ReceiveConnector "Client Proxy" -Name Default',
+      /nothing was changed: .*\n {2}ReceiveConnectors\.3 \(Default\)\.Name: duplicate connector name Default/,
+    ],
     ['a line limit above RFC 5321’s', 'Set-ReceiveConnector Default -MaxLineLength 1001', /ReceiveConnectors\.3 \(Default\)\.MaxLineLength: Too big/],
     ['an unknown bare line feed handling', 'Set-ReceiveConnector Default -BareLineFeedHandling Strip', /-BareLineFeedHandling Strip is not valid/],
-    ['an invalid combination', 'Set-ReceiveConnector Default -AuthMechanism None,Tls', /ReceiveConnectors\.3 \(Default\)\.AuthMechanism: None cannot be combined with other mechanisms/],
-    ['a removal of something absent', 'Remove-ReceiveConnector Relay', /^Remove-ReceiveConnector: the operation couldn't be performed because object 'Relay' couldn't be found/],
+    [
+      'an invalid combination',
+      'Set-ReceiveConnector Default -AuthMechanism None,Tls',
+      /ReceiveConnectors\.3 \(Default\)\.AuthMechanism: None cannot be combined with other mechanisms/,
+    ],
+    [
+      'a removal of something absent',
+      'Remove-ReceiveConnector Relay',
+      /^Remove-ReceiveConnector: the operation couldn't be performed because object 'Relay' couldn't be found/,
+    ],
   ])('refuses %s', (_name, line, message) => {
     expect(() => run(line)).toThrow(message);
   });
@@ -231,10 +382,26 @@ describe('Add-ADPermission, Remove-ADPermission, Get-ADPermission', () => {
   const anon = 'NT AUTHORITY\\ANONYMOUS LOGON';
 
   it.each([
-    ['by -Identity', `Add-ADPermission -Identity "Application Relay" -User "${anon}" -ExtendedRights ms-Exch-SMTP-Submit`, [{ Identity: 'Application Relay', User: anon, ExtendedRights: ['SMTP-Submit'], Deny: false }]],
-    ['positional identity, bare right names in any case', `Add-ADPermission "Client Frontend" -User relay1 -ExtendedRights smtp-submit,SMTP-ACCEPT-ANY-SENDER`, [{ Identity: 'Client Frontend', User: 'CONTOSO\\relay1', ExtendedRights: ['SMTP-Submit', 'SMTP-Accept-Any-Sender'], Deny: false }]],
-    ['a UPN names the account', `Add-ADPermission "Client Frontend" -User relay1@contoso.test -ExtendedRights ms-Exch-Bypass-Anti-Spam`, [{ Identity: 'Client Frontend', User: 'CONTOSO\\relay1', ExtendedRights: ['Bypass-Anti-Spam'], Deny: false }]],
-    ['a deny', `Add-ADPermission "Default Frontend" -User "${anon}" -ExtendedRights ms-Exch-SMTP-Accept-Any-Sender -Deny`, [{ Identity: 'Default Frontend', User: anon, ExtendedRights: ['SMTP-Accept-Any-Sender'], Deny: true }]],
+    [
+      'by -Identity',
+      `Add-ADPermission -Identity "Application Relay" -User "${anon}" -ExtendedRights ms-Exch-SMTP-Submit`,
+      [{ Identity: 'Application Relay', User: anon, ExtendedRights: ['SMTP-Submit'], Deny: false }],
+    ],
+    [
+      'positional identity, bare right names in any case',
+      `Add-ADPermission "Client Frontend" -User relay1 -ExtendedRights smtp-submit,SMTP-ACCEPT-ANY-SENDER`,
+      [{ Identity: 'Client Frontend', User: 'CONTOSO\\relay1', ExtendedRights: ['SMTP-Submit', 'SMTP-Accept-Any-Sender'], Deny: false }],
+    ],
+    [
+      'a UPN names the account',
+      `Add-ADPermission "Client Frontend" -User relay1@contoso.test -ExtendedRights ms-Exch-Bypass-Anti-Spam`,
+      [{ Identity: 'Client Frontend', User: 'CONTOSO\\relay1', ExtendedRights: ['Bypass-Anti-Spam'], Deny: false }],
+    ],
+    [
+      'a deny',
+      `Add-ADPermission "Default Frontend" -User "${anon}" -ExtendedRights ms-Exch-SMTP-Accept-Any-Sender -Deny`,
+      [{ Identity: 'Default Frontend', User: anon, ExtendedRights: ['SMTP-Accept-Any-Sender'], Deny: true }],
+    ],
     [
       'a second grant merges into the entry',
       `Add-ADPermission "Client Proxy" -User "contoso\\relay accounts" -ExtendedRights ms-Exch-SMTP-Submit\nAdd-ADPermission "Client Proxy" -User "CONTOSO\\Relay Accounts" -ExtendedRights ms-Exch-SMTP-Submit,ms-Exch-SMTP-Accept-Any-Recipient`,
@@ -266,7 +433,14 @@ describe('Add-ADPermission, Remove-ADPermission, Get-ADPermission', () => {
       'Client Frontend NT AUTHORITY\\Authenticated Users False False     ms-Exch-SMTP-Submit',
       'Client Frontend CONTOSO\\relay1                   False False     ms-Exch-SMTP-Accept-Any-Sender',
     ]);
-    expect(r.output.objects.at(-1)).toEqual({ Identity: 'Client Frontend', User: 'CONTOSO\\relay1', Deny: false, Inherited: false, Rights: 'ms-Exch-SMTP-Accept-Any-Sender', Source: 'Add-ADPermission' });
+    expect(r.output.objects.at(-1)).toEqual({
+      Identity: 'Client Frontend',
+      User: 'CONTOSO\\relay1',
+      Deny: false,
+      Inherited: false,
+      Rights: 'ms-Exch-SMTP-Accept-Any-Sender',
+      Source: 'Add-ADPermission',
+    });
     expect(r.output.objects[0]).toMatchObject({ Source: 'PermissionGroups ExchangeUsers' });
   });
 
@@ -286,14 +460,38 @@ describe('Add-ADPermission, Remove-ADPermission, Get-ADPermission', () => {
   });
 
   it.each([
-    ['an unknown principal', 'Add-ADPermission Default -User ghost -ExtendedRights ms-Exch-SMTP-Submit', /^Add-ADPermission: user or group "ghost" wasn't found; make sure you typed it correctly/],
-    ['another domain’s account', 'Add-ADPermission Default -User FABRIKAM\\relay1 -ExtendedRights ms-Exch-SMTP-Submit', /user or group "FABRIKAM\\relay1" wasn't found/],
-    ['an unknown right', 'Add-ADPermission Default -User relay1 -ExtendedRights ms-Exch-SMTP-Accept-XShadow', /^Add-ADPermission: -ExtendedRights ms-Exch-SMTP-Accept-XShadow is not an extended right Transit knows \(known: ms-Exch-SMTP-Submit, /],
+    [
+      'an unknown principal',
+      'Add-ADPermission Default -User ghost -ExtendedRights ms-Exch-SMTP-Submit',
+      /^Add-ADPermission: user or group "ghost" wasn't found; make sure you typed it correctly/,
+    ],
+    [
+      'another domain’s account',
+      'Add-ADPermission Default -User FABRIKAM\\relay1 -ExtendedRights ms-Exch-SMTP-Submit',
+      /user or group "FABRIKAM\\relay1" wasn't found/,
+    ],
+    [
+      'an unknown right',
+      'Add-ADPermission Default -User relay1 -ExtendedRights ms-Exch-SMTP-Accept-XShadow',
+      /^Add-ADPermission: -ExtendedRights ms-Exch-SMTP-Accept-XShadow is not an extended right Transit knows \(known: ms-Exch-SMTP-Submit, /,
+    ],
     ['no rights', 'Add-ADPermission Default -User relay1', 'Add-ADPermission: -ExtendedRights is required'],
     ['no connector', 'Add-ADPermission -User relay1 -ExtendedRights ms-Exch-SMTP-Submit', 'Add-ADPermission: -Identity is required'],
-    ['an unsupported parameter (-AccessRights)', 'Add-ADPermission Default -User relay1 -AccessRights ExtendedRight', /^Add-ADPermission: parameter -AccessRights is not supported/],
-    ['removing a right that comes from a permission group', 'Remove-ADPermission "Client Frontend" -User "NT AUTHORITY\\Authenticated Users" -ExtendedRights ms-Exch-SMTP-Submit', 'Remove-ADPermission: no Add-ADPermission entry on Client Frontend grants ms-Exch-SMTP-Submit to NT AUTHORITY\\Authenticated Users; ms-Exch-SMTP-Submit comes from PermissionGroups ExchangeUsers on Client Frontend: change its -PermissionGroups instead'],
-    ['removing what was never granted', 'Remove-ADPermission Default -User relay1 -ExtendedRights ms-Exch-SMTP-Submit -Deny', 'Remove-ADPermission: no Add-ADPermission entry on Default denies ms-Exch-SMTP-Submit to CONTOSO\\relay1'],
+    [
+      'an unsupported parameter (-AccessRights)',
+      'Add-ADPermission Default -User relay1 -AccessRights ExtendedRight',
+      /^Add-ADPermission: parameter -AccessRights is not supported/,
+    ],
+    [
+      'removing a right that comes from a permission group',
+      'Remove-ADPermission "Client Frontend" -User "NT AUTHORITY\\Authenticated Users" -ExtendedRights ms-Exch-SMTP-Submit',
+      'Remove-ADPermission: no Add-ADPermission entry on Client Frontend grants ms-Exch-SMTP-Submit to NT AUTHORITY\\Authenticated Users; ms-Exch-SMTP-Submit comes from PermissionGroups ExchangeUsers on Client Frontend: change its -PermissionGroups instead',
+    ],
+    [
+      'removing what was never granted',
+      'Remove-ADPermission Default -User relay1 -ExtendedRights ms-Exch-SMTP-Submit -Deny',
+      'Remove-ADPermission: no Add-ADPermission entry on Default denies ms-Exch-SMTP-Submit to CONTOSO\\relay1',
+    ],
   ])('refuses %s', (_name, line, message) => {
     expect(() => run(line)).toThrow(message);
   });
@@ -301,7 +499,9 @@ describe('Add-ADPermission, Remove-ADPermission, Get-ADPermission', () => {
 
 describe('accepted domains', () => {
   it('lists them as Exchange does, identity falling back to the domain name', () => {
-    expect(run('Get-AcceptedDomain').output.text).toBe('Name         DomainName   DomainType    Default\n----         ----------   ----------    -------\ncontoso.test contoso.test Authoritative True');
+    expect(run('Get-AcceptedDomain').output.text).toBe(
+      'Name         DomainName   DomainType    Default\n----         ----------   ----------    -------\ncontoso.test contoso.test Authoritative True',
+    );
   });
 
   it('creates, re-types, makes default and removes', () => {
@@ -319,8 +519,16 @@ Remove-AcceptedDomain contoso.test`,
 
   it.each([
     ['removing the default', 'Remove-AcceptedDomain contoso.test', /is the default accepted domain; make another domain the default first/],
-    ['a duplicate', 'New-AcceptedDomain Contoso2 -DomainName CONTOSO.test', 'New-AcceptedDomain: an accepted domain contoso.test (contoso.test) already exists'],
-    ['a bad domain type', 'New-AcceptedDomain F -DomainName f.test -DomainType Relay', /-DomainType Relay is not valid: expected one of Authoritative, InternalRelay, ExternalRelay/],
+    [
+      'a duplicate',
+      'New-AcceptedDomain Contoso2 -DomainName CONTOSO.test',
+      'New-AcceptedDomain: an accepted domain contoso.test (contoso.test) already exists',
+    ],
+    [
+      'a bad domain type',
+      'New-AcceptedDomain F -DomainName f.test -DomainType Relay',
+      /-DomainType Relay is not valid: expected one of Authoritative, InternalRelay, ExternalRelay/,
+    ],
     ['a bad domain name', 'New-AcceptedDomain F -DomainName "not a domain"', /AcceptedDomains\.1 \(F\)\.DomainName: expected a domain/],
     ['un-defaulting', 'Set-AcceptedDomain contoso.test -MakeDefault $false', /-MakeDefault \$false is not valid/],
     ['an unknown domain', 'Get-AcceptedDomain nope.test', /object 'nope.test' couldn't be found \(accepted domains: contoso.test\)/],
@@ -335,8 +543,19 @@ describe('send connectors', () => {
   });
 
   it('creates a smart-host connector, turning DNS routing off and ignoring SourceTransportServers', () => {
-    const r = run('New-SendConnector -Name "To Partner" -Internet -AddressSpaces "partner.test;5" -SmartHosts mx1.partner.test,10.9.9.9 -Port 587 -MaxMessageSize 20MB -SourceTransportServers EXCH01,EXCH02');
-    expect(r.config.SendConnectors[1]).toEqual({ Name: 'To Partner', AddressSpaces: ['partner.test;5'], DNSRoutingEnabled: false, SmartHosts: ['mx1.partner.test', '10.9.9.9'], Port: 587, MaxMessageSize: 20_971_520, ProtocolLoggingLevel: 'None', Enabled: true });
+    const r = run(
+      'New-SendConnector -Name "To Partner" -Internet -AddressSpaces "partner.test;5" -SmartHosts mx1.partner.test,10.9.9.9 -Port 587 -MaxMessageSize 20MB -SourceTransportServers EXCH01,EXCH02',
+    );
+    expect(r.config.SendConnectors[1]).toEqual({
+      Name: 'To Partner',
+      AddressSpaces: ['partner.test;5'],
+      DNSRoutingEnabled: false,
+      SmartHosts: ['mx1.partner.test', '10.9.9.9'],
+      Port: 587,
+      MaxMessageSize: 20_971_520,
+      ProtocolLoggingLevel: 'None',
+      Enabled: true,
+    });
     expect(r.warnings).toEqual([
       'New-SendConnector: -SourceTransportServers is ignored: every Transit HubTransport node sends through every send connector',
       'To Partner: DNSRoutingEnabled set to $false, so mail goes to the smart hosts mx1.partner.test, 10.9.9.9',
@@ -352,13 +571,29 @@ New-SendConnector Spare -AddressSpaces * -Usage Custom
 Get-SendConnector Spare | Remove-SendConnector`,
       contoso(),
     );
-    expect(results[1]!.config.SendConnectors).toEqual([{ Name: 'Internet', AddressSpaces: ['SMTP:*;1', '*.contoso.test;10'], DNSRoutingEnabled: true, SmartHosts: [], Port: 2525, Fqdn: 'mail.contoso.test', MaxMessageSize: 37_748_736, ProtocolLoggingLevel: 'None', Enabled: false }]);
+    expect(results[1]!.config.SendConnectors).toEqual([
+      {
+        Name: 'Internet',
+        AddressSpaces: ['SMTP:*;1', '*.contoso.test;10'],
+        DNSRoutingEnabled: true,
+        SmartHosts: [],
+        Port: 2525,
+        Fqdn: 'mail.contoso.test',
+        MaxMessageSize: 37_748_736,
+        ProtocolLoggingLevel: 'None',
+        Enabled: false,
+      },
+    ]);
     expect(last(results).config.SendConnectors.map((c) => c.Name)).toEqual(['Internet']);
   });
 
   it.each([
     ['no address spaces', 'New-SendConnector Spare', /-AddressSpaces is required/],
-    ['DNS routing off without smart hosts', 'Set-SendConnector Internet -DNSRoutingEnabled $false', /SendConnectors\.0 \(Internet\)\.SmartHosts: a connector without DNS routing needs at least one smart host/],
+    [
+      'DNS routing off without smart hosts',
+      'Set-SendConnector Internet -DNSRoutingEnabled $false',
+      /SendConnectors\.0 \(Internet\)\.SmartHosts: a connector without DNS routing needs at least one smart host/,
+    ],
     ['an unknown connector', 'Remove-SendConnector Outbound', /object 'Outbound' couldn't be found \(send connectors: Internet\)/],
   ])('refuses %s', (_name, line, message) => {
     expect(() => run(line)).toThrow(message);
@@ -367,13 +602,29 @@ Get-SendConnector Spare | Remove-SendConnector`,
 
 describe('lines and pipelines', () => {
   it.each([
-    ['an unknown cmdlet', 'New-TransportRule -Name x', /^New-TransportRule is not supported by transitctl ems \(supported: Get-ReceiveConnector, New-ReceiveConnector, .*, Format-List, Format-Table\)$/],
+    [
+      'an unknown cmdlet',
+      'New-TransportRule -Name x',
+      /^New-TransportRule is not supported by transitctl ems \(supported: Get-ReceiveConnector, New-ReceiveConnector, .*, Format-List, Format-Table\)$/,
+    ],
     ['a formatter first', 'fl', 'fl formats the output of a pipeline, so it must come last, after a Get- cmdlet'],
     ['a formatter in the middle', 'Get-ReceiveConnector | fl | Set-ReceiveConnector -Enabled $false', /Format-List|fl formats the output/],
-    ['objects of the wrong kind', 'Get-AcceptedDomain | Set-ReceiveConnector -Enabled $false', 'Get-AcceptedDomain writes AcceptedDomain objects, but Set-ReceiveConnector takes ReceiveConnector objects from the pipeline'],
+    [
+      'objects of the wrong kind',
+      'Get-AcceptedDomain | Set-ReceiveConnector -Enabled $false',
+      'Get-AcceptedDomain writes AcceptedDomain objects, but Set-ReceiveConnector takes ReceiveConnector objects from the pipeline',
+    ],
     ['a cmdlet that takes no input', 'Get-ReceiveConnector | Get-SendConnector', 'Get-SendConnector does not take pipeline input; give it -Identity instead'],
-    ['a Set piped onwards', 'Set-ReceiveConnector Default -Enabled $false | Get-ADPermission', 'Set-ReceiveConnector writes no objects, but Get-ADPermission takes ReceiveConnector objects from the pipeline'],
-    ['a mangled line that is still wrong', 'Get - ReceiveConnector "default frontend*" | Add - ADPermission - User ghost - ExtendedRights ms - Exch - SMTP - Submit', /user or group "ghost" wasn't found.*\n {2}\(read as: Get-ReceiveConnector "default frontend\*" \| Add-ADPermission -User ghost -ExtendedRights ms-Exch-SMTP-Submit\)/],
+    [
+      'a Set piped onwards',
+      'Set-ReceiveConnector Default -Enabled $false | Get-ADPermission',
+      'Set-ReceiveConnector writes no objects, but Get-ADPermission takes ReceiveConnector objects from the pipeline',
+    ],
+    [
+      'a mangled line that is still wrong',
+      'Get - ReceiveConnector "default frontend*" | Add - ADPermission - User ghost - ExtendedRights ms - Exch - SMTP - Submit',
+      /user or group "ghost" wasn't found.*\n {2}\(read as: Get-ReceiveConnector "default frontend\*" \| Add-ADPermission -User ghost -ExtendedRights ms-Exch-SMTP-Submit\)/,
+    ],
   ])('refuses %s', (_name, line, message) => {
     expect(() => run(line)).toThrow(EmsError);
     expect(() => run(line)).toThrow(message);
@@ -402,7 +653,12 @@ describe('lines and pipelines', () => {
 
   it('applies nothing of a line whose later stage fails', () => {
     const input = contoso();
-    expect(() => runEmsLine('New-ReceiveConnector Relay -Custom -Bindings 0.0.0.0:25 -RemoteIPRanges 10.0.0.5 | Add-ADPermission -User ghost -ExtendedRights ms-Exch-SMTP-Submit', input)).toThrow(/"ghost" wasn't found/);
+    expect(() =>
+      runEmsLine(
+        'New-ReceiveConnector Relay -Custom -Bindings 0.0.0.0:25 -RemoteIPRanges 10.0.0.5 | Add-ADPermission -User ghost -ExtendedRights ms-Exch-SMTP-Submit',
+        input,
+      ),
+    ).toThrow(/"ghost" wasn't found/);
     expect(() => runEmsLine('Get-ReceiveConnector * | Set-ReceiveConnector -MaxMessageSize 1KB', input)).toThrow(/MaxMessageSize: Too small/);
     expect(input.ReceiveConnectors.map((c) => c.Name)).not.toContain('Relay');
     expect(input.ReceiveConnectors.every((c) => c.MaxMessageSize === 37_748_736)).toBe(true);

@@ -55,6 +55,10 @@ export function renderItems(items: readonly Item[], format: Format, views: Recor
     return rows.map((row) => props.map((p) => `${p.padEnd(width)} : ${cell(row, p)}`.trimEnd()).join('\n')).join('\n\n');
   }
   const widths = props.map((p) => Math.max(p.length, ...rows.map((r) => cell(r, p).length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join(' ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join(' ')
+      .trimEnd();
   return [line(props), line(props.map((p) => '-'.repeat(p.length))), ...rows.map((r) => line(props.map((p) => cell(r, p))))].join('\n');
 }

@@ -5,7 +5,9 @@ import { demangle, parsePipeline, renderTokens, type Value } from './parser.ts';
 
 /** Tokens in a compact form: words as their value (quoted ones in «»), parameters as -Name / -Name:, the rest as written. */
 const lex = (line: string) =>
-  tokenize(line).map((t) => (t.t === 'word' ? (t.quoted ? `«${t.v}»` : t.v) : t.t === 'param' ? `-${t.name}${t.colon ? ':' : ''}` : t.t === 'var' ? `$${String(t.v)}` : t.v));
+  tokenize(line).map((t) =>
+    t.t === 'word' ? (t.quoted ? `«${t.v}»` : t.v) : t.t === 'param' ? `-${t.name}${t.colon ? ':' : ''}` : t.t === 'var' ? `$${String(t.v)}` : t.v,
+  );
 
 /** The value of the first parameter of the first command. */
 const firstValue = (line: string): Value | undefined => {
@@ -29,7 +31,11 @@ describe('tokenizer', () => {
     ['a comma list', '-AuthMechanism Tls,BasicAuth, Integrated', ['-AuthMechanism', 'Tls', ',', 'BasicAuth', ',', 'Integrated']],
     ['quoted items of a list', '-RemoteIPRanges "10.0.0.1","10.0.0.0/24"', ['-RemoteIPRanges', '«10.0.0.1»', ',', '«10.0.0.0/24»']],
     ['an array', '@("a", \'b\')', ['@(', '«a»', ',', '«b»', ')']],
-    ['a hashtable: = and ; are operators only inside', '@{Add="x","y"; Remove=z} a=b', ['@{', 'Add', '=', '«x»', ',', '«y»', ';', 'Remove', '=', 'z', '}', 'a=b']],
+    [
+      'a hashtable: = and ; are operators only inside',
+      '@{Add="x","y"; Remove=z} a=b',
+      ['@{', 'Add', '=', '«x»', ',', '«y»', ';', 'Remove', '=', 'z', '}', 'a=b'],
+    ],
     ['a pipeline', 'Get-ReceiveConnector | fl', ['Get-ReceiveConnector', '|', 'fl']],
     ['a UPN and a negative number stay words', '-User relay1@contoso.test -1', ['-User', 'relay1@contoso.test', '-1']],
     ['a lone dash is an operator (mangled text)', 'Get - ReceiveConnector', ['Get', '-', 'ReceiveConnector']],
@@ -59,15 +65,44 @@ describe('tokenizer', () => {
 
 describe('parser', () => {
   it.each<[string, string, Value]>([
-    ['a comma list is one array', '-AuthMechanism Tls, BasicAuth', { t: 'array', items: [{ t: 'str', v: 'Tls', quoted: false }, { t: 'str', v: 'BasicAuth', quoted: false }] }],
-    ['@( ) flattens into one array', '-Bindings @("0.0.0.0:25"; "[::]:25")', { t: 'array', items: [{ t: 'str', v: '0.0.0.0:25', quoted: true }, { t: 'str', v: '[::]:25', quoted: true }] }],
+    [
+      'a comma list is one array',
+      '-AuthMechanism Tls, BasicAuth',
+      {
+        t: 'array',
+        items: [
+          { t: 'str', v: 'Tls', quoted: false },
+          { t: 'str', v: 'BasicAuth', quoted: false },
+        ],
+      },
+    ],
+    [
+      '@( ) flattens into one array',
+      '-Bindings @("0.0.0.0:25"; "[::]:25")',
+      {
+        t: 'array',
+        items: [
+          { t: 'str', v: '0.0.0.0:25', quoted: true },
+          { t: 'str', v: '[::]:25', quoted: true },
+        ],
+      },
+    ],
     [
       'a hashtable of Add and Remove',
       '-RemoteIPRanges @{Add="10.0.0.5","10.0.0.6"; Remove="10.0.0.4"}',
       {
         t: 'hash',
         entries: [
-          { key: 'Add', value: { t: 'array', items: [{ t: 'str', v: '10.0.0.5', quoted: true }, { t: 'str', v: '10.0.0.6', quoted: true }] } },
+          {
+            key: 'Add',
+            value: {
+              t: 'array',
+              items: [
+                { t: 'str', v: '10.0.0.5', quoted: true },
+                { t: 'str', v: '10.0.0.6', quoted: true },
+              ],
+            },
+          },
           { key: 'Remove', value: { t: 'str', v: '10.0.0.4', quoted: true } },
         ],
       },
@@ -95,8 +130,10 @@ describe('parser', () => {
   });
 
   it('rejoins web-mangled hyphens using the cmdlets’ parameter names', () => {
-    const params = (cmdlet: string) => (cmdlet === 'Add-ADPermission' ? ['Identity', 'User', 'ExtendedRights', 'Deny'] : cmdlet === 'Get-ReceiveConnector' ? ['Identity'] : undefined);
-    const line = 'Get - ReceiveConnector "default frontend*" | Add - ADPermission - User "contoso\\relay accounts" - ExtendedRights ms - Exch - SMTP - Submit, ms - Exch - Accept - Headers - Routing';
+    const params = (cmdlet: string) =>
+      cmdlet === 'Add-ADPermission' ? ['Identity', 'User', 'ExtendedRights', 'Deny'] : cmdlet === 'Get-ReceiveConnector' ? ['Identity'] : undefined;
+    const line =
+      'Get - ReceiveConnector "default frontend*" | Add - ADPermission - User "contoso\\relay accounts" - ExtendedRights ms - Exch - SMTP - Submit, ms - Exch - Accept - Headers - Routing';
     expect(renderTokens(demangle(tokenize(line), params)!)).toBe(
       'Get-ReceiveConnector "default frontend*" | Add-ADPermission -User "contoso\\relay accounts" -ExtendedRights ms-Exch-SMTP-Submit, ms-Exch-Accept-Headers-Routing',
     );
@@ -106,18 +143,38 @@ describe('parser', () => {
 
 describe('splitEmsScript', () => {
   it.each([
-    ['comments and blank lines', '# relay setup\n\nGet-ReceiveConnector  # all of them\n\n<# block #>\nGet-SendConnector\n', ['Get-ReceiveConnector', 'Get-SendConnector']],
-    ['backtick continuation', 'Set-ReceiveConnector "Relay" `\n  -Enabled $false `\n  -Comment "x"', ['Set-ReceiveConnector "Relay" -Enabled $false -Comment "x"']],
-    ['a trailing pipe continues', 'Get-ReceiveConnector "x" |\n\n  Set-ReceiveConnector -Enabled $false\nGet-SendConnector', ['Get-ReceiveConnector "x" | Set-ReceiveConnector -Enabled $false', 'Get-SendConnector']],
+    [
+      'comments and blank lines',
+      '# relay setup\n\nGet-ReceiveConnector  # all of them\n\n<# block #>\nGet-SendConnector\n',
+      ['Get-ReceiveConnector', 'Get-SendConnector'],
+    ],
+    [
+      'backtick continuation',
+      'Set-ReceiveConnector "Relay" `\n  -Enabled $false `\n  -Comment "x"',
+      ['Set-ReceiveConnector "Relay" -Enabled $false -Comment "x"'],
+    ],
+    [
+      'a trailing pipe continues',
+      'Get-ReceiveConnector "x" |\n\n  Set-ReceiveConnector -Enabled $false\nGet-SendConnector',
+      ['Get-ReceiveConnector "x" | Set-ReceiveConnector -Enabled $false', 'Get-SendConnector'],
+    ],
     ['a trailing comma continues a list', '-AuthMechanism Tls,\n  BasicAuth', ['-AuthMechanism Tls, BasicAuth']],
-    ['a multi-line hashtable', 'Set-ReceiveConnector x -RemoteIPRanges @{\n  Add="10.0.0.1"\n  Remove="10.0.0.2" # old printer\n}', ['Set-ReceiveConnector x -RemoteIPRanges @{\n  Add="10.0.0.1"\n  Remove="10.0.0.2" \n}']],
+    [
+      'a multi-line hashtable',
+      'Set-ReceiveConnector x -RemoteIPRanges @{\n  Add="10.0.0.1"\n  Remove="10.0.0.2" # old printer\n}',
+      ['Set-ReceiveConnector x -RemoteIPRanges @{\n  Add="10.0.0.1"\n  Remove="10.0.0.2" \n}'],
+    ],
     ['a comment character inside a string is not a comment', 'Set-ReceiveConnector x -Comment "room #4"', ['Set-ReceiveConnector x -Comment "room #4"']],
     [
       'a prompt and parameters wrapped onto the next lines (seed 001)',
       '[PS] C:\\>New-ReceiveConnector -Name "SMTP Relay EXCH01" \n-Server EXCH01 -Custom \n-Bindings 0.0.0.0:25\n\nPS C:\\Users\\admin> Get-ReceiveConnector',
       ['New-ReceiveConnector -Name "SMTP Relay EXCH01" -Server EXCH01 -Custom -Bindings 0.0.0.0:25', 'Get-ReceiveConnector'],
     ],
-    ['a lone dash at the end of a line continues (seed 000)', 'Add - ADPermission - ExtendedRights ms -\n    Exch - SMTP - Submit', ['Add - ADPermission - ExtendedRights ms - Exch - SMTP - Submit']],
+    [
+      'a lone dash at the end of a line continues (seed 000)',
+      'Add - ADPermission - ExtendedRights ms -\n    Exch - SMTP - Submit',
+      ['Add - ADPermission - ExtendedRights ms - Exch - SMTP - Submit'],
+    ],
     ['Windows line ends', 'Get-ReceiveConnector |\r\n fl\r\n', ['Get-ReceiveConnector | fl']],
   ])('%s', (_name, text, lines) => {
     expect(splitEmsScript(text)).toEqual(lines);

@@ -71,7 +71,9 @@ export function parsePipeline(tokens: readonly Token[]): Command[] {
   for (;;) {
     const head = tokens[i++];
     if (head?.t !== 'word' || head.quoted) {
-      throw new EmsError(head ? `expected a cmdlet name, found "${head.raw}"` : commands.length > 0 ? 'a command is missing after the last "|"' : 'the line is empty');
+      throw new EmsError(
+        head ? `expected a cmdlet name, found "${head.raw}"` : commands.length > 0 ? 'a command is missing after the last "|"' : 'the line is empty',
+      );
     }
     const elements: Element[] = [];
     while (i < tokens.length && !isOp(tokens[i], '|')) {
@@ -111,7 +113,8 @@ export function demangle(tokens: readonly Token[], paramsOf: (cmdlet: string) =>
     const after = tokens[i + 2];
     const commandStart = out.length === 0 || isOp(out.at(-1), '|');
     if (commandStart && tok.t === 'word' && !tok.quoted) {
-      const joined: Token = isOp(next, '-') && after?.t === 'word' && !after.quoted ? { ...tok, v: `${tok.v}-${after.v}`, raw: `${tok.raw}-${after.raw}` } : tok;
+      const joined: Token =
+        isOp(next, '-') && after?.t === 'word' && !after.quoted ? { ...tok, v: `${tok.v}-${after.v}`, raw: `${tok.raw}-${after.raw}` } : tok;
       if (joined !== tok) i += 2;
       out.push(joined);
       params = paramsOf(joined.t === 'word' ? joined.v : '') ?? [];

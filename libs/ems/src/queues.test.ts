@@ -45,7 +45,17 @@ describe('queue cmdlets', () => {
   });
 
   it('shows IncomingRate and OutgoingRate with Format-List, as Exchange does', () => {
-    const out = emsQueueRequest('Get-Queue | fl')!.render([{ Identity: 'Transit\\remote.x', DeliveryType: 'DnsConnectorDelivery', Status: 'Active', MessageCount: 1, NextHopDomain: 'x', IncomingRate: 0.5, OutgoingRate: 0.1 }]);
+    const out = emsQueueRequest('Get-Queue | fl')!.render([
+      {
+        Identity: 'Transit\\remote.x',
+        DeliveryType: 'DnsConnectorDelivery',
+        Status: 'Active',
+        MessageCount: 1,
+        NextHopDomain: 'x',
+        IncomingRate: 0.5,
+        OutgoingRate: 0.1,
+      },
+    ]);
     expect(out.text).toMatch(/^IncomingRate\s+: 0\.5$/m);
     expect(out.text).toMatch(/^OutgoingRate\s+: 0\.1$/m);
   });

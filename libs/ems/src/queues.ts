@@ -33,7 +33,17 @@ export const RESUME_MESSAGE = cmdlet('Resume-Message', { Identity: 'string' });
 export const REMOVE_MESSAGE = cmdlet('Remove-Message', { Identity: 'string', WithNDR: 'bool' });
 export const EXPORT_MESSAGE = cmdlet('Export-Message', { Identity: 'string', Path: 'string' });
 
-export const QUEUE_CMDLETS = [GET_QUEUE, GET_MESSAGE, RETRY_QUEUE, SUSPEND_QUEUE, RESUME_QUEUE, SUSPEND_MESSAGE, RESUME_MESSAGE, REMOVE_MESSAGE, EXPORT_MESSAGE];
+export const QUEUE_CMDLETS = [
+  GET_QUEUE,
+  GET_MESSAGE,
+  RETRY_QUEUE,
+  SUSPEND_QUEUE,
+  RESUME_QUEUE,
+  SUSPEND_MESSAGE,
+  RESUME_MESSAGE,
+  REMOVE_MESSAGE,
+  EXPORT_MESSAGE,
+];
 
 function filter<T>(name: string, parse: (text: string) => T, args: Args): T | undefined {
   const text = stringArg(args, 'Filter');
@@ -68,7 +78,10 @@ export function queueRequest(c: Cmdlet, args: Args, warnings: string[]): QueueRe
       const id = stringArg(args, 'Identity');
       const queue = stringArg(args, 'Queue');
       const size = resultSize(c.name, args);
-      return { action: 'get-message', filter: { ...f, ...(id !== undefined ? { id } : {}), ...(queue !== undefined ? { queue } : {}), ...(size !== undefined ? { resultSize: size } : {}) } };
+      return {
+        action: 'get-message',
+        filter: { ...f, ...(id !== undefined ? { id } : {}), ...(queue !== undefined ? { queue } : {}), ...(size !== undefined ? { resultSize: size } : {}) },
+      };
     }
     case RETRY_QUEUE:
       return { action: 'retry-queue', identity: identity(), resubmit: args.get('Resubmit') === true };

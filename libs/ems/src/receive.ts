@@ -85,15 +85,17 @@ const USAGE_RULES: Record<ReceiveConnectorUsage, { Bindings?: string[]; RemoteIP
   Partner: { required: ['Bindings'] },
 };
 
-const INTEGRATED =
-  'Integrated (NTLM/Kerberos) is accepted for compatibility but Transit does not offer NTLM or Kerberos; clients must use BasicAuth over TLS';
+const INTEGRATED = 'Integrated (NTLM/Kerberos) is accepted for compatibility but Transit does not offer NTLM or Kerberos; clients must use BasicAuth over TLS';
 
 export const rcIdentity = (c: ReceiveConnector) => (c.Server ? `${c.Server}\\${c.Name}` : c.Name);
 /** Properties in the schema's order (Server next to Name), as Format-List shows them. */
 const rcItem = (c: ReceiveConnector): Item => ({
   kind: 'ReceiveConnector',
   key: c.Name,
-  row: { Identity: rcIdentity(c), ...Object.fromEntries(Object.keys(RECEIVE_CONNECTOR_PROPERTIES).flatMap((k) => (k in c ? [[k, c[k as keyof ReceiveConnector]]] : []))) },
+  row: {
+    Identity: rcIdentity(c),
+    ...Object.fromEntries(Object.keys(RECEIVE_CONNECTOR_PROPERTIES).flatMap((k) => (k in c ? [[k, c[k as keyof ReceiveConnector]]] : []))),
+  },
 });
 const byName = (ctx: Ctx, name: string) => ctx.config.ReceiveConnectors.find((c) => c.Name === name);
 /** Does a Permissions entry's Identity (`Name` or `Server\Name`) name this connector? */
@@ -107,7 +109,9 @@ function findConnectors(ctx: Ctx, cmdlet: string, identity: string): ReceiveConn
   if (server !== undefined && !server.includes('*')) {
     for (const c of found) {
       if (c.Server?.toLowerCase() !== server.toLowerCase()) {
-        ctx.warnings.push(`${identity}: the server part ${server} is informational in a Transit cluster (every node serves every connector of its role); matched ${rcIdentity(c)}`);
+        ctx.warnings.push(
+          `${identity}: the server part ${server} is informational in a Transit cluster (every node serves every connector of its role); matched ${rcIdentity(c)}`,
+        );
       }
     }
   }
@@ -115,7 +119,14 @@ function findConnectors(ctx: Ctx, cmdlet: string, identity: string): ReceiveConn
 }
 
 const connectorTargets = (ctx: Ctx, cmdlet: string, args: Args, input: Item[] | undefined, single: boolean) =>
-  targets(cmdlet, args, input, (id) => findConnectors(ctx, cmdlet, id), (item) => byName(ctx, item.key), single);
+  targets(
+    cmdlet,
+    args,
+    input,
+    (id) => findConnectors(ctx, cmdlet, id),
+    (item) => byName(ctx, item.key),
+    single,
+  );
 
 function warnIntegrated(ctx: Ctx, c: ReceiveConnector): void {
   if (c.AuthMechanism.includes('Integrated')) ctx.warnings.push(`${rcIdentity(c)}: ${INTEGRATED}`);
@@ -131,7 +142,9 @@ const getReceiveConnector: Cmdlet = {
     const found = identity === undefined ? ctx.config.ReceiveConnectors : findConnectors(ctx, this.name, identity);
     const server = stringArg(args, 'Server');
     if (server !== undefined && found.some((c) => c.Server?.toLowerCase() !== server.toLowerCase())) {
-      ctx.warnings.push(`-Server ${server} is informational in a Transit cluster: every node serves every connector of its role, so the connectors of every server are listed`);
+      ctx.warnings.push(
+        `-Server ${server} is informational in a Transit cluster: every node serves every connector of its role, so the connectors of every server are listed`,
+      );
     }
     return found.map(rcItem);
   },
@@ -139,7 +152,16 @@ const getReceiveConnector: Cmdlet = {
 
 const newReceiveConnector: Cmdlet = {
   name: 'New-ReceiveConnector',
-  params: { ...RECEIVE_CONNECTOR_PROPERTIES, Usage: { one: RECEIVE_CONNECTOR_USAGES }, Client: 'switch', Custom: 'switch', Internal: 'switch', Internet: 'switch', Partner: 'switch', Confirm: 'switch' },
+  params: {
+    ...RECEIVE_CONNECTOR_PROPERTIES,
+    Usage: { one: RECEIVE_CONNECTOR_USAGES },
+    Client: 'switch',
+    Custom: 'switch',
+    Internal: 'switch',
+    Internet: 'switch',
+    Partner: 'switch',
+    Confirm: 'switch',
+  },
   positional: 'Name',
   output: 'ReceiveConnector',
   run(ctx, args) {
@@ -167,7 +189,9 @@ const newReceiveConnector: Cmdlet = {
     const created = byName(ctx, name)!;
     warnIntegrated(ctx, created);
     if (created.PermissionGroups.includes('None')) {
-      ctx.warnings.push(`${rcIdentity(created)}: PermissionGroups is None, so no session has any right here until you add groups (Set-ReceiveConnector -PermissionGroups) or rights (Add-ADPermission)`);
+      ctx.warnings.push(
+        `${rcIdentity(created)}: PermissionGroups is None, so no session has any right here until you add groups (Set-ReceiveConnector -PermissionGroups) or rights (Add-ADPermission)`,
+      );
     }
     return [rcItem(created)];
   },
@@ -235,7 +259,8 @@ function requirePrincipal(ctx: Ctx, cmdlet: string, args: Args): string {
   return name;
 }
 
-const samePrincipal = (config: OrganizationConfig, a: string, b: string) => (principalName(config, a) ?? a).toLowerCase() === (principalName(config, b) ?? b).toLowerCase();
+const samePrincipal = (config: OrganizationConfig, a: string, b: string) =>
+  (principalName(config, a) ?? a).toLowerCase() === (principalName(config, b) ?? b).toLowerCase();
 
 function requireRights(cmdlet: string, args: Args): ExtendedRight[] {
   const arg: Arg | undefined = args.get('ExtendedRights');
@@ -246,7 +271,10 @@ function requireRights(cmdlet: string, args: Args): ExtendedRight[] {
   const rights: ExtendedRight[] = [];
   for (const n of names) {
     const right = normalizeExtendedRight(n);
-    if (!right) throw new EmsError(`${cmdlet}: -ExtendedRights ${n} is not an extended right Transit knows (known: ${EXTENDED_RIGHTS.map((r) => `ms-Exch-${r}`).join(', ')})`);
+    if (!right)
+      throw new EmsError(
+        `${cmdlet}: -ExtendedRights ${n} is not an extended right Transit knows (known: ${EXTENDED_RIGHTS.map((r) => `ms-Exch-${r}`).join(', ')})`,
+      );
     if (!rights.includes(right)) rights.push(right);
   }
   return rights;
@@ -264,7 +292,8 @@ function permissionItems(config: OrganizationConfig, c: ReceiveConnector): Item[
   const items: Item[] = [];
   for (const group of c.PermissionGroups) {
     if (group === 'None' || group === 'Custom') continue;
-    for (const grant of PERMISSION_GROUP_GRANTS[group]) grant.rights.forEach((r) => items.push(aceItem(c, grant.principal, false, r, `PermissionGroups ${group}`)));
+    for (const grant of PERMISSION_GROUP_GRANTS[group])
+      grant.rights.forEach((r) => items.push(aceItem(c, grant.principal, false, r, `PermissionGroups ${group}`)));
   }
   for (const p of config.Permissions) {
     if (entryOn(p.Identity, c)) p.ExtendedRights.forEach((r) => items.push(aceItem(c, principalName(config, p.User) ?? p.User, p.Deny, r, 'Add-ADPermission')));
@@ -295,7 +324,10 @@ const addADPermission: Cmdlet = {
         ctx.warnings.push(`${this.name}: ${user} already has ${deny ? 'a deny of ' : ''}${rights.map((r) => `ms-Exch-${r}`).join(', ')} on ${rcIdentity(c)}`);
         continue;
       }
-      permissions = i >= 0 ? permissions.with(i, { ...permissions[i]!, ExtendedRights: [...have, ...fresh] }) : [...permissions, { Identity: c.Name, User: user, ExtendedRights: fresh, Deny: deny }];
+      permissions =
+        i >= 0
+          ? permissions.with(i, { ...permissions[i]!, ExtendedRights: [...have, ...fresh] })
+          : [...permissions, { Identity: c.Name, User: user, ExtendedRights: fresh, Deny: deny }];
       added = true;
     }
     if (added) commit(ctx, this.name, { ...ctx.config, Permissions: permissions });
@@ -328,7 +360,9 @@ const removeADPermission: Cmdlet = {
         .map((i) => i.row as Ace)
         .find((a) => a.Source.startsWith('PermissionGroups') && a.User.toLowerCase() === user.toLowerCase() && rights.some((r) => a.Rights === `ms-Exch-${r}`));
       const hint = viaGroup ? `; ${viaGroup.Rights} comes from ${viaGroup.Source} on ${viaGroup.Identity}: change its -PermissionGroups instead` : '';
-      throw new EmsError(`${this.name}: no Add-ADPermission entry on ${where} ${deny ? 'denies' : 'grants'} ${rights.map((r) => `ms-Exch-${r}`).join(', ')} to ${user}${hint}`);
+      throw new EmsError(
+        `${this.name}: no Add-ADPermission entry on ${where} ${deny ? 'denies' : 'grants'} ${rights.map((r) => `ms-Exch-${r}`).join(', ')} to ${user}${hint}`,
+      );
     }
     for (const r of rights) if (!removed.has(r)) ctx.warnings.push(`${this.name}: ${user} had no ms-Exch-${r} entry on ${where}`);
     commit(ctx, this.name, { ...ctx.config, Permissions: permissions });
@@ -350,4 +384,12 @@ const getADPermission: Cmdlet = {
   },
 };
 
-export const RECEIVE_CMDLETS: Cmdlet[] = [getReceiveConnector, newReceiveConnector, setReceiveConnector, removeReceiveConnector, addADPermission, removeADPermission, getADPermission];
+export const RECEIVE_CMDLETS: Cmdlet[] = [
+  getReceiveConnector,
+  newReceiveConnector,
+  setReceiveConnector,
+  removeReceiveConnector,
+  addADPermission,
+  removeADPermission,
+  getADPermission,
+];

@@ -4,13 +4,30 @@
  * back to its DomainName; either matches.
  */
 import type { AcceptedDomain, SendConnector } from '@transit/config';
-import { applyProperties, commit, identityPattern, notFound, requireString, stringArg, targets, type Args, type Cmdlet, type Ctx, type Item, type ParamType } from './binding.ts';
+import {
+  applyProperties,
+  commit,
+  identityPattern,
+  notFound,
+  requireString,
+  stringArg,
+  targets,
+  type Args,
+  type Cmdlet,
+  type Ctx,
+  type Item,
+  type ParamType,
+} from './binding.ts';
 import { EmsError } from './errors.ts';
 
 const DOMAIN_TYPES = ['Authoritative', 'InternalRelay', 'ExternalRelay'] as const satisfies readonly AcceptedDomain['DomainType'][];
 
 const adName = (d: AcceptedDomain) => d.Name ?? d.DomainName;
-const adItem = (d: AcceptedDomain): Item => ({ kind: 'AcceptedDomain', key: d.DomainName, row: { Name: adName(d), DomainName: d.DomainName, DomainType: d.DomainType, Default: d.Default } });
+const adItem = (d: AcceptedDomain): Item => ({
+  kind: 'AcceptedDomain',
+  key: d.DomainName,
+  row: { Name: adName(d), DomainName: d.DomainName, DomainType: d.DomainType, Default: d.Default },
+});
 
 function findDomains(ctx: Ctx, cmdlet: string, identity: string): AcceptedDomain[] {
   const pattern = identityPattern(identity, false);
@@ -20,7 +37,13 @@ function findDomains(ctx: Ctx, cmdlet: string, identity: string): AcceptedDomain
 }
 
 const domainTargets = (ctx: Ctx, cmdlet: string, args: Args, input: Item[] | undefined) =>
-  targets(cmdlet, args, input, (id) => findDomains(ctx, cmdlet, id), (item) => ctx.config.AcceptedDomains.find((d) => d.DomainName === item.key));
+  targets(
+    cmdlet,
+    args,
+    input,
+    (id) => findDomains(ctx, cmdlet, id),
+    (item) => ctx.config.AcceptedDomains.find((d) => d.DomainName === item.key),
+  );
 
 const getAcceptedDomain: Cmdlet = {
   name: 'Get-AcceptedDomain',
@@ -41,7 +64,9 @@ const newAcceptedDomain: Cmdlet = {
   run(ctx, args) {
     const name = requireString(this.name, args, 'Name');
     const domainName = requireString(this.name, args, 'DomainName');
-    const clash = ctx.config.AcceptedDomains.find((d) => [adName(d), d.DomainName].some((n) => [name, domainName].some((m) => n.toLowerCase() === m.toLowerCase())));
+    const clash = ctx.config.AcceptedDomains.find((d) =>
+      [adName(d), d.DomainName].some((n) => [name, domainName].some((m) => n.toLowerCase() === m.toLowerCase())),
+    );
     if (clash) throw new EmsError(`${this.name}: an accepted domain ${adName(clash)} (${clash.DomainName}) already exists`);
     const domain = { Name: name, DomainName: domainName, DomainType: stringArg(args, 'DomainType') ?? 'Authoritative', Default: false };
     commit(ctx, this.name, { ...ctx.config, AcceptedDomains: [...ctx.config.AcceptedDomains, domain] });
@@ -78,7 +103,10 @@ const removeAcceptedDomain: Cmdlet = {
   input: 'AcceptedDomain',
   run(ctx, args, input) {
     const gone = domainTargets(ctx, this.name, args, input);
-    if (gone.some((d) => d.Default)) throw new EmsError(`${this.name}: ${gone.map(adName).join(', ')} is the default accepted domain; make another domain the default first (Set-AcceptedDomain -MakeDefault $true)`);
+    if (gone.some((d) => d.Default))
+      throw new EmsError(
+        `${this.name}: ${gone.map(adName).join(', ')} is the default accepted domain; make another domain the default first (Set-AcceptedDomain -MakeDefault $true)`,
+      );
     commit(ctx, this.name, { ...ctx.config, AcceptedDomains: ctx.config.AcceptedDomains.filter((d) => !gone.includes(d)) });
     return [];
   },
@@ -102,7 +130,13 @@ const scItem = (c: SendConnector): Item => ({ kind: 'SendConnector', key: c.Name
 function findSendConnectors(ctx: Ctx, cmdlet: string, identity: string): SendConnector[] {
   const pattern = identityPattern(identity, false);
   const found = ctx.config.SendConnectors.filter((c) => pattern.test(c.Name));
-  if (found.length === 0) throw notFound(cmdlet, identity, 'send connectors', ctx.config.SendConnectors.map((c) => c.Name));
+  if (found.length === 0)
+    throw notFound(
+      cmdlet,
+      identity,
+      'send connectors',
+      ctx.config.SendConnectors.map((c) => c.Name),
+    );
   return found;
 }
 
@@ -114,7 +148,8 @@ function smartHostRouting(ctx: Ctx, args: Args, next: SendConnector): SendConnec
 }
 
 function ignoredServers(ctx: Ctx, cmdlet: string, args: Args): void {
-  if (args.has('SourceTransportServers')) ctx.warnings.push(`${cmdlet}: -SourceTransportServers is ignored: every Transit HubTransport node sends through every send connector`);
+  if (args.has('SourceTransportServers'))
+    ctx.warnings.push(`${cmdlet}: -SourceTransportServers is ignored: every Transit HubTransport node sends through every send connector`);
 }
 
 const SEND_USAGES = ['Custom', 'Internal', 'Internet', 'Partner'] as const;
@@ -133,14 +168,27 @@ const getSendConnector: Cmdlet = {
 const newSendConnector: Cmdlet = {
   name: 'New-SendConnector',
   // Usage and its switches only describe intent in Exchange's wizard; they change no property here.
-  params: { ...SEND_CONNECTOR_PROPERTIES, Usage: { one: SEND_USAGES }, Custom: 'switch', Internal: 'switch', Internet: 'switch', Partner: 'switch', SourceTransportServers: 'list', Confirm: 'switch' },
+  params: {
+    ...SEND_CONNECTOR_PROPERTIES,
+    Usage: { one: SEND_USAGES },
+    Custom: 'switch',
+    Internal: 'switch',
+    Internet: 'switch',
+    Partner: 'switch',
+    SourceTransportServers: 'list',
+    Confirm: 'switch',
+  },
   positional: 'Name',
   output: 'SendConnector',
   run(ctx, args) {
     const name = requireString(this.name, args, 'Name');
     if (!args.has('AddressSpaces')) throw new EmsError(`${this.name}: -AddressSpaces is required (e.g. -AddressSpaces "*" for all domains)`);
     ignoredServers(ctx, this.name, args);
-    const connector = smartHostRouting(ctx, args, applyProperties(ctx, this.name, { Name: name, SmartHosts: [] } as unknown as SendConnector, args, SEND_CONNECTOR_PROPERTIES));
+    const connector = smartHostRouting(
+      ctx,
+      args,
+      applyProperties(ctx, this.name, { Name: name, SmartHosts: [] } as unknown as SendConnector, args, SEND_CONNECTOR_PROPERTIES),
+    );
     commit(ctx, this.name, { ...ctx.config, SendConnectors: [...ctx.config.SendConnectors, connector] });
     return [scItem(ctx.config.SendConnectors.at(-1)!)];
   },
@@ -154,7 +202,13 @@ const setSendConnector: Cmdlet = {
   run(ctx, args, input) {
     ignoredServers(ctx, this.name, args);
     const connectors = [...ctx.config.SendConnectors];
-    const found = targets(this.name, args, input, (id) => findSendConnectors(ctx, this.name, id), (item) => connectors.find((c) => c.Name === item.key));
+    const found = targets(
+      this.name,
+      args,
+      input,
+      (id) => findSendConnectors(ctx, this.name, id),
+      (item) => connectors.find((c) => c.Name === item.key),
+    );
     for (const c of found) connectors[connectors.indexOf(c)] = smartHostRouting(ctx, args, applyProperties(ctx, this.name, c, args, SEND_CONNECTOR_PROPERTIES));
     if (found.length > 0) commit(ctx, this.name, { ...ctx.config, SendConnectors: connectors });
     return [];
@@ -167,10 +221,25 @@ const removeSendConnector: Cmdlet = {
   positional: 'Identity',
   input: 'SendConnector',
   run(ctx, args, input) {
-    const gone = targets(this.name, args, input, (id) => findSendConnectors(ctx, this.name, id), (item) => ctx.config.SendConnectors.find((c) => c.Name === item.key));
+    const gone = targets(
+      this.name,
+      args,
+      input,
+      (id) => findSendConnectors(ctx, this.name, id),
+      (item) => ctx.config.SendConnectors.find((c) => c.Name === item.key),
+    );
     commit(ctx, this.name, { ...ctx.config, SendConnectors: ctx.config.SendConnectors.filter((c) => !gone.includes(c)) });
     return [];
   },
 };
 
-export const ROUTING_CMDLETS: Cmdlet[] = [getAcceptedDomain, newAcceptedDomain, setAcceptedDomain, removeAcceptedDomain, getSendConnector, newSendConnector, setSendConnector, removeSendConnector];
+export const ROUTING_CMDLETS: Cmdlet[] = [
+  getAcceptedDomain,
+  newAcceptedDomain,
+  setAcceptedDomain,
+  removeAcceptedDomain,
+  getSendConnector,
+  newSendConnector,
+  setSendConnector,
+  removeSendConnector,
+];

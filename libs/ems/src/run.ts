@@ -52,11 +52,13 @@ function bindLine(tokens: readonly Token[]): Bound {
   const format: Format = { kind: 'table' };
   const stages = commands.map((command, i) => {
     const cmdlet = lookup(command.name);
-    if (!cmdlet) throw new EmsError(`${command.name} is not supported by transitctl ems (supported: ${CMDLETS.map((c) => c.name).join(', ')}, Format-List, Format-Table)`);
+    if (!cmdlet)
+      throw new EmsError(`${command.name} is not supported by transitctl ems (supported: ${CMDLETS.map((c) => c.name).join(', ')}, Format-List, Format-Table)`);
     const args = bindArgs(cmdlet, command);
     const kind = FORMATTERS[cmdlet.name.toLowerCase()];
     if (kind) {
-      if (i !== commands.length - 1 || i === 0) throw new EmsError(`${cmdlet.name} formats the output of a pipeline, so it must come last, after a Get- cmdlet`);
+      if (i !== commands.length - 1 || i === 0)
+        throw new EmsError(`${cmdlet.name} formats the output of a pipeline, so it must come last, after a Get- cmdlet`);
       format.kind = kind;
       const properties = args.get('Property');
       if (Array.isArray(properties)) format.properties = properties;
@@ -69,7 +71,9 @@ function bindLine(tokens: readonly Token[]): Bound {
     if (!prev) return;
     if (!cmdlet.input) throw new EmsError(`${cmdlet.name} does not take pipeline input; give it -Identity instead`);
     if (prev.output !== cmdlet.input) {
-      throw new EmsError(`${prev.name} ${prev.output ? `writes ${prev.output} objects` : 'writes no objects'}, but ${cmdlet.name} takes ${cmdlet.input} objects from the pipeline`);
+      throw new EmsError(
+        `${prev.name} ${prev.output ? `writes ${prev.output} objects` : 'writes no objects'}, but ${cmdlet.name} takes ${cmdlet.input} objects from the pipeline`,
+      );
     }
   });
   return { stages: work, format };
@@ -132,7 +136,10 @@ export function emsQueueRequest(line: string): EmsQueueRequest | undefined {
     render: (objects) => {
       const items = objects.map((o) => queueItem(kind, { ...o }));
       // An action's result has no default view: it prints as a list.
-      return { objects: items.map((i) => i.row), text: renderItems(items, kind === 'QueueActionResult' ? { ...bound.format, kind: 'list' } : bound.format, VIEWS) };
+      return {
+        objects: items.map((i) => i.row),
+        text: renderItems(items, kind === 'QueueActionResult' ? { ...bound.format, kind: 'list' } : bound.format, VIEWS),
+      };
     },
   };
 }

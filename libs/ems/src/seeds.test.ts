@@ -10,7 +10,13 @@ import { EmsError } from './errors.ts';
 import { connector, contoso, last, runScript } from './fixture.ts';
 import { runEmsLine } from './index.ts';
 
-const RELAY_RIGHTS_000 = ['SMTP-Submit', 'SMTP-Accept-Any-Recipient', 'SMTP-Accept-Any-Sender', 'SMTP-Accept-Authoritative-Domain-Sender', 'Accept-Headers-Routing'];
+const RELAY_RIGHTS_000 = [
+  'SMTP-Submit',
+  'SMTP-Accept-Any-Recipient',
+  'SMTP-Accept-Any-Sender',
+  'SMTP-Accept-Authoritative-Domain-Sender',
+  'Accept-Headers-Routing',
+];
 
 describe('seed 000: authenticated SMTP relaying in Exchange 2013 (mangled hyphens)', () => {
   it('grants the relay group SMTP-Submit on Default Frontend', () => {
@@ -82,8 +88,14 @@ describe('seed 000: authenticated SMTP relaying in Exchange 2013 (mangled hyphen
   });
 
   it.each([
-    ['Get-FrontendTransportService | Set-FrontendTransportService -IntraOrgConnectorProtocolLoggingLevel verbose', /^Get-FrontendTransportService is not supported by transitctl ems \(supported: Get-ReceiveConnector, /],
-    ['Get-ReceiveConnector "Default servername*" | Set-ReceiveConnector –ProtocolLoggingLevel Verbose', /object 'Default servername\*' couldn't be found \(receive connectors: Default Frontend, Client Frontend, Client Proxy, Default, Application Relay\)/],
+    [
+      'Get-FrontendTransportService | Set-FrontendTransportService -IntraOrgConnectorProtocolLoggingLevel verbose',
+      /^Get-FrontendTransportService is not supported by transitctl ems \(supported: Get-ReceiveConnector, /,
+    ],
+    [
+      'Get-ReceiveConnector "Default servername*" | Set-ReceiveConnector –ProtocolLoggingLevel Verbose',
+      /object 'Default servername\*' couldn't be found \(receive connectors: Default Frontend, Client Frontend, Client Proxy, Default, Application Relay\)/,
+    ],
   ])('explains the block’s other lines: %s', (line, message) => {
     expect(() => runEmsLine(line, contoso())).toThrow(message);
   });
@@ -102,7 +114,9 @@ describe('seed 001: Exchange 2016/2019 SMTP relay (ExternalAuthoritative connect
   it('creates the connector and prints it as the article shows', () => {
     const [created, set] = runScript(article, contoso());
     expect(created!.output.text).toBe(
-      ['Identity                 Bindings     Enabled', '--------                 --------     -------', 'EXCH01\\SMTP Relay EXCH01 {0.0.0.0:25} True'].join('\n'),
+      ['Identity                 Bindings     Enabled', '--------                 --------     -------', 'EXCH01\\SMTP Relay EXCH01 {0.0.0.0:25} True'].join(
+        '\n',
+      ),
     );
     expect(set!.output.text).toBe('');
     expect(connector(set!.config, 'SMTP Relay EXCH01')).toMatchObject({
@@ -123,8 +137,15 @@ describe('seed 002: relay connector in Exchange 2013 (anonymous relay)', () => {
 Set-ReceiveConnector "Relay E15MB1" -PermissionGroups AnonymousUsers`;
 
   it('grants ANONYMOUS LOGON the relay right and prints the entry', () => {
-    const r = last(runScript(`${setup}\n[PS] C:\\>Get-ReceiveConnector "Relay E15MB1" | Add-ADPermission -User 'NT AUTHORITY\\Anonymous Logon' -ExtendedRights MS-Exch-SMTP-Accept-Any-Recipient`, contoso()));
-    expect(r.config.Permissions).toEqual([{ Identity: 'Relay E15MB1', User: 'NT AUTHORITY\\ANONYMOUS LOGON', ExtendedRights: ['SMTP-Accept-Any-Recipient'], Deny: false }]);
+    const r = last(
+      runScript(
+        `${setup}\n[PS] C:\\>Get-ReceiveConnector "Relay E15MB1" | Add-ADPermission -User 'NT AUTHORITY\\Anonymous Logon' -ExtendedRights MS-Exch-SMTP-Accept-Any-Recipient`,
+        contoso(),
+      ),
+    );
+    expect(r.config.Permissions).toEqual([
+      { Identity: 'Relay E15MB1', User: 'NT AUTHORITY\\ANONYMOUS LOGON', ExtendedRights: ['SMTP-Accept-Any-Recipient'], Deny: false },
+    ]);
     expect(r.output.text.split('\n')).toEqual([
       'Identity            User                         Deny  Inherited Rights',
       '--------            ----                         ----  --------- ------',
@@ -133,13 +154,18 @@ Set-ReceiveConnector "Relay E15MB1" -PermissionGroups AnonymousUsers`;
   });
 
   it('gives Exchange’s error for the reader’s misspelt principal (comment 22)', () => {
-    expect(() => runScript(`${setup}\nGet-ReceiveConnector "Relay E15MB1" | Add-ADPermission -User 'NT AUTHORITY\\Anonymous Login' -ExtendedRights MS-Exch-SMTP-Accept-Any-Recipient`, contoso())).toThrow(
-      /Add-ADPermission: user or group "NT AUTHORITY\\Anonymous Login" wasn't found/,
-    );
+    expect(() =>
+      runScript(
+        `${setup}\nGet-ReceiveConnector "Relay E15MB1" | Add-ADPermission -User 'NT AUTHORITY\\Anonymous Login' -ExtendedRights MS-Exch-SMTP-Accept-Any-Recipient`,
+        contoso(),
+      ),
+    ).toThrow(/Add-ADPermission: user or group "NT AUTHORITY\\Anonymous Login" wasn't found/);
   });
 
   it('refuses the article’s Get-Service line as outside transitctl ems', () => {
-    expect(() => runEmsLine('PS C:\\> Get-Service | Where DisplayName -like "*Transport*" | Select DisplayName', contoso())).toThrow(/^Get-Service is not supported by transitctl ems/);
+    expect(() => runEmsLine('PS C:\\> Get-Service | Where DisplayName -like "*Transport*" | Select DisplayName', contoso())).toThrow(
+      /^Get-Service is not supported by transitctl ems/,
+    );
   });
 });
 
@@ -152,16 +178,21 @@ Get-ReceiveConnector “CRM Application” | Add-ADPermission -User “NT AUTHOR
         contoso(),
       ),
     );
-    expect(r.config.Permissions).toEqual([{ Identity: 'CRM Application', User: 'NT AUTHORITY\\ANONYMOUS LOGON', ExtendedRights: ['SMTP-Accept-Any-Recipient'], Deny: false }]);
+    expect(r.config.Permissions).toEqual([
+      { Identity: 'CRM Application', User: 'NT AUTHORITY\\ANONYMOUS LOGON', ExtendedRights: ['SMTP-Accept-Any-Recipient'], Deny: false },
+    ]);
   });
 });
 
 describe('seed 004: Exchange 2007 as an authenticated or anonymous relay', () => {
-  const line = 'Get-ReceiveConnector connector name | Add-ADPermission -User “NT AUTHORITY\\ANONYMOUS LOGON” -ExtendedRights “ms-Exch-SMTP-Accept-Any-Recipient”';
+  const line =
+    'Get-ReceiveConnector connector name | Add-ADPermission -User “NT AUTHORITY\\ANONYMOUS LOGON” -ExtendedRights “ms-Exch-SMTP-Accept-Any-Recipient”';
 
   it('refuses the article’s unquoted placeholder the way PowerShell does, with a hint', () => {
     expect(() => runEmsLine(line, contoso())).toThrow(EmsError);
-    expect(() => runEmsLine(line, contoso())).toThrow("Get-ReceiveConnector: a positional parameter cannot be found that accepts argument 'name' (-Identity is already 'connector'; quote a value that contains spaces)");
+    expect(() => runEmsLine(line, contoso())).toThrow(
+      "Get-ReceiveConnector: a positional parameter cannot be found that accepts argument 'name' (-Identity is already 'connector'; quote a value that contains spaces)",
+    );
   });
 
   it('runs it with the connector’s name quoted', () => {
@@ -172,6 +203,8 @@ ${line.replace('connector name', '"Anonymous Relay"')}`,
         contoso(),
       ),
     );
-    expect(r.config.Permissions).toEqual([{ Identity: 'Anonymous Relay', User: 'NT AUTHORITY\\ANONYMOUS LOGON', ExtendedRights: ['SMTP-Accept-Any-Recipient'], Deny: false }]);
+    expect(r.config.Permissions).toEqual([
+      { Identity: 'Anonymous Relay', User: 'NT AUTHORITY\\ANONYMOUS LOGON', ExtendedRights: ['SMTP-Accept-Any-Recipient'], Deny: false },
+    ]);
   });
 });

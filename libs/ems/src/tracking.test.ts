@@ -22,7 +22,9 @@ const row: TrackingRow = {
 
 describe('Get-MessageTrackingLog', () => {
   it('binds Exchange’s parameters into a query (prefixes, case, lists, times)', () => {
-    const r = emsTrackingRequest('Get-MessageTrackingLog -Recipients alice@contoso.test,bob@contoso.test -EventId deliver -Start "11/24/2026 09:00:00" -End 2026-11-25T00:00:00Z -ResultSize 10 -Sender x@example.org -MessageSubject hel -messageid "<m@example.org>" -InternalMessageId 7 -Source STOREDRIVER');
+    const r = emsTrackingRequest(
+      'Get-MessageTrackingLog -Recipients alice@contoso.test,bob@contoso.test -EventId deliver -Start "11/24/2026 09:00:00" -End 2026-11-25T00:00:00Z -ResultSize 10 -Sender x@example.org -MessageSubject hel -messageid "<m@example.org>" -InternalMessageId 7 -Source STOREDRIVER',
+    );
     expect(r?.query).toEqual({
       recipients: ['alice@contoso.test', 'bob@contoso.test'],
       eventId: 'DELIVER',
@@ -64,14 +66,26 @@ describe('Get-MessageTrackingLog', () => {
       '------- ------      ------        ----------           --------------',
       'DELIVER STOREDRIVER x@example.org {alice@contoso.test} Hello',
     ]);
-    expect(Object.keys(table.objects[0]!).slice(0, 9)).toEqual(['Timestamp', 'ClientIp', 'ClientHostname', 'ServerIp', 'ServerHostname', 'SourceContext', 'ConnectorId', 'Source', 'EventId']);
+    expect(Object.keys(table.objects[0]!).slice(0, 9)).toEqual([
+      'Timestamp',
+      'ClientIp',
+      'ClientHostname',
+      'ServerIp',
+      'ServerHostname',
+      'SourceContext',
+      'ConnectorId',
+      'Source',
+      'EventId',
+    ]);
     const list = emsTrackingRequest('Get-MessageTrackingLog | fl Timestamp,EventId,Recipients')!.render([row]);
     expect(list.text).toBe('Timestamp  : 2026-11-24T10:00:00.000Z\nEventId    : DELIVER\nRecipients : {alice@contoso.test}');
   });
 
   it('is not a configuration cmdlet: other lines are left to runEmsLine, and runEmsLine refuses it', () => {
     expect(emsTrackingRequest('Get-ReceiveConnector')).toBeUndefined();
-    expect(() => runEmsLine('Get-MessageTrackingLog -EventId FAIL', contoso())).toThrow(/reads the message event log on the bus, not the configuration: run it with transitctl ems/);
+    expect(() => runEmsLine('Get-MessageTrackingLog -EventId FAIL', contoso())).toThrow(
+      /reads the message event log on the bus, not the configuration: run it with transitctl ems/,
+    );
     expect(() => emsTrackingRequest('Get-ReceiveConnector | Get-MessageTrackingLog')).toThrow(/does not take pipeline input/);
   });
 });

@@ -4,7 +4,17 @@
  * TrackingQuery (libs/ems stays pure); transitctl reads the log and hands the rows back
  * to be printed as the shell would.
  */
-import { DEFAULT_RESULT_SIZE, TRACKING_EVENT_IDS, TRACKING_FIELDS, TRACKING_SOURCES, parseTrackingTime, type TrackingEventId, type TrackingQuery, type TrackingRow, type TrackingSource } from '@transit/tracking';
+import {
+  DEFAULT_RESULT_SIZE,
+  TRACKING_EVENT_IDS,
+  TRACKING_FIELDS,
+  TRACKING_SOURCES,
+  parseTrackingTime,
+  type TrackingEventId,
+  type TrackingQuery,
+  type TrackingRow,
+  type TrackingSource,
+} from '@transit/tracking';
 import { stringArg, type Args, type Cmdlet, type Item } from './binding.ts';
 import { EmsError } from './errors.ts';
 
@@ -34,7 +44,10 @@ function time(args: Args, name: string): Date | undefined {
   const text = stringArg(args, name);
   if (text === undefined) return undefined;
   const d = parseTrackingTime(text);
-  if (!d) throw new EmsError(`Get-MessageTrackingLog: -${name} "${text}" is not valid: expected a date and time such as "11/24/2026 09:00:00" or 2026-11-24T09:00:00Z`);
+  if (!d)
+    throw new EmsError(
+      `Get-MessageTrackingLog: -${name} "${text}" is not valid: expected a date and time such as "11/24/2026 09:00:00" or 2026-11-24T09:00:00Z`,
+    );
   return d;
 }
 
@@ -42,7 +55,8 @@ function resultSize(args: Args): number | undefined {
   const text = stringArg(args, 'ResultSize')?.trim();
   if (text === undefined) return DEFAULT_RESULT_SIZE;
   if (/^unlimited$/i.test(text)) return undefined;
-  if (!/^\d+$/.test(text) || Number(text) === 0) throw new EmsError(`Get-MessageTrackingLog: -ResultSize ${text} is not valid: expected a whole number from 1, or Unlimited`);
+  if (!/^\d+$/.test(text) || Number(text) === 0)
+    throw new EmsError(`Get-MessageTrackingLog: -ResultSize ${text} is not valid: expected a whole number from 1, or Unlimited`);
   return Number(text);
 }
 

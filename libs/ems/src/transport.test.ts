@@ -36,7 +36,11 @@ describe('Get-TransportConfig', () => {
         'Meaning : a message still undelivered after this long is failed with 4.4.7 and reported to its sender',
       ].join('\n'),
     );
-    expect(r.output.objects.find((o) => o.Name === 'TransientRetrySchedule')).toMatchObject({ Value: '{00:01:00, 00:15:00}', Source: 'organisation', Default: '(unset)' });
+    expect(r.output.objects.find((o) => o.Name === 'TransientRetrySchedule')).toMatchObject({
+      Value: '{00:01:00, 00:15:00}',
+      Source: 'organisation',
+      Default: '(unset)',
+    });
   });
 
   it('picks settings by name, with wildcards, and says when none matches', () => {
@@ -58,7 +62,10 @@ describe('Get-TransportConfig', () => {
   });
 
   it('shows an environment value the process would refuse', () => {
-    expect(run('Get-TransportConfig TRANSIT_STREAM_REPLICAS', { TRANSIT_STREAM_REPLICAS: '9' }).output.objects[0]).toMatchObject({ Value: 'invalid: TRANSIT_STREAM_REPLICAS must be a whole number from 1 to 5, not "9"', Source: 'environment' });
+    expect(run('Get-TransportConfig TRANSIT_STREAM_REPLICAS', { TRANSIT_STREAM_REPLICAS: '9' }).output.objects[0]).toMatchObject({
+      Value: 'invalid: TRANSIT_STREAM_REPLICAS must be a whole number from 1 to 5, not "9"',
+      Source: 'environment',
+    });
   });
 });
 
@@ -74,17 +81,35 @@ describe('Get-TransportService', () => {
       'PickupDirectoryMaxRecipientsPerMessage',
       'PickupDirectoryMaxHeaderSize',
     ]);
-    expect(r.warnings).toEqual(["Get-TransportService: -Identity EXCH01 is informational in a Transit cluster: every node runs with the organisation's one TransportSettings"]);
+    expect(r.warnings).toEqual([
+      "Get-TransportService: -Identity EXCH01 is informational in a Transit cluster: every node runs with the organisation's one TransportSettings",
+    ]);
   });
 });
 
 describe('Set-TransportService and Set-TransportConfig', () => {
   it.each([
-    ['Exchange’s time spans', 'Set-TransportService EXCH01 -MessageExpirationTimeout 3.00:00:00 -DelayNotificationTimeout 02:00:00', { MessageExpirationTimeout: 259_200, DelayNotificationTimeout: 7200 }],
-    ['retry counts and intervals', 'Set-TransportService -TransientFailureRetryCount 3 -TransientFailureRetryInterval 00:02:00 -OutboundConnectionFailureRetryInterval 900', { TransientFailureRetryCount: 3, TransientFailureRetryInterval: 120, OutboundConnectionFailureRetryInterval: 900 }],
-    ['pickup limits, sizes as Exchange writes them', 'Set-TransportService -PickupDirectoryMaxHeaderSize 128KB -PickupDirectoryMaxRecipientsPerMessage 500', { PickupDirectoryMaxHeaderSize: 131_072, PickupDirectoryMaxRecipientsPerMessage: 500 }],
+    [
+      'Exchange’s time spans',
+      'Set-TransportService EXCH01 -MessageExpirationTimeout 3.00:00:00 -DelayNotificationTimeout 02:00:00',
+      { MessageExpirationTimeout: 259_200, DelayNotificationTimeout: 7200 },
+    ],
+    [
+      'retry counts and intervals',
+      'Set-TransportService -TransientFailureRetryCount 3 -TransientFailureRetryInterval 00:02:00 -OutboundConnectionFailureRetryInterval 900',
+      { TransientFailureRetryCount: 3, TransientFailureRetryInterval: 120, OutboundConnectionFailureRetryInterval: 900 },
+    ],
+    [
+      'pickup limits, sizes as Exchange writes them',
+      'Set-TransportService -PickupDirectoryMaxHeaderSize 128KB -PickupDirectoryMaxRecipientsPerMessage 500',
+      { PickupDirectoryMaxHeaderSize: 131_072, PickupDirectoryMaxRecipientsPerMessage: 500 },
+    ],
     ['a retry schedule as time spans', 'Set-TransportConfig -TransientRetrySchedule 60,300,00:15:00', { TransientRetrySchedule: [60, 300, 900] }],
-    ['organisation-wide sizes and counts', 'Set-TransportConfig -DsnMaxReturnedMessageBytes 5MB -InlineBodyMaxBytes 128KB -GlitchRetryCount 2 -GlitchRetryInterval 00:00:30', { DsnMaxReturnedMessageBytes: 5 * 1024 * 1024, InlineBodyMaxBytes: 131_072, GlitchRetryCount: 2, GlitchRetryInterval: 30 }],
+    [
+      'organisation-wide sizes and counts',
+      'Set-TransportConfig -DsnMaxReturnedMessageBytes 5MB -InlineBodyMaxBytes 128KB -GlitchRetryCount 2 -GlitchRetryInterval 00:00:30',
+      { DsnMaxReturnedMessageBytes: 5 * 1024 * 1024, InlineBodyMaxBytes: 131_072, GlitchRetryCount: 2, GlitchRetryInterval: 30 },
+    ],
     ['-Param:value and -Confirm:$false', 'Set-TransportService -MessageExpirationTimeout:1.00:00:00 -Confirm:$false', { MessageExpirationTimeout: 86_400 }],
   ])('sets %s', (_name, line, expected) => {
     const r = run(line);
@@ -118,15 +143,47 @@ describe('Set-TransportService and Set-TransportConfig', () => {
   });
 
   it.each([
-    ['a per-server setting on Set-TransportConfig', 'Set-TransportConfig -MessageExpirationTimeout 1.00:00:00', 'Set-TransportConfig: -MessageExpirationTimeout is set with Set-TransportService (as in Exchange, where it is a transport service (per server) setting): Set-TransportService -MessageExpirationTimeout ...'],
-    ['an organisation-wide one on Set-TransportService', 'Set-TransportService -TransientRetrySchedule 60,300', 'Set-TransportService: -TransientRetrySchedule is set with Set-TransportConfig (Transit keeps it with the organisation-wide settings): Set-TransportConfig -TransientRetrySchedule ...'],
-    ['Exchange’s MaxSendSize, which Transit has not', 'Set-TransportConfig -MaxSendSize 25MB', "Set-TransportConfig: -MaxSendSize is not supported: Transit has no organisation-wide MaxSendSize; each receive connector's and send connector's MaxMessageSize limits the size (Set-ReceiveConnector, Set-SendConnector -MaxMessageSize)"],
-    ['SafetyNetHoldTime, an environment setting here', 'Set-TransportConfig -SafetyNetHoldTime 3.00:00:00', /SafetyNetHoldTime is the environment variable TRANSIT_SAFETY_NET_HOLD_SECONDS/],
-    ['an environment variable', 'Set-TransportConfig -TRANSIT_DRAIN_TIMEOUT_MS 5000', /^Set-TransportConfig: parameter -TRANSIT_DRAIN_TIMEOUT_MS is not supported: TRANSIT_DRAIN_TIMEOUT_MS is an environment setting, read by each process at start.*\(supported: -Identity, -InlineBodyMaxBytes, -GlitchRetryCount, -GlitchRetryInterval, -TransientRetrySchedule, -DsnMaxReturnedMessageBytes, -PickupDirectoryPollInterval, -Confirm\)$/],
-    ['an expiry beyond the schema’s 90 days', 'Set-TransportService -MessageExpirationTimeout 100.00:00:00', /^Set-TransportService: nothing was changed: .*\n {2}TransportSettings\.MessageExpirationTimeout: Too big: expected number to be <=7776000$/],
+    [
+      'a per-server setting on Set-TransportConfig',
+      'Set-TransportConfig -MessageExpirationTimeout 1.00:00:00',
+      'Set-TransportConfig: -MessageExpirationTimeout is set with Set-TransportService (as in Exchange, where it is a transport service (per server) setting): Set-TransportService -MessageExpirationTimeout ...',
+    ],
+    [
+      'an organisation-wide one on Set-TransportService',
+      'Set-TransportService -TransientRetrySchedule 60,300',
+      'Set-TransportService: -TransientRetrySchedule is set with Set-TransportConfig (Transit keeps it with the organisation-wide settings): Set-TransportConfig -TransientRetrySchedule ...',
+    ],
+    [
+      'Exchange’s MaxSendSize, which Transit has not',
+      'Set-TransportConfig -MaxSendSize 25MB',
+      "Set-TransportConfig: -MaxSendSize is not supported: Transit has no organisation-wide MaxSendSize; each receive connector's and send connector's MaxMessageSize limits the size (Set-ReceiveConnector, Set-SendConnector -MaxMessageSize)",
+    ],
+    [
+      'SafetyNetHoldTime, an environment setting here',
+      'Set-TransportConfig -SafetyNetHoldTime 3.00:00:00',
+      /SafetyNetHoldTime is the environment variable TRANSIT_SAFETY_NET_HOLD_SECONDS/,
+    ],
+    [
+      'an environment variable',
+      'Set-TransportConfig -TRANSIT_DRAIN_TIMEOUT_MS 5000',
+      /^Set-TransportConfig: parameter -TRANSIT_DRAIN_TIMEOUT_MS is not supported: TRANSIT_DRAIN_TIMEOUT_MS is an environment setting, read by each process at start.*\(supported: -Identity, -InlineBodyMaxBytes, -GlitchRetryCount, -GlitchRetryInterval, -TransientRetrySchedule, -DsnMaxReturnedMessageBytes, -PickupDirectoryPollInterval, -Confirm\)$/,
+    ],
+    [
+      'an expiry beyond the schema’s 90 days',
+      'Set-TransportService -MessageExpirationTimeout 100.00:00:00',
+      /^Set-TransportService: nothing was changed: .*\n {2}TransportSettings\.MessageExpirationTimeout: Too big: expected number to be <=7776000$/,
+    ],
     ['a count out of bounds', 'Set-TransportService -TransientFailureRetryCount 16', /TransportSettings\.TransientFailureRetryCount: Too big/],
-    ['a schedule that is not time spans', 'Set-TransportConfig -TransientRetrySchedule 60,soon', 'Set-TransportConfig: -TransientRetrySchedule 60,soon is not valid: expected a list of time spans such as 60,300,00:15:00'],
-    ['a time span that is not one', 'Set-TransportService -DelayNotificationTimeout tomorrow', 'Set-TransportService: -DelayNotificationTimeout tomorrow is not valid: expected a time span such as 00:05:00'],
+    [
+      'a schedule that is not time spans',
+      'Set-TransportConfig -TransientRetrySchedule 60,soon',
+      'Set-TransportConfig: -TransientRetrySchedule 60,soon is not valid: expected a list of time spans such as 60,300,00:15:00',
+    ],
+    [
+      'a time span that is not one',
+      'Set-TransportService -DelayNotificationTimeout tomorrow',
+      'Set-TransportService: -DelayNotificationTimeout tomorrow is not valid: expected a time span such as 00:05:00',
+    ],
   ])('refuses %s', (_name, line, message) => {
     expect(() => run(line)).toThrow(message);
   });

@@ -39,9 +39,12 @@ const isField = (name: string): name is Field => name in TRANSPORT_SETTINGS_PROP
 
 /** Exchange organisation limits Transit does not have as such: what limits the same thing here. */
 const NOT_IN_TRANSIT: Record<string, string> = {
-  MaxSendSize: "Transit has no organisation-wide MaxSendSize; each receive connector's and send connector's MaxMessageSize limits the size (Set-ReceiveConnector, Set-SendConnector -MaxMessageSize)",
-  MaxReceiveSize: "Transit has no organisation-wide MaxReceiveSize; each receive connector's MaxMessageSize limits the size (Set-ReceiveConnector -MaxMessageSize)",
-  MaxRecipientEnvelopeLimit: "Transit has no organisation-wide MaxRecipientEnvelopeLimit; each receive connector's MaxRecipientsPerMessage limits recipients (Set-ReceiveConnector -MaxRecipientsPerMessage)",
+  MaxSendSize:
+    "Transit has no organisation-wide MaxSendSize; each receive connector's and send connector's MaxMessageSize limits the size (Set-ReceiveConnector, Set-SendConnector -MaxMessageSize)",
+  MaxReceiveSize:
+    "Transit has no organisation-wide MaxReceiveSize; each receive connector's MaxMessageSize limits the size (Set-ReceiveConnector -MaxMessageSize)",
+  MaxRecipientEnvelopeLimit:
+    "Transit has no organisation-wide MaxRecipientEnvelopeLimit; each receive connector's MaxRecipientsPerMessage limits recipients (Set-ReceiveConnector -MaxRecipientsPerMessage)",
   SafetyNetHoldTime: 'in Transit SafetyNetHoldTime is the environment variable TRANSIT_SAFETY_NET_HOLD_SECONDS, read by each process at start',
 };
 
@@ -53,7 +56,16 @@ function settingItem(row: SettingRow): Item {
   return {
     kind: 'TransportSetting',
     key: row.Name,
-    row: { Name: row.Name, Value: list(row.Value), Source: row.Source, Scope: row.Scope, Default: list(row.Default), Unit: row.Unit, SetWith: row.SetWith, Meaning: row.Meaning },
+    row: {
+      Name: row.Name,
+      Value: list(row.Value),
+      Source: row.Source,
+      Scope: row.Scope,
+      Default: list(row.Default),
+      Unit: row.Unit,
+      SetWith: row.SetWith,
+      Meaning: row.Meaning,
+    },
   };
 }
 
@@ -71,14 +83,18 @@ const getTransportConfig: Cmdlet = {
     if (!Array.isArray(names) || names.length === 0) return rows.map(settingItem);
     const patterns = names.map((n) => identityPattern(n, false));
     const found = rows.filter((r) => patterns.some((p) => p.test(r.Name)));
-    if (found.length === 0) throw new EmsError(`${this.name}: no setting is named '${names.join(', ')}' (Get-TransportConfig lists them all; environment settings go by their variable, e.g. TRANSIT_DRAIN_TIMEOUT_MS)`);
+    if (found.length === 0)
+      throw new EmsError(
+        `${this.name}: no setting is named '${names.join(', ')}' (Get-TransportConfig lists them all; environment settings go by their variable, e.g. TRANSIT_DRAIN_TIMEOUT_MS)`,
+      );
     return found.map(settingItem);
   },
 };
 
 function informationalServer(ctx: Ctx, cmdlet: string, args: Args): void {
   const identity = stringArg(args, 'Identity');
-  if (identity !== undefined) ctx.warnings.push(`${cmdlet}: -Identity ${identity} is informational in a Transit cluster: every node runs with the organisation's one TransportSettings`);
+  if (identity !== undefined)
+    ctx.warnings.push(`${cmdlet}: -Identity ${identity} is informational in a Transit cluster: every node runs with the organisation's one TransportSettings`);
 }
 
 const getTransportService: Cmdlet = {
@@ -106,13 +122,17 @@ function setTransport(cmdlet: SetCmdlet, other: SetCmdlet): Cmdlet {
     positional: 'Identity',
     hidden,
     unknownHint: (written) =>
-      /^(TRANSIT_|NATS_URL$|REDIS_URL$)/i.test(written) ? `${written.toUpperCase()} is an environment setting, read by each process at start: set it in the environment of every process that reads it (docs/configuration.md)` : undefined,
+      /^(TRANSIT_|NATS_URL$|REDIS_URL$)/i.test(written)
+        ? `${written.toUpperCase()} is an environment setting, read by each process at start: set it in the environment of every process that reads it (docs/configuration.md)`
+        : undefined,
     run(ctx, args) {
       for (const key of args.keys()) {
         const hint = NOT_IN_TRANSIT[key];
         if (hint) throw new EmsError(`${cmdlet}: -${key} is not supported: ${hint}`);
         if (key in elsewhere) {
-          const why = ORGANISATION[key as Field].exchange ? 'as in Exchange, where it is a transport service (per server) setting' : 'Transit keeps it with the organisation-wide settings';
+          const why = ORGANISATION[key as Field].exchange
+            ? 'as in Exchange, where it is a transport service (per server) setting'
+            : 'Transit keeps it with the organisation-wide settings';
           throw new EmsError(`${cmdlet}: -${key} is set with ${other} (${why}): ${other} -${key} ...`);
         }
       }
@@ -129,4 +149,9 @@ function setTransport(cmdlet: SetCmdlet, other: SetCmdlet): Cmdlet {
   };
 }
 
-export const TRANSPORT_CMDLETS: Cmdlet[] = [getTransportConfig, setTransport('Set-TransportConfig', 'Set-TransportService'), getTransportService, setTransport('Set-TransportService', 'Set-TransportConfig')];
+export const TRANSPORT_CMDLETS: Cmdlet[] = [
+  getTransportConfig,
+  setTransport('Set-TransportConfig', 'Set-TransportService'),
+  getTransportService,
+  setTransport('Set-TransportService', 'Set-TransportConfig'),
+];

@@ -3,7 +3,15 @@ import { PassThrough } from 'node:stream';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { REPLIES } from '@transit/policy';
-import { CONTENT_REFUSAL_CODES, ContentRefusedError, HeaderTooLargeError, contentRefusalReply, guardContent, type ContentGuardOptions, type ContentRefusalCode } from './index.ts';
+import {
+  CONTENT_REFUSAL_CODES,
+  ContentRefusedError,
+  HeaderTooLargeError,
+  contentRefusalReply,
+  guardContent,
+  type ContentGuardOptions,
+  type ContentRefusalCode,
+} from './index.ts';
 
 type Outcome = { out: string } | { code: ContentRefusalCode };
 
@@ -106,7 +114,10 @@ describe('guardContent: the ten bad endings of SMTP smuggling', () => {
   for (const [ending, code, normalized] of cases) {
     const name = JSON.stringify(ending);
     // Followed by smuggled commands (as smtp-server hands them over), and as the very last octets.
-    for (const [where, after] of [['before smuggled commands', smuggled], ['at the end of the content', '']] as const) {
+    for (const [where, after] of [
+      ['before smuggled commands', smuggled],
+      ['at the end of the content', ''],
+    ] as const) {
       it(`Reject refuses ${name} ${where}, at every chunk boundary`, async () => {
         expect(await everySplit(head + ending + after, reject)).toEqual({ code });
       });

@@ -197,7 +197,8 @@ class ContentScanner {
 
   #endLine(): void {
     if (this.#inHeader) {
-      if (this.#line === 0) this.#inHeader = false; // the empty line after the header block
+      if (this.#line === 0)
+        this.#inHeader = false; // the empty line after the header block
       else this.#addToHeader(this.#line + 2);
     }
     this.#line = 0;

@@ -68,7 +68,13 @@ describe('ingestMessage with the content guard (real nats-server)', () => {
     ['a NUL after 390 KB, even with Normalize', content(5000, 'x\0\r\n'), { ...reject, lineEndings: 'Normalize' }, 'NUL', true],
     ['a 5,000-octet line', content(10, `${'y'.repeat(5000)}\r\n`), reject, 'LINE_TOO_LONG', false],
     ['a small message with a bare LF (inline body)', content(1, 'a\nb\r\n'), reject, 'BARE_LINE_FEED', false],
-    ['a header block over MaxHeaderSize in one chunk', [Buffer.from(`X-Big: ${'h'.repeat(900)}\r\n`.repeat(80) + '\r\nbody\r\n')], reject, 'HEADER_TOO_BIG', false],
+    [
+      'a header block over MaxHeaderSize in one chunk',
+      [Buffer.from(`X-Big: ${'h'.repeat(900)}\r\n`.repeat(80) + '\r\nbody\r\n')],
+      reject,
+      'HEADER_TOO_BIG',
+      false,
+    ],
   ])('refuses %s: nothing published, nothing left in the object store', async (_name, chunks, guard, code, streamed) => {
     const before = await stored();
     const err = await ingestMessage(deps(), request(chunks, guard, `ingest-${code}`)).catch((e: unknown) => e);
@@ -94,9 +100,14 @@ describe('ingestMessage with the content guard (real nats-server)', () => {
   });
 
   it('stores what Normalize made of bare line endings', async () => {
-    const req = { ...request([Buffer.from('Subject: n\n\nline one\nline two\r.\rend\n')], { ...reject, lineEndings: 'Normalize' }, 'ingest-normalized'), inlineMaxBytes: 0 };
+    const req = {
+      ...request([Buffer.from('Subject: n\n\nline one\nline two\r.\rend\n')], { ...reject, lineEndings: 'Normalize' }, 'ingest-normalized'),
+      inlineMaxBytes: 0,
+    };
     await ingestMessage(deps(), req);
     const body = await bodies.read({ kind: 'object', bucket: BODY_BUCKET, name: 'ingest-normalized' });
-    expect(body.toString('latin1')).toBe('Received: from test\r\nMessage-ID: <ingest-normalized@mx.contoso.test>\r\nSubject: n\r\n\r\nline one\r\nline two\r\n.\r\nend\r\n');
+    expect(body.toString('latin1')).toBe(
+      'Received: from test\r\nMessage-ID: <ingest-normalized@mx.contoso.test>\r\nSubject: n\r\n\r\nline one\r\nline two\r\n.\r\nend\r\n',
+    );
   });
 });

@@ -118,18 +118,33 @@ async function ingest(deps: IngestDeps, req: IngestRequest, content: AsyncIterat
   if (refusal) throw refusal;
 
   const envelope: Envelope = { v: 1, id, messageId, receivedAt, sender: req.sender, recipients: req.recipients, origin: req.origin, body, size, dsn: req.dsn };
-  const ack = await publishDurableWithin(deps.bus, SUBJECTS.submit, encodeEnvelope(envelope), { msgID: id, expectStream: STREAMS.submit, budgetMs: deps.publishBudgetMs ?? 15_000 }).catch((err: unknown) => {
+  const ack = await publishDurableWithin(deps.bus, SUBJECTS.submit, encodeEnvelope(envelope), {
+    msgID: id,
+    expectStream: STREAMS.submit,
+    budgetMs: deps.publishBudgetMs ?? 15_000,
+  }).catch((err: unknown) => {
     // The outcome is unknown: JetStream may still commit it when its quorum returns.
     deps.log.warn({ id, err: (err as Error).message }, 'message not confirmed durable; the client is told to retry, and this copy may still be delivered');
     throw err;
   });
   const queuedAt = Date.now();
   // What message tracking shows and searches by; the subject is read from the header block already in hand (as sent, not RFC 2047-decoded).
-  const tracking = { messageId, subject: headerValue(header, 'Subject'), internalId: ack.seq, clientIp: req.origin.clientIp, clientHostname: req.origin.clientHelo, queuedAt };
+  const tracking = {
+    messageId,
+    subject: headerValue(header, 'Subject'),
+    internalId: ack.seq,
+    clientIp: req.origin.clientIp,
+    clientHostname: req.origin.clientHelo,
+    queuedAt,
+  };
   const source = req.origin.kind === 'pickup' ? 'PICKUP' : req.origin.kind === 'dsn' ? 'DSN' : 'SMTP';
-  await recordEvent(deps.bus, id, { type: 'Received', connector: req.origin.connector, source, sender: req.sender, recipients: req.recipients.map((r) => r.address), size, ...tracking }, deps.nodeName, { state: emptyState(id) }).catch(
-    (err: unknown) => deps.log.warn({ err, id }, 'could not record Received event'),
-  );
+  await recordEvent(
+    deps.bus,
+    id,
+    { type: 'Received', connector: req.origin.connector, source, sender: req.sender, recipients: req.recipients.map((r) => r.address), size, ...tracking },
+    deps.nodeName,
+    { state: emptyState(id) },
+  ).catch((err: unknown) => deps.log.warn({ err, id }, 'could not record Received event'));
   metrics.messagesReceived.inc({ connector: req.origin.connector ?? 'none', source });
   metrics.messageAccept.observe({ source }, (performance.now() - dataEnd) / 1000);
   return { id, messageId, internalId: ack.seq, size };

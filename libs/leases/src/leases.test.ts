@@ -16,7 +16,12 @@ afterAll(async () => {
   await server?.cleanup();
 });
 
-const ref = (seq: number, messageId = `m${seq}`): WorkRef => ({ stream: 'MAIL_DELIVER', seq, subject: 'mail.deliver.remote.internet_fabrikam_test', messageId });
+const ref = (seq: number, messageId = `m${seq}`): WorkRef => ({
+  stream: 'MAIL_DELIVER',
+  seq,
+  subject: 'mail.deliver.remote.internet_fabrikam_test',
+  messageId,
+});
 
 describe('listLeases', () => {
   it('lists the leased work items with their holder and since when, follows takeovers, and drops released ones', async () => {

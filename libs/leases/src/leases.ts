@@ -41,7 +41,9 @@ const encodeRef = (ref: WorkRef) => JSON.stringify([ref.stream, ref.seq, ref.sub
 function decodeRef(text: string): WorkRef | undefined {
   try {
     const [stream, seq, subject, messageId] = JSON.parse(text) as [string, number, string, string];
-    return typeof stream === 'string' && typeof seq === 'number' && typeof subject === 'string' && typeof messageId === 'string' ? { stream, seq, subject, messageId } : undefined;
+    return typeof stream === 'string' && typeof seq === 'number' && typeof subject === 'string' && typeof messageId === 'string'
+      ? { stream, seq, subject, messageId }
+      : undefined;
   } catch {
     return undefined;
   }
@@ -125,7 +127,19 @@ export class Leases {
 
   /** Before a delivery: take the item's lease (unless another live owner holds it) and learn who already has it. */
   async claim(ref: WorkRef, recipients: readonly string[]): Promise<Claim> {
-    const out = (await this.#redis.eval(CLAIM, 5, deliveredKey(ref.messageId), leaseKey(ref), ownedKey(this.owner), sinceKey(ref), settledKey(ref), this.owner, String(this.leaseTtlMs), encodeRef(ref), ...recipients.map((r) => r.toLowerCase()))) as [number, string, ...string[]];
+    const out = (await this.#redis.eval(
+      CLAIM,
+      5,
+      deliveredKey(ref.messageId),
+      leaseKey(ref),
+      ownedKey(this.owner),
+      sinceKey(ref),
+      settledKey(ref),
+      this.owner,
+      String(this.leaseTtlMs),
+      encodeRef(ref),
+      ...recipients.map((r) => r.toLowerCase()),
+    )) as [number, string, ...string[]];
     if (out[0] === 2) return { ok: false, settled: true };
     if (out[0] !== 1) return { ok: false, holder: out[1] };
     const done = new Set(out.slice(2));
@@ -144,7 +158,18 @@ export class Leases {
 
   /** After a delivery attempt: record who got it and give the lease up, in one step. */
   async release(ref: WorkRef, delivered: readonly string[]): Promise<void> {
-    await this.#redis.eval(RELEASE, 4, deliveredKey(ref.messageId), leaseKey(ref), ownedKey(this.owner), sinceKey(ref), this.owner, String(this.#deliveredTtlSeconds), encodeRef(ref), ...delivered.map((r) => r.toLowerCase()));
+    await this.#redis.eval(
+      RELEASE,
+      4,
+      deliveredKey(ref.messageId),
+      leaseKey(ref),
+      ownedKey(this.owner),
+      sinceKey(ref),
+      this.owner,
+      String(this.#deliveredTtlSeconds),
+      encodeRef(ref),
+      ...delivered.map((r) => r.toLowerCase()),
+    );
   }
 
   /**
@@ -158,7 +183,20 @@ export class Leases {
       if (owner === this.owner || (await this.#redis.exists(heartbeatKey(owner))) === 1) continue;
       for (const text of await this.#redis.srandmember(ownedKey(owner), limit)) {
         const ref = decodeRef(text);
-        const won = ref ? await this.#redis.eval(TAKE_OVER, 4, leaseKey(ref), ownedKey(owner), ownedKey(this.owner), sinceKey(ref), owner, this.owner, String(this.leaseTtlMs), text) : await this.#redis.srem(ownedKey(owner), text);
+        const won = ref
+          ? await this.#redis.eval(
+              TAKE_OVER,
+              4,
+              leaseKey(ref),
+              ownedKey(owner),
+              ownedKey(this.owner),
+              sinceKey(ref),
+              owner,
+              this.owner,
+              String(this.leaseTtlMs),
+              text,
+            )
+          : await this.#redis.srem(ownedKey(owner), text);
         if (ref && won === 1) adopted.push(ref);
       }
       // Forget an owner once it holds nothing (a later claim of a live owner re-adds it).

@@ -53,13 +53,16 @@ export class LeaseStore {
   /** Records deliveries outside a lease (the rebuild from the event log); workers record them with Leases.release. */
   async markDelivered(messageId: string, recipients: readonly string[]): Promise<void> {
     if (recipients.length === 0) return;
-    await this.#call('write', () => this.redis.eval(MARK_DELIVERED, 1, deliveredKey(messageId), String(this.#ttlSeconds), ...recipients.map((r) => r.toLowerCase())));
+    await this.#call('write', () =>
+      this.redis.eval(MARK_DELIVERED, 1, deliveredKey(messageId), String(this.#ttlSeconds), ...recipients.map((r) => r.toLowerCase())),
+    );
   }
 
   /** markDelivered for many messages in one round trip (the rebuild). */
   async markDeliveredMany(entries: ReadonlyArray<readonly [string, readonly string[]]>): Promise<void> {
     const pipeline = this.redis.pipeline();
-    for (const [messageId, recipients] of entries) if (recipients.length) pipeline.eval(MARK_DELIVERED, 1, deliveredKey(messageId), String(this.#ttlSeconds), ...recipients.map((r) => r.toLowerCase()));
+    for (const [messageId, recipients] of entries)
+      if (recipients.length) pipeline.eval(MARK_DELIVERED, 1, deliveredKey(messageId), String(this.#ttlSeconds), ...recipients.map((r) => r.toLowerCase()));
     const replies = await this.#call('write', () => pipeline.exec());
     const failed = replies?.find(([err]) => err);
     if (failed) throw new ShadowUnavailableError(`shadow state write failed: ${failed[0]!.message}`);

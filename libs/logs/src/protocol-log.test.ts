@@ -64,7 +64,11 @@ describe('ProtocolLog format', () => {
     log.session('EX01\\Internet', '10.0.0.1:41000', '198.51.100.9:25').connect();
     await log.close();
     expect(await readdir(dir)).toEqual(['SEND20261124-1.log']);
-    expect((await lines(join(dir, 'SEND20261124-1.log'))).slice(0, 3)).toEqual(['#Software: Transit Hub', '#Version: 1.2.3', '#Log-type: SMTP Send Protocol Log']);
+    expect((await lines(join(dir, 'SEND20261124-1.log'))).slice(0, 3)).toEqual([
+      '#Software: Transit Hub',
+      '#Version: 1.2.3',
+      '#Log-type: SMTP Send Protocol Log',
+    ]);
   });
 
   it('numbers events from 0 per session, even when sessions interleave, and gives each session a distinct 16-hex-digit id', async () => {
@@ -227,7 +231,11 @@ describe('ProtocolLog rotation and retention', () => {
       await log.close();
     }
     expect((await readdir(dir)).sort()).toEqual(['RECV20261124-1.log', 'RECV20261124-2.log', 'RECV20261124-3.log']);
-    for (const [n, run] of [[1, 'first'], [2, 'second'], [3, 'third']] as const) {
+    for (const [n, run] of [
+      [1, 'first'],
+      [2, 'second'],
+      [3, 'third'],
+    ] as const) {
       const rows = await events(join(dir, `RECV20261124-${n}.log`));
       expect(rows.map((l) => l.split(',')[2])).toEqual([run]);
     }

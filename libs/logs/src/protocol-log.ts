@@ -184,7 +184,13 @@ export class ProtocolLog {
   }
 
   #header(at: Date): string {
-    const lines = [`#Software: ${this.#software}`, `#Version: ${this.#version}`, `#Log-type: ${this.#logType}`, `#Date: ${at.toISOString()}`, `#Fields: ${FIELDS}`];
+    const lines = [
+      `#Software: ${this.#software}`,
+      `#Version: ${this.#version}`,
+      `#Log-type: ${this.#logType}`,
+      `#Date: ${at.toISOString()}`,
+      `#Fields: ${FIELDS}`,
+    ];
     return lines.join(EOL) + EOL;
   }
 

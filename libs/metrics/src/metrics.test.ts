@@ -47,7 +47,10 @@ describe('parseExposition', () => {
 describe('promqlMetricNames', () => {
   it.each([
     ['sum by (connector) (rate(transit_smtp_sessions_total[5m]))', ['transit_smtp_sessions_total']],
-    ['histogram_quantile(0.99, sum by (le, kind) (rate(transit_delivery_latency_seconds_bucket{kind="remote"}[$__rate_interval])))', ['transit_delivery_latency_seconds_bucket']],
+    [
+      'histogram_quantile(0.99, sum by (le, kind) (rate(transit_delivery_latency_seconds_bucket{kind="remote"}[$__rate_interval])))',
+      ['transit_delivery_latency_seconds_bucket'],
+    ],
     ['max by (stream) (transit_queue_messages{stream=~"MAIL_.*"}) > 1e3', ['transit_queue_messages']],
     ['up{job="transit"} == 0', ['up']],
     ['sum(rate(a_total[5m])) / ignoring(hop) group_left sum(rate(b_total[5m] offset 1h)) and on (role) c', ['a_total', 'b_total', 'c']],
@@ -124,7 +127,14 @@ describe('the registry', () => {
     expect(sampleSum(e, 'transit_delivery_latency_seconds_bucket', { kind: 'remote', le: '5' })).toBe(2);
     expect(sampleSum(e, 'transit_smtp_rejections_total', { code: '5.7.54' })).toBe(1);
     const names = await exportedSeriesNames();
-    expect(names).toEqual(expect.arrayContaining(['transit_message_accept_seconds_bucket', 'transit_queue_oldest_age_seconds', 'nodejs_eventloop_lag_p99_seconds', 'process_resident_memory_bytes']));
+    expect(names).toEqual(
+      expect.arrayContaining([
+        'transit_message_accept_seconds_bucket',
+        'transit_queue_oldest_age_seconds',
+        'nodejs_eventloop_lag_p99_seconds',
+        'process_resident_memory_bytes',
+      ]),
+    );
     // Every family the text declares is one the name list knows, and the other way round.
     for (const s of e.samples) expect(names).toContain(s.name);
   });

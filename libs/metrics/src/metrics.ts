@@ -35,10 +35,25 @@ const ACCEPT_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 const DELIVERY_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600, 2 * 24 * 3600];
 
 export const metrics = {
-  roleInfo: new Gauge({ name: 'transit_role_info', help: 'Always 1; names the Transit role of this process.', labelNames: ['role'] as const, registers: [registry] }),
+  roleInfo: new Gauge({
+    name: 'transit_role_info',
+    help: 'Always 1; names the Transit role of this process.',
+    labelNames: ['role'] as const,
+    registers: [registry],
+  }),
 
-  smtpSessions: new Counter({ name: 'transit_smtp_sessions_total', help: 'SMTP sessions accepted, by receive connector.', labelNames: ['connector'] as const, registers: [registry] }),
-  smtpSessionsOpen: new Gauge({ name: 'transit_smtp_sessions_open', help: 'SMTP sessions open now, by receive connector.', labelNames: ['connector'] as const, registers: [registry] }),
+  smtpSessions: new Counter({
+    name: 'transit_smtp_sessions_total',
+    help: 'SMTP sessions accepted, by receive connector.',
+    labelNames: ['connector'] as const,
+    registers: [registry],
+  }),
+  smtpSessionsOpen: new Gauge({
+    name: 'transit_smtp_sessions_open',
+    help: 'SMTP sessions open now, by receive connector.',
+    labelNames: ['connector'] as const,
+    registers: [registry],
+  }),
   smtpRejections: new Counter({
     name: 'transit_smtp_rejections_total',
     help: 'Refusals the receive engine sent (connection, HELO, AUTH, MAIL, RCPT, DATA), by receive connector ("none" before one was chosen) and enhanced status code.',
@@ -60,10 +75,30 @@ export const metrics = {
     registers: [registry],
   }),
 
-  messagesRouted: new Counter({ name: 'transit_messages_routed_total', help: 'Recipients the categorizer routed to a next hop, by hop kind (mailbox, remote).', labelNames: ['kind'] as const, registers: [registry] }),
-  messagesDelivered: new Counter({ name: 'transit_messages_delivered_total', help: 'Recipients delivered, by next hop.', labelNames: ['hop'] as const, registers: [registry] }),
-  messagesDeferred: new Counter({ name: 'transit_messages_deferred_total', help: 'Recipients deferred for a later retry (4xx, connection failure), by next hop.', labelNames: ['hop'] as const, registers: [registry] }),
-  messagesFailed: new Counter({ name: 'transit_messages_failed_total', help: 'Recipients failed for good (5xx, expiry, unroutable), by next hop ("categorizer" for unroutable).', labelNames: ['hop'] as const, registers: [registry] }),
+  messagesRouted: new Counter({
+    name: 'transit_messages_routed_total',
+    help: 'Recipients the categorizer routed to a next hop, by hop kind (mailbox, remote).',
+    labelNames: ['kind'] as const,
+    registers: [registry],
+  }),
+  messagesDelivered: new Counter({
+    name: 'transit_messages_delivered_total',
+    help: 'Recipients delivered, by next hop.',
+    labelNames: ['hop'] as const,
+    registers: [registry],
+  }),
+  messagesDeferred: new Counter({
+    name: 'transit_messages_deferred_total',
+    help: 'Recipients deferred for a later retry (4xx, connection failure), by next hop.',
+    labelNames: ['hop'] as const,
+    registers: [registry],
+  }),
+  messagesFailed: new Counter({
+    name: 'transit_messages_failed_total',
+    help: 'Recipients failed for good (5xx, expiry, unroutable), by next hop ("categorizer" for unroutable).',
+    labelNames: ['hop'] as const,
+    registers: [registry],
+  }),
   deliveryLatency: new Histogram({
     name: 'transit_delivery_latency_seconds',
     help: 'From acceptance (envelope receivedAt) to delivery of each recipient, by kind (mailbox, remote).',
@@ -72,8 +107,18 @@ export const metrics = {
     registers: [registry],
   }),
 
-  queueMessages: new Gauge({ name: 'transit_queue_messages', help: 'Messages waiting in a JetStream work queue, by stream (absent while JetStream does not answer).', labelNames: ['stream'] as const, registers: [registry] }),
-  queueOldestAge: new Gauge({ name: 'transit_queue_oldest_age_seconds', help: 'Age of the oldest message in a JetStream work queue, by stream (0 when empty).', labelNames: ['stream'] as const, registers: [registry] }),
+  queueMessages: new Gauge({
+    name: 'transit_queue_messages',
+    help: 'Messages waiting in a JetStream work queue, by stream (absent while JetStream does not answer).',
+    labelNames: ['stream'] as const,
+    registers: [registry],
+  }),
+  queueOldestAge: new Gauge({
+    name: 'transit_queue_oldest_age_seconds',
+    help: 'Age of the oldest message in a JetStream work queue, by stream (0 when empty).',
+    labelNames: ['stream'] as const,
+    registers: [registry],
+  }),
   // Progress of each worker (hub, mailbox-delivery, outbound-proxy): libs/bus startWorker's health, refreshed on a scrape.
   workerStalled: new Gauge({
     name: 'transit_worker_stalled',
@@ -81,18 +126,46 @@ export const metrics = {
     labelNames: ['consumer'] as const,
     registers: [registry],
   }),
-  workerSinceAck: new Gauge({ name: 'transit_worker_seconds_since_ack', help: 'Seconds since this worker last finished (acknowledged) a work item, by consumer.', labelNames: ['consumer'] as const, registers: [registry] }),
-  consumerPending: new Gauge({ name: 'transit_consumer_pending_messages', help: 'Work items not yet handed to any worker (num_pending of the durable consumer, as its workers last read it), by consumer.', labelNames: ['consumer'] as const, registers: [registry] }),
-  consumerAckPending: new Gauge({ name: 'transit_consumer_ack_pending_messages', help: 'Work items handed out and not yet acknowledged, deferred ones included (num_ack_pending), by consumer.', labelNames: ['consumer'] as const, registers: [registry] }),
+  workerSinceAck: new Gauge({
+    name: 'transit_worker_seconds_since_ack',
+    help: 'Seconds since this worker last finished (acknowledged) a work item, by consumer.',
+    labelNames: ['consumer'] as const,
+    registers: [registry],
+  }),
+  consumerPending: new Gauge({
+    name: 'transit_consumer_pending_messages',
+    help: 'Work items not yet handed to any worker (num_pending of the durable consumer, as its workers last read it), by consumer.',
+    labelNames: ['consumer'] as const,
+    registers: [registry],
+  }),
+  consumerAckPending: new Gauge({
+    name: 'transit_consumer_ack_pending_messages',
+    help: 'Work items handed out and not yet acknowledged, deferred ones included (num_ack_pending), by consumer.',
+    labelNames: ['consumer'] as const,
+    registers: [registry],
+  }),
   workerRequeued: new Counter({
     name: 'transit_worker_requeued_total',
     help: "Stranded work items (left in the work queue below the consumer's ack floor, which would never be handed out) this worker published again, by consumer.",
     labelNames: ['consumer'] as const,
     registers: [registry],
   }),
-  workerPullRestarts: new Counter({ name: 'transit_worker_pull_restarts_total', help: 'Times this worker restarted its pull loop because work waited on the consumer and nothing arrived, by consumer.', labelNames: ['consumer'] as const, registers: [registry] }),
-  jetstreamUp: new Gauge({ name: 'transit_jetstream_up', help: '1 when JetStream answered the last stream-info request within the scrape deadline, else 0.', registers: [registry] }),
-  redisUp: new Gauge({ name: REDIS_UP, help: '1 when Redis (shadow state) answered the last PING within the scrape deadline, else 0. Only roles that use Redis.', registers: [optional] }),
+  workerPullRestarts: new Counter({
+    name: 'transit_worker_pull_restarts_total',
+    help: 'Times this worker restarted its pull loop because work waited on the consumer and nothing arrived, by consumer.',
+    labelNames: ['consumer'] as const,
+    registers: [registry],
+  }),
+  jetstreamUp: new Gauge({
+    name: 'transit_jetstream_up',
+    help: '1 when JetStream answered the last stream-info request within the scrape deadline, else 0.',
+    registers: [registry],
+  }),
+  redisUp: new Gauge({
+    name: REDIS_UP,
+    help: '1 when Redis (shadow state) answered the last PING within the scrape deadline, else 0. Only roles that use Redis.',
+    registers: [optional],
+  }),
 };
 
 /**

@@ -8,7 +8,16 @@ import { matchConnector, selectReceiveConnector } from './connectors.ts';
 import { directoryFor } from './domains.ts';
 import { formatReply } from './replies.ts';
 import { describeIdentity, initialIdentity, sessionRights, type RightSource, type SessionIdentity } from './rights.ts';
-import { decideAuthStart, decideAuthenticated, decideHello, decideMailFrom, decideMessageSize, decideRcptTo, type Decision, type SessionView } from './session.ts';
+import {
+  decideAuthStart,
+  decideAuthenticated,
+  decideHello,
+  decideMailFrom,
+  decideMessageSize,
+  decideRcptTo,
+  type Decision,
+  type SessionView,
+} from './session.ts';
 
 export type ExplainRequest = {
   remoteIp: string;
@@ -24,7 +33,14 @@ export type ExplainRequest = {
   size?: number;
 };
 
-export type CandidateReport = { connector: string; enabled: boolean; binding: 'specific' | 'wildcard' | 'none'; range: string | undefined; rangeSize: bigint | undefined; chosen: boolean };
+export type CandidateReport = {
+  connector: string;
+  enabled: boolean;
+  binding: 'specific' | 'wildcard' | 'none';
+  range: string | undefined;
+  rangeSize: bigint | undefined;
+  chosen: boolean;
+};
 export type StepReport = { command: string; reply: string; reason: string | undefined; ok: boolean };
 export type Explanation = {
   candidates: CandidateReport[];
@@ -48,25 +64,47 @@ export function explainSession(config: OrganizationConfig, req: ExplainRequest):
     return d.ok;
   };
   if (!connector) {
-    steps.push({ command: '(connect)', reply: '421 4.3.2 Service not available', reason: 'no enabled receive connector has a binding and a RemoteIPRanges entry matching this connection', ok: false });
+    steps.push({
+      command: '(connect)',
+      reply: '421 4.3.2 Service not available',
+      reason: 'no enabled receive connector has a binding and a RemoteIPRanges entry matching this connection',
+      ok: false,
+    });
     return { candidates, connector, principal: undefined, rights: [], sources: [], steps };
   }
 
   let identity: SessionIdentity = initialIdentity(connector);
   let session: SessionView = { connector, identity, rights: sessionRights(config, connector, identity), secure: false };
-  const done = () => ({ candidates, connector, principal: describeIdentity(config, session.identity), rights: [...session.rights.effective].sort(), sources: session.rights.sources, steps });
+  const done = () => ({
+    candidates,
+    connector,
+    principal: describeIdentity(config, session.identity),
+    rights: [...session.rights.effective].sort(),
+    sources: session.rights.sources,
+    steps,
+  });
 
   if (!step(`EHLO ${req.helo ?? 'client.example'}`, decideHello(connector, req.helo ?? 'client.example'))) return done();
   if (req.tls) {
     const offered = connector.AuthMechanism.includes('Tls');
-    steps.push({ command: 'STARTTLS', reply: offered ? '220 2.0.0 SMTP server ready' : '500 5.3.3 Unrecognized command', reason: offered ? undefined : 'Tls is not in AuthMechanism', ok: offered });
+    steps.push({
+      command: 'STARTTLS',
+      reply: offered ? '220 2.0.0 SMTP server ready' : '500 5.3.3 Unrecognized command',
+      reason: offered ? undefined : 'Tls is not in AuthMechanism',
+      ok: offered,
+    });
     session = { ...session, secure: offered };
   }
   if (req.user) {
     if (!step('AUTH LOGIN', decideAuthStart(session, 'LOGIN'))) return done();
     const account = findLogon(directoryOf(config), req.user);
     if (!account) {
-      steps.push({ command: `(credentials of ${req.user})`, reply: '535 5.7.3 Authentication unsuccessful', reason: `no account with logon name ${req.user}`, ok: false });
+      steps.push({
+        command: `(credentials of ${req.user})`,
+        reply: '535 5.7.3 Authentication unsuccessful',
+        reason: `no account with logon name ${req.user}`,
+        ok: false,
+      });
       return done();
     }
     identity = { kind: 'user', account, login: req.user };

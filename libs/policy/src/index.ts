@@ -16,7 +16,16 @@ export {
   type SessionIdentity,
   type SessionRights,
 } from './rights.ts';
-export { Directory, directoryFor, domainOf, matchAcceptedDomain, parseAddressSpace, routeRecipient, selectSendConnector, type RecipientRoute } from './domains.ts';
+export {
+  Directory,
+  directoryFor,
+  domainOf,
+  matchAcceptedDomain,
+  parseAddressSpace,
+  routeRecipient,
+  selectSendConnector,
+  type RecipientRoute,
+} from './domains.ts';
 export {
   INTERNAL_HEADER_PREFIX,
   basicAuthOffer,

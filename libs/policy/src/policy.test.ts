@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import {
   Directory,
   PERMISSION_GROUP_GRANTS,
-    decideAuthStart,
+  decideAuthStart,
   decideAuthenticated,
   decideHello,
   decideMailFrom,
@@ -44,17 +44,57 @@ const config = parseOrganizationConfig({
     { Name: 'Nested', Members: ['scanner'] },
   ],
   ReceiveConnectors: [
-    { Name: 'Default Frontend', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:25', '[::]:25'], PermissionGroups: ['AnonymousUsers', 'ExchangeServers'] },
-    { Name: 'Relay LAN', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:25'], RemoteIPRanges: ['192.168.1.0-192.168.1.255'], AuthMechanism: ['ExternalAuthoritative'], PermissionGroups: ['ExchangeServers'] },
-    { Name: 'Relay Printer', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:25'], RemoteIPRanges: ['192.168.1.75'], AuthMechanism: ['ExternalAuthoritative'], PermissionGroups: ['ExchangeServers'] },
+    {
+      Name: 'Default Frontend',
+      TransportRole: 'FrontendTransport',
+      Bindings: ['0.0.0.0:25', '[::]:25'],
+      PermissionGroups: ['AnonymousUsers', 'ExchangeServers'],
+    },
+    {
+      Name: 'Relay LAN',
+      TransportRole: 'FrontendTransport',
+      Bindings: ['0.0.0.0:25'],
+      RemoteIPRanges: ['192.168.1.0-192.168.1.255'],
+      AuthMechanism: ['ExternalAuthoritative'],
+      PermissionGroups: ['ExchangeServers'],
+    },
+    {
+      Name: 'Relay Printer',
+      TransportRole: 'FrontendTransport',
+      Bindings: ['0.0.0.0:25'],
+      RemoteIPRanges: ['192.168.1.75'],
+      AuthMechanism: ['ExternalAuthoritative'],
+      PermissionGroups: ['ExchangeServers'],
+    },
     { Name: 'Relay Subnet', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:25'], RemoteIPRanges: ['10.0.0.0/8'], PermissionGroups: ['Partners'] },
     { Name: 'Specific Binding', TransportRole: 'FrontendTransport', Bindings: ['10.1.1.1:25'], PermissionGroups: ['AnonymousUsers'] },
     { Name: 'V6 Only', TransportRole: 'FrontendTransport', Bindings: ['[::]:26'], RemoteIPRanges: ['2001:db8::/32'], PermissionGroups: ['AnonymousUsers'] },
     { Name: 'Disabled', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:27'], Enabled: false, PermissionGroups: ['AnonymousUsers'] },
-    { Name: 'Client Frontend', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:587'], AuthMechanism: ['Tls', 'BasicAuth', 'BasicAuthRequireTLS'], PermissionGroups: ['ExchangeUsers'] },
+    {
+      Name: 'Client Frontend',
+      TransportRole: 'FrontendTransport',
+      Bindings: ['0.0.0.0:587'],
+      AuthMechanism: ['Tls', 'BasicAuth', 'BasicAuthRequireTLS'],
+      PermissionGroups: ['ExchangeUsers'],
+    },
     { Name: 'Client Proxy', TransportRole: 'HubTransport', Bindings: ['0.0.0.0:465'], PermissionGroups: ['ExchangeServers', 'ExchangeUsers'] },
-    { Name: 'Anon Relay', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:2526'], RemoteIPRanges: ['172.16.0.0/12'], PermissionGroups: ['AnonymousUsers'] },
-    { Name: 'Strict', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:2527'], AuthMechanism: ['Tls', 'BasicAuth', 'BasicAuthRequireTLS'], PermissionGroups: ['ExchangeUsers'], RequireTLS: true, RequireEHLODomain: true, MaxMessageSize: 65536 },
+    {
+      Name: 'Anon Relay',
+      TransportRole: 'FrontendTransport',
+      Bindings: ['0.0.0.0:2526'],
+      RemoteIPRanges: ['172.16.0.0/12'],
+      PermissionGroups: ['AnonymousUsers'],
+    },
+    {
+      Name: 'Strict',
+      TransportRole: 'FrontendTransport',
+      Bindings: ['0.0.0.0:2527'],
+      AuthMechanism: ['Tls', 'BasicAuth', 'BasicAuthRequireTLS'],
+      PermissionGroups: ['ExchangeUsers'],
+      RequireTLS: true,
+      RequireEHLODomain: true,
+      MaxMessageSize: 65536,
+    },
     { Name: 'Custom', TransportRole: 'HubTransport', Bindings: ['0.0.0.0:2528'], AuthMechanism: ['BasicAuth'], PermissionGroups: ['None'] },
   ],
   Permissions: [
@@ -62,7 +102,17 @@ const config = parseOrganizationConfig({
     { Identity: 'Anon Relay', User: 'NT AUTHORITY\\ANONYMOUS LOGON', ExtendedRights: ['ms-Exch-SMTP-Accept-Any-Recipient'] },
     // The seed 000 recipe: Submit on the frontend, the rest on Client Proxy, for a group.
     { Identity: 'Default Frontend', User: 'CONTOSO\\Relay Accounts', ExtendedRights: ['ms-Exch-SMTP-Submit'] },
-    { Identity: 'Client Proxy', User: 'contoso\\relay accounts', ExtendedRights: ['ms-Exch-SMTP-Submit', 'ms-Exch-SMTP-Accept-Any-Recipient', 'ms-Exch-SMTP-Accept-Any-Sender', 'ms-Exch-SMTP-Accept-Authoritative-Domain-Sender', 'ms-Exch-Accept-Headers-Routing'] },
+    {
+      Identity: 'Client Proxy',
+      User: 'contoso\\relay accounts',
+      ExtendedRights: [
+        'ms-Exch-SMTP-Submit',
+        'ms-Exch-SMTP-Accept-Any-Recipient',
+        'ms-Exch-SMTP-Accept-Any-Sender',
+        'ms-Exch-SMTP-Accept-Authoritative-Domain-Sender',
+        'ms-Exch-Accept-Headers-Routing',
+      ],
+    },
     { Identity: 'Custom', User: 'relay1@contoso.test', ExtendedRights: ['SMTP-Submit', 'SMTP-Accept-Any-Recipient'] },
     { Identity: 'Custom', User: 'CONTOSO\\scanner', ExtendedRights: ['SMTP-Submit'] },
     // Deny beats allow: the scanner (through Nested) may not relay even though its group may.
@@ -109,7 +159,12 @@ describe('receive connector selection', () => {
 
 describe('rights', () => {
   it('gives anonymous users on Default Frontend exactly the AnonymousUsers rights', () => {
-    expect(rightsList(session('Default Frontend'))).toEqual(['Accept-Headers-Routing', 'SMTP-Accept-Any-Sender', 'SMTP-Accept-Authoritative-Domain-Sender', 'SMTP-Submit']);
+    expect(rightsList(session('Default Frontend'))).toEqual([
+      'Accept-Headers-Routing',
+      'SMTP-Accept-Any-Sender',
+      'SMTP-Accept-Authoritative-Domain-Sender',
+      'SMTP-Submit',
+    ]);
   });
   it('makes ExternalAuthoritative sessions externally secured servers that may relay', () => {
     const s = session('Relay LAN');
@@ -123,7 +178,11 @@ describe('rights', () => {
   it.each([
     // [connector, identity, expected effective rights]
     ['Client Frontend', 'bob', ['Accept-Headers-Routing', 'Bypass-Anti-Spam', 'SMTP-Accept-Any-Recipient', 'SMTP-Submit']],
-    ['Anon Relay', undefined, ['Accept-Headers-Routing', 'SMTP-Accept-Any-Recipient', 'SMTP-Accept-Any-Sender', 'SMTP-Accept-Authoritative-Domain-Sender', 'SMTP-Submit']],
+    [
+      'Anon Relay',
+      undefined,
+      ['Accept-Headers-Routing', 'SMTP-Accept-Any-Recipient', 'SMTP-Accept-Any-Sender', 'SMTP-Accept-Authoritative-Domain-Sender', 'SMTP-Submit'],
+    ],
     ['Custom', 'relay1', ['SMTP-Accept-Any-Recipient', 'SMTP-Submit']],
     ['Custom', 'CONTOSO\\scanner', ['SMTP-Submit']],
     ['Custom', 'bob', []],
@@ -201,7 +260,12 @@ describe('MAIL FROM', () => {
   it('refuses an authoritative-domain sender to a partner server (Partners lack the right)', () => {
     const c = connector('Relay Subnet');
     // The rights Partners grants (Submit, Accept-Headers-Routing), as a partner server's session would hold them.
-    const partner: SessionView = { connector: c, identity: { kind: 'server', name: 'p$' }, secure: true, rights: { connector: new Set(['SMTP-Submit']), effective: new Set(['SMTP-Submit', 'Accept-Headers-Routing']), sources: [] } };
+    const partner: SessionView = {
+      connector: c,
+      identity: { kind: 'server', name: 'p$' },
+      secure: true,
+      rights: { connector: new Set(['SMTP-Submit']), effective: new Set(['SMTP-Submit', 'Accept-Headers-Routing']), sources: [] },
+    };
     expect(formatReply(decideMailFrom(partner, config, 'alice@contoso.test').reply)).toBe('550 5.7.1 Client does not have permissions to send as this sender');
     expect(formatReply(decideMailFrom(partner, config, 'x@example.org').reply)).toBe('550 5.7.1 Client does not have permissions to send as this sender');
   });
@@ -218,8 +282,15 @@ describe('MAIL FROM', () => {
   });
   it('answers anonymous spoofing with the anonymous text', () => {
     const c = connector('Custom');
-    const anon: SessionView = { connector: c, identity: { kind: 'anonymous' }, secure: false, rights: { connector: new Set(['SMTP-Submit']), effective: new Set(['SMTP-Submit']), sources: [] } };
-    expect(formatReply(decideMailFrom(anon, config, 'alice@contoso.test').reply)).toBe('550 5.7.1 Anonymous client does not have permissions to send as this sender');
+    const anon: SessionView = {
+      connector: c,
+      identity: { kind: 'anonymous' },
+      secure: false,
+      rights: { connector: new Set(['SMTP-Submit']), effective: new Set(['SMTP-Submit']), sources: [] },
+    };
+    expect(formatReply(decideMailFrom(anon, config, 'alice@contoso.test').reply)).toBe(
+      '550 5.7.1 Anonymous client does not have permissions to send as this sender',
+    );
   });
   it('requires STARTTLS before MAIL FROM on a RequireTLS connector', () => {
     expect(formatReply(decideMailFrom(session('Strict', user('bob')), config, 'bob@contoso.test').reply)).toBe('451 5.7.3 STARTTLS is required to send mail');
@@ -310,14 +381,26 @@ describe('accepted domains and routing', () => {
 
 describe('replies', () => {
   it('formats the queued reply like Exchange', () => {
-    expect(formatReply(queuedReply('<m@x>', 42, 'fe1.contoso.test'))).toBe('250 2.6.0 <m@x> [InternalId=42, Hostname=fe1.contoso.test] Queued mail for delivery');
+    expect(formatReply(queuedReply('<m@x>', 42, 'fe1.contoso.test'))).toBe(
+      '250 2.6.0 <m@x> [InternalId=42, Hostname=fe1.contoso.test] Queued mail for delivery',
+    );
   });
 });
 
 describe('explainSession (transitctl test-connector)', () => {
   it('lists the candidates, chooses like the frontend, and gives each step its reply and reason', () => {
-    const e = explainSession(config, { remoteIp: '192.168.1.75', localIp: '0.0.0.0', localPort: 25, from: 'scanner@example.org', to: ['someone@example.net', 'nobody@contoso.test'] });
-    expect(e.candidates.filter((c) => c.range && c.binding !== 'none').map((c) => `${c.chosen ? '*' : ''}${c.connector}:${c.rangeSize}`)).toEqual(['Default Frontend:4294967296', 'Relay LAN:256', '*Relay Printer:1']);
+    const e = explainSession(config, {
+      remoteIp: '192.168.1.75',
+      localIp: '0.0.0.0',
+      localPort: 25,
+      from: 'scanner@example.org',
+      to: ['someone@example.net', 'nobody@contoso.test'],
+    });
+    expect(e.candidates.filter((c) => c.range && c.binding !== 'none').map((c) => `${c.chosen ? '*' : ''}${c.connector}:${c.rangeSize}`)).toEqual([
+      'Default Frontend:4294967296',
+      'Relay LAN:256',
+      '*Relay Printer:1',
+    ]);
     expect(e.principal).toBe('MS Exchange\\Externally Secured Servers');
     expect(e.steps.map((s) => s.reply)).toEqual(['250 2.0.0 OK', '250 2.1.0 Sender OK', '250 2.1.5 Recipient OK', '550 5.1.1 User unknown']);
   });
@@ -328,9 +411,26 @@ describe('explainSession (transitctl test-connector)', () => {
     expect(explainSession(config, { remoteIp: '203.0.113.9', localIp: '0.0.0.0', localPort: 26 }).steps[0]!.reply).toBe('421 4.3.2 Service not available');
   });
   it('authenticates a user and shows the Client Proxy grants', () => {
-    const e = explainSession(config, { remoteIp: '203.0.113.9', localIp: '0.0.0.0', localPort: 587, tls: true, user: 'CONTOSO\\relay1', from: 'x@example.org', to: ['someone@example.net'] });
-    expect(e.steps.map((s) => s.reply)).toEqual(['250 2.0.0 OK', '220 2.0.0 SMTP server ready', '250 2.0.0 OK', '235 2.7.0 Authentication successful', '250 2.1.0 Sender OK', '250 2.1.5 Recipient OK']);
-    expect(explainSession(config, { remoteIp: '203.0.113.9', localIp: '0.0.0.0', localPort: 587, user: 'relay1' }).steps.at(-1)!.reply).toBe('530 5.7.0 Must issue a STARTTLS command first');
+    const e = explainSession(config, {
+      remoteIp: '203.0.113.9',
+      localIp: '0.0.0.0',
+      localPort: 587,
+      tls: true,
+      user: 'CONTOSO\\relay1',
+      from: 'x@example.org',
+      to: ['someone@example.net'],
+    });
+    expect(e.steps.map((s) => s.reply)).toEqual([
+      '250 2.0.0 OK',
+      '220 2.0.0 SMTP server ready',
+      '250 2.0.0 OK',
+      '235 2.7.0 Authentication successful',
+      '250 2.1.0 Sender OK',
+      '250 2.1.5 Recipient OK',
+    ]);
+    expect(explainSession(config, { remoteIp: '203.0.113.9', localIp: '0.0.0.0', localPort: 587, user: 'relay1' }).steps.at(-1)!.reply).toBe(
+      '530 5.7.0 Must issue a STARTTLS command first',
+    );
     expect(e.sources.some((s) => s.connector === 'Client Proxy' && s.right === 'SMTP-Accept-Any-Recipient')).toBe(true);
   });
 });
@@ -343,7 +443,19 @@ describe('permission groups expand to exactly Exchange rights (docs/exchange-beh
       Users: [{ Name: 'u' }],
       ReceiveConnectors: [{ Name: 'C', TransportRole: 'HubTransport', Bindings: ['0.0.0.0:25'], PermissionGroups: groups, AuthMechanism: auth }],
     });
-  const all = ['Accept-Headers-Forest', 'Accept-Headers-Organization', 'Accept-Headers-Routing', 'Bypass-Anti-Spam', 'Bypass-Message-Size-Limit', 'SMTP-Accept-Any-Recipient', 'SMTP-Accept-Any-Sender', 'SMTP-Accept-Authentication-Flag', 'SMTP-Accept-Authoritative-Domain-Sender', 'SMTP-Accept-Exch50', 'SMTP-Submit'];
+  const all = [
+    'Accept-Headers-Forest',
+    'Accept-Headers-Organization',
+    'Accept-Headers-Routing',
+    'Bypass-Anti-Spam',
+    'Bypass-Message-Size-Limit',
+    'SMTP-Accept-Any-Recipient',
+    'SMTP-Accept-Any-Sender',
+    'SMTP-Accept-Authentication-Flag',
+    'SMTP-Accept-Authoritative-Domain-Sender',
+    'SMTP-Accept-Exch50',
+    'SMTP-Submit',
+  ];
   const noOrg = all.filter((r) => r !== 'Accept-Headers-Forest' && r !== 'Accept-Headers-Organization');
   it.each([
     ['AnonymousUsers', 'anonymous', ['Accept-Headers-Routing', 'SMTP-Accept-Any-Sender', 'SMTP-Accept-Authoritative-Domain-Sender', 'SMTP-Submit']],
@@ -362,7 +474,13 @@ describe('permission groups expand to exactly Exchange rights (docs/exchange-beh
     const cfg = only([group], group === 'ExchangeServers' && kind === 'externally-secured' ? ['ExternalAuthoritative'] : ['Tls']);
     const c = cfg.ReceiveConnectors[0]!;
     const identity: SessionIdentity =
-      kind === 'user' ? { kind: 'user', account: cfg.Users[0]!, login: 'u' } : kind === 'server' ? { kind: 'server', name: 'N$' } : kind === 'externally-secured' ? { kind: 'externally-secured' } : { kind: 'anonymous' };
+      kind === 'user'
+        ? { kind: 'user', account: cfg.Users[0]!, login: 'u' }
+        : kind === 'server'
+          ? { kind: 'server', name: 'N$' }
+          : kind === 'externally-secured'
+            ? { kind: 'externally-secured' }
+            : { kind: 'anonymous' };
     expect([...sessionRights(cfg, c, identity).effective].sort()).toEqual([...expected].sort());
   });
   it('has the legacy and partner grants of the table', () => {

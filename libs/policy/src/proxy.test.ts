@@ -54,9 +54,17 @@ describe('who may (and must) send a PROXY header', () => {
 describe('whose address the session carries', () => {
   const socket = { address: '10.1.2.3', port: 40000 };
   it.each([
-    ['PROXY with a client: the client', { command: 'PROXY' as const, addresses: { sourceAddress: '192.0.2.7', sourcePort: 51000 } }, { address: '192.0.2.7', port: 51000, from: 'header' }],
+    [
+      'PROXY with a client: the client',
+      { command: 'PROXY' as const, addresses: { sourceAddress: '192.0.2.7', sourcePort: 51000 } },
+      { address: '192.0.2.7', port: 51000, from: 'header' },
+    ],
     ['LOCAL (health check): the load balancer itself', { command: 'LOCAL' as const }, { address: '10.1.2.3', port: 40000, from: 'socket' }],
-    ['LOCAL never takes addresses, even if present', { command: 'LOCAL' as const, addresses: { sourceAddress: '192.0.2.7', sourcePort: 1 } }, { address: '10.1.2.3', port: 40000, from: 'socket' }],
+    [
+      'LOCAL never takes addresses, even if present',
+      { command: 'LOCAL' as const, addresses: { sourceAddress: '192.0.2.7', sourcePort: 1 } },
+      { address: '10.1.2.3', port: 40000, from: 'socket' },
+    ],
     ['PROXY without addresses (v1 UNKNOWN, v2 UNSPEC)', { command: 'PROXY' as const }, { address: '10.1.2.3', port: 40000, from: 'socket' }],
   ])('%s', (_name, header, expected) => {
     expect(proxiedClient(header, socket)).toEqual(expected);

@@ -53,7 +53,10 @@ export type ProxyHeaderFacts = { command: 'PROXY' | 'LOCAL'; addresses?: { sourc
  * (its health checks) and for headers without a usable address (v1 UNKNOWN, v2 UNSPEC or
  * AF_UNIX), as the specification says.
  */
-export function proxiedClient(header: ProxyHeaderFacts, socket: { address: string; port: number }): { address: string; port: number; from: 'header' | 'socket' } {
+export function proxiedClient(
+  header: ProxyHeaderFacts,
+  socket: { address: string; port: number },
+): { address: string; port: number; from: 'header' | 'socket' } {
   if (header.command === 'PROXY' && header.addresses) return { address: header.addresses.sourceAddress, port: header.addresses.sourcePort, from: 'header' };
   return { address: socket.address, port: socket.port, from: 'socket' };
 }

@@ -48,9 +48,16 @@ const EXCHANGE_SERVER_RIGHTS: readonly ExtendedRight[] = [
 const withoutOrgHeaders = EXCHANGE_SERVER_RIGHTS.filter((r) => r !== 'Accept-Headers-Forest' && r !== 'Accept-Headers-Organization');
 
 /** Which principal each group admits, and with which rights (docs/exchange-behaviour.md §2). */
-export const PERMISSION_GROUP_GRANTS: Record<Exclude<PermissionGroup, 'None' | 'Custom'>, ReadonlyArray<{ principal: Principal; rights: readonly ExtendedRight[] }>> = {
-  AnonymousUsers: [{ principal: PRINCIPALS.anonymous, rights: ['Accept-Headers-Routing', 'SMTP-Accept-Any-Sender', 'SMTP-Accept-Authoritative-Domain-Sender', 'SMTP-Submit'] }],
-  ExchangeUsers: [{ principal: PRINCIPALS.authenticatedUsers, rights: ['Accept-Headers-Routing', 'Bypass-Anti-Spam', 'SMTP-Accept-Any-Recipient', 'SMTP-Submit'] }],
+export const PERMISSION_GROUP_GRANTS: Record<
+  Exclude<PermissionGroup, 'None' | 'Custom'>,
+  ReadonlyArray<{ principal: Principal; rights: readonly ExtendedRight[] }>
+> = {
+  AnonymousUsers: [
+    { principal: PRINCIPALS.anonymous, rights: ['Accept-Headers-Routing', 'SMTP-Accept-Any-Sender', 'SMTP-Accept-Authoritative-Domain-Sender', 'SMTP-Submit'] },
+  ],
+  ExchangeUsers: [
+    { principal: PRINCIPALS.authenticatedUsers, rights: ['Accept-Headers-Routing', 'Bypass-Anti-Spam', 'SMTP-Accept-Any-Recipient', 'SMTP-Submit'] },
+  ],
   ExchangeServers: [
     { principal: PRINCIPALS.hubTransportServers, rights: EXCHANGE_SERVER_RIGHTS },
     { principal: PRINCIPALS.externallySecured, rights: withoutOrgHeaders },
@@ -110,7 +117,8 @@ function grantsOn(config: OrganizationConfig, connector: ReceiveConnector, ident
   for (const group of connector.PermissionGroups) {
     if (group === 'None' || group === 'Custom') continue;
     for (const grant of PERMISSION_GROUP_GRANTS[group]) {
-      if (grant.principal === principal) grant.rights.forEach((right) => out.push({ right, connector: connector.Name, via: `PermissionGroups ${group} (${principal})`, deny: false }));
+      if (grant.principal === principal)
+        grant.rights.forEach((right) => out.push({ right, connector: connector.Name, via: `PermissionGroups ${group} (${principal})`, deny: false }));
     }
   }
   const directory = directoryOf(config);
@@ -123,7 +131,10 @@ function grantsOn(config: OrganizationConfig, connector: ReceiveConnector, ident
       ((who.kind === 'well-known' && who.name === principal) ||
         (who.kind === 'account' && identity.kind === 'user' && who.account === identity.account) ||
         (who.kind === 'group' && groups.includes(who.group)));
-    if (applies) entry.ExtendedRights.forEach((right) => out.push({ right, connector: connector.Name, via: `${entry.Deny ? 'Deny' : 'Allow'} ${entry.User} (Add-ADPermission)`, deny: entry.Deny }));
+    if (applies)
+      entry.ExtendedRights.forEach((right) =>
+        out.push({ right, connector: connector.Name, via: `${entry.Deny ? 'Deny' : 'Allow'} ${entry.User} (Add-ADPermission)`, deny: entry.Deny }),
+      );
   }
   return out;
 }
@@ -164,5 +175,7 @@ export function sessionPermissionsText(rights: ReadonlySet<ExtendedRight>): stri
     'Bypass-Anti-Spam': 'BypassAntiSpam',
     'Bypass-Message-Size-Limit': 'BypassMessageSizeLimit',
   };
-  return EXTENDED_RIGHTS.filter((r) => rights.has(r)).map((r) => names[r]).join(' ');
+  return EXTENDED_RIGHTS.filter((r) => rights.has(r))
+    .map((r) => names[r])
+    .join(' ');
 }

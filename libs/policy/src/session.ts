@@ -45,7 +45,8 @@ export function decideAuthStart(session: SessionView, mechanism: string): Decisi
   if (!offer.offered || !['PLAIN', 'LOGIN'].includes(mechanism.toUpperCase())) {
     return refuse(REPLIES.unrecognizedAuthType, `${mechanism} is not offered: AuthMechanism is ${session.connector.AuthMechanism.join(', ')}`);
   }
-  if (session.identity.kind === 'user' || session.identity.kind === 'server') return refuse(REPLIES.authAlreadySpecified, 'the session is already authenticated');
+  if (session.identity.kind === 'user' || session.identity.kind === 'server')
+    return refuse(REPLIES.authAlreadySpecified, 'the session is already authenticated');
   if (offer.requiresTls && !session.secure) return refuse(REPLIES.mustStartTls, 'BasicAuthRequireTLS: AUTH is allowed only after STARTTLS');
   return accept(REPLIES.ok);
 }
@@ -83,7 +84,10 @@ export function decideMailFrom(session: SessionView, config: OrganizationConfig,
   }
   return rights.effective.has('SMTP-Accept-Any-Sender')
     ? accept(REPLIES.senderOk, 'SMTP-Accept-Any-Sender allows any sender')
-    : refuse(cannot, `${domainOf(sender)} is not an authoritative domain, the sender is not the account's own address, and the session lacks SMTP-Accept-Any-Sender`);
+    : refuse(
+        cannot,
+        `${domainOf(sender)} is not an authoritative domain, the sender is not the account's own address, and the session lacks SMTP-Accept-Any-Sender`,
+      );
 }
 
 /** SIZE= at MAIL FROM and the byte count at end of DATA, against MaxMessageSize. */

@@ -14,7 +14,19 @@ import { BodyStore, STREAMS, SUBJECTS, holdKey, loadMessage, openHolds, publishD
 import type { OrganizationConfig } from '@transit/config';
 import { decodeDeliveryItem, decodeEnvelope, encodeDeliveryItem, encodeEnvelope, type Envelope } from '@transit/envelope';
 import { submitDsn } from '@transit/ingest';
-import { findQueue, matchesQueue, messageIdOf, projectMessages, projectQueues, type LeasedItem, type MessageFilter, type MessageRow, type PendingItem, type QueueFilter, type QueueRow } from './project.ts';
+import {
+  findQueue,
+  matchesQueue,
+  messageIdOf,
+  projectMessages,
+  projectQueues,
+  type LeasedItem,
+  type MessageFilter,
+  type MessageRow,
+  type PendingItem,
+  type QueueFilter,
+  type QueueRow,
+} from './project.ts';
 import { readPending, readQueueInputs, type ReadOptions } from './read.ts';
 
 export type QueueDeps = {
@@ -85,11 +97,22 @@ export async function retryQueue(deps: QueueDeps, identity: string, opts: { resu
       // -Resubmit: back through the categorizer, so a changed route (send connector, smart host)
       // applies. The hub names delivery items by its submit item's sequence, so this new submit
       // item is routed afresh instead of being taken for the first routing's duplicate.
-      await publishDurable(deps.bus, SUBJECTS.submit, encodeEnvelope(waiting.envelope), { msgID: `${waiting.envelope.id}:resubmit-${item.seq}`, expectStream: STREAMS.submit });
-      await recordEvent(deps.bus, waiting.envelope.id, { type: 'Resubmitted', source: 'ADMIN', recipients: waiting.envelope.recipients.map((r) => r.address) }, deps.node);
+      await publishDurable(deps.bus, SUBJECTS.submit, encodeEnvelope(waiting.envelope), {
+        msgID: `${waiting.envelope.id}:resubmit-${item.seq}`,
+        expectStream: STREAMS.submit,
+      });
+      await recordEvent(
+        deps.bus,
+        waiting.envelope.id,
+        { type: 'Resubmitted', source: 'ADMIN', recipients: waiting.envelope.recipients.map((r) => r.address) },
+        deps.node,
+      );
     } else {
       const copy = { ...waiting, notBefore: 0 };
-      await publishDurable(deps.bus, subject, encodeDeliveryItem(copy), { msgID: `${copy.envelope.id}:${subject}:retry-${item.seq}`, expectStream: STREAMS.deliver });
+      await publishDurable(deps.bus, subject, encodeDeliveryItem(copy), {
+        msgID: `${copy.envelope.id}:${subject}:retry-${item.seq}`,
+        expectStream: STREAMS.deliver,
+      });
     }
     await deps.bus.jsm.streams.deleteMessage(STREAMS.deliver, item.seq, false).catch(() => false);
     retried++;
@@ -140,7 +163,8 @@ export type MessageActionResult = { id: string; changed: boolean };
 export async function suspendMessage(deps: QueueDeps, written: string): Promise<MessageActionResult> {
   const id = messageIdOf(written);
   const items = await pendingOf(deps.bus, id);
-  if (items.length === 0) throw new QueueError('NOT_FOUND', `message ${id} is in no queue (delivered, bounced, removed or unknown; see transitctl message get)`);
+  if (items.length === 0)
+    throw new QueueError('NOT_FOUND', `message ${id} is in no queue (delivered, bounced, removed or unknown; see transitctl message get)`);
   await putHold(deps.bus, holdKey.message(id), { state: 'Suspended', at: nowOf(deps), actor: actorOf(deps) });
   const recorded = await recordEvent(deps.bus, id, { type: 'Suspended', source: 'ADMIN', actor: actorOf(deps) }, deps.node);
   return { id, changed: recorded !== undefined };
@@ -170,7 +194,8 @@ export async function removeMessage(deps: QueueDeps, written: string, opts: { wi
   const id = messageIdOf(written);
   if (opts.withNdr && !deps.config) throw new QueueError('NO_CONFIG', 'removing with an NDR needs the organisation configuration');
   const items = await pendingOf(deps.bus, id);
-  if (items.length === 0) throw new QueueError('NOT_FOUND', `message ${id} is in no queue (delivered, bounced, removed or unknown; see transitctl message get)`);
+  if (items.length === 0)
+    throw new QueueError('NOT_FOUND', `message ${id} is in no queue (delivered, bounced, removed or unknown; see transitctl message get)`);
   // The hold first: from here on no worker starts the message again, whatever follows.
   await putHold(deps.bus, holdKey.message(id), { state: 'Removed', at: nowOf(deps), actor: actorOf(deps) });
   // The full envelopes (bodies, NOTIFY, DSN options) of the items, before they are deleted.
@@ -186,15 +211,30 @@ export async function removeMessage(deps: QueueDeps, written: string, opts: { wi
     const s = state.recipients[a.toLowerCase()]?.status;
     return s !== 'Delivered' && s !== 'Failed';
   });
-  const recorded = await recordEvent(deps.bus, id, { type: 'Removed', source: 'ADMIN', recipients: undelivered, withNdr: opts.withNdr, reason: REMOVED_DIAGNOSTIC, actor: actorOf(deps) }, deps.node);
+  const recorded = await recordEvent(
+    deps.bus,
+    id,
+    { type: 'Removed', source: 'ADMIN', recipients: undelivered, withNdr: opts.withNdr, reason: REMOVED_DIAGNOSTIC, actor: actorOf(deps) },
+    deps.node,
+  );
   const removed = recorded?.type === 'Removed' ? recorded.recipients : [];
   let dsnId: string | undefined;
   const first = envelopes[0];
   if (opts.withNdr && deps.config && first && removed.length) {
-    const envelope = { ...first, recipients: envelopes.flatMap((e) => e.recipients).filter((r, i, all) => all.findIndex((x) => x.address === r.address) === i) };
+    const envelope = {
+      ...first,
+      recipients: envelopes.flatMap((e) => e.recipients).filter((r, i, all) => all.findIndex((x) => x.address === r.address) === i),
+    };
     const outcome = await submitDsn(
       { bus: deps.bus, bodies: new BodyStore(deps.bus), nodeName: deps.node, log: deps.log ?? { warn: () => undefined } },
-      { envelope, kind: 'failure', tag: 'admin-remove', config: deps.config, fqdn: deps.node, recipients: removed.map((address) => ({ address, status: REMOVED_STATUS, diagnostic: REMOVED_DIAGNOSTIC })) },
+      {
+        envelope,
+        kind: 'failure',
+        tag: 'admin-remove',
+        config: deps.config,
+        fqdn: deps.node,
+        recipients: removed.map((address) => ({ address, status: REMOVED_STATUS, diagnostic: REMOVED_DIAGNOSTIC })),
+      },
     );
     dsnId = outcome.dsnId;
   }
@@ -214,7 +254,8 @@ export async function exportMessage(deps: QueueDeps, written: string): Promise<B
   const kv = await openHolds(deps.bus);
   const hold = await kv.get(holdKey.message(id));
   if (items.length === 0) throw new QueueError('NOT_FOUND', `message ${id} is in no queue`);
-  if (!(hold?.operation === 'PUT' && hold.json<Hold>().state === 'Suspended')) throw new QueueError('NOT_SUPPORTED', `message ${id} is not suspended: suspend it first (transitctl message suspend ${id})`);
+  if (!(hold?.operation === 'PUT' && hold.json<Hold>().state === 'Suspended'))
+    throw new QueueError('NOT_SUPPORTED', `message ${id} is not suspended: suspend it first (transitctl message suspend ${id})`);
   const stored = await deps.bus.jsm.streams.getMessage(items[0]!.stream, { seq: items[0]!.seq });
   if (!stored) throw new QueueError('NOT_FOUND', `message ${id} left its queue meanwhile`);
   const envelope = items[0]!.stream === STREAMS.submit ? decodeEnvelope(stored.data) : decodeDeliveryItem(stored.data).envelope;
@@ -222,6 +263,3 @@ export async function exportMessage(deps: QueueDeps, written: string): Promise<B
   const envelopeHeaders = `X-Sender: <${envelope.sender}>\r\n` + recipients.map((r) => `X-Receiver: <${r}>\r\n`).join('');
   return Buffer.concat([Buffer.from(envelopeHeaders, 'latin1'), await new BodyStore(deps.bus).read(envelope.body)]);
 }
-
-
-

@@ -4,7 +4,16 @@
  * these projections can answer are accepted; anything else is an error that names what is.
  * Pure: shared by transitctl's `--filter` and libs/ems.
  */
-import { DELIVERY_TYPES, MESSAGE_STATUSES, QUEUE_STATUSES, type DeliveryType, type MessageFilter, type QueueFilter, type QueueMessageStatus, type QueueStatus } from './project.ts';
+import {
+  DELIVERY_TYPES,
+  MESSAGE_STATUSES,
+  QUEUE_STATUSES,
+  type DeliveryType,
+  type MessageFilter,
+  type QueueFilter,
+  type QueueMessageStatus,
+  type QueueStatus,
+} from './project.ts';
 
 export class FilterError extends Error {
   readonly code = 'BAD_FILTER';
@@ -17,10 +26,14 @@ export class FilterError extends Error {
 type Clause = { prop: string; name: string; op: string; value: string };
 
 function clauses(text: string): Clause[] {
-  const parts = text.trim().replace(/^\{|\}$/g, '').split(/\s+-and\s+/i);
+  const parts = text
+    .trim()
+    .replace(/^\{|\}$/g, '')
+    .split(/\s+-and\s+/i);
   return parts.map((part) => {
     const m = /^\s*\(?\s*([A-Za-z]+)\s+-(eq|like|gt|ge)\s+(?:'([^']*)'|"([^"]*)"|(\S+?))\s*\)?\s*$/i.exec(part);
-    if (!m) throw new FilterError(`filter clause "${part.trim()}" is not of the form Property -eq 'value' (operators: -eq, -like, -gt, -ge; clauses joined by -and)`);
+    if (!m)
+      throw new FilterError(`filter clause "${part.trim()}" is not of the form Property -eq 'value' (operators: -eq, -like, -gt, -ge; clauses joined by -and)`);
     return { prop: m[1]!.toLowerCase(), name: m[1]!, op: m[2]!.toLowerCase(), value: m[3] ?? m[4] ?? m[5] ?? '' };
   });
 }

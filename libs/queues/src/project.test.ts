@@ -13,13 +13,28 @@ const item = (id: string, subject: string, over: Partial<PendingItem> = {}): Pen
   stream: subject === 'mail.submit' ? 'MAIL_SUBMIT' : 'MAIL_DELIVER',
   seq: ++seq,
   subject,
-  envelope: { id, messageId: `<${id}@example.org>`, sender: 'x@example.org', recipients: [{ address: `${id}@fabrikam.test` }], size: 100, receivedAt: NOW - 60_000 },
-  ...(subject.startsWith('mail.deliver.remote') ? { hop: { type: 'smtp' as const, connector: 'Internet', domain: 'fabrikam.test', port: 25 } } : subject.startsWith('mail.deliver.mailbox') ? { hop: { type: 'mailbox' as const, database: 'DB01' } } : {}),
+  envelope: {
+    id,
+    messageId: `<${id}@example.org>`,
+    sender: 'x@example.org',
+    recipients: [{ address: `${id}@fabrikam.test` }],
+    size: 100,
+    receivedAt: NOW - 60_000,
+  },
+  ...(subject.startsWith('mail.deliver.remote')
+    ? { hop: { type: 'smtp' as const, connector: 'Internet', domain: 'fabrikam.test', port: 25 } }
+    : subject.startsWith('mail.deliver.mailbox')
+      ? { hop: { type: 'mailbox' as const, database: 'DB01' } }
+      : {}),
   attempt: 0,
   notBefore: 0,
   ...over,
 });
-const events = (id: string, list: MessageEvent[]) => foldMessage(id, list.map((e, i): StoredEvent => ({ ...e, at: NOW - 1000 + i, node: 'n1', seq: i + 1 })));
+const events = (id: string, list: MessageEvent[]) =>
+  foldMessage(
+    id,
+    list.map((e, i): StoredEvent => ({ ...e, at: NOW - 1000 + i, node: 'n1', seq: i + 1 })),
+  );
 
 function inputs(over: Partial<QueueInputs> = {}): QueueInputs {
   return { now: NOW, submit: [], deliver: [], poison: [], counts: {}, safetyNetCount: 0, unreachable: [], holds: new Map(), states: new Map(), ...over };
@@ -27,7 +42,14 @@ function inputs(over: Partial<QueueInputs> = {}): QueueInputs {
 
 describe('projectQueues', () => {
   it('lists Submission, one queue per next hop, Unreachable, Poison and SafetyNet with Exchange identities', () => {
-    const rows = projectQueues(inputs({ submit: [item('s1', 'mail.submit')], deliver: [item('m1', MAILBOX), item('r1', REMOTE)], counts: { 'mail.submit': 1, [MAILBOX]: 1, [REMOTE]: 1 }, safetyNetCount: 7 }));
+    const rows = projectQueues(
+      inputs({
+        submit: [item('s1', 'mail.submit')],
+        deliver: [item('m1', MAILBOX), item('r1', REMOTE)],
+        counts: { 'mail.submit': 1, [MAILBOX]: 1, [REMOTE]: 1 },
+        safetyNetCount: 7,
+      }),
+    );
     expect(rows.map((r) => [r.Identity, r.DeliveryType, r.NextHopDomain, r.Status, r.MessageCount])).toEqual([
       ['Transit\\Submission', 'Undefined', 'Submission', 'Active', 1],
       ['Transit\\mailbox.db01', 'SmtpDeliveryToMailbox', 'DB01', 'Active', 1],
@@ -45,11 +67,22 @@ describe('projectQueues', () => {
       { type: 'Received', source: 'SMTP', sender: 'x@example.org', recipients: ['r1@fabrikam.test'], size: 100, subject: 'Hi' },
       { type: 'Deferred', hop: REMOTE, recipients: ['r1@fabrikam.test'], reason: '451 4.7.1 greylisted', nextAttempt: next },
     ]);
-    const rows = projectQueues(inputs({ deliver: [item('r1', REMOTE, { attempt: 1, notBefore: next })], counts: { [REMOTE]: 1 }, states: new Map([['r1', state]]) }));
+    const rows = projectQueues(
+      inputs({ deliver: [item('r1', REMOTE, { attempt: 1, notBefore: next })], counts: { [REMOTE]: 1 }, states: new Map([['r1', state]]) }),
+    );
     const q = rows.find((r) => r.Identity === 'Transit\\remote.internet_fabrikam_test');
     expect(q).toMatchObject({ Status: 'Retry', LastError: '451 4.7.1 greylisted', NextRetryTime: new Date(next).toISOString(), MessageCount: 1 });
-    const [m] = projectMessages(inputs({ deliver: [item('r1', REMOTE, { attempt: 1, notBefore: next })], states: new Map([['r1', state]]) }), { queue: 'remote.internet_fabrikam_test' });
-    expect(m).toMatchObject({ MessageId: 'r1', Status: 'Retry', RetryCount: 1, LastError: '451 4.7.1 greylisted', Subject: 'Hi', Identity: 'Transit\\remote.internet_fabrikam_test\\r1' });
+    const [m] = projectMessages(inputs({ deliver: [item('r1', REMOTE, { attempt: 1, notBefore: next })], states: new Map([['r1', state]]) }), {
+      queue: 'remote.internet_fabrikam_test',
+    });
+    expect(m).toMatchObject({
+      MessageId: 'r1',
+      Status: 'Retry',
+      RetryCount: 1,
+      LastError: '451 4.7.1 greylisted',
+      Subject: 'Hi',
+      Identity: 'Transit\\remote.internet_fabrikam_test\\r1',
+    });
   });
 
   it('shows holds: a suspended queue (even empty), suspended and removed messages', () => {
@@ -69,10 +102,14 @@ describe('projectQueues', () => {
   });
 
   it('counts from stream info when not every item was read, and lists poison messages as suspended', () => {
-    const rows = projectQueues(inputs({ deliver: [item('a', MAILBOX)], counts: { [MAILBOX]: 5000 }, poison: [{ ...item('p', 'mail.poison.mail_deliver'), stream: 'MAIL_POISON' }] }));
+    const rows = projectQueues(
+      inputs({ deliver: [item('a', MAILBOX)], counts: { [MAILBOX]: 5000 }, poison: [{ ...item('p', 'mail.poison.mail_deliver'), stream: 'MAIL_POISON' }] }),
+    );
     expect(rows.find((r) => r.Subject === MAILBOX)?.MessageCount).toBe(5000);
     expect(rows.find((r) => r.Identity === 'Transit\\Poison')?.MessageCount).toBe(1);
-    expect(projectMessages(inputs({ poison: [item('p', 'mail.poison.mail_deliver')] }), { queue: 'Poison' })).toMatchObject([{ MessageId: 'p', Status: 'Suspended', Queue: 'Transit\\Poison' }]);
+    expect(projectMessages(inputs({ poison: [item('p', 'mail.poison.mail_deliver')] }), { queue: 'Poison' })).toMatchObject([
+      { MessageId: 'p', Status: 'Suspended', Queue: 'Transit\\Poison' },
+    ]);
   });
 
   it('filters messages by sender (wildcards), status and id (Exchange identity form too)', () => {
@@ -113,9 +150,22 @@ describe('IncomingRate and OutgoingRate', () => {
     expect(hopSubject('smtp:Sink:127.0.0.1:2525')).toBe('mail.deliver.remote.sink_127_0_0_1_2525');
     expect(hopSubject(REMOTE)).toBe(REMOTE);
     expect(hopSubject('categorizer')).toBeUndefined();
-    expect(rateSample({ type: 'Routed', hop: 'smtp:Internet:fabrikam.test', connector: 'Internet', recipients: ['a@fabrikam.test'] }, 'a', 5)).toEqual({ subject: REMOTE, direction: 'in', messageId: 'a', at: 5 });
-    expect(rateSample({ type: 'Delivered', hop: REMOTE, recipients: ['a@fabrikam.test'] }, 'a', 6)).toEqual({ subject: REMOTE, direction: 'out', messageId: 'a', at: 6 });
-    expect(rateSample({ type: 'Failed', hop: 'mailbox:DB01', recipients: ['b@contoso.test'], reason: '550' }, 'b', 7)).toMatchObject({ subject: MAILBOX, direction: 'out' });
+    expect(rateSample({ type: 'Routed', hop: 'smtp:Internet:fabrikam.test', connector: 'Internet', recipients: ['a@fabrikam.test'] }, 'a', 5)).toEqual({
+      subject: REMOTE,
+      direction: 'in',
+      messageId: 'a',
+      at: 5,
+    });
+    expect(rateSample({ type: 'Delivered', hop: REMOTE, recipients: ['a@fabrikam.test'] }, 'a', 6)).toEqual({
+      subject: REMOTE,
+      direction: 'out',
+      messageId: 'a',
+      at: 6,
+    });
+    expect(rateSample({ type: 'Failed', hop: 'mailbox:DB01', recipients: ['b@contoso.test'], reason: '550' }, 'b', 7)).toMatchObject({
+      subject: MAILBOX,
+      direction: 'out',
+    });
     expect(rateSample({ type: 'Failed', hop: 'categorizer', recipients: ['c@nowhere.test'], reason: '5.4.4' }, 'c', 8)).toBeUndefined();
     expect(rateSample({ type: 'Deferred', hop: REMOTE, recipients: ['a@fabrikam.test'], reason: '451', nextAttempt: 9 }, 'a', 8)).toBeUndefined();
   });
@@ -147,12 +197,24 @@ describe('Shadow queue', () => {
 
     const msgs = projectMessages(inputs({ deliver: [r1], leases: [lease, leases[1]!] }), { queue: 'Shadow' });
     expect(msgs).toEqual([
-      expect.objectContaining({ Identity: 'Transit\\Shadow\\r1', MessageId: 'r1', FromAddress: 'x@example.org', Recipients: ['r1@fabrikam.test'], Status: 'Active', Queue: 'Transit\\Shadow', LeaseOwner: 'n1/100', LeasedSince: new Date(NOW - 5000).toISOString() }),
+      expect.objectContaining({
+        Identity: 'Transit\\Shadow\\r1',
+        MessageId: 'r1',
+        FromAddress: 'x@example.org',
+        Recipients: ['r1@fabrikam.test'],
+        Status: 'Active',
+        Queue: 'Transit\\Shadow',
+        LeaseOwner: 'n1/100',
+        LeasedSince: new Date(NOW - 5000).toISOString(),
+      }),
       expect.objectContaining({ MessageId: 'gone', Status: 'Active', LeaseOwner: 'n2/200' }),
     ]);
     expect(msgs[1]).not.toHaveProperty('LeasedSince');
     // Listed in its delivery queue as well, as Exchange lists a shadow copy.
-    expect(projectMessages(inputs({ deliver: [r1], leases: [lease] }), { id: 'r1' }).map((m) => m.Queue)).toEqual(['Transit\\remote.internet_fabrikam_test', 'Transit\\Shadow']);
+    expect(projectMessages(inputs({ deliver: [r1], leases: [lease] }), { id: 'r1' }).map((m) => m.Queue)).toEqual([
+      'Transit\\remote.internet_fabrikam_test',
+      'Transit\\Shadow',
+    ]);
   });
 });
 

@@ -212,7 +212,8 @@ export function projectQueues(inputs: QueueInputs): QueueRow[] {
   const submission = deliveryQueue('mail.submit', inputs.submit, inputs);
   const bySubject = groupBySubject(inputs.deliver);
   // A queue exists while it has items; a suspended one stays visible (Exchange removes idle queues, but not a suspended one).
-  for (const subject of Object.keys(inputs.counts)) if (SUBJECT_ROOT.test(subject) && inputs.counts[subject]! > 0 && !bySubject.has(subject)) bySubject.set(subject, []);
+  for (const subject of Object.keys(inputs.counts))
+    if (SUBJECT_ROOT.test(subject) && inputs.counts[subject]! > 0 && !bySubject.has(subject)) bySubject.set(subject, []);
   for (const key of inputs.holds.keys()) {
     const subject = key.startsWith('queue.mail.deliver.') ? key.slice('queue.'.length) : undefined;
     if (subject && !bySubject.has(subject)) bySubject.set(subject, []);
@@ -244,7 +245,13 @@ export function projectQueues(inputs: QueueInputs): QueueRow[] {
 
 /** Shadow: the work items outbound proxies hold leases on right now (Exchange's shadow redundancy queue). */
 function shadowQueue(leases: readonly LeasedItem[]): QueueRow {
-  return { Identity: identity(QUEUE_NAMES.shadow), DeliveryType: 'ShadowRedundancy', NextHopDomain: QUEUE_NAMES.shadow, Status: leases.length > 0 ? 'Active' : 'Ready', MessageCount: leases.length };
+  return {
+    Identity: identity(QUEUE_NAMES.shadow),
+    DeliveryType: 'ShadowRedundancy',
+    NextHopDomain: QUEUE_NAMES.shadow,
+    Status: leases.length > 0 ? 'Active' : 'Ready',
+    MessageCount: leases.length,
+  };
 }
 
 export function matchesQueue(filter: QueueFilter, row: QueueRow): boolean {
@@ -258,7 +265,13 @@ export function matchesQueue(filter: QueueFilter, row: QueueRow): boolean {
 
 /** PowerShell's -like: `*` any run, `?` one character, no case. */
 function wildcard(pattern: string): RegExp {
-  return new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 'i');
+  return new RegExp(
+    `^${pattern
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.')}$`,
+    'i',
+  );
 }
 
 /** Get-Message: one row per message per queue, filtered. */
@@ -295,7 +308,14 @@ export function projectMessages(inputs: QueueInputs, filter: MessageFilter = {})
     ...(inputs.leases ?? []).map((l) => {
       const pending = inputs.deliver.find((i) => i.stream === l.stream && i.seq === l.seq);
       const r = states.get(l.messageId)?.received;
-      const envelope = { id: l.messageId, messageId: r?.messageId ?? '', sender: r?.sender ?? '', recipients: [], size: r?.size ?? 0, receivedAt: r?.at ?? l.since ?? 0 };
+      const envelope = {
+        id: l.messageId,
+        messageId: r?.messageId ?? '',
+        sender: r?.sender ?? '',
+        recipients: [],
+        size: r?.size ?? 0,
+        receivedAt: r?.at ?? l.since ?? 0,
+      };
       const item: PendingItem = pending ?? { stream: l.stream, seq: l.seq, subject: l.subject ?? '', envelope, attempt: 0, notBefore: 0 };
       return { ...row(item, identity(QUEUE_NAMES.shadow), 'Active'), LeaseOwner: l.owner, ...(l.since !== undefined ? { LeasedSince: iso(l.since) } : {}) };
     }),

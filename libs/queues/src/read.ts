@@ -22,7 +22,7 @@ export async function readPending(bus: Bus, stream: string, filter: string, limi
   const out: PendingItem[] = [];
   const { state } = await bus.jsm.streams.info(stream);
   if (state.messages === 0) return out;
-  for (let seq = state.first_seq; out.length < limit && seq <= state.last_seq; ) {
+  for (let seq = state.first_seq; out.length < limit && seq <= state.last_seq;) {
     // `next_by_subj` is in the server's STREAM.MSG.GET API (2.9+); the client's type lists only seq/last_by_subj.
     const m = await bus.jsm.streams.getMessage(stream, { seq, next_by_subj: filter } as unknown as { seq: number }).catch((err: Error) => {
       if (NOT_FOUND.test(err.message)) return null;
@@ -86,12 +86,21 @@ async function readUnreachable(bus: Bus, since: Date): Promise<{ items: PendingI
     const state = foldMessage(id, await loadMessageEvents(bus, id));
     states.set(id, state);
     const r = state.received;
-    const unroutable = Object.values(state.recipients).filter((x) => (x.hop === undefined || x.hop === 'categorizer') && x.status === 'Failed' && /5\.4\.4/.test(x.lastError ?? ''));
+    const unroutable = Object.values(state.recipients).filter(
+      (x) => (x.hop === undefined || x.hop === 'categorizer') && x.status === 'Failed' && /5\.4\.4/.test(x.lastError ?? ''),
+    );
     items.push({
       stream: STREAMS.events,
       seq: 0,
       subject: SUBJECTS.event(id),
-      envelope: { id, messageId: r?.messageId ?? '', sender: r?.sender ?? '', recipients: unroutable.map((x) => ({ address: x.address })), size: r?.size ?? 0, receivedAt: r?.at ?? 0 },
+      envelope: {
+        id,
+        messageId: r?.messageId ?? '',
+        sender: r?.sender ?? '',
+        recipients: unroutable.map((x) => ({ address: x.address })),
+        size: r?.size ?? 0,
+        receivedAt: r?.at ?? 0,
+      },
       attempt: 0,
       notBefore: 0,
     });
@@ -177,5 +186,16 @@ export async function readQueueInputs(bus: Bus, opts: ReadOptions = {}): Promise
     for (const i of newest.values()) wanted.add(i.envelope.id);
   }
   for (const id of wanted) if (!states.has(id)) states.set(id, foldMessage(id, await loadMessageEvents(bus, id)));
-  return { now, submit, deliver, poison, counts, safetyNetCount: safetyNet.state.messages, unreachable: unreachable.items, holds, states, ...(rates ? { rates } : {}) };
+  return {
+    now,
+    submit,
+    deliver,
+    poison,
+    counts,
+    safetyNetCount: safetyNet.state.messages,
+    unreachable: unreachable.items,
+    holds,
+    states,
+    ...(rates ? { rates } : {}),
+  };
 }

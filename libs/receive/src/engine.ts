@@ -22,7 +22,18 @@ import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { SMTPServer, SMTPServerAddress, SMTPServerAuthentication, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import { BusUnavailableError, QueueFullError, SpanKind, annotate, inSpan, type BodyStore, type Bus } from '@transit/bus';
-import { directoryOf, findLogon, parseBinding, verifyPassword, type ConfigSnapshot, type LiveConfig, type LoadBalancer, type OrganizationConfig, type ReceiveConnector, type RuntimeSettings } from '@transit/config';
+import {
+  directoryOf,
+  findLogon,
+  parseBinding,
+  verifyPassword,
+  type ConfigSnapshot,
+  type LiveConfig,
+  type LoadBalancer,
+  type OrganizationConfig,
+  type ReceiveConnector,
+  type RuntimeSettings,
+} from '@transit/config';
 import type { Envelope } from '@transit/envelope';
 import { ContentRefusedError, contentRefusalReply, ingestMessage, removeHeaderFields, rfc5322Date } from '@transit/ingest';
 import type { ProtocolLog, ProtocolLogSession } from '@transit/logs';
@@ -55,7 +66,14 @@ import {
   type SessionView,
 } from '@transit/policy';
 import type { Logger } from '@transit/service';
-import { TransitSMTPServer, type ConnectionHooks, type ConnectionOpening, type ConnectionView, type ProxyAdmission, type TransitDataStream } from './smtp-adapter.ts';
+import {
+  TransitSMTPServer,
+  type ConnectionHooks,
+  type ConnectionOpening,
+  type ConnectionView,
+  type ProxyAdmission,
+  type TransitDataStream,
+} from './smtp-adapter.ts';
 import type { TlsMaterial } from './tls.ts';
 
 export type Endpoint = {
@@ -73,7 +91,11 @@ export type Endpoint = {
 export const PROXY_HEADER_TIMEOUT_MS = 5_000;
 
 /** Where each binding listens on this machine: wildcards move to listenHost, ports by the offset; and which load balancers serve it. */
-export function planEndpoints(connectors: readonly ReceiveConnector[], settings: Pick<RuntimeSettings, 'listenHost' | 'portOffset'>, loadBalancers: readonly LoadBalancer[] = []): Endpoint[] {
+export function planEndpoints(
+  connectors: readonly ReceiveConnector[],
+  settings: Pick<RuntimeSettings, 'listenHost' | 'portOffset'>,
+  loadBalancers: readonly LoadBalancer[] = [],
+): Endpoint[] {
   const byKey = new Map<string, Endpoint>();
   for (const connector of connectors) {
     if (!connector.Enabled) continue;
@@ -232,9 +254,16 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
       loadBalancer: decision.loadBalancer,
       timeoutMs: PROXY_HEADER_TIMEOUT_MS,
       onRefused: (failure) => {
-        const facts = { loadBalancer: decision.loadBalancer, peer: `${socket.remoteAddress}:${socket.remotePort}`, local: `${endpoint.host}:${endpoint.port}`, code: failure.code, reason: failure.message };
+        const facts = {
+          loadBalancer: decision.loadBalancer,
+          peer: `${socket.remoteAddress}:${socket.remotePort}`,
+          local: `${endpoint.host}:${endpoint.port}`,
+          code: failure.code,
+          reason: failure.message,
+        };
         // Connect-and-close without a byte is a TCP health check, not a fault: no warning every few seconds.
-        if (failure.code === 'CLOSED' && failure.received === 0) log.debug(facts, 'load balancer closed the connection before sending anything (a TCP health check)');
+        if (failure.code === 'CLOSED' && failure.received === 0)
+          log.debug(facts, 'load balancer closed the connection before sending anything (a TCP health check)');
         else log.warn(facts, 'no valid PROXY header from a trusted load balancer; connection refused');
       },
     };
@@ -251,7 +280,10 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
       return { accept: false, reply: refused('none', REPLIES.serviceNotAvailable) };
     }
     const sourceKey = `${connector.Name}|${conn.remoteAddress}`;
-    if ((perConnector.get(connector.Name) ?? 0) >= connector.MaxInboundConnection || (perSource.get(sourceKey) ?? 0) >= connector.MaxInboundConnectionPerSource) {
+    if (
+      (perConnector.get(connector.Name) ?? 0) >= connector.MaxInboundConnection ||
+      (perSource.get(sourceKey) ?? 0) >= connector.MaxInboundConnectionPerSource
+    ) {
       log.warn({ connector: connector.Name, remote: conn.remoteAddress }, 'connection limit reached; connection refused');
       return { accept: false, reply: refused(connector.Name, REPLIES.tooManyConnections) };
     }
@@ -337,7 +369,8 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
       setTimeout(() => {
         cb(smtpError(refused(s.connector.Name, REPLIES.authUnsuccessful)));
         // At once, not on a later tick: the client's next command must not be read first.
-        if (s.connector.MaxLogonFailures > 0 && s.logonFailures >= s.connector.MaxLogonFailures) s.conn.closeWith(refused(s.connector.Name, REPLIES.tooManyErrors));
+        if (s.connector.MaxLogonFailures > 0 && s.logonFailures >= s.connector.MaxLogonFailures)
+          s.conn.closeWith(refused(s.connector.Name, REPLIES.tooManyErrors));
       }, s.connector.AuthTarpitInterval * 1000).unref();
     };
     authenticate(s, auth).then(
@@ -361,87 +394,91 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
   }
 
   function createServer(endpoint: Endpoint): SMTPServer {
-    const server = new TransitSMTPServer({
-      logger: false,
-      disableReverseLookup: true,
-      authOptional: true,
-      authMethods: ['PLAIN', 'LOGIN'],
-      key: opts.tls.key,
-      cert: opts.tls.cert,
-      hideENHANCEDSTATUSCODES: false,
-      // RFC 3461: NOTIFY, ORCPT, RET and ENVID are kept with the message and honoured by its notifications.
-      hideDSN: false,
-      // Not offered until it is honoured end to end (recorded on the envelope, outbound refusing to send without verified TLS).
-      hideREQUIRETLS: true,
-      maxClients: 100_000,
-      socketTimeout: 24 * 3600 * 1000,
-      // After the drain, sessions still open get 421 at their next command and are cut soon after.
-      closeTimeout: 2_000,
-      onConnect: (_session, cb) => cb(),
-      onSecure: (_socket, session, cb) => {
-        sessions.get(session.id)?.protocolLog?.info('TLS negotiation succeeded', 'TLS');
-        cb();
-      },
-      onAuth,
-      onMailFrom: (address: SMTPServerAddress, session, cb) => {
-        try {
-          const s = stateOf(session);
-          if (draining) {
-            // The transaction that is under way has finished; the next one goes to another node.
-            cb(smtpError(refused(s.connector.Name, REPLIES.serviceNotAvailable)));
-            s.conn.closeWith(REPLIES.serviceNotAvailable);
-            return;
+    const server = new TransitSMTPServer(
+      {
+        logger: false,
+        disableReverseLookup: true,
+        authOptional: true,
+        authMethods: ['PLAIN', 'LOGIN'],
+        key: opts.tls.key,
+        cert: opts.tls.cert,
+        hideENHANCEDSTATUSCODES: false,
+        // RFC 3461: NOTIFY, ORCPT, RET and ENVID are kept with the message and honoured by its notifications.
+        hideDSN: false,
+        // Not offered until it is honoured end to end (recorded on the envelope, outbound refusing to send without verified TLS).
+        hideREQUIRETLS: true,
+        maxClients: 100_000,
+        socketTimeout: 24 * 3600 * 1000,
+        // After the drain, sessions still open get 421 at their next command and are cut soon after.
+        closeTimeout: 2_000,
+        onConnect: (_session, cb) => cb(),
+        onSecure: (_socket, session, cb) => {
+          sessions.get(session.id)?.protocolLog?.info('TLS negotiation succeeded', 'TLS');
+          cb();
+        },
+        onAuth,
+        onMailFrom: (address: SMTPServerAddress, session, cb) => {
+          try {
+            const s = stateOf(session);
+            if (draining) {
+              // The transaction that is under way has finished; the next one goes to another node.
+              cb(smtpError(refused(s.connector.Name, REPLIES.serviceNotAvailable)));
+              s.conn.closeWith(REPLIES.serviceNotAvailable);
+              return;
+            }
+            if (Date.now() < saturatedUntil) return cb(smtpError(refused(s.connector.Name, REPLIES.insufficientResources)));
+            const args = address.args;
+            let decision = decideMailFrom(view(s), s.snapshot.config, address.address);
+            // smtp-server takes REQUIRETLS on a TLS session even while it is not advertised; Transit does not honour it yet.
+            if (decision.ok && args && args.REQUIRETLS !== undefined)
+              decision = { ok: false, reply: REPLIES.parameterNotImplemented, reason: 'REQUIRETLS is not implemented' };
+            if (decision.ok && args && args.SIZE) decision = decideMessageSize(view(s), Number(args.SIZE));
+            answer(s, decision, cb, 'MAIL FROM', { sender: address.address });
+          } catch (err) {
+            cb(err as Error);
           }
-          if (Date.now() < saturatedUntil) return cb(smtpError(refused(s.connector.Name, REPLIES.insufficientResources)));
-          const args = address.args;
-          let decision = decideMailFrom(view(s), s.snapshot.config, address.address);
-          // smtp-server takes REQUIRETLS on a TLS session even while it is not advertised; Transit does not honour it yet.
-          if (decision.ok && args && args.REQUIRETLS !== undefined) decision = { ok: false, reply: REPLIES.parameterNotImplemented, reason: 'REQUIRETLS is not implemented' };
-          if (decision.ok && args && args.SIZE) decision = decideMessageSize(view(s), Number(args.SIZE));
-          answer(s, decision, cb, 'MAIL FROM', { sender: address.address });
-        } catch (err) {
-          cb(err as Error);
-        }
+        },
+        onRcptTo: (address: SMTPServerAddress, session, cb) => {
+          try {
+            const s = stateOf(session);
+            const decision = decideRcptTo(view(s), s.snapshot.config, directoryFor(s.snapshot.config), address.address, session.envelope.rcptTo.length);
+            answer(s, decision, cb, 'RCPT TO', { rcpt: address.address });
+          } catch (err) {
+            cb(err as Error);
+          }
+        },
+        onData: (stream: SMTPServerDataStream, session, cb) => {
+          // Exactly one answer, whatever throws and wherever (smtp-server drains an unread stream itself).
+          let answered = false;
+          const once = (err: Error | null, text?: string) => {
+            if (answered) return;
+            answered = true;
+            cb(err, text);
+          };
+          Promise.resolve()
+            .then(() => receiveData(stream, session))
+            .then(
+              (text) => once(null, text),
+              (err: unknown) => once(err instanceof Error ? err : smtpError(REPLIES.queueUnavailable)),
+            );
+        },
+        onClose: (session) => {
+          const s = sessions.get(session.id);
+          if (!s) return;
+          sessions.delete(session.id);
+          clearTimeout(s.timer);
+          metrics.smtpSessionsOpen.dec({ connector: s.connector.Name });
+          const n = (perConnector.get(s.connector.Name) ?? 1) - 1;
+          if (n > 0) perConnector.set(s.connector.Name, n);
+          else perConnector.delete(s.connector.Name);
+          const m = (perSource.get(s.sourceKey) ?? 1) - 1;
+          if (m > 0) perSource.set(s.sourceKey, m);
+          else perSource.delete(s.sourceKey);
+          s.protocolLog?.disconnect();
+        },
       },
-      onRcptTo: (address: SMTPServerAddress, session, cb) => {
-        try {
-          const s = stateOf(session);
-          const decision = decideRcptTo(view(s), s.snapshot.config, directoryFor(s.snapshot.config), address.address, session.envelope.rcptTo.length);
-          answer(s, decision, cb, 'RCPT TO', { rcpt: address.address });
-        } catch (err) {
-          cb(err as Error);
-        }
-      },
-      onData: (stream: SMTPServerDataStream, session, cb) => {
-        // Exactly one answer, whatever throws and wherever (smtp-server drains an unread stream itself).
-        let answered = false;
-        const once = (err: Error | null, text?: string) => {
-          if (answered) return;
-          answered = true;
-          cb(err, text);
-        };
-        Promise.resolve()
-          .then(() => receiveData(stream, session))
-          .then(
-            (text) => once(null, text),
-            (err: unknown) => once(err instanceof Error ? err : smtpError(REPLIES.queueUnavailable)),
-          );
-      },
-      onClose: (session) => {
-        const s = sessions.get(session.id);
-        if (!s) return;
-        sessions.delete(session.id);
-        clearTimeout(s.timer);
-        metrics.smtpSessionsOpen.dec({ connector: s.connector.Name });
-        const n = (perConnector.get(s.connector.Name) ?? 1) - 1;
-        if (n > 0) perConnector.set(s.connector.Name, n);
-        else perConnector.delete(s.connector.Name);
-        const m = (perSource.get(s.sourceKey) ?? 1) - 1;
-        if (m > 0) perSource.set(s.sourceKey, m);
-        else perSource.delete(s.sourceKey);
-        s.protocolLog?.disconnect();
-      },
-    }, { onOpen: (conn: ConnectionView) => onOpen(endpoint, conn), proxy: (socket: Socket) => admit(endpoint, socket) });
+      { onOpen: (conn: ConnectionView) => onOpen(endpoint, conn), proxy: (socket: Socket) => admit(endpoint, socket) },
+    );
     server.on('error', (err) => log.error({ err: err.message }, 'SMTP listener error'));
     return server;
   }
@@ -493,7 +530,13 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
   /** A message's trace starts here: the SMTP transaction's span is the root, and publishing carries it on. */
   function receiveData(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
     const s = stateOf(session);
-    const attributes = { 'transit.connector': s.connector.Name, 'transit.principal': describeIdentity(s.snapshot.config, s.identity), 'client.address': session.remoteAddress, 'server.address': s.fqdn, 'smtp.recipient_count': session.envelope.rcptTo.length };
+    const attributes = {
+      'transit.connector': s.connector.Name,
+      'transit.principal': describeIdentity(s.snapshot.config, s.identity),
+      'client.address': session.remoteAddress,
+      'server.address': s.fqdn,
+      'smtp.recipient_count': session.envelope.rcptTo.length,
+    };
     return inSpan('SMTP DATA', { kind: SpanKind.SERVER, attributes }, async (span) => {
       try {
         const reply = await queueMessage(stream, session);
@@ -533,14 +576,21 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
           fqdn: s.fqdn,
           maxHeaderSize: s.connector.MaxHeaderSize,
           // Checked while DATA streams in: past a limit nothing more is stored, the rest is drained.
-          guard: { lineEndings: s.connector.BareLineFeedHandling, maxLineLength: s.connector.MaxLineLength, maxBytes: bypassesSize(s) ? 0 : s.connector.MaxMessageSize },
+          guard: {
+            lineEndings: s.connector.BareLineFeedHandling,
+            maxLineLength: s.connector.MaxLineLength,
+            maxBytes: bypassesSize(s) ? 0 : s.connector.MaxMessageSize,
+          },
           inlineMaxBytes: s.snapshot.config.TransportSettings.InlineBodyMaxBytes,
           rewriteHeader: (header) => removeHeaderFields(header, strip),
           prependHeaders: (id) =>
             `Received: from ${session.hostNameAppearsAs || 'unknown'} ([${session.remoteAddress}]) by ${s.fqdn} (Transit) with ${session.transmissionType} id ${id}; ${rfc5322Date(new Date())}\r\n`,
           beforePublish: () => {
             if ((stream as TransitDataStream).pipelinedAfterData && s.identity.kind === 'anonymous') {
-              log.info({ connector: s.connector.Name, remote: s.conn.remoteAddress }, 'commands pipelined after the end of data by an unauthenticated client; message refused, connection closed');
+              log.info(
+                { connector: s.connector.Name, remote: s.conn.remoteAddress },
+                'commands pipelined after the end of data by an unauthenticated client; message refused, connection closed',
+              );
               s.conn.closeAfterReply();
               return smtpError(refused(s.connector.Name, REPLIES.protocolSynchronization));
             }
@@ -548,7 +598,10 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
           },
         },
       );
-      log.info({ connector: s.connector.Name, id: result.id, internalId: result.internalId, size: result.size, rcpts: envelope.rcptTo.length }, 'message queued');
+      log.info(
+        { connector: s.connector.Name, id: result.id, internalId: result.internalId, size: result.size, rcpts: envelope.rcptTo.length },
+        'message queued',
+      );
       annotate({ 'transit.message_id': result.id, 'transit.internal_id': result.internalId, 'transit.size': result.size });
       return replyText(queuedReply(result.messageId, result.internalId, s.fqdn));
     } catch (err) {

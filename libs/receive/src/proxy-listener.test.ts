@@ -27,9 +27,30 @@ function organisation(loadBalancers: unknown[]): OrganizationConfig {
     AcceptedDomains: [{ DomainName: 'contoso.test', Default: true }],
     Mailboxes: [{ Name: 'Alice', PrimarySmtpAddress: 'alice@contoso.test' }],
     ReceiveConnectors: [
-      { Name: 'Default Frontend', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:25'], PermissionGroups: ['AnonymousUsers'], TarpitInterval: 0, ProtocolLoggingLevel: 'Verbose' },
-      { Name: 'Relay', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:25'], RemoteIPRanges: ['127.0.0.9'], AuthMechanism: ['ExternalAuthoritative'], PermissionGroups: ['ExchangeServers'] },
-      { Name: 'One Per Source', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:25'], RemoteIPRanges: ['127.0.0.12'], PermissionGroups: ['AnonymousUsers'], MaxInboundConnectionPerSource: 1 },
+      {
+        Name: 'Default Frontend',
+        TransportRole: 'FrontendTransport',
+        Bindings: ['0.0.0.0:25'],
+        PermissionGroups: ['AnonymousUsers'],
+        TarpitInterval: 0,
+        ProtocolLoggingLevel: 'Verbose',
+      },
+      {
+        Name: 'Relay',
+        TransportRole: 'FrontendTransport',
+        Bindings: ['0.0.0.0:25'],
+        RemoteIPRanges: ['127.0.0.9'],
+        AuthMechanism: ['ExternalAuthoritative'],
+        PermissionGroups: ['ExchangeServers'],
+      },
+      {
+        Name: 'One Per Source',
+        TransportRole: 'FrontendTransport',
+        Bindings: ['0.0.0.0:25'],
+        RemoteIPRanges: ['127.0.0.12'],
+        PermissionGroups: ['AnonymousUsers'],
+        MaxInboundConnectionPerSource: 1,
+      },
       { Name: 'Client Frontend', TransportRole: 'FrontendTransport', Bindings: ['0.0.0.0:587'], PermissionGroups: ['AnonymousUsers'], TarpitInterval: 0 },
     ],
     LoadBalancers: loadBalancers,
@@ -39,7 +60,8 @@ function organisation(loadBalancers: unknown[]): OrganizationConfig {
 const v4 = (ip: string) => Buffer.from(ip.split('.').map(Number));
 const u16 = (n: number) => Buffer.from([n >> 8, n & 0xff]);
 /** What HAProxy's send-proxy-v2 sends: PROXY, TCP over IPv4, client then server address and port. */
-const proxyV2 = (client: string, clientPort: number) => Buffer.concat([PROXY_V2_SIGNATURE, Buffer.from([0x21, 0x11]), u16(12), v4(client), v4('127.0.0.1'), u16(clientPort), u16(25)]);
+const proxyV2 = (client: string, clientPort: number) =>
+  Buffer.concat([PROXY_V2_SIGNATURE, Buffer.from([0x21, 0x11]), u16(12), v4(client), v4('127.0.0.1'), u16(clientPort), u16(25)]);
 const localV2 = Buffer.concat([PROXY_V2_SIGNATURE, Buffer.from([0x20, 0x00]), u16(0)]);
 const proxyV1 = (client: string, clientPort: number) => Buffer.from(`PROXY TCP4 ${client} 127.0.0.1 ${clientPort} 25\r\n`);
 
@@ -115,7 +137,12 @@ describe('receive engine behind a load balancer (PROXY protocol)', () => {
     const offset = await freePortOffset([25, 587]);
     port25 = 25 + offset;
     port587 = 587 + offset;
-    const settings = runtimeSettings({ TRANSIT_LISTEN_HOST: '127.0.0.1', TRANSIT_PORT_OFFSET: String(offset), TRANSIT_VAR_DIR: dir, TRANSIT_NODE_NAME: 'fe-test' });
+    const settings = runtimeSettings({
+      TRANSIT_LISTEN_HOST: '127.0.0.1',
+      TRANSIT_PORT_OFFSET: String(offset),
+      TRANSIT_VAR_DIR: dir,
+      TRANSIT_NODE_NAME: 'fe-test',
+    });
     const sink = new Writable({
       write(chunk: Buffer, _enc, next) {
         for (const line of chunk.toString().split('\n').filter(Boolean)) logLines.push(JSON.parse(line) as Record<string, unknown>);
@@ -182,7 +209,10 @@ describe('receive engine behind a load balancer (PROXY protocol)', () => {
     const s = await session(port25, LB, Buffer.from('EHLO lb.example\r\n'), []);
     expect(s.replies).toEqual(['421 4.7.0 Valid PROXY protocol header required, closing transmission channel']);
     expect(s.closed).toBe(true);
-    const logged = await waitFor(() => Promise.resolve(logLines.find((l) => l.msg === 'no valid PROXY header from a trusted load balancer; connection refused')), { timeoutMs: 2000, what: 'the log line' });
+    const logged = await waitFor(
+      () => Promise.resolve(logLines.find((l) => l.msg === 'no valid PROXY header from a trusted load balancer; connection refused')),
+      { timeoutMs: 2000, what: 'the log line' },
+    );
     expect(logged).toMatchObject({ loadBalancer: 'lb', code: 'NOT_PROXY', peer: expect.stringMatching(/^127\.0\.0\.200:\d+$/) as unknown });
   });
 
@@ -201,10 +231,19 @@ describe('receive engine behind a load balancer (PROXY protocol)', () => {
     expect(s.replies[1]).toBe('421 4.7.0 PROXY protocol header not accepted from this address, closing transmission channel');
     expect(s.replies).toHaveLength(2);
     expect(s.closed).toBe(true);
-    const logged = await waitFor(() => Promise.resolve(logLines.find((l) => l.msg === 'PROXY header from an address that is not a configured load balancer; connection refused' && l.version === Number(version.slice(1)))), {
-      timeoutMs: 2000,
-      what: 'the log line',
-    });
+    const logged = await waitFor(
+      () =>
+        Promise.resolve(
+          logLines.find(
+            (l) =>
+              l.msg === 'PROXY header from an address that is not a configured load balancer; connection refused' && l.version === Number(version.slice(1)),
+          ),
+        ),
+      {
+        timeoutMs: 2000,
+        what: 'the log line',
+      },
+    );
     expect(logged).toMatchObject({ connector: 'Default Frontend', remote: expect.stringMatching(/^127\.0\.0\.11:\d+$/) as unknown });
   });
 
@@ -235,6 +274,11 @@ describe('receive engine behind a load balancer (PROXY protocol)', () => {
     const trusted = await session(port25, '127.0.0.11', proxyV2('127.0.0.9', 40050), relayDialogue);
     expect(trusted.replies[1]).toMatch(/Hello \[127\.0\.0\.9\]/);
     expect(trusted.replies[3]).toBe('250 2.1.5 Recipient OK');
-    expect(engine.endpoints().map((e) => e.port).sort()).toEqual([port25, port587].sort());
+    expect(
+      engine
+        .endpoints()
+        .map((e) => e.port)
+        .sort(),
+    ).toEqual([port25, port587].sort());
   });
 });

@@ -1,7 +1,16 @@
 import { once } from 'node:events';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MAX_PROXY_HEADER_BYTES, PROXY_V2_SIGNATURE, crc32c, decodeProxyHeader, ipv6, proxyHeaderStart, readProxyHeader, type ProxyHeader } from './proxy-protocol.ts';
+import {
+  MAX_PROXY_HEADER_BYTES,
+  PROXY_V2_SIGNATURE,
+  crc32c,
+  decodeProxyHeader,
+  ipv6,
+  proxyHeaderStart,
+  readProxyHeader,
+  type ProxyHeader,
+} from './proxy-protocol.ts';
 
 const text = (s: string) => Buffer.from(s, 'latin1');
 const u16 = (n: number) => Buffer.from([n >> 8, n & 0xff]);
@@ -31,22 +40,80 @@ const LONGEST_V1 = `${'PROXY UNKNOWN ffff:f:f:f:f:f:f:ffff ffff:f:f:f:f:f:f:ffff
 
 describe('decodeProxyHeader: valid headers', () => {
   it.each<Row>([
-    ['v1 TCP4', text('PROXY TCP4 192.0.2.10 198.51.100.1 56324 25\r\n'), { version: 1, command: 'PROXY', addresses: { sourceAddress: '192.0.2.10', sourcePort: 56324, destinationAddress: '198.51.100.1', destinationPort: 25 }, length: 45 }],
-    ['v1 TCP6 (upper case written lower)', text('PROXY TCP6 2001:DB8::10 2001:db8::1 65535 0\r\n'), { version: 1, addresses: { sourceAddress: '2001:db8::10', sourcePort: 65535, destinationAddress: '2001:db8::1', destinationPort: 0 } }],
+    [
+      'v1 TCP4',
+      text('PROXY TCP4 192.0.2.10 198.51.100.1 56324 25\r\n'),
+      {
+        version: 1,
+        command: 'PROXY',
+        addresses: { sourceAddress: '192.0.2.10', sourcePort: 56324, destinationAddress: '198.51.100.1', destinationPort: 25 },
+        length: 45,
+      },
+    ],
+    [
+      'v1 TCP6 (upper case written lower)',
+      text('PROXY TCP6 2001:DB8::10 2001:db8::1 65535 0\r\n'),
+      { version: 1, addresses: { sourceAddress: '2001:db8::10', sourcePort: 65535, destinationAddress: '2001:db8::1', destinationPort: 0 } },
+    ],
     ['v1 UNKNOWN', text('PROXY UNKNOWN\r\n'), { version: 1, command: 'PROXY', addresses: undefined, length: 15 }],
     ['v1 UNKNOWN with the longest allowed line', text(LONGEST_V1), { version: 1, addresses: undefined, length: 107 }],
     ['v1 followed by SMTP', text('PROXY TCP4 192.0.2.10 198.51.100.1 1 25\r\nEHLO client.example\r\n'), { version: 1, length: 41 }],
-    ['v2 PROXY TCP4', v2(0x21, 0x11, inet('192.0.2.10', '198.51.100.1', 56324, 25)), { version: 2, command: 'PROXY', addresses: { sourceAddress: '192.0.2.10', sourcePort: 56324, destinationAddress: '198.51.100.1', destinationPort: 25 }, tlvs: [], length: 28 }],
+    [
+      'v2 PROXY TCP4',
+      v2(0x21, 0x11, inet('192.0.2.10', '198.51.100.1', 56324, 25)),
+      {
+        version: 2,
+        command: 'PROXY',
+        addresses: { sourceAddress: '192.0.2.10', sourcePort: 56324, destinationAddress: '198.51.100.1', destinationPort: 25 },
+        tlvs: [],
+        length: 28,
+      },
+    ],
     [
       'v2 PROXY TCP4 with TLVs (ALPN, authority, NOOP, unknown type)',
-      v2(0x21, 0x11, Buffer.concat([inet('10.1.2.3', '10.0.0.1', 1025, 25), tlv(0x01, text('smtp')), tlv(0x02, text('mx.contoso.test')), tlv(0x04, Buffer.alloc(0)), tlv(0xe0, Buffer.from([1, 2]))])),
-      { version: 2, addresses: { sourceAddress: '10.1.2.3', sourcePort: 1025, destinationAddress: '10.0.0.1', destinationPort: 25 }, tlvs: [{ type: 0x01, value: text('smtp') }, { type: 0x02, value: text('mx.contoso.test') }, { type: 0x04, value: Buffer.alloc(0) }, { type: 0xe0, value: Buffer.from([1, 2]) }] },
+      v2(
+        0x21,
+        0x11,
+        Buffer.concat([
+          inet('10.1.2.3', '10.0.0.1', 1025, 25),
+          tlv(0x01, text('smtp')),
+          tlv(0x02, text('mx.contoso.test')),
+          tlv(0x04, Buffer.alloc(0)),
+          tlv(0xe0, Buffer.from([1, 2])),
+        ]),
+      ),
+      {
+        version: 2,
+        addresses: { sourceAddress: '10.1.2.3', sourcePort: 1025, destinationAddress: '10.0.0.1', destinationPort: 25 },
+        tlvs: [
+          { type: 0x01, value: text('smtp') },
+          { type: 0x02, value: text('mx.contoso.test') },
+          { type: 0x04, value: Buffer.alloc(0) },
+          { type: 0xe0, value: Buffer.from([1, 2]) },
+        ],
+      },
     ],
-    ['v2 PROXY TCP6', v2(0x21, 0x21, inet6), { version: 2, addresses: { sourceAddress: '2001:db8::10', sourcePort: 40000, destinationAddress: '2001:db8::1', destinationPort: 25 } }],
-    ['v2 PROXY TCP6 with an IPv4-mapped client', v2(0x21, 0x21, Buffer.concat([v6([0, 0, 0, 0, 0, 0xffff, 0xc000, 0x020a]), v6(DB8_1), u16(1), u16(25)])), { addresses: { sourceAddress: '::ffff:192.0.2.10', sourcePort: 1, destinationAddress: '2001:db8::1', destinationPort: 25 } }],
-    ['v2 PROXY TCP4 with a correct CRC32C', withCrc(), { version: 2, addresses: { sourceAddress: '192.0.2.10', sourcePort: 56324, destinationAddress: '198.51.100.1', destinationPort: 25 } }],
+    [
+      'v2 PROXY TCP6',
+      v2(0x21, 0x21, inet6),
+      { version: 2, addresses: { sourceAddress: '2001:db8::10', sourcePort: 40000, destinationAddress: '2001:db8::1', destinationPort: 25 } },
+    ],
+    [
+      'v2 PROXY TCP6 with an IPv4-mapped client',
+      v2(0x21, 0x21, Buffer.concat([v6([0, 0, 0, 0, 0, 0xffff, 0xc000, 0x020a]), v6(DB8_1), u16(1), u16(25)])),
+      { addresses: { sourceAddress: '::ffff:192.0.2.10', sourcePort: 1, destinationAddress: '2001:db8::1', destinationPort: 25 } },
+    ],
+    [
+      'v2 PROXY TCP4 with a correct CRC32C',
+      withCrc(),
+      { version: 2, addresses: { sourceAddress: '192.0.2.10', sourcePort: 56324, destinationAddress: '198.51.100.1', destinationPort: 25 } },
+    ],
     ['v2 LOCAL (health check)', v2(0x20, 0x00, Buffer.alloc(0)), { version: 2, command: 'LOCAL', addresses: undefined, length: 16 }],
-    ['v2 LOCAL: its protocol block is discarded whatever it holds', v2(0x20, 0x11, Buffer.from([9, 9, 9])), { command: 'LOCAL', addresses: undefined, length: 19 }],
+    [
+      'v2 LOCAL: its protocol block is discarded whatever it holds',
+      v2(0x20, 0x11, Buffer.from([9, 9, 9])),
+      { command: 'LOCAL', addresses: undefined, length: 19 },
+    ],
     ['v2 PROXY UNSPEC: the socket addresses apply', v2(0x21, 0x00, Buffer.alloc(0)), { command: 'PROXY', addresses: undefined, length: 16 }],
     ['v2 PROXY over AF_UNIX: the socket addresses apply', v2(0x21, 0x31, Buffer.alloc(216)), { command: 'PROXY', addresses: undefined, length: 232 }],
     ['v2 followed by SMTP', Buffer.concat([v2(0x21, 0x11, inet('192.0.2.10', '198.51.100.1', 1, 25)), text('EHLO x\r\n')]), { length: 28 }],

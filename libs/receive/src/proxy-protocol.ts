@@ -45,9 +45,7 @@ export type ProxyHeader = {
 export type ProxyHeaderErrorCode = 'NOT_PROXY' | 'TOO_LONG' | 'MALFORMED' | 'BAD_ADDRESS' | 'UNSUPPORTED' | 'BAD_CHECKSUM';
 
 export type ProxyDecode =
-  | { status: 'incomplete' }
-  | { status: 'invalid'; code: ProxyHeaderErrorCode; message: string }
-  | { status: 'complete'; header: ProxyHeader };
+  { status: 'incomplete' } | { status: 'invalid'; code: ProxyHeaderErrorCode; message: string } | { status: 'complete'; header: ProxyHeader };
 
 const invalid = (code: ProxyHeaderErrorCode, message: string): ProxyDecode => ({ status: 'invalid', code, message });
 const INCOMPLETE: ProxyDecode = { status: 'incomplete' };
@@ -92,14 +90,22 @@ function decodeV1(buf: Buffer): ProxyDecode {
   const proto = parts[1];
   if (proto === 'UNKNOWN') return { status: 'complete', header: { version: 1, command: 'PROXY', tlvs: [], length } };
   if (proto !== 'TCP4' && proto !== 'TCP6') return invalid('UNSUPPORTED', `PROXY v1 protocol ${JSON.stringify(proto ?? '')} (expected TCP4, TCP6 or UNKNOWN)`);
-  if (parts.length !== 6) return invalid('MALFORMED', 'PROXY v1 line must be "PROXY TCP4|TCP6 <source> <destination> <source port> <destination port>" with single spaces');
+  if (parts.length !== 6)
+    return invalid('MALFORMED', 'PROXY v1 line must be "PROXY TCP4|TCP6 <source> <destination> <source port> <destination port>" with single spaces');
   const [, , src, dst, sport, dport] = parts as [string, string, string, string, string, string];
   const isFamily = proto === 'TCP4' ? isIPv4 : (ip: string) => isIPv6(ip) && !ip.includes('%');
   if (!isFamily(src) || !isFamily(dst)) return invalid('BAD_ADDRESS', `PROXY v1 ${proto} addresses must be ${proto === 'TCP4' ? 'IPv4' : 'IPv6'} addresses`);
-  if (!PORT.test(sport) || !PORT.test(dport) || Number(sport) > 65535 || Number(dport) > 65535) return invalid('BAD_ADDRESS', 'PROXY v1 ports must be decimal numbers 0-65535 without leading zeros');
+  if (!PORT.test(sport) || !PORT.test(dport) || Number(sport) > 65535 || Number(dport) > 65535)
+    return invalid('BAD_ADDRESS', 'PROXY v1 ports must be decimal numbers 0-65535 without leading zeros');
   return {
     status: 'complete',
-    header: { version: 1, command: 'PROXY', addresses: { sourceAddress: src.toLowerCase(), sourcePort: Number(sport), destinationAddress: dst.toLowerCase(), destinationPort: Number(dport) }, tlvs: [], length },
+    header: {
+      version: 1,
+      command: 'PROXY',
+      addresses: { sourceAddress: src.toLowerCase(), sourcePort: Number(sport), destinationAddress: dst.toLowerCase(), destinationPort: Number(dport) },
+      tlvs: [],
+      length,
+    },
   };
 }
 
@@ -118,7 +124,8 @@ function decodeV2(buf: Buffer): ProxyDecode {
   if (commandBits > 0x1) return invalid('UNSUPPORTED', `PROXY v2 command ${commandBits} (expected LOCAL or PROXY)`);
   if (length > MAX_PROXY_HEADER_BYTES) return invalid('TOO_LONG', `PROXY v2 header of ${length} bytes (at most ${MAX_PROXY_HEADER_BYTES} accepted)`);
   // UNSPEC, TCP4, UDP4, TCP6, UDP6, UNIX stream, UNIX datagram: anything else must be rejected.
-  if (![0x00, 0x11, 0x12, 0x21, 0x22, 0x31, 0x32].includes(familyProtocol)) return invalid('UNSUPPORTED', `PROXY v2 address family/protocol 0x${familyProtocol.toString(16).padStart(2, '0')}`);
+  if (![0x00, 0x11, 0x12, 0x21, 0x22, 0x31, 0x32].includes(familyProtocol))
+    return invalid('UNSUPPORTED', `PROXY v2 address family/protocol 0x${familyProtocol.toString(16).padStart(2, '0')}`);
   if (buf.length < length) return INCOMPLETE;
   const block = buf.subarray(16, length);
   // LOCAL: the load balancer speaks for itself; its protocol block is discarded whole.
@@ -140,9 +147,19 @@ function decodeV2(buf: Buffer): ProxyDecode {
   }
   let addresses: ProxyAddresses | undefined;
   if (family === 0x1) {
-    addresses = { sourceAddress: ipv4(block.subarray(0, 4)), destinationAddress: ipv4(block.subarray(4, 8)), sourcePort: block.readUInt16BE(8), destinationPort: block.readUInt16BE(10) };
+    addresses = {
+      sourceAddress: ipv4(block.subarray(0, 4)),
+      destinationAddress: ipv4(block.subarray(4, 8)),
+      sourcePort: block.readUInt16BE(8),
+      destinationPort: block.readUInt16BE(10),
+    };
   } else if (family === 0x2) {
-    addresses = { sourceAddress: ipv6(block.subarray(0, 16)), destinationAddress: ipv6(block.subarray(16, 32)), sourcePort: block.readUInt16BE(32), destinationPort: block.readUInt16BE(34) };
+    addresses = {
+      sourceAddress: ipv6(block.subarray(0, 16)),
+      destinationAddress: ipv6(block.subarray(16, 32)),
+      sourcePort: block.readUInt16BE(32),
+      destinationPort: block.readUInt16BE(34),
+    };
   }
   return { status: 'complete', header: { version: 2, command: 'PROXY', ...(addresses ? { addresses } : {}), tlvs, length } };
 }
@@ -168,7 +185,7 @@ export function ipv6(b: Buffer): string {
   const groups = Array.from({ length: 8 }, (_v, i) => b.readUInt16BE(i * 2));
   if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) return `::ffff:${ipv4(b.subarray(12, 16))}`;
   let best = { at: -1, len: 0 };
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (groups[i] !== 0) {
       i++;
       continue;
@@ -200,9 +217,7 @@ export function crc32c(bytes: Buffer): number {
   return (crc ^ 0xffffffff) >>> 0;
 }
 
-export type ProxyRead =
-  | { ok: true; header: ProxyHeader }
-  | { ok: false; code: ProxyHeaderErrorCode | 'TIMEOUT' | 'CLOSED'; message: string; received: number };
+export type ProxyRead = { ok: true; header: ProxyHeader } | { ok: false; code: ProxyHeaderErrorCode | 'TIMEOUT' | 'CLOSED'; message: string; received: number };
 
 /**
  * Reads one header off a fresh socket, within `timeoutMs`. Bytes after the header are put

@@ -80,7 +80,13 @@ const content = fc.array(tricky, { maxLength: 40 }).map((parts) => parts.join(''
 const address = fc.constantFrom('bob@contoso.test', 'alice@contoso.test', 'nobody@contoso.test', 'someone@example.net', 'x@example.org', 'bad@@x', '', 'a b@c');
 const garbage = fc.array(fc.constantFrom('A', ' ', '\0', '\r', ':', '<', '>', '@', 'x', '\xff'), { maxLength: 30 }).map((p) => p.join(''));
 const command: fc.Arbitrary<Command> = fc.oneof(
-  fc.constantFrom<Command>({ kind: 'line', text: 'EHLO fuzz.example.org' }, { kind: 'line', text: 'HELO fuzz' }, { kind: 'line', text: 'RSET' }, { kind: 'line', text: 'NOOP' }, { kind: 'line', text: 'DATA' }),
+  fc.constantFrom<Command>(
+    { kind: 'line', text: 'EHLO fuzz.example.org' },
+    { kind: 'line', text: 'HELO fuzz' },
+    { kind: 'line', text: 'RSET' },
+    { kind: 'line', text: 'NOOP' },
+    { kind: 'line', text: 'DATA' },
+  ),
   address.map<Command>((a) => ({ kind: 'line', text: `MAIL FROM:<${a}>` })),
   address.map<Command>((a) => ({ kind: 'line', text: `RCPT TO:<${a}>` })),
   garbage.map<Command>((g) => ({ kind: 'line', text: g })),
@@ -114,7 +120,17 @@ type Transcript = { raw: string; accepted: Array<{ internalId: number; expected:
 
 /** Runs one session; the model says, for each message that reached 354, whether it must be accepted and as what. */
 async function runSession(s: Session): Promise<Transcript> {
-  const steps: Command[] = [...s.before, { kind: 'line', text: 'EHLO fuzz.example.org' }, { kind: 'line', text: 'MAIL FROM:<x@example.org>' }, { kind: 'line', text: `RCPT TO:<${s.rcpt}>` }, ...s.middle, { kind: 'line', text: 'DATA' }, { kind: 'data', content: s.body }, ...s.after, { kind: 'line', text: 'QUIT' }];
+  const steps: Command[] = [
+    ...s.before,
+    { kind: 'line', text: 'EHLO fuzz.example.org' },
+    { kind: 'line', text: 'MAIL FROM:<x@example.org>' },
+    { kind: 'line', text: `RCPT TO:<${s.rcpt}>` },
+    ...s.middle,
+    { kind: 'line', text: 'DATA' },
+    { kind: 'data', content: s.body },
+    ...s.after,
+    { kind: 'line', text: 'QUIT' },
+  ];
   const socket = connect({ host: '127.0.0.1', port, localAddress: s.client.source });
   socket.on('error', () => undefined);
   let raw = '';
@@ -204,32 +220,36 @@ async function storedBytes(seq: number): Promise<string> {
   return (await bodies.read(decodeEnvelope(m.data).body)).toString('latin1');
 }
 
-it('keeps its invariants under random sessions split at random chunk boundaries', async () => {
-  let seen = await lastSubmitted();
-  await fc.assert(
-    fc.asyncProperty(session, async (s) => {
-      const t = await runSession(s);
-      // Every line the server sent is a well-formed reply line, CRLF-terminated.
-      expect(t.raw.endsWith('\r\n'), JSON.stringify(t.raw)).toBe(true);
-      for (const line of t.raw.slice(0, -2).split('\r\n')) expect(line, JSON.stringify(t.raw)).toMatch(REPLY_LINE);
-      // Exactly the accepted messages were stored, each as accepted (after normalisation) behind Transit's headers.
-      const last = await lastSubmitted();
-      expect(last - seen).toBe(t.accepted.length);
-      seen = last;
-      for (const a of t.accepted) {
-        const bytes = await storedBytes(a.internalId);
-        expect(bytes.endsWith(a.expected), `stored ${JSON.stringify(bytes)} for accepted ${JSON.stringify(a.expected)}`).toBe(true);
-        expect(bytes.slice(0, bytes.length - a.expected.length)).toMatch(/^Received: [^\r\n]*\r\n(?:Message-ID: <[^>\r\n]*>\r\n)?$/);
-      }
-      // And the listener is still there for the next client.
-      const probe = connect({ host: '127.0.0.1', port });
-      const greeting = await new Promise<string>((resolve, reject) => {
-        probe.once('data', (d: Buffer) => resolve(d.toString('latin1')));
-        probe.once('error', reject);
-      });
-      probe.destroy();
-      expect(greeting).toMatch(/^220 /);
-    }),
-    { numRuns: RUNS, interruptAfterTimeLimit: SECONDS * 1000, markInterruptAsFailure: false },
-  );
-}, (SECONDS + 30) * 1000);
+it(
+  'keeps its invariants under random sessions split at random chunk boundaries',
+  async () => {
+    let seen = await lastSubmitted();
+    await fc.assert(
+      fc.asyncProperty(session, async (s) => {
+        const t = await runSession(s);
+        // Every line the server sent is a well-formed reply line, CRLF-terminated.
+        expect(t.raw.endsWith('\r\n'), JSON.stringify(t.raw)).toBe(true);
+        for (const line of t.raw.slice(0, -2).split('\r\n')) expect(line, JSON.stringify(t.raw)).toMatch(REPLY_LINE);
+        // Exactly the accepted messages were stored, each as accepted (after normalisation) behind Transit's headers.
+        const last = await lastSubmitted();
+        expect(last - seen).toBe(t.accepted.length);
+        seen = last;
+        for (const a of t.accepted) {
+          const bytes = await storedBytes(a.internalId);
+          expect(bytes.endsWith(a.expected), `stored ${JSON.stringify(bytes)} for accepted ${JSON.stringify(a.expected)}`).toBe(true);
+          expect(bytes.slice(0, bytes.length - a.expected.length)).toMatch(/^Received: [^\r\n]*\r\n(?:Message-ID: <[^>\r\n]*>\r\n)?$/);
+        }
+        // And the listener is still there for the next client.
+        const probe = connect({ host: '127.0.0.1', port });
+        const greeting = await new Promise<string>((resolve, reject) => {
+          probe.once('data', (d: Buffer) => resolve(d.toString('latin1')));
+          probe.once('error', reject);
+        });
+        probe.destroy();
+        expect(greeting).toMatch(/^220 /);
+      }),
+      { numRuns: RUNS, interruptAfterTimeLimit: SECONDS * 1000, markInterruptAsFailure: false },
+    );
+  },
+  (SECONDS + 30) * 1000,
+);

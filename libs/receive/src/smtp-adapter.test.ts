@@ -14,7 +14,16 @@ import { freePort, smtpTranscript } from '@transit/testkit';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
-import { MAX_AUTH_LINE, MAX_COMMAND_LINE, STOCK_REPLIES, TransitConnection, TransitSMTPServer, TransitStream, commandLineProblem, type ConnectionHooks } from './smtp-adapter.ts';
+import {
+  MAX_AUTH_LINE,
+  MAX_COMMAND_LINE,
+  STOCK_REPLIES,
+  TransitConnection,
+  TransitSMTPServer,
+  TransitStream,
+  commandLineProblem,
+  type ConnectionHooks,
+} from './smtp-adapter.ts';
 
 const servers: SMTPServer[] = [];
 afterEach(async () => {
@@ -42,7 +51,10 @@ async function listen(server: SMTPServer): Promise<number> {
 }
 
 const transitServer = (options: SMTPServerOptions = {}) =>
-  new TransitSMTPServer({ ...common, ...options }, { onOpen: () => ({ accept: true, name: 'mx.contoso.test', banner: 'mx.contoso.test Transit ESMTP ready', greetingDelayMs: 0, hooks }) });
+  new TransitSMTPServer(
+    { ...common, ...options },
+    { onOpen: () => ({ accept: true, name: 'mx.contoso.test', banner: 'mx.contoso.test Transit ESMTP ready', greetingDelayMs: 0, hooks }) },
+  );
 
 const dialogue = ['EHLO client.example.org', 'MAIL FROM:<a@example.org>', 'RCPT TO:<b@example.org>', 'DATA', 'DATA-BODY:Subject: x\r\n\r\nx\r\n.\r\n', 'QUIT'];
 
@@ -63,12 +75,24 @@ describe('a Transit listener and a stock smtp-server in one process', () => {
 
     expect(transit[0]).toBe('220 mx.contoso.test Transit ESMTP ready');
     expect(transit[1]!.split('\n')[0]).toBe('250-mx.contoso.test Hello [127.0.0.1]');
-    expect(transit.slice(2)).toEqual([formatReply(REPLIES.senderOk), formatReply(REPLIES.recipientOk), formatReply(REPLIES.startMailInput), expect.stringMatching(/^250 /), formatReply(REPLIES.closing)]);
+    expect(transit.slice(2)).toEqual([
+      formatReply(REPLIES.senderOk),
+      formatReply(REPLIES.recipientOk),
+      formatReply(REPLIES.startMailInput),
+      expect.stringMatching(/^250 /),
+      formatReply(REPLIES.closing),
+    ]);
 
     // Stock, exactly as smtp-server words it (its own enhanced codes and texts).
     expect(stock[0]).toMatch(/ ESMTP$/);
     expect(stock[1]!.split('\n')[0]).toMatch(/^250-.* Nice to meet you, \[127\.0\.0\.1\]$/);
-    expect(stock.slice(2)).toEqual(['250 2.1.0 Accepted', '250 2.1.5 Accepted', '354 End data with <CR><LF>.<CR><LF>', '250 2.6.0 OK: message queued', '221 2.0.0 Bye']);
+    expect(stock.slice(2)).toEqual([
+      '250 2.1.0 Accepted',
+      '250 2.1.5 Accepted',
+      '354 End data with <CR><LF>.<CR><LF>',
+      '250 2.6.0 OK: message queued',
+      '221 2.0.0 Bye',
+    ]);
     // A Transit command-line limit does not reach the stock server either.
     const long = `NOOP ${'x'.repeat(600)}`;
     expect((await smtpTranscript({ host: '127.0.0.1', port: stockPort, lines: ['EHLO c.example.org', long] }))[2]).toMatch(/^250 /);
@@ -77,9 +101,14 @@ describe('a Transit listener and a stock smtp-server in one process', () => {
     expect(prototypeShapes()).toBe(before);
   });
 
-  it('keeps smtp-server\'s maxClients check', async () => {
+  it("keeps smtp-server's maxClients check", async () => {
     const port = await listen(transitServer({ maxClients: 1 }));
-    const first = smtpTranscript({ host: '127.0.0.1', port, lines: ['EHLO a.example.org', 'NOOP'], beforeEntry: (i) => (i === 1 ? new Promise((r) => setTimeout(r, 500)) : undefined) });
+    const first = smtpTranscript({
+      host: '127.0.0.1',
+      port,
+      lines: ['EHLO a.example.org', 'NOOP'],
+      beforeEntry: (i) => (i === 1 ? new Promise((r) => setTimeout(r, 500)) : undefined),
+    });
     await new Promise((r) => setTimeout(r, 150));
     const second = await smtpTranscript({ host: '127.0.0.1', port, lines: ['EHLO b.example.org'], allowClose: true });
     expect(second[0]).toBe(formatReply(REPLIES.tooManyConnections));
@@ -105,8 +134,23 @@ describe('command lines', () => {
 
   it('are refused with the table reply on a live Transit listener, and the session goes on', async () => {
     const port = await listen(transitServer());
-    const replies = await smtpTranscript({ host: '127.0.0.1', port, lines: ['EHLO c.example.org', `MAIL FROM:<${'a'.repeat(680)}@example.org>`, 'MAIL FROM:<a\0b@example.org>', 'MAIL FROM:<a@example.org>\rRCPT TO:<b@example.org>', 'MAIL FROM:<a@example.org>'] });
-    expect(replies.slice(2)).toEqual([formatReply(REPLIES.lineTooLong), formatReply(REPLIES.invalidCommandCharacter), formatReply(REPLIES.invalidCommandCharacter), formatReply(REPLIES.senderOk)]);
+    const replies = await smtpTranscript({
+      host: '127.0.0.1',
+      port,
+      lines: [
+        'EHLO c.example.org',
+        `MAIL FROM:<${'a'.repeat(680)}@example.org>`,
+        'MAIL FROM:<a\0b@example.org>',
+        'MAIL FROM:<a@example.org>\rRCPT TO:<b@example.org>',
+        'MAIL FROM:<a@example.org>',
+      ],
+    });
+    expect(replies.slice(2)).toEqual([
+      formatReply(REPLIES.lineTooLong),
+      formatReply(REPLIES.invalidCommandCharacter),
+      formatReply(REPLIES.invalidCommandCharacter),
+      formatReply(REPLIES.senderOk),
+    ]);
   });
 });
 
@@ -117,16 +161,40 @@ describe('the installed smtp-server still has what the adapter relies on', () =>
   it('is the pinned version', async () => {
     const installed = (JSON.parse(await readFile(join(pkgDir, 'package.json'), 'utf8')) as { version: string }).version;
     const root = JSON.parse(await readFile(join(import.meta.dirname, '../../../package.json'), 'utf8')) as { dependencies: Record<string, string> };
-    expect(root.dependencies['smtp-server'], 'smtp-server must be pinned to an exact version (libs/receive/src/smtp-adapter.ts depends on its internals)').toMatch(/^\d+\.\d+\.\d+$/);
+    expect(
+      root.dependencies['smtp-server'],
+      'smtp-server must be pinned to an exact version (libs/receive/src/smtp-adapter.ts depends on its internals)',
+    ).toMatch(/^\d+\.\d+\.\d+$/);
     expect(installed).toBe(root.dependencies['smtp-server']);
   });
 
   it.each([
     [SMTPServer.prototype, 'SMTPServer', ['connect', '_handleProxy', '_expectsProxyHeader', '_onError', '_onClientConnect']],
-    [SMTPConnection.prototype, 'SMTPConnection', ['init', '_setListeners', 'connectionReady', 'send', 'close', '_sendGreeting', '_onCommand', '_armTimeout', '_whenWritable', '_createParser', 'handler_EHLO', 'handler_HELO']],
+    [
+      SMTPConnection.prototype,
+      'SMTPConnection',
+      [
+        'init',
+        '_setListeners',
+        'connectionReady',
+        'send',
+        'close',
+        '_sendGreeting',
+        '_onCommand',
+        '_armTimeout',
+        '_whenWritable',
+        '_createParser',
+        'handler_EHLO',
+        'handler_HELO',
+      ],
+    ],
     [SMTPStream.prototype, 'SMTPStream', ['_write', '_endDataMode', 'startDataMode']],
   ] as const)('%s methods', (proto, name, methods) => {
-    for (const method of methods) expect(typeof (proto as unknown as Record<string, unknown>)[method], `smtp-server changed: ${name}.${method} is gone; review libs/receive/src/smtp-adapter.ts`).toBe('function');
+    for (const method of methods)
+      expect(
+        typeof (proto as unknown as Record<string, unknown>)[method],
+        `smtp-server changed: ${name}.${method} is gone; review libs/receive/src/smtp-adapter.ts`,
+      ).toBe('function');
   });
 
   // The subclasses re-implement these stock bodies (to make Transit's classes, and to keep
@@ -137,16 +205,24 @@ describe('the installed smtp-server still has what the adapter relies on', () =>
     ['SMTPConnection.init', SMTPConnection.prototype, 'init', '67b68fcaf9a0a35f'],
     ['SMTPConnection._createParser', SMTPConnection.prototype, '_createParser', '969851c58da15fb6'],
   ] as const)('%s is the body TransitSMTPServer/TransitConnection re-implement', (name, proto, method, expected) => {
-    expect(fingerprint(Object.getOwnPropertyDescriptor(proto, method)?.value), `smtp-server changed ${name}, which libs/receive/src/smtp-adapter.ts re-implements: review it, then update this fingerprint`).toBe(expected);
+    expect(
+      fingerprint(Object.getOwnPropertyDescriptor(proto, method)?.value),
+      `smtp-server changed ${name}, which libs/receive/src/smtp-adapter.ts re-implements: review it, then update this fingerprint`,
+    ).toBe(expected);
   });
 
   it('still words each reply that STOCK_REPLIES translates', async () => {
-    const sources = (await Promise.all(['smtp-connection.js', 'smtp-stream.js', 'sasl.js', 'smtp-server.js'].map((f) => readFile(join(pkgDir, 'dist/esm', f), 'utf8')))).join('\n');
+    const sources = (
+      await Promise.all(['smtp-connection.js', 'smtp-stream.js', 'sasl.js', 'smtp-server.js'].map((f) => readFile(join(pkgDir, 'dist/esm', f), 'utf8')))
+    ).join('\n');
     for (const key of STOCK_REPLIES.keys()) {
       const text = key.split('|')[1]!.replace(/^Error: /, '');
       // One text is assembled from parts (HELO/EHLO or LHLO): each part must still be there.
       const parts = text === 'send HELO/EHLO first' ? ["'Error: send '", "'HELO/EHLO'", "' first'"] : [text];
-      expect(parts.every((part) => sources.includes(part)), `smtp-server no longer says "${text}"; review STOCK_REPLIES in libs/receive/src/smtp-adapter.ts`).toBe(true);
+      expect(
+        parts.every((part) => sources.includes(part)),
+        `smtp-server no longer says "${text}"; review STOCK_REPLIES in libs/receive/src/smtp-adapter.ts`,
+      ).toBe(true);
     }
   });
 

@@ -75,8 +75,7 @@ export type ProxyHook = (socket: Socket) => ProxyAdmission;
 export type ProxiedConnection = { loadBalancer: string; peerAddress: string; peerPort: number; header: ProxyHeader };
 
 export type ConnectionOpening =
-  | { accept: true; name: string; banner: string; greetingDelayMs: number; hooks: ConnectionHooks }
-  | { accept: false; reply: Reply };
+  { accept: true; name: string; banner: string; greetingDelayMs: number; hooks: ConnectionHooks } | { accept: false; reply: Reply };
 
 /** What the engine may read and do on a Transit connection. */
 export type ConnectionView = {
@@ -154,7 +153,10 @@ export function commandLineProblem(line: Buffer, inAuthExchange: boolean): Reply
 }
 
 /** smtp-server's session id format, for sessions whose socket options Transit makes. */
-const newSessionId = () => BigInt(`0x${randomBytes(10).toString('hex')}`).toString(32).padStart(16, '0');
+const newSessionId = () =>
+  BigInt(`0x${randomBytes(10).toString('hex')}`)
+    .toString(32)
+    .padStart(16, '0');
 
 /** Answers a socket that never became a session, gives the line a moment to leave, then closes it. */
 function refuseSocket(socket: Socket, reply: Reply): void {

@@ -27,5 +27,7 @@ it('gives every role of a node starting at once the same, matching key and certi
 
 it('reads a bundle only when it holds both a private key and a certificate', () => {
   expect(splitPemBundle('-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n')).toBeUndefined();
-  expect(splitPemBundle('-----BEGIN PRIVATE KEY-----\nBBBB\n-----END PRIVATE KEY-----\n-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n')).toEqual({ key: '-----BEGIN PRIVATE KEY-----\nBBBB\n-----END PRIVATE KEY-----\n', cert: '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n' });
+  expect(
+    splitPemBundle('-----BEGIN PRIVATE KEY-----\nBBBB\n-----END PRIVATE KEY-----\n-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n'),
+  ).toEqual({ key: '-----BEGIN PRIVATE KEY-----\nBBBB\n-----END PRIVATE KEY-----\n', cert: '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n' });
 });

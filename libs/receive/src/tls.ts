@@ -39,7 +39,17 @@ export async function loadTlsMaterial(settings: Pick<RuntimeSettings, 'tlsCertPa
     keySize: 2048,
     algorithm: 'sha256',
     days: 825,
-    extensions: [{ name: 'subjectAltName', altNames: [{ type: 2, value: settings.nodeName }, { type: 2, value: 'localhost' }, { type: 7, ip: '127.0.0.1' }, { type: 7, ip: '::1' }] }],
+    extensions: [
+      {
+        name: 'subjectAltName',
+        altNames: [
+          { type: 2, value: settings.nodeName },
+          { type: 2, value: 'localhost' },
+          { type: 7, ip: '127.0.0.1' },
+          { type: 7, ip: '::1' },
+        ],
+      },
+    ],
   } as Parameters<typeof generate>[1]);
   await mkdir(dir, { recursive: true });
   const mine = `${bundlePath}.${process.pid}.${randomUUID()}.tmp`;

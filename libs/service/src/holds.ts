@@ -19,6 +19,7 @@ export function adminHolds<T>(ctx: ServiceContext, messageIdOf: (item: T) => str
     watcher,
     messageIdOf,
     recheckMs: HOLD_RECHECK_MS,
-    onDropped: (item: T, msg: JsMsg) => ctx.log.warn({ id: messageIdOf(item), subject: msg.subject }, 'work item of a message removed by an administrator dropped; not delivered'),
+    onDropped: (item: T, msg: JsMsg) =>
+      ctx.log.warn({ id: messageIdOf(item), subject: msg.subject }, 'work item of a message removed by an administrator dropped; not delivered'),
   };
 }

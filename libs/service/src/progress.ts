@@ -31,7 +31,12 @@ export function workerHealth(now = Date.now()): WorkerHealth[] {
 export function stalledSummary(health: WorkerHealth[]): string | undefined {
   const stalled = health.filter((h) => h.stalled);
   if (stalled.length === 0) return undefined;
-  return stalled.map((h) => `${h.consumer}: ${h.reason} for ${Math.round(h.stalledForMs / 1000)} s (${h.pending ?? '?'} pending, ${h.ackPending ?? '?'} unacknowledged, ${h.stranded} stranded)`).join('; ');
+  return stalled
+    .map(
+      (h) =>
+        `${h.consumer}: ${h.reason} for ${Math.round(h.stalledForMs / 1000)} s (${h.pending ?? '?'} pending, ${h.ackPending ?? '?'} unacknowledged, ${h.stranded} stranded)`,
+    )
+    .join('; ');
 }
 
 /** Sets the worker gauges on every scrape from what the workers already know. */

@@ -7,7 +7,16 @@ import type { Server } from 'node:http';
 import { hostname } from 'node:os';
 import { Kvm, type KV } from '@nats-io/kv';
 import { ConfigStore, connectBus, ensureTopology, NODES_BUCKET, type Bus } from '@transit/bus';
-import { ConfigError, LiveConfig, loadOrganizationConfig, processSettings, retentionProblems, type ConfigSnapshot, type OrganizationConfig, type RuntimeSettings } from '@transit/config';
+import {
+  ConfigError,
+  LiveConfig,
+  loadOrganizationConfig,
+  processSettings,
+  retentionProblems,
+  type ConfigSnapshot,
+  type OrganizationConfig,
+  type RuntimeSettings,
+} from '@transit/config';
 import { collectProcessMetrics, metrics, onScrape } from '@transit/metrics';
 import { startHttpServer, type HttpRoute } from './health.ts';
 import { createLogger, type Logger } from './logger.ts';
@@ -42,7 +51,16 @@ export type ServiceContext = {
 
 export type RunningService = { stop(): Promise<void>; ready?(): boolean; routes?: HttpRoute[] };
 
-export type NodeHeartbeat = { role: Role; node: string; pid: number; startedAt: number; at: number; ready: boolean; http: string; facts: Record<string, unknown> };
+export type NodeHeartbeat = {
+  role: Role;
+  node: string;
+  pid: number;
+  startedAt: number;
+  at: number;
+  ready: boolean;
+  http: string;
+  facts: Record<string, unknown>;
+};
 
 async function untilTopology(bus: Bus, settings: RuntimeSettings, log: Logger): Promise<void> {
   for (let attempt = 1; ; attempt++) {
@@ -101,7 +119,13 @@ export async function runService(role: Role, start: (ctx: ServiceContext) => Pro
   }
   // Before the topology applies this process's retention to the streams: a retention shorter than the organisation's expiry would drop bodies of live messages.
   const problems = retentionProblems(settings, config.TransportSettings);
-  if (problems.length) refuse(log, new ConfigError(`${stored ? 'the stored configuration' : settings.configPath} does not fit this environment:\n${problems.map((p) => `  ${p}`).join('\n')}`));
+  if (problems.length)
+    refuse(
+      log,
+      new ConfigError(
+        `${stored ? 'the stored configuration' : settings.configPath} does not fit this environment:\n${problems.map((p) => `  ${p}`).join('\n')}`,
+      ),
+    );
   await untilTopology(bus, settings, log);
   let initial = stored;
   for (let attempt = 1; !initial; attempt++) {
@@ -146,7 +170,15 @@ export async function runService(role: Role, start: (ctx: ServiceContext) => Pro
   const details = () => {
     const workers = workerHealth();
     const stalled = stalledSummary(workers);
-    return { role, node: settings.nodeName, pid: process.pid, nats: bus.connected() ? 'connected' : 'disconnected', ...ctx.facts, ...(stalled ? { stalled } : {}), ...(workers.length ? { workers } : {}) };
+    return {
+      role,
+      node: settings.nodeName,
+      pid: process.pid,
+      nats: bus.connected() ? 'connected' : 'disconnected',
+      ...ctx.facts,
+      ...(stalled ? { stalled } : {}),
+      ...(workers.length ? { workers } : {}),
+    };
   };
   const http: Server = await startHttpServer(httpHost, httpPort, { ready, details }, service.routes);
 
@@ -155,7 +187,16 @@ export async function runService(role: Role, start: (ctx: ServiceContext) => Pro
   const beat = async () => {
     // The dashboard reads readiness (and why not) from here.
     const stalled = stalledSummary(workerHealth());
-    const hb: NodeHeartbeat = { role, node: settings.nodeName, pid: process.pid, startedAt, at: Date.now(), ready: ready(), http: `${httpHost}:${httpPort}`, facts: stalled ? { ...ctx.facts, stalled } : ctx.facts };
+    const hb: NodeHeartbeat = {
+      role,
+      node: settings.nodeName,
+      pid: process.pid,
+      startedAt,
+      at: Date.now(),
+      ready: ready(),
+      http: `${httpHost}:${httpPort}`,
+      facts: stalled ? { ...ctx.facts, stalled } : ctx.facts,
+    };
     await kv.put(key, JSON.stringify(hb)).catch(() => undefined);
   };
   await beat();

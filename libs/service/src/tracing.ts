@@ -18,7 +18,13 @@ export function startTracing(role: string, nodeName: string, env: NodeJS.Process
   env.OTEL_METRICS_EXPORTER ??= 'none';
   env.OTEL_LOGS_EXPORTER ??= 'none';
   // Ours first: attributes the operator sets in OTEL_RESOURCE_ATTRIBUTES come later and win.
-  env.OTEL_RESOURCE_ATTRIBUTES = [`service.instance.id=${encodeURIComponent(`${nodeName}/${process.pid}`)}`, `transit.role=${role}`, env.OTEL_RESOURCE_ATTRIBUTES].filter(Boolean).join(',');
+  env.OTEL_RESOURCE_ATTRIBUTES = [
+    `service.instance.id=${encodeURIComponent(`${nodeName}/${process.pid}`)}`,
+    `transit.role=${role}`,
+    env.OTEL_RESOURCE_ATTRIBUTES,
+  ]
+    .filter(Boolean)
+    .join(',');
   const sdk = new NodeSDK({ serviceName: env.OTEL_SERVICE_NAME ?? `transit-${role}`, instrumentations: [], metricReaders: [], logRecordProcessors: [] });
   sdk.start();
   return sdk;

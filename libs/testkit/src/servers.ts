@@ -130,7 +130,10 @@ async function startOnPort(port: number | undefined, make: (port: number) => Ser
 }
 
 function findBinary(name: string, preferred: string): string {
-  const onPath = (process.env.PATH ?? '').split(delimiter).filter(Boolean).map((dir) => join(dir, name));
+  const onPath = (process.env.PATH ?? '')
+    .split(delimiter)
+    .filter(Boolean)
+    .map((dir) => join(dir, name));
   for (const candidate of [preferred, ...onPath]) {
     try {
       accessSync(candidate, constants.X_OK);
@@ -197,7 +200,10 @@ class ServerProcess {
       if ((await this.ready({ pid: this.pid, output: () => this.output })) && run.running) return;
       if (Date.now() >= deadline) {
         await this.kill();
-        throw new TestkitError('NOT_READY', `${this.name} did not answer on ${HOST}:${this.port} within ${READY_TIMEOUT_MS}ms; its output ends:\n${this.output}`);
+        throw new TestkitError(
+          'NOT_READY',
+          `${this.name} did not answer on ${HOST}:${this.port} within ${READY_TIMEOUT_MS}ms; its output ends:\n${this.output}`,
+        );
       }
       await sleep(50);
     }

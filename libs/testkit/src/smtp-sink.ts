@@ -68,7 +68,11 @@ export async function startSmtpSink(opts: SmtpSinkOptions = {}): Promise<SmtpSin
       stream.once('error', (err) => callback(err));
       stream.once('end', () => {
         const mailFrom = session.envelope.mailFrom;
-        const message: ReceivedMessage = { mailFrom: mailFrom ? mailFrom.address : '', rcptTo: session.envelope.rcptTo.map((r) => r.address), data: Buffer.concat(chunks) };
+        const message: ReceivedMessage = {
+          mailFrom: mailFrom ? mailFrom.address : '',
+          rcptTo: session.envelope.rcptTo.map((r) => r.address),
+          data: Buffer.concat(chunks),
+        };
         if (opts.recordWire) message.wire = wires.get(peer(session.remoteAddress, session.remotePort))?.take() ?? Buffer.alloc(0);
         messages.push(message);
         for (const notify of arrivals) notify();
@@ -118,7 +122,12 @@ export async function startSmtpSink(opts: SmtpSinkOptions = {}): Promise<SmtpSin
         };
         const timer = setTimeout(() => {
           arrivals.delete(check);
-          reject(new TestkitError('TIMEOUT', `timed out after ${timeoutMs}ms waiting for ${count} message(s) at the SMTP sink on ${host}:${port}; it has received ${messages.length}`));
+          reject(
+            new TestkitError(
+              'TIMEOUT',
+              `timed out after ${timeoutMs}ms waiting for ${count} message(s) at the SMTP sink on ${host}:${port}; it has received ${messages.length}`,
+            ),
+          );
         }, timeoutMs);
         arrivals.add(check);
         check();

@@ -95,7 +95,10 @@ export async function smtpTranscript(opts: TranscriptOptions): Promise<string[]>
       if (ended && !failure && opts.allowClose) return CLOSED;
       if (failure || ended) {
         const why = failure ? failure.message : `${peer} closed the connection`;
-        throw new TestkitError(failure instanceof TestkitError ? failure.code : 'CONNECTION', `${why}; replies so far: ${JSON.stringify(replies)}; unread: ${JSON.stringify(buffer)}`);
+        throw new TestkitError(
+          failure instanceof TestkitError ? failure.code : 'CONNECTION',
+          `${why}; replies so far: ${JSON.stringify(replies)}; unread: ${JSON.stringify(buffer)}`,
+        );
       }
       await new Promise<void>((resolve) => (wake = resolve));
     }
@@ -171,7 +174,8 @@ export async function openSmtpDialogue(opts: { host: string; port: number; local
         buffer = buffer.slice(m.index + m[0].length);
         return last;
       }
-      if (socket.destroyed || Date.now() > deadline) throw new TestkitError('CONNECTION', `no complete reply from ${opts.host}:${opts.port}; received ${JSON.stringify(all)}`);
+      if (socket.destroyed || Date.now() > deadline)
+        throw new TestkitError('CONNECTION', `no complete reply from ${opts.host}:${opts.port}; received ${JSON.stringify(all)}`);
       await new Promise<void>((resolve) => {
         waiters.push(resolve);
         setTimeout(resolve, 200).unref();

@@ -111,7 +111,10 @@ describe('startSmtpSink and smtpTranscript', () => {
     sink = await startSmtpSink({ rejectRecipient: (rcpt) => (rcpt === 'nobody@example.net' ? { code: 550, message: '5.1.1 no such user' } : undefined) });
     const transport = createTransport({ host: '127.0.0.1', port: sink.port, secure: false, ignoreTLS: true });
     try {
-      await transport.sendMail({ envelope: { from: 'alice@example.org', to: ['bob@example.net'] }, raw: 'From: alice@example.org\r\nTo: bob@example.net\r\nSubject: hello\r\n\r\nbody text\r\n' });
+      await transport.sendMail({
+        envelope: { from: 'alice@example.org', to: ['bob@example.net'] },
+        raw: 'From: alice@example.org\r\nTo: bob@example.net\r\nSubject: hello\r\n\r\nbody text\r\n',
+      });
     } finally {
       transport.close();
     }
@@ -126,7 +129,15 @@ describe('startSmtpSink and smtpTranscript', () => {
     const replies = await smtpTranscript({
       host: s.host,
       port: s.port,
-      lines: ['EHLO x', 'MAIL FROM:<a@example.org>', 'RCPT TO:<nobody@example.net>', 'RCPT TO:<b@example.net>', 'DATA', 'DATA-BODY:Subject: raw\r\n\r\n..dot\r\n.\r\n', 'QUIT'],
+      lines: [
+        'EHLO x',
+        'MAIL FROM:<a@example.org>',
+        'RCPT TO:<nobody@example.net>',
+        'RCPT TO:<b@example.net>',
+        'DATA',
+        'DATA-BODY:Subject: raw\r\n\r\n..dot\r\n.\r\n',
+        'QUIT',
+      ],
     });
     expect(replies).toHaveLength(8);
     expect(replies[0]).toMatch(/^220 /);
@@ -186,7 +197,11 @@ describe('startSmtpSink with recordWire', () => {
   it('records nothing extra without the option', async () => {
     const plain = await startSmtpSink();
     try {
-      await smtpTranscript({ host: plain.host, port: plain.port, lines: ['EHLO x', 'MAIL FROM:<a@example.org>', 'RCPT TO:<b@example.net>', 'DATA', 'DATA-BODY:x\r\n.\r\n', 'QUIT'] });
+      await smtpTranscript({
+        host: plain.host,
+        port: plain.port,
+        lines: ['EHLO x', 'MAIL FROM:<a@example.org>', 'RCPT TO:<b@example.net>', 'DATA', 'DATA-BODY:x\r\n.\r\n', 'QUIT'],
+      });
       const [msg] = await plain.waitFor(1);
       expect(msg!.wire).toBeUndefined();
     } finally {

@@ -34,7 +34,11 @@ export function trackingTable(rows: readonly TrackingRow[], columns: ReadonlyArr
   if (rows.length === 0) return 'no matching tracking events\n';
   const cells = rows.map((row) => columns.map((c) => oneLine(Array.isArray(row[c]) ? `{${(row[c] as string[]).join(', ')}}` : text(row[c]))));
   const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((r) => r[i]!.length)));
-  const line = (values: readonly string[]) => values.map((v, i) => v.padEnd(widths[i]!)).join(' ').trimEnd();
+  const line = (values: readonly string[]) =>
+    values
+      .map((v, i) => v.padEnd(widths[i]!))
+      .join(' ')
+      .trimEnd();
   return [line(columns), line(columns.map((c) => '-'.repeat(c.length))), ...cells.map(line)].join('\n') + '\n';
 }
 
@@ -46,13 +50,15 @@ export function msgtrkFileName(day: Date, n = 1): string {
 }
 
 export function msgtrkHeader(created: Date, opts: MsgtrkOptions = {}): string {
-  return [
-    `#Software: ${opts.software ?? 'Transit'}`,
-    `#Version: ${opts.version ?? '0.1.0'}`,
-    '#Log-type: Message Tracking Log',
-    `#Date: ${created.toISOString()}`,
-    `#Fields: ${MSGTRK_FIELDS.map(([name]) => name).join(',')}`,
-  ].join('\r\n') + '\r\n';
+  return (
+    [
+      `#Software: ${opts.software ?? 'Transit'}`,
+      `#Version: ${opts.version ?? '0.1.0'}`,
+      '#Log-type: Message Tracking Log',
+      `#Date: ${created.toISOString()}`,
+      `#Fields: ${MSGTRK_FIELDS.map(([name]) => name).join(',')}`,
+    ].join('\r\n') + '\r\n'
+  );
 }
 
 export function msgtrkLine(row: TrackingRow): string {

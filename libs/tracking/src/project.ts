@@ -112,9 +112,15 @@ export class TrackingProjection {
         if (event.connector) for (const a of event.recipients) ctx.connectors.set(a.toLowerCase(), event.connector);
         return [];
       case 'Delivered': {
-        if (isMailboxHop(event.hop)) return [row('DELIVER', 'STOREDRIVER', event.recipients, event.response ? { RecipientStatus: status(event.recipients, event.response) } : {})];
+        if (isMailboxHop(event.hop))
+          return [row('DELIVER', 'STOREDRIVER', event.recipients, event.response ? { RecipientStatus: status(event.recipients, event.response) } : {})];
         const connector = event.recipients.map((a) => ctx.connectors.get(a.toLowerCase())).find((c) => c !== undefined);
-        return [row('SEND', 'SMTP', event.recipients, { ...(connector ? { ConnectorId: connector } : {}), ...(event.response ? { RecipientStatus: status(event.recipients, event.response) } : {}) })];
+        return [
+          row('SEND', 'SMTP', event.recipients, {
+            ...(connector ? { ConnectorId: connector } : {}),
+            ...(event.response ? { RecipientStatus: status(event.recipients, event.response) } : {}),
+          }),
+        ];
       }
       case 'Deferred':
         return [row('DEFER', isMailboxHop(event.hop) ? 'STOREDRIVER' : 'SMTP', event.recipients, { RecipientStatus: status(event.recipients, event.reason) })];
@@ -132,7 +138,12 @@ export class TrackingProjection {
         return [row('RESUBMIT', event.source, event.recipients)];
       case 'Removed':
         // Remove-Message: Exchange logs DROP with source ADMIN for the recipients it discarded.
-        return [row('DROP', 'ADMIN', event.recipients, { RecipientStatus: status(event.recipients, event.reason), ...(event.actor !== undefined ? { MessageInfo: `removed by ${event.actor}${event.withNdr ? '; NDR sent' : '; no NDR'}` } : {}) })];
+        return [
+          row('DROP', 'ADMIN', event.recipients, {
+            RecipientStatus: status(event.recipients, event.reason),
+            ...(event.actor !== undefined ? { MessageInfo: `removed by ${event.actor}${event.withNdr ? '; NDR sent' : '; no NDR'}` } : {}),
+          }),
+        ];
       case 'DsnSuppressed':
       case 'Suspended':
       case 'Resumed':

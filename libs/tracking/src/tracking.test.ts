@@ -26,13 +26,22 @@ const received = (recipients: string[], extra: Partial<Extract<MessageEvent, { t
 });
 
 /** One row per line: the columns a reader checks first. */
-const brief = (rows: TrackingRow[]) => rows.map((r) => `${r.EventId}/${r.Source} ${r.Recipients.join(',')}${r.RelatedRecipientAddress ? ` <- ${r.RelatedRecipientAddress}` : ''}`);
+const brief = (rows: TrackingRow[]) =>
+  rows.map((r) => `${r.EventId}/${r.Source} ${r.Recipients.join(',')}${r.RelatedRecipientAddress ? ` <- ${r.RelatedRecipientAddress}` : ''}`);
 
 describe('projection: event → rows', () => {
   it('shows a local delivery as RECEIVE → SUBMIT → RESOLVE → DELIVER, every row carrying the message’s facts', () => {
     const rows = projectMessage('M1', [
       at(received(['alice.smith@contoso.test', 'bob@contoso.test']), 10, 'fe1'),
-      at({ type: 'Submitted', source: 'QUEUE', recipients: ['alice@contoso.test', 'bob@contoso.test'], resolved: [{ address: 'alice@contoso.test', original: 'alice.smith@contoso.test' }] }, 20),
+      at(
+        {
+          type: 'Submitted',
+          source: 'QUEUE',
+          recipients: ['alice@contoso.test', 'bob@contoso.test'],
+          resolved: [{ address: 'alice@contoso.test', original: 'alice.smith@contoso.test' }],
+        },
+        20,
+      ),
       at({ type: 'Routed', hop: 'mailbox:DB01', recipients: ['alice@contoso.test', 'bob@contoso.test'] }, 21),
       at({ type: 'Delivered', hop: 'mailbox:DB01', recipients: ['alice@contoso.test', 'bob@contoso.test'] }, 30, 'mbx1'),
     ]);
@@ -62,7 +71,14 @@ describe('projection: event → rows', () => {
       Sender: 'x@example.org',
       ReturnPath: 'x@example.org',
     });
-    for (const row of rows) expect(row).toMatchObject({ Sender: 'x@example.org', MessageId: '<abc@example.org>', InternalMessageId: 42, NetworkMessageId: 'M1', MessageSubject: 'Quarterly report' });
+    for (const row of rows)
+      expect(row).toMatchObject({
+        Sender: 'x@example.org',
+        MessageId: '<abc@example.org>',
+        InternalMessageId: 42,
+        NetworkMessageId: 'M1',
+        MessageSubject: 'Quarterly report',
+      });
     expect(rows[4]).toMatchObject({ ServerHostname: 'mbx1', Timestamp: '2026-11-24T10:00:00.030Z', RecipientCount: 2 });
   });
 
@@ -71,7 +87,16 @@ describe('projection: event → rows', () => {
       at(received(['a@example.net', 'b@example.net']), 10),
       at({ type: 'Submitted', source: 'QUEUE', recipients: ['a@example.net', 'b@example.net'], resolved: [] }, 20),
       at({ type: 'Routed', hop: 'smtp:Internet:example.net', recipients: ['a@example.net', 'b@example.net'], connector: 'Internet' }, 21),
-      at({ type: 'Deferred', hop: 'mail.deliver.remote.internet_example_net', recipients: ['a@example.net', 'b@example.net'], reason: '451 4.4.1 later', nextAttempt: T0 + 60_000 }, 30),
+      at(
+        {
+          type: 'Deferred',
+          hop: 'mail.deliver.remote.internet_example_net',
+          recipients: ['a@example.net', 'b@example.net'],
+          reason: '451 4.4.1 later',
+          nextAttempt: T0 + 60_000,
+        },
+        30,
+      ),
       at({ type: 'Delivered', hop: 'mail.deliver.remote.internet_example_net', recipients: ['a@example.net'] }, 40),
       at({ type: 'Failed', hop: 'mail.deliver.remote.internet_example_net', recipients: ['b@example.net'], reason: '550 5.1.1 no such user' }, 41),
       at({ type: 'DsnGenerated', kind: 'failure', recipients: ['b@example.net'], dsnId: 'M2-failure-x' }, 42),
@@ -94,7 +119,10 @@ describe('projection: event → rows', () => {
 
   it('maps the categorizer’s failures to ROUTING and the rarer events to their Exchange ids', () => {
     const rows = projectMessage('M3', [
-      at(received(['nobody@contoso.test', 'alice@contoso.test'], { source: 'PICKUP', connector: undefined, clientIp: undefined, clientHostname: undefined }), 10),
+      at(
+        received(['nobody@contoso.test', 'alice@contoso.test'], { source: 'PICKUP', connector: undefined, clientIp: undefined, clientHostname: undefined }),
+        10,
+      ),
       at({ type: 'Failed', hop: 'categorizer', recipients: ['nobody@contoso.test'], reason: '5.1.10 RESOLVER.ADR.RecipientNotFound' }, 20),
       at({ type: 'DuplicateSuppressed', hop: 'mailbox:DB01', recipients: ['alice@contoso.test'] }, 30),
       at({ type: 'DuplicateSuppressed', hop: 'mail.deliver.remote.x', recipients: ['alice@contoso.test'] }, 31),
@@ -187,7 +215,9 @@ describe('formatting', () => {
   it('writes CSV with a header of property names, `;` between values and quoted commas and quotes', () => {
     const lines = trackingCsv([receive, deliver]).split('\r\n');
     expect(lines[0]).toBe(TRACKING_FIELDS.join(','));
-    expect(lines[1]).toBe('2026-11-24T10:00:00.005Z,127.0.0.1,client.example.org,,hub1,,hub1\\Default Frontend,SMTP,RECEIVE,42,<abc@example.org>,M5,a@contoso.test;b@contoso.test,,1234,2,,,"Hi, ""you""",x@example.org,x@example.org,,');
+    expect(lines[1]).toBe(
+      '2026-11-24T10:00:00.005Z,127.0.0.1,client.example.org,,hub1,,hub1\\Default Frontend,SMTP,RECEIVE,42,<abc@example.org>,M5,a@contoso.test;b@contoso.test,,1234,2,,,"Hi, ""you""",x@example.org,x@example.org,,',
+    );
     expect(lines[2]).toContain(',250 2.0.0 OK;250 2.0.0 OK,');
     expect(lines[3]).toBe('');
   });
@@ -214,14 +244,23 @@ describe('formatting', () => {
     ]);
     const line = msgtrkLine(deliver);
     expect(line.split(',')).toHaveLength(MSGTRK_FIELDS.length + 1); // the subject's comma is inside quotes
-    expect(line.startsWith('2026-11-24T10:00:00.030Z,,,,hub1,,,STOREDRIVER,DELIVER,42,<abc@example.org>,M5,a@contoso.test;b@contoso.test,250 2.0.0 OK;250 2.0.0 OK,1234,2,,,"Hi, ""you""",x@example.org,x@example.org,,,,,,,,,\r\n')).toBe(true);
+    expect(
+      line.startsWith(
+        '2026-11-24T10:00:00.030Z,,,,hub1,,,STOREDRIVER,DELIVER,42,<abc@example.org>,M5,a@contoso.test;b@contoso.test,250 2.0.0 OK;250 2.0.0 OK,1234,2,,,"Hi, ""you""",x@example.org,x@example.org,,,,,,,,,\r\n',
+      ),
+    ).toBe(true);
   });
 
   it('splits files by UTC day and rolls to the next number before the size limit', () => {
     const nextDay = { ...deliver, Timestamp: '2026-11-25T00:00:01.000Z' };
     const files = msgtrkFiles([receive, deliver, nextDay]);
     expect([...files.keys()]).toEqual(['MSGTRK20261124-1.LOG', 'MSGTRK20261125-1.LOG']);
-    expect(files.get('MSGTRK20261124-1.LOG')!.split('\r\n').filter((l) => l && !l.startsWith('#'))).toHaveLength(2);
+    expect(
+      files
+        .get('MSGTRK20261124-1.LOG')!
+        .split('\r\n')
+        .filter((l) => l && !l.startsWith('#')),
+    ).toHaveLength(2);
     expect(files.get('MSGTRK20261125-1.LOG')).toContain('#Date: 2026-11-25T00:00:01.000Z');
     const small = msgtrkFiles([receive, deliver], { maxFileSize: msgtrkHeader(new Date()).length + msgtrkLine(receive).length + 1 });
     expect([...small.keys()]).toEqual(['MSGTRK20261124-1.LOG', 'MSGTRK20261124-2.LOG']);

@@ -45,7 +45,15 @@ export type ThroughputSummary = {
   truncated: boolean;
 };
 /** `start` is ISO 8601; latencies are null in a bucket without deliveries. */
-export type ThroughputBucket = { start: string; received: number; delivered: number; deferred: number; failed: number; latencyP50Ms: number | null; latencyP95Ms: number | null };
+export type ThroughputBucket = {
+  start: string;
+  received: number;
+  delivered: number;
+  deferred: number;
+  failed: number;
+  latencyP50Ms: number | null;
+  latencyP95Ms: number | null;
+};
 
 /** GET /api/queues: Get-Queue. */
 export type QueueList = { queues: QueueRow[] };
@@ -94,7 +102,12 @@ export type QueueActionResult = {
 /** POST /api/messages/<id>/suspend|resume. */
 export type MessageActionResult = { id: string; action: 'suspendMessage' | 'resumeMessage'; result: { id: string; changed: boolean } };
 /** POST /api/messages/<id>/remove: the recipients made final, and the NDR's id when one was sent. */
-export type RemoveMessageResult = { id: string; action: 'removeMessage'; withNdr: boolean; result: { id: string; recipients: string[]; items: number; dsnId?: string } };
+export type RemoveMessageResult = {
+  id: string;
+  action: 'removeMessage';
+  withNdr: boolean;
+  result: { id: string; recipients: string[]; items: number; dsnId?: string };
+};
 
 /** GET /api/tracking: the query as the server applied it (defaults filled in), and its rows. */
 export type TrackingSearch = { query: TrackingQuery; rows: TrackingRow[]; truncated: boolean };
@@ -177,7 +190,15 @@ export type OrganizationConfig = {
   [section: string]: unknown;
 };
 /** Get-ReceiveConnector's object: the fields clients show; the answer carries every field of the schema. */
-export type ReceiveConnector = { Name: string; TransportRole: string; Bindings: string[]; RemoteIPRanges: string[]; AuthMechanism: string[]; PermissionGroups: string[]; Enabled: boolean };
+export type ReceiveConnector = {
+  Name: string;
+  TransportRole: string;
+  Bindings: string[];
+  RemoteIPRanges: string[];
+  AuthMechanism: string[];
+  PermissionGroups: string[];
+  Enabled: boolean;
+};
 /** Get-SendConnector's object, as far as clients show it. */
 export type SendConnector = { Name: string; AddressSpaces: string[]; SmartHosts: string[]; DNSRoutingEnabled: boolean; Enabled: boolean };
 export type AcceptedDomain = { Name?: string; DomainName: string; DomainType: string; Default: boolean };
@@ -185,7 +206,11 @@ export type AcceptedDomain = { Name?: string; DomainName: string; DomainType: st
 export type PermissionEntry = { Identity: string; User: string; ExtendedRights: string[]; Deny: boolean };
 
 /** GET /api/connectors: the configuration this admin applies now, each receive connector with its permission entries. */
-export type ConnectorList = { receiveConnectors: Array<ReceiveConnector & { permissions: PermissionEntry[] }>; sendConnectors: SendConnector[]; acceptedDomains: AcceptedDomain[] };
+export type ConnectorList = {
+  receiveConnectors: Array<ReceiveConnector & { permissions: PermissionEntry[] }>;
+  sendConnectors: SendConnector[];
+  acceptedDomains: AcceptedDomain[];
+};
 
 /** POST /api/test-connector: libs/policy's explainSession, as `transitctl test-connector --json` prints it. */
 export type ConnectorExplanation = {
@@ -199,6 +224,13 @@ export type ConnectorExplanation = {
   steps: SmtpStepReport[];
 };
 /** A receive connector with a binding on the local port; `rangeSize` counts the addresses of the matching range (decimal). */
-export type ConnectorCandidate = { connector: string; enabled: boolean; binding: 'specific' | 'wildcard' | 'none'; range?: string; rangeSize?: string; chosen: boolean };
+export type ConnectorCandidate = {
+  connector: string;
+  enabled: boolean;
+  binding: 'specific' | 'wildcard' | 'none';
+  range?: string;
+  rangeSize?: string;
+  chosen: boolean;
+};
 export type RightSource = { right: string; connector: string; via: string; deny: boolean };
 export type SmtpStepReport = { command: string; reply: string; reason?: string; ok: boolean };

@@ -16,7 +16,15 @@ import { ConfigError, hashPlaintextPasswords, type OrganizationConfig } from '@t
 import { explainSession } from '@transit/policy';
 import type { HoldResult, MessageActionResult, MessageRow, QueueRow, RemoveResult, RetryResult } from '@transit/queues';
 import type { Logger, NodeHeartbeat } from '@transit/service';
-import { DEFAULT_RESULT_SIZE, TRACKING_EVENT_IDS, parseTrackingTime, projectMessage, readTracking, type TrackingEventId, type TrackingQuery } from '@transit/tracking';
+import {
+  DEFAULT_RESULT_SIZE,
+  TRACKING_EVENT_IDS,
+  parseTrackingTime,
+  projectMessage,
+  readTracking,
+  type TrackingEventId,
+  type TrackingQuery,
+} from '@transit/tracking';
 import type * as Wire from './api-types.ts';
 import { clusterHealth } from './cluster-health.ts';
 import { HttpError, readJson, send, type Sendable } from './http.ts';
@@ -107,7 +115,8 @@ function trackingQuery(params: URLSearchParams, now: number): TrackingQuery {
   if (end && start > end) throw new HttpError(400, 'BAD_REQUEST', 'start is after end');
   const limitRaw = params.get('limit');
   const limit = limitRaw === null || limitRaw === '' ? Math.min(DEFAULT_RESULT_SIZE, 200) : Number(limitRaw);
-  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_TRACKING_ROWS) throw new HttpError(400, 'BAD_REQUEST', `limit must be a whole number from 1 to ${MAX_TRACKING_ROWS}`);
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_TRACKING_ROWS)
+    throw new HttpError(400, 'BAD_REQUEST', `limit must be a whole number from 1 to ${MAX_TRACKING_ROWS}`);
   const recipients = params
     .getAll('recipient')
     .flatMap((r) => r.split(','))
@@ -141,19 +150,23 @@ export function apiRoutes(deps: ApiDeps): (r: ApiRequest) => Promise<boolean> {
   const limits: ThroughputLimits = { windowMs: 15 * 60_000, bucketMs: 30_000, maxEvents: 100_000, deadlineMs: 3000, ...deps.throughput };
   const audit = (user: string, action: string, target: Record<string, unknown>) => deps.log.info({ user, action, ...target }, 'admin action');
 
-  const queueAction = (action: 'retryQueue' | 'suspendQueue' | 'resumeQueue'): Handler => async ({ res, user }, m) => {
-    const queue = decodeURIComponent(m[1]!);
-    if (!QUEUE_NAME.test(queue)) throw new HttpError(400, 'BAD_REQUEST', 'not a queue name');
-    const result = await deps.queues(user)[action](queue);
-    audit(user, action, { queue });
-    send(res, 200, { queue, action, result } satisfies Sendable<Wire.QueueActionResult>);
-  };
-  const messageAction = (action: 'suspendMessage' | 'resumeMessage'): Handler => async ({ res, user }, m) => {
-    const id = m[1]!;
-    const result = await deps.queues(user)[action](id);
-    audit(user, action, { id });
-    send(res, 200, { id, action, result } satisfies Sendable<Wire.MessageActionResult>);
-  };
+  const queueAction =
+    (action: 'retryQueue' | 'suspendQueue' | 'resumeQueue'): Handler =>
+    async ({ res, user }, m) => {
+      const queue = decodeURIComponent(m[1]!);
+      if (!QUEUE_NAME.test(queue)) throw new HttpError(400, 'BAD_REQUEST', 'not a queue name');
+      const result = await deps.queues(user)[action](queue);
+      audit(user, action, { queue });
+      send(res, 200, { queue, action, result } satisfies Sendable<Wire.QueueActionResult>);
+    };
+  const messageAction =
+    (action: 'suspendMessage' | 'resumeMessage'): Handler =>
+    async ({ res, user }, m) => {
+      const id = m[1]!;
+      const result = await deps.queues(user)[action](id);
+      audit(user, action, { id });
+      send(res, 200, { id, action, result } satisfies Sendable<Wire.MessageActionResult>);
+    };
 
   const routes: Route[] = [
     {
@@ -164,7 +177,11 @@ export function apiRoutes(deps: ApiDeps): (r: ApiRequest) => Promise<boolean> {
         send(res, health.status === 'healthy' ? 200 : 503, health satisfies Wire.ClusterHealth);
       },
     },
-    { method: 'GET', path: /^\/api\/queues$/, handle: async ({ res, user }) => send(res, 200, { queues: await deps.queues(user).listQueues() } satisfies Sendable<Wire.QueueList>) },
+    {
+      method: 'GET',
+      path: /^\/api\/queues$/,
+      handle: async ({ res, user }) => send(res, 200, { queues: await deps.queues(user).listQueues() } satisfies Sendable<Wire.QueueList>),
+    },
     {
       method: 'GET',
       path: /^\/api\/messages$/,
@@ -246,7 +263,10 @@ export function apiRoutes(deps: ApiDeps): (r: ApiRequest) => Promise<boolean> {
       handle: ({ res }) => {
         const config = deps.config();
         send(res, 200, {
-          receiveConnectors: config.ReceiveConnectors.map((c) => ({ ...c, permissions: config.Permissions.filter((p) => p.Identity.toLowerCase() === c.Name.toLowerCase()) })),
+          receiveConnectors: config.ReceiveConnectors.map((c) => ({
+            ...c,
+            permissions: config.Permissions.filter((p) => p.Identity.toLowerCase() === c.Name.toLowerCase()),
+          })),
           sendConnectors: config.SendConnectors,
           acceptedDomains: config.AcceptedDomains,
         } satisfies Sendable<Wire.ConnectorList>);
@@ -259,7 +279,10 @@ export function apiRoutes(deps: ApiDeps): (r: ApiRequest) => Promise<boolean> {
       handle: async ({ req, res }) => {
         const body = parseBody(testConnectorSchema, await readJson(req, 16_384));
         const local = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(body.local);
-        if (!local) throw new HttpError(400, 'BAD_REQUEST', `local must be ip:port or [ipv6]:port (got "${body.local}")`, { issues: [{ path: 'local', message: 'ip:port' }] });
+        if (!local)
+          throw new HttpError(400, 'BAD_REQUEST', `local must be ip:port or [ipv6]:port (got "${body.local}")`, {
+            issues: [{ path: 'local', message: 'ip:port' }],
+          });
         const explanation = explainSession(deps.config(), {
           remoteIp: body.remoteIp,
           localIp: (local[1] ?? local[2])!,
@@ -281,7 +304,11 @@ export function apiRoutes(deps: ApiDeps): (r: ApiRequest) => Promise<boolean> {
         const minutes = Number(url.searchParams.get('minutes') ?? limits.windowMs / 60_000);
         if (!Number.isFinite(minutes) || minutes <= 0 || minutes > 60) throw new HttpError(400, 'BAD_REQUEST', 'minutes must be between 1 and 60');
         const windowMs = Math.round(minutes * 60_000);
-        send(res, 200, (await readThroughput(deps.bus, { ...limits, windowMs, bucketMs: Math.max(5000, Math.round(windowMs / 30)) })) satisfies Wire.ThroughputSummary);
+        send(
+          res,
+          200,
+          (await readThroughput(deps.bus, { ...limits, windowMs, bucketMs: Math.max(5000, Math.round(windowMs / 30)) })) satisfies Wire.ThroughputSummary,
+        );
       },
     },
   ];
@@ -291,7 +318,8 @@ export function apiRoutes(deps: ApiDeps): (r: ApiRequest) => Promise<boolean> {
     const matching = routes.filter((route) => route.path.test(path));
     if (matching.length === 0) return false;
     const route = matching.find((rt) => rt.method === r.req.method);
-    if (!route) throw new HttpError(405, 'METHOD_NOT_ALLOWED', `${r.req.method ?? ''} is not allowed on ${path}; use ${matching.map((m) => m.method).join(', ')}`);
+    if (!route)
+      throw new HttpError(405, 'METHOD_NOT_ALLOWED', `${r.req.method ?? ''} is not allowed on ${path}; use ${matching.map((m) => m.method).join(', ')}`);
     await route.handle(r, route.path.exec(path)!);
     return true;
   };

@@ -20,7 +20,15 @@ export const DASHBOARD_ENTRY = `${WEB_DIR}app.ts`;
 export const DASHBOARD_BUNDLE = `${PUBLIC_DIR}app.js`;
 
 /** esbuild's options for the page, shared by the in-memory build and `npm run build:dashboard`. */
-export const BUNDLE_OPTIONS: BuildOptions = { entryPoints: [DASHBOARD_ENTRY], bundle: true, format: 'esm', target: 'es2022', minify: true, sourcemap: false, legalComments: 'none' };
+export const BUNDLE_OPTIONS: BuildOptions = {
+  entryPoints: [DASHBOARD_ENTRY],
+  bundle: true,
+  format: 'esm',
+  target: 'es2022',
+  minify: true,
+  sourcemap: false,
+  legalComments: 'none',
+};
 
 async function bundle(log: Logger): Promise<{ js: string; by: string } | undefined> {
   try {
@@ -41,13 +49,22 @@ async function bundle(log: Logger): Promise<{ js: string; by: string } | undefin
 
 export async function loadDashboardAssets(log: Logger): Promise<DashboardAssets> {
   const built = await bundle(log);
-  if (!built) log.error({ expected: DASHBOARD_BUNDLE }, 'dashboard unavailable: no esbuild and no prebuilt bundle (run npm run build:dashboard); the API still answers');
+  if (!built)
+    log.error({ expected: DASHBOARD_BUNDLE }, 'dashboard unavailable: no esbuild and no prebuilt bundle (run npm run build:dashboard); the API still answers');
   const file = (name: string, contentType: string) => async (): Promise<Asset> => ({ contentType, body: await readFile(`${WEB_DIR}${name}`) });
   const files: Record<string, () => Promise<Asset>> = {
     '/': file('index.html', 'text/html; charset=utf-8'),
     '/index.html': file('index.html', 'text/html; charset=utf-8'),
     '/assets/app.css': file('app.css', 'text/css; charset=utf-8'),
-    '/assets/app.js': () => Promise.resolve(built ? { contentType: 'text/javascript; charset=utf-8', body: built.js } : { contentType: 'text/javascript; charset=utf-8', body: 'document.body.textContent = "The dashboard bundle is missing: run npm run build:dashboard.";' }),
+    '/assets/app.js': () =>
+      Promise.resolve(
+        built
+          ? { contentType: 'text/javascript; charset=utf-8', body: built.js }
+          : {
+              contentType: 'text/javascript; charset=utf-8',
+              body: 'document.body.textContent = "The dashboard bundle is missing: run npm run build:dashboard.";',
+            },
+      ),
   };
   return { lookup: (path) => files[path], bundledBy: built?.by ?? 'none' };
 }

@@ -38,9 +38,16 @@ export async function loadAdminCredential(env: NodeJS.ProcessEnv): Promise<Crede
     from = 'TRANSIT_ADMIN_PASSWORD';
     password = env.TRANSIT_ADMIN_PASSWORD;
   } else {
-    return { configured: false, reason: 'no admin credential: set TRANSIT_ADMIN_PASSWORD or TRANSIT_ADMIN_PASSWORD_FILE (user "admin") to enable the admin API and dashboard' };
+    return {
+      configured: false,
+      reason: 'no admin credential: set TRANSIT_ADMIN_PASSWORD or TRANSIT_ADMIN_PASSWORD_FILE (user "admin") to enable the admin API and dashboard',
+    };
   }
-  if (password.length < MIN_PASSWORD_LENGTH) return { configured: false, reason: `the admin password from ${from} is shorter than ${MIN_PASSWORD_LENGTH} characters; the admin API and dashboard stay disabled` };
+  if (password.length < MIN_PASSWORD_LENGTH)
+    return {
+      configured: false,
+      reason: `the admin password from ${from} is shorter than ${MIN_PASSWORD_LENGTH} characters; the admin API and dashboard stay disabled`,
+    };
   return { configured: true, hash: await hashPassword(password), from };
 }
 

@@ -33,6 +33,14 @@ await runService('admin', async (ctx) => {
   const api = apiRoutes({ bus: ctx.bus, store, config: () => ctx.config, heartbeats, queues: queueBackend(ctx), log: ctx.log });
   return {
     stop: () => Promise.resolve(),
-    routes: [adminSurface({ auth: credential.configured ? new AdminAuth(credential.hash) : undefined, disabledReason: credential.configured ? '' : credential.reason, assets, api, log: ctx.log })],
+    routes: [
+      adminSurface({
+        auth: credential.configured ? new AdminAuth(credential.hash) : undefined,
+        disabledReason: credential.configured ? '' : credential.reason,
+        assets,
+        api,
+        log: ctx.log,
+      }),
+    ],
   };
 });

@@ -4,7 +4,20 @@
  * recorded in each message's event log, the administrator who asked. Their errors become
  * HTTP answers: an unknown queue or message is 404, an action a queue cannot take is 400.
  */
-import { MESSAGE_STATUSES, QueueError, listMessages, listQueues, removeMessage, resumeMessage, resumeQueue, retryQueue, suspendMessage, suspendQueue, type QueueDeps, type QueueMessageStatus } from '@transit/queues';
+import {
+  MESSAGE_STATUSES,
+  QueueError,
+  listMessages,
+  listQueues,
+  removeMessage,
+  resumeMessage,
+  resumeQueue,
+  retryQueue,
+  suspendMessage,
+  suspendQueue,
+  type QueueDeps,
+  type QueueMessageStatus,
+} from '@transit/queues';
 import type { ServiceContext } from '@transit/service';
 import type { QueueBackend } from './api.ts';
 import { HttpError } from './http.ts';
@@ -31,7 +44,13 @@ export function queueBackend(ctx: Pick<ServiceContext, 'bus' | 'settings' | 'log
           status = MESSAGE_STATUSES.find((s) => s.toLowerCase() === filter.status!.toLowerCase());
           if (!status) throw new HttpError(400, 'BAD_REQUEST', `status must be one of ${MESSAGE_STATUSES.join(', ')}`);
         }
-        return mapped(listMessages(deps, { ...(filter.queue !== undefined ? { queue: filter.queue } : {}), ...(status ? { status } : {}), ...(filter.limit !== undefined ? { resultSize: filter.limit } : {}) }));
+        return mapped(
+          listMessages(deps, {
+            ...(filter.queue !== undefined ? { queue: filter.queue } : {}),
+            ...(status ? { status } : {}),
+            ...(filter.limit !== undefined ? { resultSize: filter.limit } : {}),
+          }),
+        );
       },
       retryQueue: (queue) => mapped(retryQueue(deps, queue)),
       suspendQueue: (queue) => mapped(suspendQueue(deps, queue)),

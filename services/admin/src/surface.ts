@@ -93,7 +93,9 @@ export function adminSurface(opts: SurfaceOptions): HttpRoute {
         }
         const session = auth.openSession(result.user);
         opts.log.info({ user: result.user, client }, 'admin login');
-        send(res, 200, { user: result.user, expires: new Date(session.expires).toISOString() } satisfies Sendable<LoginSession>, { 'set-cookie': sessionCookie(session.token, Math.floor(auth.sessionTtlMs / 1000), isHttps(req)) });
+        send(res, 200, { user: result.user, expires: new Date(session.expires).toISOString() } satisfies Sendable<LoginSession>, {
+          'set-cookie': sessionCookie(session.token, Math.floor(auth.sessionTtlMs / 1000), isHttps(req)),
+        });
         return true;
       }
       if (path === '/api/logout') {
@@ -106,7 +108,13 @@ export function adminSurface(opts: SurfaceOptions): HttpRoute {
       let user = auth.session(cookieValue(req.headers.cookie, SESSION_COOKIE));
       if (!user) {
         const basic = basicCredentials(req.headers.authorization);
-        if (!basic) return refuse(res, { ok: false, status: 401, message: 'log in first (POST /api/login) or send HTTP Basic credentials for user admin' }, client, fromOurPage);
+        if (!basic)
+          return refuse(
+            res,
+            { ok: false, status: 401, message: 'log in first (POST /api/login) or send HTTP Basic credentials for user admin' },
+            client,
+            fromOurPage,
+          );
         const result = await auth.verify(client, basic.user, basic.password);
         if (!result.ok) return refuse(res, result, client, fromOurPage);
         user = result.user;

@@ -1,7 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { summarizeThroughput, type TimedEvent } from './throughput.ts';
 
-const received = (id: string, at: number): TimedEvent => ({ id, at, event: { type: 'Received', source: 'SMTP', sender: 's@x', recipients: ['a@y', 'b@y'], size: 10 } });
+const received = (id: string, at: number): TimedEvent => ({
+  id,
+  at,
+  event: { type: 'Received', source: 'SMTP', sender: 's@x', recipients: ['a@y', 'b@y'], size: 10 },
+});
 
 describe('throughput summary', () => {
   it('counts per bucket and measures latency from Received to each delivered recipient', () => {

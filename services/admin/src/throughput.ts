@@ -21,10 +21,20 @@ function quantile(sorted: readonly number[], q: number): number | null {
 }
 
 /** Pure: events in (any order within the window), per-bucket counts and latency quantiles out. */
-export function summarizeThroughput(events: readonly TimedEvent[], opts: { now: number; windowMs: number; bucketMs: number; truncated?: boolean }): ThroughputSummary {
+export function summarizeThroughput(
+  events: readonly TimedEvent[],
+  opts: { now: number; windowMs: number; bucketMs: number; truncated?: boolean },
+): ThroughputSummary {
   const from = opts.now - opts.windowMs;
   const count = Math.ceil(opts.windowMs / opts.bucketMs);
-  const buckets = Array.from({ length: count }, (_, i) => ({ start: from + i * opts.bucketMs, received: 0, delivered: 0, deferred: 0, failed: 0, latencies: [] as number[] }));
+  const buckets = Array.from({ length: count }, (_, i) => ({
+    start: from + i * opts.bucketMs,
+    received: 0,
+    delivered: 0,
+    deferred: 0,
+    failed: 0,
+    latencies: [] as number[],
+  }));
   const receivedAt = new Map<string, number>();
   for (const e of events) if (e.event.type === 'Received') receivedAt.set(e.id, e.event.queuedAt ?? e.at);
   const all: number[] = [];
@@ -61,7 +71,15 @@ export function summarizeThroughput(events: readonly TimedEvent[], opts: { now: 
     totals.failed += b.failed;
     const sorted = b.latencies.sort((x, y) => x - y);
     all.push(...sorted);
-    return { start: new Date(b.start).toISOString(), received: b.received, delivered: b.delivered, deferred: b.deferred, failed: b.failed, latencyP50Ms: quantile(sorted, 0.5), latencyP95Ms: quantile(sorted, 0.95) };
+    return {
+      start: new Date(b.start).toISOString(),
+      received: b.received,
+      delivered: b.delivered,
+      deferred: b.deferred,
+      failed: b.failed,
+      latencyP50Ms: quantile(sorted, 0.5),
+      latencyP95Ms: quantile(sorted, 0.95),
+    };
   });
   all.sort((x, y) => x - y);
   return {

@@ -5,7 +5,16 @@
  * the test-connector explanation. Views that show live data refresh on a timer that stops
  * when another view is opened. The answers' types are the server's own (src/api-types.ts).
  */
-import type { ClusterHealth, ConnectorExplanation, ConnectorList, MessageTimeline, QueueList, QueueMessageList, ThroughputSummary, TrackingSearch } from '../src/api-types.ts';
+import type {
+  ClusterHealth,
+  ConnectorExplanation,
+  ConnectorList,
+  MessageTimeline,
+  QueueList,
+  QueueMessageList,
+  ThroughputSummary,
+  TrackingSearch,
+} from '../src/api-types.ts';
 import { ApiError, api, cell, errorBox, h, table } from './dom.ts';
 import { lineChart } from './chart.ts';
 
@@ -74,13 +83,22 @@ function clusterView(): void {
   show(h('h2', {}, 'Cluster'), body);
   every(5000, async () => {
     const health = await api<ClusterHealth>('GET', '/api/health');
-    const rows = health.roles.map((r) => ({ role: r.role, replicas: r.replicas, ready: r.ready, state: r.ready > 0 ? 'ready' : 'not ready', nodes: r.nodes.map((n) => `${n.node}/${n.pid} ${n.http}${n.ready ? '' : ' (not ready)'}`) }));
+    const rows = health.roles.map((r) => ({
+      role: r.role,
+      replicas: r.replicas,
+      ready: r.ready,
+      state: r.ready > 0 ? 'ready' : 'not ready',
+      nodes: r.nodes.map((n) => `${n.node}/${n.pid} ${n.http}${n.ready ? '' : ' (not ready)'}`),
+    }));
     const t = table(['role', 'replicas', 'ready', 'state', 'nodes'], rows, { testId: 'roles' });
     t.querySelectorAll('tbody tr').forEach((tr, i) => {
       tr.setAttribute('data-role', rows[i]!.role);
       tr.children[3]!.className = rows[i]!.ready > 0 ? 'ok' : 'bad';
     });
-    body.replaceChildren(h('p', {}, 'Status: ', h('span', { class: health.status === 'healthy' ? 'ok' : 'bad', 'data-testid': 'cluster-status' }, health.status)), t);
+    body.replaceChildren(
+      h('p', {}, 'Status: ', h('span', { class: health.status === 'healthy' ? 'ok' : 'bad', 'data-testid': 'cluster-status' }, health.status)),
+      t,
+    );
   });
 }
 
@@ -107,19 +125,29 @@ function throughputView(): void {
       h(
         'div',
         { class: 'chart', 'data-testid': 'throughput-chart' },
-        lineChart('Messages per minute', labels, [
-          { name: 'received', color: '#2f6fde', values: t.buckets.map((b) => perMinute(b.received)) },
-          { name: 'delivered', color: '#17723a', values: t.buckets.map((b) => perMinute(b.delivered)) },
-          { name: 'failed', color: '#b3261e', values: t.buckets.map((b) => perMinute(b.failed)) },
-        ], 'per min'),
+        lineChart(
+          'Messages per minute',
+          labels,
+          [
+            { name: 'received', color: '#2f6fde', values: t.buckets.map((b) => perMinute(b.received)) },
+            { name: 'delivered', color: '#17723a', values: t.buckets.map((b) => perMinute(b.delivered)) },
+            { name: 'failed', color: '#b3261e', values: t.buckets.map((b) => perMinute(b.failed)) },
+          ],
+          'per min',
+        ),
       ),
       h(
         'div',
         { class: 'chart', 'data-testid': 'latency-chart' },
-        lineChart('Delivery latency', labels, [
-          { name: 'p50', color: '#2f6fde', values: t.buckets.map((b) => b.latencyP50Ms) },
-          { name: 'p95', color: '#c77700', values: t.buckets.map((b) => b.latencyP95Ms) },
-        ], 'ms'),
+        lineChart(
+          'Delivery latency',
+          labels,
+          [
+            { name: 'p50', color: '#2f6fde', values: t.buckets.map((b) => b.latencyP50Ms) },
+            { name: 'p95', color: '#c77700', values: t.buckets.map((b) => b.latencyP95Ms) },
+          ],
+          'ms',
+        ),
       ),
       t.truncated ? h('p', { class: 'muted' }, 'The window held more events than one read takes; the figures cover its start only.') : h('span'),
     );
@@ -183,7 +211,12 @@ function queuesView(): void {
                 {},
                 actionButton('Suspend', () => api('POST', `/api/messages/${enc(m.MessageId)}/suspend`), refresh),
                 actionButton('Resume', () => api('POST', `/api/messages/${enc(m.MessageId)}/resume`), refresh),
-                actionButton('Remove', () => api('POST', `/api/messages/${enc(m.MessageId)}/remove`, { withNdr: true }), refresh, 'Remove this message and send the sender a non-delivery report?'),
+                actionButton(
+                  'Remove',
+                  () => api('POST', `/api/messages/${enc(m.MessageId)}/remove`, { withNdr: true }),
+                  refresh,
+                  'Remove this message and send the sender a non-delivery report?',
+                ),
               ),
           })
         : h('p', { class: 'muted' }, 'No messages waiting.'),
@@ -197,7 +230,13 @@ async function timelineView(id: string): Promise<void> {
   const recipients = Object.values(t.state.recipients).map((r) => ({ recipient: r.address, status: r.status, hop: r.hop, lastError: r.lastError }));
   show(
     h('h2', {}, `Message ${t.id}`),
-    h('p', {}, 'Status: ', h('strong', { 'data-testid': 'message-status' }, t.state.status), t.state.received ? ` — from ${t.state.received.sender}${t.state.received.subject ? `, "${t.state.received.subject}"` : ''}` : ''),
+    h(
+      'p',
+      {},
+      'Status: ',
+      h('strong', { 'data-testid': 'message-status' }, t.state.status),
+      t.state.received ? ` — from ${t.state.received.sender}${t.state.received.subject ? `, "${t.state.received.subject}"` : ''}` : '',
+    ),
     h('h3', {}, 'Recipients'),
     table(['recipient', 'status', 'hop', 'lastError'], recipients),
     h('h3', {}, 'Timeline'),
@@ -255,7 +294,10 @@ async function trackingView(): Promise<void> {
 
 async function connectorsView(): Promise<void> {
   const c = await api<ConnectorList>('GET', '/api/connectors');
-  const receive = c.receiveConnectors.map((r) => ({ ...r, permissions: r.permissions.map((p) => `${p.User}: ${cell(p.ExtendedRights)}${p.Deny ? ' (deny)' : ''}`) }));
+  const receive = c.receiveConnectors.map((r) => ({
+    ...r,
+    permissions: r.permissions.map((p) => `${p.User}: ${cell(p.ExtendedRights)}${p.Deny ? ' (deny)' : ''}`),
+  }));
   const field = (name: string, label: string, value = '', placeholder = '') => h('label', {}, label, h('input', { name, value, placeholder }));
   const output = h('div', {});
   const form = h(
@@ -270,9 +312,21 @@ async function connectorsView(): Promise<void> {
           const v = d.get(k);
           return typeof v === 'string' && v.trim() ? v.trim() : undefined;
         };
-        const to = text('to')?.split(',').map((s) => s.trim()).filter(Boolean);
+        const to = text('to')
+          ?.split(',')
+          .map((s) => s.trim())
+          .filter(Boolean);
         const size = text('size');
-        const request = { remoteIp: text('remoteIp') ?? '', local: text('local') ?? '0.0.0.0:25', user: text('user'), from: text('from'), to, size: size ? Number(size) : undefined, helo: text('helo'), tls: d.get('tls') === 'on' };
+        const request = {
+          remoteIp: text('remoteIp') ?? '',
+          local: text('local') ?? '0.0.0.0:25',
+          user: text('user'),
+          from: text('from'),
+          to,
+          size: size ? Number(size) : undefined,
+          helo: text('helo'),
+          tls: d.get('tls') === 'on',
+        };
         api<ConnectorExplanation>('POST', '/api/test-connector', request)
           .then((e) => output.replaceChildren(renderExplanation(e)))
           .catch((err: unknown) => output.replaceChildren(errorBox(err)));
@@ -290,7 +344,9 @@ async function connectorsView(): Promise<void> {
   );
   show(
     h('h2', {}, 'Receive connectors'),
-    table(['Name', 'TransportRole', 'Bindings', 'RemoteIPRanges', 'AuthMechanism', 'PermissionGroups', 'Enabled', 'permissions'], receive, { testId: 'receive-connectors' }),
+    table(['Name', 'TransportRole', 'Bindings', 'RemoteIPRanges', 'AuthMechanism', 'PermissionGroups', 'Enabled', 'permissions'], receive, {
+      testId: 'receive-connectors',
+    }),
     h('h3', {}, 'Send connectors'),
     table(['Name', 'AddressSpaces', 'SmartHosts', 'DNSRoutingEnabled', 'Enabled'], c.sendConnectors),
     h('h3', {}, 'Test a connection (the decisions the frontend would make)'),
@@ -301,10 +357,19 @@ async function connectorsView(): Promise<void> {
 
 function renderExplanation(e: ConnectorExplanation): HTMLElement {
   const lines = ['Receive connectors with a binding on this port:'];
-  for (const c of e.candidates) lines.push(`  ${c.chosen ? '*' : ' '} ${c.connector}${c.enabled ? '' : ' (disabled)'}: ${c.binding} binding; ${c.range ? `range ${c.range}` : 'no RemoteIPRanges entry contains the client'}`);
+  for (const c of e.candidates)
+    lines.push(
+      `  ${c.chosen ? '*' : ' '} ${c.connector}${c.enabled ? '' : ' (disabled)'}: ${c.binding} binding; ${c.range ? `range ${c.range}` : 'no RemoteIPRanges entry contains the client'}`,
+    );
   if (e.candidates.length === 0) lines.push('  (none)');
   if (e.connector) {
-    lines.push('', `Selected: ${e.connector.Name}`, `Principal: ${e.principal ?? ''}`, `Effective rights: ${e.rights.length ? e.rights.map((r) => `ms-Exch-${r}`).join(', ') : '(none)'}`, 'Granted by:');
+    lines.push(
+      '',
+      `Selected: ${e.connector.Name}`,
+      `Principal: ${e.principal ?? ''}`,
+      `Effective rights: ${e.rights.length ? e.rights.map((r) => `ms-Exch-${r}`).join(', ') : '(none)'}`,
+      'Granted by:',
+    );
     for (const s of e.sources) lines.push(`  ${s.deny ? 'DENY ' : ''}ms-Exch-${s.right} — ${s.connector}: ${s.via}`);
   }
   lines.push('', 'SMTP steps:');
@@ -312,7 +377,13 @@ function renderExplanation(e: ConnectorExplanation): HTMLElement {
   return h('pre', { class: 'explain', 'data-testid': 'explanation' }, lines.join('\n'));
 }
 
-const VIEWS: Record<string, () => Promise<void> | void> = { cluster: clusterView, throughput: throughputView, queues: queuesView, tracking: trackingView, connectors: connectorsView };
+const VIEWS: Record<string, () => Promise<void> | void> = {
+  cluster: clusterView,
+  throughput: throughputView,
+  queues: queuesView,
+  tracking: trackingView,
+  connectors: connectorsView,
+};
 
 async function route(): Promise<void> {
   for (const t of timers) window.clearInterval(t);

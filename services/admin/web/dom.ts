@@ -50,11 +50,24 @@ export async function api<T>(method: 'GET' | 'POST' | 'PUT', path: string, body?
 }
 
 /** One column per named field of the rows (the names are checked against the row type, e.g. an API wire type). */
-export function table<R extends object>(columns: ReadonlyArray<keyof R & string>, rows: readonly R[], opts: { onRow?: (row: R) => void; extra?: (row: R) => Node; testId?: string } = {}): HTMLTableElement {
+export function table<R extends object>(
+  columns: ReadonlyArray<keyof R & string>,
+  rows: readonly R[],
+  opts: { onRow?: (row: R) => void; extra?: (row: R) => Node; testId?: string } = {},
+): HTMLTableElement {
   return h(
     'table',
     { 'data-testid': opts.testId },
-    h('thead', {}, h('tr', {}, columns.map((c) => h('th', {}, c)), opts.extra ? h('th', {}, '') : null)),
+    h(
+      'thead',
+      {},
+      h(
+        'tr',
+        {},
+        columns.map((c) => h('th', {}, c)),
+        opts.extra ? h('th', {}, '') : null,
+      ),
+    ),
     h(
       'tbody',
       {},

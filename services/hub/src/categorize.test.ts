@@ -30,7 +30,20 @@ const envelope = (...to: string[]): Envelope => ({
 
 describe('categorize', () => {
   it('splits recipients by next hop and resolves aliases to the primary address once', () => {
-    const r = categorize(config, new Directory(config.Mailboxes), envelope('alice.smith@contoso.test', 'alice@contoso.test', 'bob@contoso.test', 'a@example.net', 'b@example.net', 'c@example.org', 'p@partner.test', 'nobody@contoso.test'));
+    const r = categorize(
+      config,
+      new Directory(config.Mailboxes),
+      envelope(
+        'alice.smith@contoso.test',
+        'alice@contoso.test',
+        'bob@contoso.test',
+        'a@example.net',
+        'b@example.net',
+        'c@example.org',
+        'p@partner.test',
+        'nobody@contoso.test',
+      ),
+    );
     const view = Object.fromEntries(r.groups.map((g) => [g.subject, g.recipients.map((x) => x.address)]));
     expect(view).toEqual({
       'mail.deliver.mailbox.db01': ['alice@contoso.test'],
@@ -40,7 +53,13 @@ describe('categorize', () => {
       'mail.deliver.remote.partner_10_0_0_5_2525': ['p@partner.test'],
     });
     expect(r.groups[0]!.recipients[0]!.original).toBe('alice.smith@contoso.test');
-    expect(r.groups.find((g) => g.hop.type === 'smtp' && g.hop.connector === 'Partner')!.hop).toEqual({ type: 'smtp', connector: 'Partner', domain: 'partner.test', smartHosts: ['10.0.0.5:2525'], port: 25 });
+    expect(r.groups.find((g) => g.hop.type === 'smtp' && g.hop.connector === 'Partner')!.hop).toEqual({
+      type: 'smtp',
+      connector: 'Partner',
+      domain: 'partner.test',
+      smartHosts: ['10.0.0.5:2525'],
+      port: 25,
+    });
     expect(r.unroutable.map((u) => [u.recipient.address, u.code])).toEqual([['nobody@contoso.test', '5.1.10']]);
     // What message tracking's RESOLVE row names: only addresses that resolved to another one.
     expect(r.resolved).toEqual([{ address: 'alice@contoso.test', original: 'alice.smith@contoso.test' }]);

@@ -27,8 +27,17 @@ export function categorize(config: OrganizationConfig, directory: Directory, env
       if (seen.has(primary.toLowerCase())) continue; // an alias and its primary: one delivery
       seen.add(primary.toLowerCase());
       const key = `mailbox:${route.mailbox.Database}`;
-      const group = groups.get(key) ?? { key, subject: SUBJECTS.mailbox(route.mailbox.Database), hop: { type: 'mailbox', database: route.mailbox.Database }, recipients: [] };
-      group.recipients.push({ ...recipient, address: primary, original: recipient.original ?? (primary === recipient.address ? undefined : recipient.address) });
+      const group = groups.get(key) ?? {
+        key,
+        subject: SUBJECTS.mailbox(route.mailbox.Database),
+        hop: { type: 'mailbox', database: route.mailbox.Database },
+        recipients: [],
+      };
+      group.recipients.push({
+        ...recipient,
+        address: primary,
+        original: recipient.original ?? (primary === recipient.address ? undefined : recipient.address),
+      });
       groups.set(key, group);
     } else if (route.kind === 'smtp') {
       if (seen.has(recipient.address.toLowerCase())) continue;

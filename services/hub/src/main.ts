@@ -34,21 +34,68 @@ await runService('hub', async (ctx) => {
       const resolvedRecipients = result.groups.flatMap((g) => g.recipients.map((r) => r.address));
       // This handler appends several events in a row: each append knows the state the last one left.
       const history: { state?: MessageState } = {};
-      await recordEvent(ctx.bus, envelope.id, { type: 'Submitted', source: 'QUEUE', recipients: resolvedRecipients, resolved: result.resolved }, ctx.settings.nodeName, history);
+      await recordEvent(
+        ctx.bus,
+        envelope.id,
+        { type: 'Submitted', source: 'QUEUE', recipients: resolvedRecipients, resolved: result.resolved },
+        ctx.settings.nodeName,
+        history,
+      );
       for (const group of result.groups) {
-        const item = { v: 1 as const, envelope: { ...envelope, internalId: envelope.internalId ?? msg.seq, recipients: group.recipients }, hop: group.hop, attempt: 0, notBefore: 0 };
-        await publishDurable(ctx.bus, group.subject, encodeDeliveryItem(item), { msgID: `${envelope.id}:${group.key}:${msg.seq}`, expectStream: STREAMS.deliver });
-        await recordEvent(ctx.bus, envelope.id, { type: 'Routed', hop: group.key, recipients: group.recipients.map((r) => r.address), ...(group.hop.type === 'smtp' ? { connector: group.hop.connector } : {}) }, ctx.settings.nodeName, history);
+        const item = {
+          v: 1 as const,
+          envelope: { ...envelope, internalId: envelope.internalId ?? msg.seq, recipients: group.recipients },
+          hop: group.hop,
+          attempt: 0,
+          notBefore: 0,
+        };
+        await publishDurable(ctx.bus, group.subject, encodeDeliveryItem(item), {
+          msgID: `${envelope.id}:${group.key}:${msg.seq}`,
+          expectStream: STREAMS.deliver,
+        });
+        await recordEvent(
+          ctx.bus,
+          envelope.id,
+          {
+            type: 'Routed',
+            hop: group.key,
+            recipients: group.recipients.map((r) => r.address),
+            ...(group.hop.type === 'smtp' ? { connector: group.hop.connector } : {}),
+          },
+          ctx.settings.nodeName,
+          history,
+        );
         metrics.messagesRouted.inc({ kind: group.hop.type === 'mailbox' ? 'mailbox' : 'remote' }, group.recipients.length);
       }
       if (result.unroutable.length) {
-        await recordEvent(ctx.bus, envelope.id, { type: 'Failed', hop: 'categorizer', recipients: result.unroutable.map((u) => u.recipient.address), reason: result.unroutable.map((u) => `${u.code} ${u.reason}`).join('; ') }, ctx.settings.nodeName, history);
+        await recordEvent(
+          ctx.bus,
+          envelope.id,
+          {
+            type: 'Failed',
+            hop: 'categorizer',
+            recipients: result.unroutable.map((u) => u.recipient.address),
+            reason: result.unroutable.map((u) => `${u.code} ${u.reason}`).join('; '),
+          },
+          ctx.settings.nodeName,
+          history,
+        );
         metrics.messagesFailed.inc({ hop: 'categorizer' }, result.unroutable.length);
-        ctx.log.warn({ id: envelope.id, unroutable: result.unroutable.map((u) => `${u.recipient.address}: ${u.code} ${u.reason}`) }, 'recipients failed in categorization');
+        ctx.log.warn(
+          { id: envelope.id, unroutable: result.unroutable.map((u) => `${u.recipient.address}: ${u.code} ${u.reason}`) },
+          'recipients failed in categorization',
+        );
         // Durable before the ack: a redelivered submit item re-submits the same DSN id, which JetStream drops.
         await submitDsn(
           { bus: ctx.bus, bodies, nodeName: ctx.settings.nodeName, log: ctx.log },
-          { envelope, kind: 'failure', tag: 'categorizer', config, fqdn: ctx.settings.nodeName, recipients: result.unroutable.map((u) => ({ address: u.recipient.address, status: u.code, diagnostic: `550 ${u.code} ${u.reason}` })) },
+          {
+            envelope,
+            kind: 'failure',
+            tag: 'categorizer',
+            config,
+            fqdn: ctx.settings.nodeName,
+            recipients: result.unroutable.map((u) => ({ address: u.recipient.address, status: u.code, diagnostic: `550 ${u.code} ${u.reason}` })),
+          },
         );
       }
       ctx.log.info({ id: envelope.id, hops: result.groups.map((g) => g.key) }, 'message routed');

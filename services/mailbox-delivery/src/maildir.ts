@@ -52,7 +52,13 @@ export type MaildirDelivery = { base: string; recipient: string; sender: string;
 export async function alreadyInMailbox(base: string, recipient: string, messageId: string, receivedAt: number, read: boolean): Promise<boolean> {
   const dir = mailboxPath(base, recipient);
   const name = maildirFileName(messageId, receivedAt, recipient);
-  if (await access(join(dir, 'new', name)).then(() => true, () => false)) return true;
+  if (
+    await access(join(dir, 'new', name)).then(
+      () => true,
+      () => false,
+    )
+  )
+    return true;
   if (!read) return false;
   return (await readdir(join(dir, 'cur')).catch(() => [] as string[])).some((f) => f === name || f.startsWith(`${name}:`));
 }

@@ -34,12 +34,24 @@ await runService('mailbox-delivery', (ctx) => {
             duplicates.push(rcpt.address);
             continue;
           }
-          await deliverToMaildir({ base: ctx.settings.mailDir, recipient: rcpt.address, sender: envelope.sender, messageId: envelope.id, receivedAt: envelope.receivedAt, body: await bodies.open(envelope.body) });
+          await deliverToMaildir({
+            base: ctx.settings.mailDir,
+            recipient: rcpt.address,
+            sender: envelope.sender,
+            messageId: envelope.id,
+            receivedAt: envelope.receivedAt,
+            body: await bodies.open(envelope.body),
+          });
           delivered.push(rcpt.address);
         } catch (err) {
           if (!(err instanceof MaildirError)) throw err;
           ctx.log.error({ id: envelope.id, rcpt: rcpt.address, err: err.message }, 'recipient cannot be delivered');
-          await recordEvent(ctx.bus, envelope.id, { type: 'Failed', hop: `mailbox:${database}`, recipients: [rcpt.address], reason: err.message }, ctx.settings.nodeName);
+          await recordEvent(
+            ctx.bus,
+            envelope.id,
+            { type: 'Failed', hop: `mailbox:${database}`, recipients: [rcpt.address], reason: err.message },
+            ctx.settings.nodeName,
+          );
           metrics.messagesFailed.inc({ hop: hopLabel(item.hop) });
         }
       }
@@ -53,7 +65,10 @@ await runService('mailbox-delivery', (ctx) => {
         const copy = { ...original, envelope: { ...envelope, recipients: envelope.recipients.filter((r) => delivered.includes(r.address)) } };
         // Both before the ack, in parallel: two round trips cost one.
         await Promise.all([
-          publishDurable(ctx.bus, SUBJECTS.safetyNet(database), encodeDeliveryItem(copy), { msgID: `${envelope.id}:safetynet:${database}:${delivered.join(',')}`, expectStream: STREAMS.safetyNet }),
+          publishDurable(ctx.bus, SUBJECTS.safetyNet(database), encodeDeliveryItem(copy), {
+            msgID: `${envelope.id}:safetynet:${database}:${delivered.join(',')}`,
+            expectStream: STREAMS.safetyNet,
+          }),
           recordEvent(ctx.bus, envelope.id, { type: 'Delivered', hop: `mailbox:${database}`, recipients: delivered }, ctx.settings.nodeName),
         ]);
         countDelivered('mailbox', item.hop, delivered.length, envelope.receivedAt);

@@ -9,7 +9,24 @@
  * on 717 ("Outbound Proxy Frontend") for trusted internal senders.
  */
 import { join } from 'node:path';
-import { BodyStore, CONSUMERS, REQUEUED_FROM_HEADER, STREAMS, SpanKind, ack, ackBySequence, annotate, inSpan, loadMessage, notYet, publishDurable, recordEvent, retry, startWorker, type Outcome } from '@transit/bus';
+import {
+  BodyStore,
+  CONSUMERS,
+  REQUEUED_FROM_HEADER,
+  STREAMS,
+  SpanKind,
+  ack,
+  ackBySequence,
+  annotate,
+  inSpan,
+  loadMessage,
+  notYet,
+  publishDurable,
+  recordEvent,
+  retry,
+  startWorker,
+  type Outcome,
+} from '@transit/bus';
 import { decodeDeliveryItem, encodeDeliveryItem, type DeliveryItem } from '@transit/envelope';
 import { retrySchedule } from '@transit/config';
 import { submitDsn } from '@transit/ingest';
@@ -37,7 +54,11 @@ await runService('outbound-proxy', async (ctx) => {
       .finally(() => (rebuilding = undefined));
     return rebuilding;
   };
-  const sendLog = new ProtocolLog({ dir: join(ctx.settings.protocolLogDir, 'OutboundProxy', 'SmtpSend'), kind: 'Send', onError: (err) => ctx.log.error({ err: err.message }, 'protocol log write failed') });
+  const sendLog = new ProtocolLog({
+    dir: join(ctx.settings.protocolLogDir, 'OutboundProxy', 'SmtpSend'),
+    kind: 'Send',
+    onError: (err) => ctx.log.error({ err: err.message }, 'protocol log write failed'),
+  });
 
   async function attempt(item: DeliveryItem): Promise<RecipientResult[]> {
     const hop = item.hop;
@@ -49,19 +70,34 @@ await runService('outbound-proxy', async (ctx) => {
     for (const dest of await destinationsFor(hop)) {
       try {
         // One client span per destination tried, with the remote server's answer.
-        const report = await inSpan('SMTP send', { kind: SpanKind.CLIENT, attributes: { 'server.address': dest.host, 'server.port': dest.port, 'transit.send_connector': hop.connector, 'smtp.recipient_count': recipients.length } }, async (span) => {
-          try {
-            return await sender.send(dest, item.envelope.sender, recipients, await bodies.open(item.envelope.body), logging);
-          } catch (err) {
-            const code = (err as { responseCode?: number }).responseCode;
-            if (code) span.setAttribute('smtp.reply_code', code);
-            throw err;
-          }
-        });
+        const report = await inSpan(
+          'SMTP send',
+          {
+            kind: SpanKind.CLIENT,
+            attributes: {
+              'server.address': dest.host,
+              'server.port': dest.port,
+              'transit.send_connector': hop.connector,
+              'smtp.recipient_count': recipients.length,
+            },
+          },
+          async (span) => {
+            try {
+              return await sender.send(dest, item.envelope.sender, recipients, await bodies.open(item.envelope.body), logging);
+            } catch (err) {
+              const code = (err as { responseCode?: number }).responseCode;
+              if (code) span.setAttribute('smtp.reply_code', code);
+              throw err;
+            }
+          },
+        );
         return classifyReport(recipients, report).map((r) => ({ ...r, remoteMta: dest.host }));
       } catch (err) {
         const e = err as Error & { responseCode?: number; response?: string };
-        last = classifyFailure(recipients, e.responseCode, e.response ?? `${dest.host}:${dest.port}: ${e.message}`).map((r) => ({ ...r, remoteMta: dest.host }));
+        last = classifyFailure(recipients, e.responseCode, e.response ?? `${dest.host}:${dest.port}: ${e.message}`).map((r) => ({
+          ...r,
+          remoteMta: dest.host,
+        }));
         if (e.responseCode !== undefined && e.responseCode >= 500) return last; // a definite answer; do not try the next MX
       }
     }
@@ -121,7 +157,10 @@ await runService('outbound-proxy', async (ctx) => {
     let claim: Claim;
     try {
       if (!(await shadow.complete())) await rebuild();
-      claim = await leases.claim(ref, work.envelope.recipients.map((r) => r.address));
+      claim = await leases.claim(
+        ref,
+        work.envelope.recipients.map((r) => r.address),
+      );
     } catch (err) {
       ctx.log.warn({ err: (err as Error).message, id }, 'shadow state unavailable; delivery waits');
       return retry(2000);
@@ -163,7 +202,11 @@ await runService('outbound-proxy', async (ctx) => {
         item,
         hop: hopName,
         results,
-        settings: { schedule: retrySchedule(settings), MessageExpirationTimeout: settings.MessageExpirationTimeout, DelayNotificationTimeout: settings.DelayNotificationTimeout },
+        settings: {
+          schedule: retrySchedule(settings),
+          MessageExpirationTimeout: settings.MessageExpirationTimeout,
+          DelayNotificationTimeout: settings.DelayNotificationTimeout,
+        },
         now: Date.now(),
       });
       for (const step of plan.steps) await carryOut(step, item, release);
@@ -185,7 +228,12 @@ await runService('outbound-proxy', async (ctx) => {
     poison: poisonGuard(ctx, 'outbound-proxy', (i: DeliveryItem) => i.envelope.id),
     holds,
     // A requeued item (a stranded original published again, libs/bus consume.ts) may have been worked on before: treat it as redelivered.
-    handle: (item, msg) => handleItem(item, { stream: STREAMS.deliver, seq: msg.seq, subject: msg.subject, messageId: item.envelope.id }, msg.info.redelivered || msg.headers?.has(REQUEUED_FROM_HEADER) === true),
+    handle: (item, msg) =>
+      handleItem(
+        item,
+        { stream: STREAMS.deliver, seq: msg.seq, subject: msg.subject, messageId: item.envelope.id },
+        msg.info.redelivered || msg.headers?.has(REQUEUED_FROM_HEADER) === true,
+      ),
   });
 
   /**
@@ -204,7 +252,16 @@ await runService('outbound-proxy', async (ctx) => {
     try {
       const stored = await ctx.bus.jsm.streams.getMessage(ref.stream, { seq: ref.seq }).catch(() => null);
       // A stream whose replica reset can give a sequence to another item: only this message's item is taken over (and acknowledged).
-      const item = stored && stored.subject === ref.subject ? (() => { try { return decodeDeliveryItem(stored.data); } catch { return undefined; } })() : undefined;
+      const item =
+        stored && stored.subject === ref.subject
+          ? (() => {
+              try {
+                return decodeDeliveryItem(stored.data);
+              } catch {
+                return undefined;
+              }
+            })()
+          : undefined;
       if (!item || item.envelope.id !== ref.messageId) return await leases.release(ref, []);
       ctx.log.warn({ id: ref.messageId, seq: ref.seq, subject: ref.subject }, 'taking over a work item whose worker stopped');
       // Administrator holds bind a taken-over item too: it is left to JetStream's redelivery, where the worker drops a removed message's item and holds a held one.
@@ -222,7 +279,10 @@ await runService('outbound-proxy', async (ctx) => {
     }
   };
   let stopping = false;
-  const beat = setInterval(() => void leases.heartbeat().catch((err: Error) => ctx.log.warn({ err: err.message }, 'shadow heartbeat failed')), Math.floor(leases.heartbeatTtlMs / 3));
+  const beat = setInterval(
+    () => void leases.heartbeat().catch((err: Error) => ctx.log.warn({ err: err.message }, 'shadow heartbeat failed')),
+    Math.floor(leases.heartbeatTtlMs / 3),
+  );
   void leases.heartbeat().catch(() => undefined);
   const sweep = setInterval(() => {
     if (stopping || adopting.size > 0) return;

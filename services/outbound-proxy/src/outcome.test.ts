@@ -4,7 +4,13 @@ import { parseSmartHost } from './sender.ts';
 
 describe('outbound outcomes', () => {
   it('classifies each recipient from the remote answers', () => {
-    const r = classifyReport(['a@x', 'b@x', 'c@x'], { accepted: ['a@x'], rejected: [{ address: 'B@x', code: 550, response: '550 no' }, { address: 'c@x', code: 451, response: '451 later' }] });
+    const r = classifyReport(['a@x', 'b@x', 'c@x'], {
+      accepted: ['a@x'],
+      rejected: [
+        { address: 'B@x', code: 550, response: '550 no' },
+        { address: 'c@x', code: 451, response: '451 later' },
+      ],
+    });
     expect(r.map((x) => x.status)).toEqual(['delivered', 'permanent', 'transient']);
   });
   it.each([

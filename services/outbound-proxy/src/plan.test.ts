@@ -77,7 +77,11 @@ const outcomeRows: OutcomeRow[] = [
     item: item(['a@example.net', 'b@example.net']),
     results: [ok('a@example.net'), no('b@example.net')],
     now: RECEIVED + 1000,
-    steps: ['release lease, delivered: a@example.net + Delivered a@example.net', 'Failed b@example.net: 550 5.1.1 no such user', 'failure DSN b@example.net 5.1.1'],
+    steps: [
+      'release lease, delivered: a@example.net + Delivered a@example.net',
+      'Failed b@example.net: 550 5.1.1 no such user',
+      'failure DSN b@example.net 5.1.1',
+    ],
     summary: { delivered: 1, failed: 1, deferred: 0 },
   },
   {
@@ -93,7 +97,11 @@ const outcomeRows: OutcomeRow[] = [
     item: item(['a@example.net', 'b@example.net']),
     results: [later('a@example.net'), later('b@example.net')],
     now: RECEIVED + 1000,
-    steps: ['release lease, delivered: -', 'follow-up attempt 1 at +61s: a@example.net,b@example.net', 'Deferred a@example.net,b@example.net: 451 4.4.1 try again later; next +61s'],
+    steps: [
+      'release lease, delivered: -',
+      'follow-up attempt 1 at +61s: a@example.net,b@example.net',
+      'Deferred a@example.net,b@example.net: 451 4.4.1 try again later; next +61s',
+    ],
     summary: { delivered: 0, failed: 0, deferred: 2 },
   },
   {
@@ -109,7 +117,12 @@ const outcomeRows: OutcomeRow[] = [
     item: item(['a@example.net'], { attempt: 3 }),
     results: [later('a@example.net')],
     now: RECEIVED + 700_000,
-    steps: ['release lease, delivered: -', 'delay DSN a@example.net 4.4.1 until +3600s', 'follow-up attempt 4 at +1000s: a@example.net (delay notified)', 'Deferred a@example.net: 451 4.4.1 try again later; next +1000s'],
+    steps: [
+      'release lease, delivered: -',
+      'delay DSN a@example.net 4.4.1 until +3600s',
+      'follow-up attempt 4 at +1000s: a@example.net (delay notified)',
+      'Deferred a@example.net: 451 4.4.1 try again later; next +1000s',
+    ],
     summary: { delivered: 0, failed: 0, deferred: 1 },
   },
   {
@@ -117,7 +130,12 @@ const outcomeRows: OutcomeRow[] = [
     item: item(['a@example.net'], { attempt: 1 }),
     results: [later('a@example.net')],
     now: RECEIVED + 600_000,
-    steps: ['release lease, delivered: -', 'delay DSN a@example.net 4.4.1 until +3600s', 'follow-up attempt 2 at +900s: a@example.net (delay notified)', 'Deferred a@example.net: 451 4.4.1 try again later; next +900s'],
+    steps: [
+      'release lease, delivered: -',
+      'delay DSN a@example.net 4.4.1 until +3600s',
+      'follow-up attempt 2 at +900s: a@example.net (delay notified)',
+      'Deferred a@example.net: 451 4.4.1 try again later; next +900s',
+    ],
     summary: { delivered: 0, failed: 0, deferred: 1 },
   },
   {
@@ -125,7 +143,11 @@ const outcomeRows: OutcomeRow[] = [
     item: item(['a@example.net'], { attempt: 4, delayNotified: true }),
     results: [later('a@example.net')],
     now: RECEIVED + 1_000_000,
-    steps: ['release lease, delivered: -', 'follow-up attempt 5 at +1300s: a@example.net (delay notified)', 'Deferred a@example.net: 451 4.4.1 try again later; next +1300s'],
+    steps: [
+      'release lease, delivered: -',
+      'follow-up attempt 5 at +1300s: a@example.net (delay notified)',
+      'Deferred a@example.net: 451 4.4.1 try again later; next +1300s',
+    ],
     summary: { delivered: 0, failed: 0, deferred: 1 },
   },
   {
@@ -154,7 +176,11 @@ const outcomeRows: OutcomeRow[] = [
     item: item(['a@example.net'], { attempt: 9, delayNotified: true }),
     results: [later('a@example.net')],
     now: RECEIVED + 3_300_000,
-    steps: ['release lease, delivered: -', 'follow-up attempt 10 at +3600s: a@example.net (delay notified)', 'Deferred a@example.net: 451 4.4.1 try again later; next +3600s'],
+    steps: [
+      'release lease, delivered: -',
+      'follow-up attempt 10 at +3600s: a@example.net (delay notified)',
+      'Deferred a@example.net: 451 4.4.1 try again later; next +3600s',
+    ],
     summary: { delivered: 0, failed: 0, deferred: 1 },
   },
   {
@@ -198,7 +224,12 @@ const outcomeRows: OutcomeRow[] = [
     item: item([{ address: 'a@example.net', notify: ['FAILURE'] }], { attempt: 3 }),
     results: [later('a@example.net')],
     now: RECEIVED + 700_000,
-    steps: ['release lease, delivered: -', 'delay DSN a@example.net 4.4.1 until +3600s', 'follow-up attempt 4 at +1000s: a@example.net (delay notified)', 'Deferred a@example.net: 451 4.4.1 try again later; next +1000s'],
+    steps: [
+      'release lease, delivered: -',
+      'delay DSN a@example.net 4.4.1 until +3600s',
+      'follow-up attempt 4 at +1000s: a@example.net (delay notified)',
+      'Deferred a@example.net: 451 4.4.1 try again later; next +1000s',
+    ],
     summary: { delivered: 0, failed: 0, deferred: 1 },
   },
   {
@@ -221,11 +252,22 @@ describe('planOutcome', () => {
   });
 
   it('quotes the remote answer and names the remote MTA in each DSN recipient, tagged by hop and attempt', () => {
-    const plan = planOutcome({ item: item(['a@example.net', 'b@example.net'], { attempt: 3 }), hop: HOP, results: [no('a@example.net'), later('b@example.net')], settings, now: RECEIVED + 700_000 });
+    const plan = planOutcome({
+      item: item(['a@example.net', 'b@example.net'], { attempt: 3 }),
+      hop: HOP,
+      results: [no('a@example.net'), later('b@example.net')],
+      settings,
+      now: RECEIVED + 700_000,
+    });
     const notifications = plan.steps.flatMap((s) => (s.kind === 'notify' ? [s.notification] : []));
     expect(notifications).toEqual([
       { kind: 'failure', tag: `${HOP}-3`, recipients: [{ address: 'a@example.net', status: '5.1.1', diagnostic: '550 5.1.1 no such user', remoteMta: MX }] },
-      { kind: 'delay', tag: `${HOP}-3`, willRetryUntil: new Date(RECEIVED + 3_600_000), recipients: [{ address: 'b@example.net', status: '4.4.1', diagnostic: '451 4.4.1 try again later', remoteMta: MX }] },
+      {
+        kind: 'delay',
+        tag: `${HOP}-3`,
+        willRetryUntil: new Date(RECEIVED + 3_600_000),
+        recipients: [{ address: 'b@example.net', status: '4.4.1', diagnostic: '451 4.4.1 try again later', remoteMta: MX }],
+      },
     ]);
   });
 
@@ -243,9 +285,22 @@ describe('planOutcome', () => {
   });
 
   it('expires as 4.4.7 with the last error quoted', () => {
-    const plan = planOutcome({ item: item(['a@example.net'], { attempt: 9 }), hop: HOP, results: [later('a@example.net')], settings, now: RECEIVED + 3_400_000 });
+    const plan = planOutcome({
+      item: item(['a@example.net'], { attempt: 9 }),
+      hop: HOP,
+      results: [later('a@example.net')],
+      settings,
+      now: RECEIVED + 3_400_000,
+    });
     const notify = plan.steps.find((s) => s.kind === 'notify');
-    expect(notify).toEqual({ kind: 'notify', notification: { kind: 'failure', tag: `${HOP}-9`, recipients: [{ address: 'a@example.net', status: '4.4.7', diagnostic: '550 4.4.7 Message expired: 451 4.4.1 try again later', remoteMta: MX }] } });
+    expect(notify).toEqual({
+      kind: 'notify',
+      notification: {
+        kind: 'failure',
+        tag: `${HOP}-9`,
+        recipients: [{ address: 'a@example.net', status: '4.4.7', diagnostic: '550 4.4.7 Message expired: 451 4.4.1 try again later', remoteMta: MX }],
+      },
+    });
   });
 });
 
@@ -263,13 +318,60 @@ const withStatus = (address: string, status: 'Deferred' | 'Failed' | 'Routed'): 
 type SendRow = { name: string; recipients: string[]; claimed: string[]; state?: MessageState; suppressed: string[] | undefined; send: string[] | undefined };
 
 const sendRows: SendRow[] = [
-  { name: 'a first attempt, nothing delivered yet: send to all', recipients: ['a@x.test', 'b@x.test'], claimed: [], suppressed: undefined, send: ['a@x.test', 'b@x.test'] },
-  { name: 'the shadow state says one is delivered: DuplicateSuppressed, send to the other', recipients: ['a@x.test', 'b@x.test'], claimed: ['a@x.test'], suppressed: ['a@x.test'], send: ['b@x.test'] },
-  { name: 'a redelivered item whose log says delivered (the shadow state missed it)', recipients: ['a@x.test', 'b@x.test'], claimed: [], state: deliveredIn('b@x.test'), suppressed: ['b@x.test'], send: ['a@x.test'] },
-  { name: 'the log matches addresses case-insensitively and names them as the item does', recipients: ['Bob@X.test'], claimed: [], state: deliveredIn('bob@x.test'), suppressed: ['Bob@X.test'], send: undefined },
-  { name: 'all delivered, by the shadow state and the log: nothing to send', recipients: ['a@x.test', 'b@x.test'], claimed: ['a@x.test'], state: deliveredIn('a@x.test', 'b@x.test'), suppressed: ['a@x.test', 'b@x.test'], send: undefined },
-  { name: 'a redelivered item whose log says only deferred: sent again', recipients: ['a@x.test'], claimed: [], state: withStatus('a@x.test', 'Deferred'), suppressed: undefined, send: ['a@x.test'] },
-  { name: 'a redelivered item whose log says failed: sent again (only a delivery counts)', recipients: ['a@x.test'], claimed: [], state: withStatus('a@x.test', 'Failed'), suppressed: undefined, send: ['a@x.test'] },
+  {
+    name: 'a first attempt, nothing delivered yet: send to all',
+    recipients: ['a@x.test', 'b@x.test'],
+    claimed: [],
+    suppressed: undefined,
+    send: ['a@x.test', 'b@x.test'],
+  },
+  {
+    name: 'the shadow state says one is delivered: DuplicateSuppressed, send to the other',
+    recipients: ['a@x.test', 'b@x.test'],
+    claimed: ['a@x.test'],
+    suppressed: ['a@x.test'],
+    send: ['b@x.test'],
+  },
+  {
+    name: 'a redelivered item whose log says delivered (the shadow state missed it)',
+    recipients: ['a@x.test', 'b@x.test'],
+    claimed: [],
+    state: deliveredIn('b@x.test'),
+    suppressed: ['b@x.test'],
+    send: ['a@x.test'],
+  },
+  {
+    name: 'the log matches addresses case-insensitively and names them as the item does',
+    recipients: ['Bob@X.test'],
+    claimed: [],
+    state: deliveredIn('bob@x.test'),
+    suppressed: ['Bob@X.test'],
+    send: undefined,
+  },
+  {
+    name: 'all delivered, by the shadow state and the log: nothing to send',
+    recipients: ['a@x.test', 'b@x.test'],
+    claimed: ['a@x.test'],
+    state: deliveredIn('a@x.test', 'b@x.test'),
+    suppressed: ['a@x.test', 'b@x.test'],
+    send: undefined,
+  },
+  {
+    name: 'a redelivered item whose log says only deferred: sent again',
+    recipients: ['a@x.test'],
+    claimed: [],
+    state: withStatus('a@x.test', 'Deferred'),
+    suppressed: undefined,
+    send: ['a@x.test'],
+  },
+  {
+    name: 'a redelivered item whose log says failed: sent again (only a delivery counts)',
+    recipients: ['a@x.test'],
+    claimed: [],
+    state: withStatus('a@x.test', 'Failed'),
+    suppressed: undefined,
+    send: ['a@x.test'],
+  },
 ];
 
 describe('planSend', () => {
@@ -278,6 +380,7 @@ describe('planSend', () => {
     const plan = planSend({ item: work, hop: HOP, claimed: row.claimed, state: row.state });
     expect(plan.events).toEqual(row.suppressed ? [{ type: 'DuplicateSuppressed', hop: HOP, recipients: row.suppressed }] : []);
     expect(plan.send?.envelope.recipients.map((r) => r.address)).toEqual(row.send);
-    if (plan.send) expect(plan.send).toEqual({ ...work, envelope: { ...work.envelope, recipients: work.envelope.recipients.filter((r) => row.send!.includes(r.address)) } });
+    if (plan.send)
+      expect(plan.send).toEqual({ ...work, envelope: { ...work.envelope, recipients: work.envelope.recipients.filter((r) => row.send!.includes(r.address)) } });
   });
 });

@@ -108,7 +108,9 @@ export function planOutcome({ item, hop, results, settings, now }: OutcomeInput)
   const dsnRecipient = (r: RecipientResult, status: string) => ({ address: r.address, status, diagnostic: r.response, remoteMta: r.remoteMta });
 
   const delivered = of('delivered').map((r) => r.address);
-  const steps: OutcomeStep[] = [{ kind: 'delivered', recipients: delivered, event: delivered.length ? { type: 'Delivered', hop, recipients: delivered } : undefined }];
+  const steps: OutcomeStep[] = [
+    { kind: 'delivered', recipients: delivered, event: delivered.length ? { type: 'Delivered', hop, recipients: delivered } : undefined },
+  ];
 
   const failed = of('permanent').map((r) => dsnRecipient(r, dsnStatus(r.response, 5)));
   const transient = of('transient');
@@ -127,11 +129,23 @@ export function planOutcome({ item, hop, results, settings, now }: OutcomeInput)
     const late = !item.delayNotified && now - envelope.receivedAt >= settings.DelayNotificationTimeout * 1000;
     if (late) {
       const willRetryUntil = new Date(envelope.receivedAt + settings.MessageExpirationTimeout * 1000);
-      steps.push({ kind: 'notify', notification: { kind: 'delay', recipients: transient.map((r) => dsnRecipient(r, dsnStatus(r.response, 4))), tag, willRetryUntil } });
+      steps.push({
+        kind: 'notify',
+        notification: { kind: 'delay', recipients: transient.map((r) => dsnRecipient(r, dsnStatus(r.response, 4))), tag, willRetryUntil },
+      });
     }
-    const next: DeliveryItem = { ...item, envelope: { ...envelope, recipients: envelope.recipients.filter((r) => addresses.has(r.address)) }, attempt: item.attempt + 1, notBefore: decision.notBefore, delayNotified: item.delayNotified || late };
+    const next: DeliveryItem = {
+      ...item,
+      envelope: { ...envelope, recipients: envelope.recipients.filter((r) => addresses.has(r.address)) },
+      attempt: item.attempt + 1,
+      notBefore: decision.notBefore,
+      delayNotified: item.delayNotified || late,
+    };
     steps.push({ kind: 'follow-up', subject: hop, item: next, msgID: `${envelope.id}:${hop}:attempt-${next.attempt}` });
-    steps.push({ kind: 'event', event: { type: 'Deferred', hop, recipients: [...addresses], reason: transient[0]!.response, nextAttempt: decision.notBefore } });
+    steps.push({
+      kind: 'event',
+      event: { type: 'Deferred', hop, recipients: [...addresses], reason: transient[0]!.response, nextAttempt: decision.notBefore },
+    });
   }
   return { steps, outcome: ack, summary: { delivered: delivered.length, failed: failed.length, deferred: decision?.kind === 'retry' ? transient.length : 0 } };
 }

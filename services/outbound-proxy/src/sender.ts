@@ -41,7 +41,10 @@ type LogEntry = { sid?: string; tnx?: string; localAddress?: string; localPort?:
  * protocol log: one session per SMTP connection (nodemailer's `sid`), our commands as `>`,
  * the server's replies as `<`. nodemailer logs message data only as a byte count.
  */
-export function sendProtocolLogger(log: ProtocolLog, connectorId: string): Record<'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal', (entry: LogEntry, message: string, ...args: unknown[]) => void> {
+export function sendProtocolLogger(
+  log: ProtocolLog,
+  connectorId: string,
+): Record<'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal', (entry: LogEntry, message: string, ...args: unknown[]) => void> {
   const sessions = new Map<string, ProtocolLogSession>();
   const handle = (entry: LogEntry, message: string) => {
     if (!entry.sid || typeof message !== 'string') return;
@@ -68,7 +71,10 @@ export function sendProtocolLogger(log: ProtocolLog, connectorId: string): Recor
 export type SendLogging = { log: ProtocolLog; connectorId: string } | undefined;
 
 /** The pool's sizes and timeouts (TRANSIT_OUTBOUND_*, libs/config settings.ts). */
-export type PoolSettings = Pick<RuntimeSettings, 'outboundMaxConnections' | 'outboundMaxMessagesPerConnection' | 'outboundConnectionTimeoutMs' | 'outboundGreetingTimeoutMs' | 'outboundSocketTimeoutMs'>;
+export type PoolSettings = Pick<
+  RuntimeSettings,
+  'outboundMaxConnections' | 'outboundMaxMessagesPerConnection' | 'outboundConnectionTimeoutMs' | 'outboundGreetingTimeoutMs' | 'outboundSocketTimeoutMs'
+>;
 
 export class SmtpSender {
   readonly #pools = new Map<string, Transporter>();
@@ -107,7 +113,11 @@ export class SmtpSender {
   /** Resolves with per-recipient answers; rejects when the whole transaction failed (with responseCode when the server answered). */
   async send(dest: Destination, sender: string, recipients: string[], raw: Readable, logging?: SendLogging): Promise<SendReport> {
     try {
-      const info = (await this.#pool(dest, logging).sendMail({ envelope: { from: sender, to: recipients }, raw })) as { accepted: string[]; rejected: string[]; rejectedErrors?: SmtpError[] };
+      const info = (await this.#pool(dest, logging).sendMail({ envelope: { from: sender, to: recipients }, raw })) as {
+        accepted: string[];
+        rejected: string[];
+        rejectedErrors?: SmtpError[];
+      };
       return { accepted: info.accepted.map(String), rejected: rejectedOf(info.rejected, info.rejectedErrors) };
     } catch (err) {
       const e = err as SmtpError;

@@ -56,10 +56,13 @@ await runService('submission', async (ctx) => {
   };
 
   // The replay directory: the same pass with the X-Sender/X-Receiver rules (the getters above stay live).
-  const replayOpts: PickupOptions = Object.defineProperties({ ...opts, dir: replayDir, parse: parseReplayHeader, rewrite: stripReplayHeaders }, {
-    maxRecipients: Object.getOwnPropertyDescriptor(opts, 'maxRecipients')!,
-    maxHeaderSize: Object.getOwnPropertyDescriptor(opts, 'maxHeaderSize')!,
-  });
+  const replayOpts: PickupOptions = Object.defineProperties(
+    { ...opts, dir: replayDir, parse: parseReplayHeader, rewrite: stripReplayHeaders },
+    {
+      maxRecipients: Object.getOwnPropertyDescriptor(opts, 'maxRecipients')!,
+      maxHeaderSize: Object.getOwnPropertyDescriptor(opts, 'maxHeaderSize')!,
+    },
+  );
 
   let stopping = false;
   let running: Promise<unknown> = Promise.resolve();

@@ -26,7 +26,9 @@ const REMOVED_HEADERS = /^(bcc|received|resent-[a-z-]+):/i;
 
 function addresses(value: string | undefined): string[] {
   if (!value) return [];
-  return addressparser(value, { flatten: true }).map((a) => ('address' in a ? a.address : '')).filter((a): a is string => !!a);
+  return addressparser(value, { flatten: true })
+    .map((a) => ('address' in a ? a.address : ''))
+    .filter((a): a is string => !!a);
 }
 
 /** Derives the envelope from the header block; pure. */
@@ -46,12 +48,19 @@ function allHeaderValues(header: Buffer, name: string): string[] {
   const re = new RegExp(`^${name}:`, 'i');
   return headerFields(header)
     .filter((f) => re.test(f))
-    .map((f) => f.slice(name.length + 1).replace(/\r?\n[ \t]+/g, ' ').trim());
+    .map((f) =>
+      f
+        .slice(name.length + 1)
+        .replace(/\r?\n[ \t]+/g, ' ')
+        .trim(),
+    );
 }
 
 /** The header block without Bcc, Received and Resent-* fields (byte for byte otherwise), with a Date when it had none. */
 export function stripPickupHeaders(header: Buffer, now: Date = new Date()): Buffer {
-  const kept = headerFields(header).filter((f) => !REMOVED_HEADERS.test(f)).join('');
+  const kept = headerFields(header)
+    .filter((f) => !REMOVED_HEADERS.test(f))
+    .join('');
   return Buffer.from((headerValue(kept, 'Date') ? '' : `Date: ${rfc5322Date(now)}\r\n`) + kept, 'latin1');
 }
 
@@ -76,7 +85,10 @@ export async function recoverClaimed(dir: string): Promise<number> {
 
 /** One pass over the directory; returns how many files were queued. */
 export async function pickupPass(opts: PickupOptions, limit = 100): Promise<number> {
-  const names = (await readdir(opts.dir)).filter((f) => f.toLowerCase().endsWith('.eml')).sort().slice(0, limit);
+  const names = (await readdir(opts.dir))
+    .filter((f) => f.toLowerCase().endsWith('.eml'))
+    .sort()
+    .slice(0, limit);
   let queued = 0;
   for (const name of names) {
     const base = join(opts.dir, name.slice(0, -4));

@@ -5,14 +5,22 @@ const h = (text: string) => Buffer.from(text, 'latin1');
 
 describe('replay directory headers', () => {
   it('takes the envelope from the leading X-Sender and X-Receiver fields and removes them', () => {
-    const header = h('X-Sender: <app@contoso.test> BODY=8BITMIME\r\nX-Receiver: <alice@contoso.test> NOTIFY=NEVER\r\nX-Receiver: bob@contoso.test\r\nx-receiver: <ALICE@contoso.test>\r\nFrom: someone@else.test\r\nTo: nobody@contoso.test\r\nBcc: hidden@contoso.test\r\n');
-    expect(parseReplayHeader(header, 100)).toEqual({ ok: true, envelope: { sender: 'app@contoso.test', recipients: ['alice@contoso.test', 'bob@contoso.test'] } });
+    const header = h(
+      'X-Sender: <app@contoso.test> BODY=8BITMIME\r\nX-Receiver: <alice@contoso.test> NOTIFY=NEVER\r\nX-Receiver: bob@contoso.test\r\nx-receiver: <ALICE@contoso.test>\r\nFrom: someone@else.test\r\nTo: nobody@contoso.test\r\nBcc: hidden@contoso.test\r\n',
+    );
+    expect(parseReplayHeader(header, 100)).toEqual({
+      ok: true,
+      envelope: { sender: 'app@contoso.test', recipients: ['alice@contoso.test', 'bob@contoso.test'] },
+    });
     // The rest stays byte for byte: To and Bcc do not decide anything, and are kept.
     expect(stripReplayHeaders(header).toString('latin1')).toBe('From: someone@else.test\r\nTo: nobody@contoso.test\r\nBcc: hidden@contoso.test\r\n');
   });
 
   it('accepts the null sender', () => {
-    expect(parseReplayHeader(h('X-Sender: <>\r\nX-Receiver: <a@contoso.test>\r\nSubject: x\r\n'), 100)).toEqual({ ok: true, envelope: { sender: '', recipients: ['a@contoso.test'] } });
+    expect(parseReplayHeader(h('X-Sender: <>\r\nX-Receiver: <a@contoso.test>\r\nSubject: x\r\n'), 100)).toEqual({
+      ok: true,
+      envelope: { sender: '', recipients: ['a@contoso.test'] },
+    });
   });
 
   it.each([
@@ -29,6 +37,9 @@ describe('replay directory headers', () => {
   });
 
   it('applies the recipient limit', () => {
-    expect(parseReplayHeader(h('X-Sender: <a@b.test>\r\nX-Receiver: <c@d.test>\r\nX-Receiver: <e@d.test>\r\nSubject: x\r\n'), 1)).toEqual({ ok: false, reason: '2 recipients exceed the limit of 1' });
+    expect(parseReplayHeader(h('X-Sender: <a@b.test>\r\nX-Receiver: <c@d.test>\r\nX-Receiver: <e@d.test>\r\nSubject: x\r\n'), 1)).toEqual({
+      ok: false,
+      reason: '2 recipients exceed the limit of 1',
+    });
   });
 });

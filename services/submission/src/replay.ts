@@ -26,12 +26,15 @@ export function parseReplayHeader(header: Buffer, maxRecipients: number): Pickup
   const fields = headerFields(header).filter((f) => f.trim() !== '');
   const lead = fields.findIndex((f) => !ENVELOPE_FIELD.test(f));
   const envelopeFields = lead === -1 ? fields : fields.slice(0, lead);
-  if (fields.slice(envelopeFields.length).some((f) => ENVELOPE_FIELD.test(f))) return { ok: false, reason: 'X-Sender and X-Receiver must come before all other header fields' };
+  if (fields.slice(envelopeFields.length).some((f) => ENVELOPE_FIELD.test(f)))
+    return { ok: false, reason: 'X-Sender and X-Receiver must come before all other header fields' };
   const value = (f: string) => f.slice(f.indexOf(':') + 1);
   const senders = envelopeFields.filter((f) => /^x-sender:/i.test(f));
-  if (senders.length !== 1) return { ok: false, reason: senders.length === 0 ? 'no X-Sender header' : `${senders.length} X-Sender headers (exactly one is allowed)` };
+  if (senders.length !== 1)
+    return { ok: false, reason: senders.length === 0 ? 'no X-Sender header' : `${senders.length} X-Sender headers (exactly one is allowed)` };
   const sender = address(value(senders[0]!));
-  if (sender === undefined || (sender !== '' && !isValidAddress(sender))) return { ok: false, reason: `X-Sender ${value(senders[0]!).trim()} is not a valid address` };
+  if (sender === undefined || (sender !== '' && !isValidAddress(sender)))
+    return { ok: false, reason: `X-Sender ${value(senders[0]!).trim()} is not a valid address` };
   const recipients: string[] = [];
   for (const f of envelopeFields.filter((x) => /^x-receiver:/i.test(x))) {
     const r = address(value(f));

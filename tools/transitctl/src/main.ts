@@ -8,13 +8,34 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml, stringify } from 'yaml';
 import { ConfigConflictError, ConfigStore, connectBus, listPoison, resubmitFromSafetyNet, type Bus } from '@transit/bus';
-import { ConfigError, hashPassword, hashPlaintextPasswords, parseOrganizationConfig, runtimeSettings, type ConfigSnapshot, type OrganizationConfig } from '@transit/config';
+import {
+  ConfigError,
+  hashPassword,
+  hashPlaintextPasswords,
+  parseOrganizationConfig,
+  runtimeSettings,
+  type ConfigSnapshot,
+  type OrganizationConfig,
+} from '@transit/config';
 import { EmsError, emsQueueRequest, emsTrackingRequest, runEmsLine, splitEmsScript } from '@transit/ems';
 import { QueueError } from '@transit/queues';
 import { explainSession } from '@transit/policy';
 import { LeaseStore, rebuildShadowFromEvents } from '@transit/leases';
 import { msgtrkFiles, readTracking, trackingCsv, trackingJson, trackingTable } from '@transit/tracking';
-import { CliError, TRANSPORT_CONFIG_COLUMNS, findKind, getObjects, isTransportConfig, newObject, parseFields, removeObject, renderTable, setObject, setTransportSettings, transportConfigRows } from './objects.ts';
+import {
+  CliError,
+  TRANSPORT_CONFIG_COLUMNS,
+  findKind,
+  getObjects,
+  isTransportConfig,
+  newObject,
+  parseFields,
+  removeObject,
+  renderTable,
+  setObject,
+  setTransportSettings,
+  transportConfigRows,
+} from './objects.ts';
 import { renderExplanation } from './explain.ts';
 import { parseTrackArgs } from './track.ts';
 import { parseQueueCommand, redisLeases, runQueueRequest } from './queue.ts';
@@ -112,7 +133,16 @@ async function main(argv: string[]): Promise<number> {
   if (verb === 'test-connector') {
     const t = parseArgs({
       args: flagArgs,
-      options: { 'remote-ip': { type: 'string' }, local: { type: 'string' }, user: { type: 'string' }, from: { type: 'string' }, to: { type: 'string', multiple: true }, size: { type: 'string' }, tls: { type: 'boolean' }, helo: { type: 'string' } },
+      options: {
+        'remote-ip': { type: 'string' },
+        local: { type: 'string' },
+        user: { type: 'string' },
+        from: { type: 'string' },
+        to: { type: 'string', multiple: true },
+        size: { type: 'string' },
+        tls: { type: 'boolean' },
+        helo: { type: 'string' },
+      },
     }).values;
     if (!t['remote-ip']) throw new CliError('test-connector needs --remote-ip <ip>');
     const local = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(t.local ?? '0.0.0.0:25');
@@ -158,11 +188,17 @@ async function main(argv: string[]): Promise<number> {
 
   if (verb === 'queue' || verb === 'message') {
     // Checked before connecting, as track is.
-    const request = parseQueueCommand(verb, argv.slice(argv.indexOf(verb) + 1).filter((a) => a !== '--json' && !a.startsWith('--nats')));
+    const request = parseQueueCommand(
+      verb,
+      argv.slice(argv.indexOf(verb) + 1).filter((a) => a !== '--json' && !a.startsWith('--nats')),
+    );
     const s = await open(values.nats as string | undefined);
     const shadow = redisLeases(runtimeSettings().redisUrl, (w) => process.stderr.write(`WARNING: ${w}\n`));
     try {
-      const output = await runQueueRequest({ bus: s.bus, node: runtimeSettings().nodeName, leases: shadow.leases, ...(s.snapshot ? { config: s.snapshot.config } : {}) }, request);
+      const output = await runQueueRequest(
+        { bus: s.bus, node: runtimeSettings().nodeName, leases: shadow.leases, ...(s.snapshot ? { config: s.snapshot.config } : {}) },
+        request,
+      );
       out(json ? JSON.stringify(output.objects, null, 2) + '\n' : output.text);
       return 0;
     } finally {
@@ -177,7 +213,14 @@ async function main(argv: string[]): Promise<number> {
       case 'get': {
         if (isTransportConfig(rest[0])) {
           const rows = transportConfigRows(s.snapshot?.config, process.env, rest[1]);
-          out(json ? JSON.stringify(rows, null, 2) + '\n' : renderTable(rows.map((r) => ({ ...r, Value: r.Value ?? '(unset)' })), TRANSPORT_CONFIG_COLUMNS));
+          out(
+            json
+              ? JSON.stringify(rows, null, 2) + '\n'
+              : renderTable(
+                  rows.map((r) => ({ ...r, Value: r.Value ?? '(unset)' })),
+                  TRANSPORT_CONFIG_COLUMNS,
+                ),
+          );
           return 0;
         }
         const kind = findKind(rest[0]);
@@ -204,7 +247,8 @@ async function main(argv: string[]): Promise<number> {
               : removeObject(config, kind, rest[1] ?? '');
         const written = await write(s, next);
         out(`${verb === 'new' ? 'created' : verb === 'set' ? 'updated' : 'removed'} ${kind.name}; configuration revision ${written.revision}\n`);
-        if (verb !== 'remove' && fieldArgs.some((a) => /Integrated/i.test(a))) out('note: Integrated (NTLM/Kerberos) is accepted for compatibility but not offered; clients use BasicAuth over TLS\n');
+        if (verb !== 'remove' && fieldArgs.some((a) => /Integrated/i.test(a)))
+          out('note: Integrated (NTLM/Kerberos) is accepted for compatibility but not offered; clients use BasicAuth over TLS\n');
         return 0;
       }
       case 'password': {
@@ -235,7 +279,10 @@ async function main(argv: string[]): Promise<number> {
       }
       case 'safetynet': {
         if (rest[0] !== 'resubmit') throw new CliError('safetynet has one verb: resubmit');
-        const o = parseArgs({ args: flagArgs.slice(1), options: { recipient: { type: 'string' }, since: { type: 'string' }, until: { type: 'string' } } }).values;
+        const o = parseArgs({
+          args: flagArgs.slice(1),
+          options: { recipient: { type: 'string' }, since: { type: 'string' }, until: { type: 'string' } },
+        }).values;
         const time = (name: string, v: string | undefined) => {
           const d = v === undefined ? undefined : new Date(v);
           if (d && Number.isNaN(d.getTime())) throw new CliError(`--${name} must be a date and time, e.g. 2026-11-24T10:00:00Z (got "${v}")`);
@@ -246,13 +293,21 @@ async function main(argv: string[]): Promise<number> {
         if (!since) throw new CliError('safetynet resubmit needs --since <time>');
         const until = time('until', o.until);
         const r = await resubmitFromSafetyNet(s.bus, { recipient: o.recipient, since, ...(until ? { until } : {}), node: 'transitctl' });
-        out(`resubmitted ${r.messages} message(s) for ${r.recipients} recipient(s) (${r.scanned} Safety Net entries scanned); copies already in a mailbox are skipped\n`);
+        out(
+          `resubmitted ${r.messages} message(s) for ${r.recipients} recipient(s) (${r.scanned} Safety Net entries scanned); copies already in a mailbox are skipped\n`,
+        );
         return 0;
       }
       case 'poison': {
         if (rest[0] !== 'list') throw new CliError('poison has one verb: list');
         const rows = await listPoison(s.bus);
-        out(json ? JSON.stringify(rows, null, 2) + '\n' : rows.length ? renderTable(rows, ['Id', 'Stage', 'Crashes', 'Sender', 'Recipients', 'ParkedAt']) : 'no poison messages\n');
+        out(
+          json
+            ? JSON.stringify(rows, null, 2) + '\n'
+            : rows.length
+              ? renderTable(rows, ['Id', 'Stage', 'Crashes', 'Sender', 'Recipients', 'ParkedAt'])
+              : 'no poison messages\n',
+        );
         return 0;
       }
       case 'shadow': {
@@ -288,7 +343,13 @@ async function main(argv: string[]): Promise<number> {
           if (queue) {
             for (const w of queue.warnings) process.stderr.write(`WARNING: ${w}\n`);
             const shadow = redisLeases(runtimeSettings().redisUrl, (w) => process.stderr.write(`WARNING: ${w}\n`));
-            const output = queue.render((await runQueueRequest({ bus: s.bus, node: runtimeSettings().nodeName, config, leases: shadow.leases }, queue.request).finally(() => shadow.close())).objects);
+            const output = queue.render(
+              (
+                await runQueueRequest({ bus: s.bus, node: runtimeSettings().nodeName, config, leases: shadow.leases }, queue.request).finally(() =>
+                  shadow.close(),
+                )
+              ).objects,
+            );
             if (json) out(JSON.stringify(output.objects, null, 2) + '\n');
             else if (output.text) out(output.text + '\n');
             continue;

@@ -1,6 +1,18 @@
 import { parseOrganizationConfig } from '@transit/config';
 import { describe, expect, it } from 'vitest';
-import { CliError, findKind, getObjects, isTransportConfig, newObject, parseFields, removeObject, renderTable, setObject, setTransportSettings, transportConfigRows } from './objects.ts';
+import {
+  CliError,
+  findKind,
+  getObjects,
+  isTransportConfig,
+  newObject,
+  parseFields,
+  removeObject,
+  renderTable,
+  setObject,
+  setTransportSettings,
+  transportConfigRows,
+} from './objects.ts';
 
 const config = parseOrganizationConfig({
   Organization: { Name: 'Contoso' },
@@ -15,7 +27,10 @@ const config = parseOrganizationConfig({
 
 describe('transitctl objects', () => {
   it.each([
-    [['--Name', 'X', '--Bindings', '0.0.0.0:25,[::]:25', '--MaxRecipientsPerMessage', '10', '--Enabled', 'false', '--RequireTLS'], { Name: 'X', Bindings: ['0.0.0.0:25', '[::]:25'], MaxRecipientsPerMessage: 10, Enabled: false, RequireTLS: true }],
+    [
+      ['--Name', 'X', '--Bindings', '0.0.0.0:25,[::]:25', '--MaxRecipientsPerMessage', '10', '--Enabled', 'false', '--RequireTLS'],
+      { Name: 'X', Bindings: ['0.0.0.0:25', '[::]:25'], MaxRecipientsPerMessage: 10, Enabled: false, RequireTLS: true },
+    ],
     [['--TarpitInterval=00:00:05', '--Name=123'], { TarpitInterval: '00:00:05', Name: '123' }],
     [['--ExtendedRights', 'ms-Exch-SMTP-Submit'], { ExtendedRights: ['ms-Exch-SMTP-Submit'] }],
   ])('parses %j', (args, expected) => {
@@ -45,24 +60,41 @@ describe('transitctl objects', () => {
   });
   it('creates, changes and removes load balancers (PROXY protocol), validated against the connectors', () => {
     const lb = findKind('lb');
-    const created = parseOrganizationConfig(newObject(config, lb, parseFields(['--Name', 'haproxy', '--Bindings', '0.0.0.0:25', '--RemoteIPRanges', '10.0.0.10,10.0.0.11'])));
+    const created = parseOrganizationConfig(
+      newObject(config, lb, parseFields(['--Name', 'haproxy', '--Bindings', '0.0.0.0:25', '--RemoteIPRanges', '10.0.0.10,10.0.0.11'])),
+    );
     expect(created.LoadBalancers).toEqual([{ Name: 'haproxy', Bindings: ['0.0.0.0:25'], RemoteIPRanges: ['10.0.0.10', '10.0.0.11'] }]);
     const widened = parseOrganizationConfig(setObject(created, lb, 'HAPROXY', parseFields(['--Bindings', '0.0.0.0:25,0.0.0.0:587'])));
     expect(widened.LoadBalancers[0]!.Bindings).toEqual(['0.0.0.0:25', '0.0.0.0:587']);
-    expect(() => parseOrganizationConfig(setObject(created, lb, 'haproxy', { Bindings: ['0.0.0.0:2525'] }))).toThrow(/LoadBalancers\.0\.Bindings\.0: no receive connector has binding 0\.0\.0\.0:2525/);
+    expect(() => parseOrganizationConfig(setObject(created, lb, 'haproxy', { Bindings: ['0.0.0.0:2525'] }))).toThrow(
+      /LoadBalancers\.0\.Bindings\.0: no receive connector has binding 0\.0\.0\.0:2525/,
+    );
     expect(parseOrganizationConfig(removeObject(widened, lb, 'haproxy')).LoadBalancers).toEqual([]);
   });
   it('renders a table with lists joined', () => {
-    expect(renderTable([{ Name: 'A', Bindings: ['0.0.0.0:25', '[::]:25'] }], ['Name', 'Bindings'])).toBe('Name Bindings\n---- -------------------\nA    0.0.0.0:25, [::]:25\n');
+    expect(renderTable([{ Name: 'A', Bindings: ['0.0.0.0:25', '[::]:25'] }], ['Name', 'Bindings'])).toBe(
+      'Name Bindings\n---- -------------------\nA    0.0.0.0:25, [::]:25\n',
+    );
   });
   it('gets the transport settings with their sources, and sets TransportSettings fields only', () => {
     expect(isTransportConfig('TransportConfig')).toBe(true);
     const rows = transportConfigRows(config, { TRANSIT_ACK_WAIT_SECONDS: '30' }, '*ACK_WAIT*');
     expect(rows).toEqual([expect.objectContaining({ Name: 'TRANSIT_ACK_WAIT_SECONDS', Value: 30, Source: 'environment', Scope: 'environment' })]);
     expect(() => transportConfigRows(config, {}, 'Nothing*')).toThrow('no setting matches "Nothing*"');
-    const changed = parseOrganizationConfig(setTransportSettings(config, parseFields(['--MessageExpirationTimeout', '3.00:00:00', '--DsnMaxReturnedMessageBytes', '5MB', '--TransientRetrySchedule', '60,300'])));
-    expect(changed.TransportSettings).toMatchObject({ MessageExpirationTimeout: 259_200, DsnMaxReturnedMessageBytes: 5 * 1024 * 1024, TransientRetrySchedule: [60, 300] });
+    const changed = parseOrganizationConfig(
+      setTransportSettings(
+        config,
+        parseFields(['--MessageExpirationTimeout', '3.00:00:00', '--DsnMaxReturnedMessageBytes', '5MB', '--TransientRetrySchedule', '60,300']),
+      ),
+    );
+    expect(changed.TransportSettings).toMatchObject({
+      MessageExpirationTimeout: 259_200,
+      DsnMaxReturnedMessageBytes: 5 * 1024 * 1024,
+      TransientRetrySchedule: [60, 300],
+    });
     expect(transportConfigRows(changed, {}, 'MessageExpirationTimeout')[0]).toMatchObject({ Value: 259_200, Source: 'organisation' });
-    expect(() => setTransportSettings(config, { TRANSIT_DRAIN_TIMEOUT_MS: 5 })).toThrow(/^TRANSIT_DRAIN_TIMEOUT_MS: not a TransportSettings field \(InlineBodyMaxBytes, .*\); environment settings are read by each process at start/);
+    expect(() => setTransportSettings(config, { TRANSIT_DRAIN_TIMEOUT_MS: 5 })).toThrow(
+      /^TRANSIT_DRAIN_TIMEOUT_MS: not a TransportSettings field \(InlineBodyMaxBytes, .*\); environment settings are read by each process at start/,
+    );
   });
 });

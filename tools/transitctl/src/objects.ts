@@ -21,20 +21,84 @@ export type Kind = { name: string; aliases: string[]; collection: Collection; ke
 const byName = (item: Item) => String(item.Name);
 
 export const KINDS: Kind[] = [
-  { name: 'receiveconnector', aliases: ['receiveconnectors', 'rc'], collection: 'ReceiveConnectors', key: byName, columns: ['Name', 'TransportRole', 'Bindings', 'RemoteIPRanges', 'AuthMechanism', 'PermissionGroups', 'Enabled'] },
-  { name: 'sendconnector', aliases: ['sendconnectors', 'sc'], collection: 'SendConnectors', key: byName, columns: ['Name', 'AddressSpaces', 'SmartHosts', 'DNSRoutingEnabled', 'Enabled'] },
-  { name: 'accepteddomain', aliases: ['accepteddomains', 'domain', 'domains'], collection: 'AcceptedDomains', key: (d) => String(d.Name ?? d.DomainName), columns: ['DomainName', 'DomainType', 'Default'] },
-  { name: 'mailbox', aliases: ['mailboxes', 'mb'], collection: 'Mailboxes', key: byName, columns: ['Name', 'PrimarySmtpAddress', 'EmailAddresses', 'UserPrincipalName', 'Database'] },
+  {
+    name: 'receiveconnector',
+    aliases: ['receiveconnectors', 'rc'],
+    collection: 'ReceiveConnectors',
+    key: byName,
+    columns: ['Name', 'TransportRole', 'Bindings', 'RemoteIPRanges', 'AuthMechanism', 'PermissionGroups', 'Enabled'],
+  },
+  {
+    name: 'sendconnector',
+    aliases: ['sendconnectors', 'sc'],
+    collection: 'SendConnectors',
+    key: byName,
+    columns: ['Name', 'AddressSpaces', 'SmartHosts', 'DNSRoutingEnabled', 'Enabled'],
+  },
+  {
+    name: 'accepteddomain',
+    aliases: ['accepteddomains', 'domain', 'domains'],
+    collection: 'AcceptedDomains',
+    key: (d) => String(d.Name ?? d.DomainName),
+    columns: ['DomainName', 'DomainType', 'Default'],
+  },
+  {
+    name: 'mailbox',
+    aliases: ['mailboxes', 'mb'],
+    collection: 'Mailboxes',
+    key: byName,
+    columns: ['Name', 'PrimarySmtpAddress', 'EmailAddresses', 'UserPrincipalName', 'Database'],
+  },
   { name: 'user', aliases: ['users'], collection: 'Users', key: byName, columns: ['Name', 'SamAccountName', 'UserPrincipalName'] },
   { name: 'group', aliases: ['groups'], collection: 'Groups', key: byName, columns: ['Name', 'Members'] },
-  { name: 'permission', aliases: ['permissions', 'perm', 'adpermission'], collection: 'Permissions', key: (p) => `${String(p.Identity)}|${String(p.User)}`, columns: ['Identity', 'User', 'ExtendedRights', 'Deny'] },
-  { name: 'loadbalancer', aliases: ['loadbalancers', 'lb'], collection: 'LoadBalancers', key: byName, columns: ['Name', 'Bindings', 'RemoteIPRanges', 'Comment'] },
+  {
+    name: 'permission',
+    aliases: ['permissions', 'perm', 'adpermission'],
+    collection: 'Permissions',
+    key: (p) => `${String(p.Identity)}|${String(p.User)}`,
+    columns: ['Identity', 'User', 'ExtendedRights', 'Deny'],
+  },
+  {
+    name: 'loadbalancer',
+    aliases: ['loadbalancers', 'lb'],
+    collection: 'LoadBalancers',
+    key: byName,
+    columns: ['Name', 'Bindings', 'RemoteIPRanges', 'Comment'],
+  },
 ];
 
 /** Fields that hold lists: `--Bindings 0.0.0.0:25,[::]:25`. */
-const LIST_FIELDS = new Set(['Bindings', 'RemoteIPRanges', 'AuthMechanism', 'PermissionGroups', 'AddressSpaces', 'SmartHosts', 'EmailAddresses', 'Members', 'ExtendedRights', 'TransientRetrySchedule']);
+const LIST_FIELDS = new Set([
+  'Bindings',
+  'RemoteIPRanges',
+  'AuthMechanism',
+  'PermissionGroups',
+  'AddressSpaces',
+  'SmartHosts',
+  'EmailAddresses',
+  'Members',
+  'ExtendedRights',
+  'TransientRetrySchedule',
+]);
 /** Fields whose values stay text even when they look like numbers. */
-const TEXT_FIELDS = new Set(['Name', 'Identity', 'User', 'Fqdn', 'Banner', 'Comment', 'Server', 'DomainName', 'SamAccountName', 'Database', 'ConnectionTimeout', 'ConnectionInactivityTimeout', 'TarpitInterval', 'AuthTarpitInterval', 'MaxMessageSize', 'MaxHeaderSize']);
+const TEXT_FIELDS = new Set([
+  'Name',
+  'Identity',
+  'User',
+  'Fqdn',
+  'Banner',
+  'Comment',
+  'Server',
+  'DomainName',
+  'SamAccountName',
+  'Database',
+  'ConnectionTimeout',
+  'ConnectionInactivityTimeout',
+  'TarpitInterval',
+  'AuthTarpitInterval',
+  'MaxMessageSize',
+  'MaxHeaderSize',
+]);
 
 export function findKind(word: string | undefined): Kind {
   const w = (word ?? '').toLowerCase();
@@ -44,7 +108,14 @@ export function findKind(word: string | undefined): Kind {
 }
 
 function value(field: string, raw: string): unknown {
-  if (LIST_FIELDS.has(field)) return raw === '' ? [] : raw.split(',').map((s) => s.trim()).filter(Boolean).map((s) => (field === 'TransientRetrySchedule' ? Number(s) : s));
+  if (LIST_FIELDS.has(field))
+    return raw === ''
+      ? []
+      : raw
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean)
+          .map((s) => (field === 'TransientRetrySchedule' ? Number(s) : s));
   if (raw === 'true' || raw === 'false') return raw === 'true';
   if (!TEXT_FIELDS.has(field) && /^\d+$/.test(raw)) return Number(raw);
   return raw;
@@ -67,7 +138,13 @@ export function parseFields(args: readonly string[]): Item {
 }
 
 function wildcard(pattern: string): RegExp {
-  return new RegExp(`^${pattern.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`, 'i');
+  return new RegExp(
+    `^${pattern
+      .split('*')
+      .map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+      .join('.*')}$`,
+    'i',
+  );
 }
 
 const itemsOf = (config: OrganizationConfig, kind: Kind) => config[kind.collection] as unknown as Item[];
@@ -100,18 +177,29 @@ export function newObject(config: OrganizationConfig, kind: Kind, fields: Item):
 export function setObject(config: OrganizationConfig, kind: Kind, name: string, fields: Item): Record<string, unknown> {
   const current = one(config, kind, name);
   const updated = { ...current, ...fields };
-  const next = replaceCollection(config, kind, itemsOf(config, kind).map((i) => (i === current ? updated : i)));
+  const next = replaceCollection(
+    config,
+    kind,
+    itemsOf(config, kind).map((i) => (i === current ? updated : i)),
+  );
   if (kind.collection === 'ReceiveConnectors' && typeof fields.Name === 'string' && fields.Name !== current.Name) {
     // A rename carries the connector's permissions along.
-    next.Permissions = config.Permissions.map((p) => (p.Identity.toLowerCase() === String(current.Name).toLowerCase() ? { ...p, Identity: fields.Name as string } : p));
+    next.Permissions = config.Permissions.map((p) =>
+      p.Identity.toLowerCase() === String(current.Name).toLowerCase() ? { ...p, Identity: fields.Name as string } : p,
+    );
   }
   return next;
 }
 
 export function removeObject(config: OrganizationConfig, kind: Kind, name: string): Record<string, unknown> {
   const current = one(config, kind, name);
-  const next = replaceCollection(config, kind, itemsOf(config, kind).filter((i) => i !== current));
-  if (kind.collection === 'ReceiveConnectors') next.Permissions = config.Permissions.filter((p) => p.Identity.toLowerCase() !== String(current.Name).toLowerCase());
+  const next = replaceCollection(
+    config,
+    kind,
+    itemsOf(config, kind).filter((i) => i !== current),
+  );
+  if (kind.collection === 'ReceiveConnectors')
+    next.Permissions = config.Permissions.filter((p) => p.Identity.toLowerCase() !== String(current.Name).toLowerCase());
   return next;
 }
 
@@ -125,7 +213,11 @@ function cell(v: unknown): string {
 export function renderTable(rows: Item[], columns: string[]): string {
   if (rows.length === 0) return '';
   const widths = columns.map((c) => Math.min(60, Math.max(c.length, ...rows.map((r) => cell(r[c]).length))));
-  const line = (vals: string[]) => vals.map((v, i) => (v.length > widths[i]! ? `${v.slice(0, widths[i]! - 3)}...` : v.padEnd(widths[i]!))).join(' ').trimEnd();
+  const line = (vals: string[]) =>
+    vals
+      .map((v, i) => (v.length > widths[i]! ? `${v.slice(0, widths[i]! - 3)}...` : v.padEnd(widths[i]!)))
+      .join(' ')
+      .trimEnd();
   return [line(columns), line(widths.map((w) => '-'.repeat(w))), ...rows.map((r) => line(columns.map((c) => cell(r[c]))))].join('\n') + '\n';
 }
 

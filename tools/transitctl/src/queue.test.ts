@@ -9,7 +9,10 @@ describe('transitctl queue / message', () => {
     [['queue', 'get', '--filter', "Status -eq 'Retry'"], { action: 'get-queue', filter: { status: 'Retry' } }],
     [['queue', 'retry', 'remote.x'], { action: 'retry-queue', identity: 'remote.x', resubmit: false }],
     [['queue', 'suspend', 'remote.x'], { action: 'suspend-queue', identity: 'remote.x' }],
-    [['message', 'get', '--queue', 'Poison', '--sender', '*@example.org', '--status', 'retry', '--limit', '3'], { action: 'get-message', filter: { queue: 'Poison', sender: '*@example.org', status: 'Retry', resultSize: 3 } }],
+    [
+      ['message', 'get', '--queue', 'Poison', '--sender', '*@example.org', '--status', 'retry', '--limit', '3'],
+      { action: 'get-message', filter: { queue: 'Poison', sender: '*@example.org', status: 'Retry', resultSize: 3 } },
+    ],
     [['message', 'remove', '01ABC'], { action: 'remove-message', id: '01ABC', withNdr: true }],
     [['message', 'remove', '01ABC', '--without-ndr'], { action: 'remove-message', id: '01ABC', withNdr: false }],
     [['message', 'export', '01ABC', '--path', 'm.eml'], { action: 'export-message', id: '01ABC', path: 'm.eml' }],

@@ -7,12 +7,38 @@
 import { writeFile } from 'node:fs/promises';
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
 import type { OrganizationConfig } from '@transit/config';
-import { FilterError, exportMessage, listMessages, listQueues, parseMessageFilter, parseQueueFilter, removeMessage, resumeMessage, resumeQueue, retryQueue, suspendMessage, suspendQueue, type MessageFilter, type QueueDeps, type QueueRequest } from '@transit/queues';
+import {
+  FilterError,
+  exportMessage,
+  listMessages,
+  listQueues,
+  parseMessageFilter,
+  parseQueueFilter,
+  removeMessage,
+  resumeMessage,
+  resumeQueue,
+  retryQueue,
+  suspendMessage,
+  suspendQueue,
+  type MessageFilter,
+  type QueueDeps,
+  type QueueRequest,
+} from '@transit/queues';
 import { MESSAGE_STATUSES, type LeasedItem } from '@transit/queues/project';
 import { LeaseStore, listLeases } from '@transit/leases';
 import { CliError, renderTable } from './objects.ts';
 
-export const QUEUE_COLUMNS = ['Identity', 'DeliveryType', 'Status', 'MessageCount', 'IncomingRate', 'OutgoingRate', 'NextHopDomain', 'LastError', 'NextRetryTime'];
+export const QUEUE_COLUMNS = [
+  'Identity',
+  'DeliveryType',
+  'Status',
+  'MessageCount',
+  'IncomingRate',
+  'OutgoingRate',
+  'NextHopDomain',
+  'LastError',
+  'NextRetryTime',
+];
 export const MESSAGE_COLUMNS = ['MessageId', 'FromAddress', 'Status', 'Size', 'Queue', 'LastError', 'NextRetryTime'];
 
 function filterOf<T>(parse: (text: string) => T, text: string | undefined): T | undefined {
@@ -26,15 +52,33 @@ function filterOf<T>(parse: (text: string) => T, text: string | undefined): T | 
 }
 
 /** parseArgs with errors that name the command; `positionals`: how many arguments it takes (at least `min`). */
-function options(what: string, args: string[], opts: ParseArgsOptionsConfig, positionals = 0, min = positionals): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
+function options(
+  what: string,
+  args: string[],
+  opts: ParseArgsOptionsConfig,
+  positionals = 0,
+  min = positionals,
+): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
   let parsed;
   try {
-    parsed = parseArgs({ args, options: opts, allowPositionals: positionals > 0, strict: true }) as { values: Record<string, string | boolean | undefined>; positionals: string[] };
+    parsed = parseArgs({ args, options: opts, allowPositionals: positionals > 0, strict: true }) as {
+      values: Record<string, string | boolean | undefined>;
+      positionals: string[];
+    };
   } catch (err) {
-    throw new CliError(`${what}: ${(err as Error).message.split('. ')[0]} (options: ${Object.keys(opts).map((o) => `--${o}`).join(', ') || 'none'})`);
+    throw new CliError(
+      `${what}: ${(err as Error).message.split('. ')[0]} (options: ${
+        Object.keys(opts)
+          .map((o) => `--${o}`)
+          .join(', ') || 'none'
+      })`,
+    );
   }
   const n = parsed.positionals.length;
-  if (n < min || n > positionals) throw new CliError(`${what} takes ${min === positionals ? positionals : `${min} to ${positionals}`} argument(s): ${min > 0 ? 'the message id or queue identity' : 'an optional queue identity'} (got ${n})`);
+  if (n < min || n > positionals)
+    throw new CliError(
+      `${what} takes ${min === positionals ? positionals : `${min} to ${positionals}`} argument(s): ${min > 0 ? 'the message id or queue identity' : 'an optional queue identity'} (got ${n})`,
+    );
   return parsed;
 }
 
@@ -62,7 +106,14 @@ export function parseQueueCommand(noun: 'queue' | 'message', args: string[]): Qu
   }
   switch (verb) {
     case 'get': {
-      const { values } = options(what, rest, { queue: { type: 'string' }, sender: { type: 'string' }, status: { type: 'string' }, id: { type: 'string' }, filter: { type: 'string' }, limit: { type: 'string' } });
+      const { values } = options(what, rest, {
+        queue: { type: 'string' },
+        sender: { type: 'string' },
+        status: { type: 'string' },
+        id: { type: 'string' },
+        filter: { type: 'string' },
+        limit: { type: 'string' },
+      });
       const filter: MessageFilter = filterOf(parseMessageFilter, values.filter as string | undefined) ?? {};
       if (values.queue !== undefined) filter.queue = values.queue as string;
       if (values.sender !== undefined) filter.sender = values.sender as string;
@@ -73,7 +124,8 @@ export function parseQueueCommand(noun: 'queue' | 'message', args: string[]): Qu
         filter.status = s;
       }
       if (values.limit !== undefined) {
-        if (!/^\d+$/.test(values.limit as string) || Number(values.limit) === 0) throw new CliError(`--limit must be a whole number from 1 (got "${values.limit as string}")`);
+        if (!/^\d+$/.test(values.limit as string) || Number(values.limit) === 0)
+          throw new CliError(`--limit must be a whole number from 1 (got "${values.limit as string}")`);
         filter.resultSize = Number(values.limit);
       }
       return { action: 'get-message', filter };
@@ -152,12 +204,18 @@ export async function runQueueRequest(deps: QueueDeps & { config?: OrganizationC
     }
     case 'remove-message': {
       const r = await removeMessage(deps, req.id, { withNdr: req.withNdr });
-      return { objects: [r], text: `message ${r.id}: removed (${r.recipients.length} recipient(s), ${r.items} queued item(s))${r.dsnId ? `; NDR ${r.dsnId} sent to the sender` : req.withNdr ? '; no NDR (none was due)' : ''}\n` };
+      return {
+        objects: [r],
+        text: `message ${r.id}: removed (${r.recipients.length} recipient(s), ${r.items} queued item(s))${r.dsnId ? `; NDR ${r.dsnId} sent to the sender` : req.withNdr ? '; no NDR (none was due)' : ''}\n`,
+      };
     }
     case 'export-message': {
       const eml = await exportMessage(deps, req.id);
       await writeFile(req.path, eml);
-      return { objects: [{ id: req.id, path: req.path, bytes: eml.length }], text: `message ${req.id}: ${eml.length} bytes written to ${req.path} (replayable: copy it into the replay directory)\n` };
+      return {
+        objects: [{ id: req.id, path: req.path, bytes: eml.length }],
+        text: `message ${req.id}: ${eml.length} bytes written to ${req.path} (replayable: copy it into the replay directory)\n`,
+      };
     }
   }
 }

@@ -4,9 +4,38 @@ import { parseTrackArgs } from './track.ts';
 describe('transitctl track options', () => {
   it('become a Get-MessageTrackingLog query', () => {
     expect(
-      parseTrackArgs(['--sender', 'x@example.org', '--recipient', 'a@contoso.test,b@contoso.test', '--recipient', 'c@contoso.test', '--event', 'deliver', '--source', 'storedriver', '--internal-id', '7', '--subject', 'hi', '--start', '2026-11-24T10:00:00Z', '--limit', '5', '--csv']),
+      parseTrackArgs([
+        '--sender',
+        'x@example.org',
+        '--recipient',
+        'a@contoso.test,b@contoso.test',
+        '--recipient',
+        'c@contoso.test',
+        '--event',
+        'deliver',
+        '--source',
+        'storedriver',
+        '--internal-id',
+        '7',
+        '--subject',
+        'hi',
+        '--start',
+        '2026-11-24T10:00:00Z',
+        '--limit',
+        '5',
+        '--csv',
+      ]),
     ).toEqual({
-      query: { sender: 'x@example.org', recipients: ['a@contoso.test', 'b@contoso.test', 'c@contoso.test'], eventId: 'DELIVER', source: 'STOREDRIVER', internalMessageId: 7, subject: 'hi', start: new Date('2026-11-24T10:00:00Z'), resultSize: 5 },
+      query: {
+        sender: 'x@example.org',
+        recipients: ['a@contoso.test', 'b@contoso.test', 'c@contoso.test'],
+        eventId: 'DELIVER',
+        source: 'STOREDRIVER',
+        internalMessageId: 7,
+        subject: 'hi',
+        start: new Date('2026-11-24T10:00:00Z'),
+        resultSize: 5,
+      },
       output: 'csv',
     });
     expect(parseTrackArgs([])).toEqual({ query: { resultSize: 1000 }, output: 'table' });

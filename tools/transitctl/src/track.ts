@@ -56,7 +56,11 @@ export function parseTrackArgs(args: string[]): TrackCommand {
     values = parseArgs({ args, options: OPTIONS, allowPositionals: false }).values;
   } catch (err) {
     // node:util names the option in its message ("Unknown option '--foo'"); say which ones exist.
-    throw new CliError(`track: ${(err as Error).message.split('. ')[0]} (options: ${Object.keys(OPTIONS).map((o) => `--${o}`).join(', ')})`);
+    throw new CliError(
+      `track: ${(err as Error).message.split('. ')[0]} (options: ${Object.keys(OPTIONS)
+        .map((o) => `--${o}`)
+        .join(', ')})`,
+    );
   }
   if (values.json && values.csv) throw new CliError('track: --json and --csv exclude each other');
   const start = time('start', values.start);
@@ -69,10 +73,18 @@ export function parseTrackArgs(args: string[]): TrackCommand {
     else throw new CliError(`--limit must be a whole number from 1, or unlimited (got "${values.limit}")`);
   }
   const internal = values['internal-id'];
-  if (internal !== undefined && !/^\d+$/.test(internal)) throw new CliError(`--internal-id must be the InternalId of a 250 reply, a whole number (got "${internal}")`);
+  if (internal !== undefined && !/^\d+$/.test(internal))
+    throw new CliError(`--internal-id must be the InternalId of a 250 reply, a whole number (got "${internal}")`);
   const query: TrackingQuery = {
     ...(values.sender !== undefined ? { sender: values.sender } : {}),
-    ...(values.recipient?.length ? { recipients: values.recipient.flatMap((r) => r.split(',')).map((r) => r.trim()).filter(Boolean) } : {}),
+    ...(values.recipient?.length
+      ? {
+          recipients: values.recipient
+            .flatMap((r) => r.split(','))
+            .map((r) => r.trim())
+            .filter(Boolean),
+        }
+      : {}),
     ...(values['message-id'] !== undefined ? { messageId: values['message-id'] } : {}),
     ...(internal !== undefined ? { internalMessageId: Number(internal) } : {}),
     ...(values['network-id'] !== undefined ? { networkMessageId: values['network-id'] } : {}),
