@@ -29,7 +29,7 @@ export type ClusterOptions = {
   /** Keep Redis data (AOF) under varDir; tests use a throwaway instance. */
   persistRedis?: boolean;
   env?: NodeJS.ProcessEnv;
-  /** How long a role may take to report ready (a fresh three-node cluster elects its leaders first); default 30 s. */
+  /** How long a role may take to report ready (a fresh three-node cluster elects its leaders first; a loaded machine starts Node slowly); default 60 s. */
   readyTimeoutMs?: number;
 };
 
@@ -155,7 +155,7 @@ export async function startLocalCluster(opts: ClusterOptions): Promise<LocalClus
   const startRole = async (role: Role, replica = 0) => {
     const p = spawnRole(role, replica);
     const name = processName(role, replica);
-    await waitForReady(host, httpPort(role, replica), name, () => p.alive(), join(logDir, `${name}.log`), opts.readyTimeoutMs ?? 30_000);
+    await waitForReady(host, httpPort(role, replica), name, () => p.alive(), join(logDir, `${name}.log`), opts.readyTimeoutMs ?? 60_000);
   };
 
   const cluster: LocalCluster = {
