@@ -227,13 +227,17 @@ await runService('outbound-proxy', async (ctx) => {
     decode: decodeDeliveryItem,
     poison: poisonGuard(ctx, 'outbound-proxy', (i: DeliveryItem) => i.envelope.id),
     holds,
-    // A requeued item (a stranded original published again, libs/bus consume.ts) may have been worked on before: treat it as redelivered.
-    handle: (item, msg) =>
-      handleItem(
+    // A requeued item (a stranded original published again, libs/bus consume.ts) may have been worked on before: it is treated
+    // as redelivered, and leased under its original's sequence, so that it waits while a worker may still be sending the original.
+    handle: (item, msg) => {
+      const original = /^[^:]+:(\d+)$/.exec(msg.headers?.get(REQUEUED_FROM_HEADER) ?? '')?.[1];
+      const seq = original ? Number(original) : msg.seq;
+      return handleItem(
         item,
-        { stream: STREAMS.deliver, seq: msg.seq, subject: msg.subject, messageId: item.envelope.id },
-        msg.info.redelivered || msg.headers?.has(REQUEUED_FROM_HEADER) === true,
-      ),
+        { stream: STREAMS.deliver, seq, subject: msg.subject, messageId: item.envelope.id },
+        msg.info.redelivered || original !== undefined,
+      );
+    },
   });
 
   /**
