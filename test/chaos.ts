@@ -443,13 +443,24 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       }).catch(() => inQueues());
       // Each arrived message's history, folded, must say what the Maildir and the sink say (16 at a time: long runs have tens of thousands).
       const entries = [...ids];
+      // A read can time out while the cluster is still settling after the kills: ask again (bounded), never count it as a verdict.
+      const read = async <T>(what: () => Promise<T>): Promise<T> => {
+        for (let attempt = 1; ; attempt++) {
+          try {
+            return await what();
+          } catch (err) {
+            if (attempt >= 5 || (err as Error).name !== 'TimeoutError') throw err;
+            await new Promise((r) => setTimeout(r, 1000 * attempt));
+          }
+        }
+      };
       const checkOne = async ([marker, id]: [string, string]) => {
-        const state = await loadMessage(bus, id);
+        const state = await read(() => loadMessage(bus, id));
         const recipients = Object.values(state.recipients);
         const wrong = recipients.filter((r) => r.status !== 'Delivered').map((r) => `${r.address}: ${r.status}`);
         if (recipients.length < 2) wrong.push(`${recipients.length} recipient(s) in the log`);
         if (wrong.length) {
-          const history = (await loadMessageEvents(bus, id)).map(
+          const history = (await read(() => loadMessageEvents(bus, id))).map(
             (e) => `${e.type}${'hop' in e ? `@${e.hop}` : ''}${'recipients' in e ? `[${e.recipients.join(' ')}]` : ''}#${e.seq}`,
           );
           eventLogsInconsistent.push(`${marker} (${id}): ${wrong.join(', ')}; log: ${history.join(', ')}`);
