@@ -27,6 +27,7 @@ console.log(JSON.stringify({ seed, ...rest, outboundQueuePeak: peak, queueSample
 const passed =
   report.lost.length === 0 &&
   report.duplicatesLocal.length === 0 &&
+  report.duplicatesRemoteUnexplained.length === 0 &&
   report.stuck === 0 &&
   report.eventLogsInconsistent.length === 0 &&
   report.recoverySeconds !== undefined;

@@ -73,6 +73,13 @@ export type ChaosReport = {
    * comes back. Transit narrows that window to the Redis write; it cannot close it.
    */
   duplicatesRemote: string[];
+  /**
+   * Remote duplicates that SMTP's window does not explain: a message with n copies at the sink
+   * is explained when at least n - 1 of them were never confirmed (the sender sent nothing
+   * after the final dot and its connection then broke: it may have died before reading the
+   * 250; see libs/testkit/src/smtp-sink.ts). Must be empty.
+   */
+  duplicatesRemoteUnexplained: string[];
   outboundKills: number;
   /** Work items still in mail.submit / mail.deliver.* after everything arrived (should be none). */
   stuck: number;
@@ -480,6 +487,12 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     const pullRestarts = await countInLogs(logDir, '', /"msg":"pull loop restarted"/);
     const duplicatesLocal = [...outcomes.keys()].filter((m) => (local.get(m) ?? 0) > 1);
     const duplicatesRemote = [...outcomes.keys()].filter((m) => (remote.get(m) ?? 0) > 1);
+    // Over the copies `remote` counted (remoteMarkers holds one marker per sink message up to there).
+    const unconfirmed = new Map<string, number>();
+    remoteMarkers.forEach((marker, i) => {
+      if (marker && sink.unconfirmed(sink.messages[i]!)) unconfirmed.set(marker, (unconfirmed.get(marker) ?? 0) + 1);
+    });
+    const duplicatesRemoteUnexplained = duplicatesRemote.filter((m) => (unconfirmed.get(m) ?? 0) < remote.get(m)! - 1);
     const appearedWithout250 = [...outcomes].filter(([m, o]) => o.outcome === 'refused' && (local.has(m) || remote.has(m))).map(([m]) => m);
     return {
       sent: outcomes.size,
@@ -491,6 +504,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       lost,
       duplicatesLocal,
       duplicatesRemote,
+      duplicatesRemoteUnexplained,
       outboundKills: kills.filter((k) => k.startsWith('outbound-proxy')).length,
       stuck,
       appearedWithout250,

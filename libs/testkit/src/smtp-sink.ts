@@ -4,6 +4,12 @@
  * any reply the test names. No TLS, no authentication required, no size limit. With
  * `recordWire`, it also keeps each message's DATA bytes exactly as they came off the
  * socket (smtp-server's `data` is already dot-unstuffed, which hides what was sent).
+ *
+ * It also tells whether the sender ever confirmed a message's 250 (`unconfirmed`): a client
+ * that sent nothing more on the connection after the message's final dot, and then lost the
+ * connection, may have died before it read the 250. SMTP has no two-phase commit, so a
+ * correct sender sends such a message again (RFC 5321 section 6.1 prefers a duplicate to a
+ * loss); a fault-injection run uses this to tell that unavoidable second copy from a real one.
  */
 import type { Socket } from 'node:net';
 import { SMTPServer } from 'smtp-server';
@@ -33,6 +39,12 @@ export type SmtpSink = {
   readonly port: number;
   /** Every accepted message, in arrival order. */
   readonly messages: ReceivedMessage[];
+  /**
+   * True when the client sent nothing after this message's final dot and the connection is
+   * closed: it may have died before reading the 250. False while the connection is open, and
+   * once the client sent anything more (it had read the reply).
+   */
+  unconfirmed(message: ReceivedMessage): boolean;
   /** Resolves with a copy of `messages` once it holds at least `count`. */
   waitFor(count: number, timeoutMs?: number): Promise<ReceivedMessage[]>;
   close(): Promise<void>;
@@ -44,6 +56,8 @@ export async function startSmtpSink(opts: SmtpSinkOptions = {}): Promise<SmtpSin
   const messages: ReceivedMessage[] = [];
   const arrivals = new Set<() => void>();
   const wires = new Map<string, WireRecorder>();
+  /** Each message's connection and its place among that connection's DATA payloads. */
+  const sources = new WeakMap<ReceivedMessage, { wire: WireRecorder; index: number }>();
   const peer = (address: string | undefined, port: number | undefined) => `${(address ?? '').replace(/^::ffff:/, '')}:${port ?? 0}`;
 
   const server = new SMTPServer({
@@ -73,7 +87,9 @@ export async function startSmtpSink(opts: SmtpSinkOptions = {}): Promise<SmtpSin
           rcptTo: session.envelope.rcptTo.map((r) => r.address),
           data: Buffer.concat(chunks),
         };
-        if (opts.recordWire) message.wire = wires.get(peer(session.remoteAddress, session.remotePort))?.take() ?? Buffer.alloc(0);
+        const wire = wires.get(peer(session.remoteAddress, session.remotePort));
+        if (wire) sources.set(message, { wire, index: wire.accepted++ });
+        if (opts.recordWire) message.wire = wire?.take() ?? Buffer.alloc(0);
         messages.push(message);
         for (const notify of arrivals) notify();
         callback();
@@ -81,18 +97,19 @@ export async function startSmtpSink(opts: SmtpSinkOptions = {}): Promise<SmtpSin
     },
   });
 
-  if (opts.recordWire) {
-    // A listener beside smtp-server's own, on the same 'data' events. Paused first, so nothing
-    // flows before smtp-server pipes the socket into its parser (that pipe resumes it).
-    server.server.on('connection', (socket: Socket) => {
-      const key = peer(socket.remoteAddress, socket.remotePort);
-      const recorder = new WireRecorder();
-      wires.set(key, recorder);
-      socket.pause();
-      socket.on('data', (chunk: Buffer) => recorder.push(chunk));
-      socket.once('close', () => wires.delete(key));
+  // A listener beside smtp-server's own, on the same 'data' events. Paused first, so nothing
+  // flows before smtp-server pipes the socket into its parser (that pipe resumes it).
+  server.server.on('connection', (socket: Socket) => {
+    const key = peer(socket.remoteAddress, socket.remotePort);
+    const recorder = new WireRecorder(opts.recordWire === true);
+    wires.set(key, recorder);
+    socket.pause();
+    socket.on('data', (chunk: Buffer) => recorder.push(chunk));
+    socket.once('close', () => {
+      recorder.closed = true;
+      if (wires.get(key) === recorder) wires.delete(key);
     });
-  }
+  });
 
   let starting: ((err: Error) => void) | undefined;
   // smtp-server re-emits every connection's socket errors (a client that resets, a sender
@@ -112,6 +129,10 @@ export async function startSmtpSink(opts: SmtpSinkOptions = {}): Promise<SmtpSin
     host,
     port,
     messages,
+    unconfirmed: (message) => {
+      const source = sources.get(message);
+      return source !== undefined && source.wire.closed && source.wire.confirmed <= source.index;
+    },
     waitFor: (count, timeoutMs = 20_000) =>
       new Promise((resolve, reject) => {
         const check = () => {
@@ -149,17 +170,33 @@ class WireRecorder {
   #pending: Buffer = Buffer.alloc(0);
   #inData = false;
   readonly #payloads: Buffer[] = [];
+  /** Payloads that ended (final dot seen), and how many of them the client followed with more bytes. */
+  #ended = 0;
+  confirmed = 0;
+  /** Messages the sink accepted on this connection (counted by onData, in the same order as the payloads). */
+  accepted = 0;
+  closed = false;
+
+  readonly keep: boolean;
+
+  constructor(keep: boolean) {
+    this.keep = keep;
+  }
 
   push(chunk: Buffer): void {
+    // Bytes that arrive after a dot (a later read of the socket) show the client read the reply to it: nodemailer and
+    // smtp-source send nothing after the dot before that reply.
+    if (chunk.length) this.confirmed = this.#ended;
     this.#pending = this.#pending.length ? Buffer.concat([this.#pending, chunk]) : chunk;
     for (;;) {
       if (this.#inData) {
         const end = this.#pending.subarray(0, 3).equals(END_OF_DATA.subarray(2)) ? 0 : this.#pending.indexOf(END_OF_DATA);
         if (end < 0) return;
         const length = end === 0 ? 3 : end + END_OF_DATA.length;
-        this.#payloads.push(Buffer.from(this.#pending.subarray(0, length)));
+        if (this.keep) this.#payloads.push(Buffer.from(this.#pending.subarray(0, length)));
         this.#pending = this.#pending.subarray(length);
         this.#inData = false;
+        this.#ended++;
         continue;
       }
       const eol = this.#pending.indexOf(0x0a);

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { connect as tcpConnect, type Socket } from 'node:net';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { Redis } from 'ioredis';
@@ -206,6 +207,63 @@ describe('startSmtpSink with recordWire', () => {
       expect(msg!.wire).toBeUndefined();
     } finally {
       await plain.close();
+    }
+  });
+});
+
+describe('startSmtpSink: was a 250 confirmed?', () => {
+  /** Speaks SMTP over a raw socket, waiting for each reply; `after` runs once the final dot is written (before its 250 is read). */
+  async function dialogue(port: number, end: (socket: Socket) => Promise<void>) {
+    const socket = tcpConnect(port, '127.0.0.1');
+    let buffered = '';
+    const reply = () =>
+      new Promise<string>((resolve) => {
+        const check = () => {
+          const m = /(^|\n)(\d{3}) [^\n]*\n/.exec(buffered);
+          if (!m) return;
+          buffered = buffered.slice(m.index + m[0].length);
+          socket.off('data', onData);
+          resolve(m[2]!);
+        };
+        const onData = (c: Buffer) => {
+          buffered += c.toString('latin1');
+          check();
+        };
+        socket.on('data', onData);
+        check();
+      });
+    await reply();
+    for (const line of ['EHLO x', 'MAIL FROM:<a@example.org>', 'RCPT TO:<b@example.net>', 'DATA']) {
+      socket.write(`${line}\r\n`);
+      await reply();
+    }
+    socket.write('Subject: x\r\n\r\nbody\r\n.\r\n');
+    await end(socket);
+    return { socket, reply };
+  }
+
+  it('calls a message unconfirmed when the client vanished after its final dot, and confirmed when it went on or is still there', async () => {
+    const sink = await startSmtpSink();
+    try {
+      // Vanished: the dot, then the connection is destroyed without another byte.
+      await dialogue(sink.port, async (socket) => {
+        await sink.waitFor(1);
+        socket.destroy();
+      });
+      await waitFor(() => sink.unconfirmed(sink.messages[0]!) || undefined, { timeoutMs: 5000, what: 'the vanished client noticed' });
+
+      // Went on: read the 250, then QUIT.
+      const { socket, reply } = await dialogue(sink.port, () => Promise.resolve());
+      expect(await reply()).toBe('250');
+      await sink.waitFor(2);
+      expect(sink.unconfirmed(sink.messages[1]!)).toBe(false); // still connected
+      socket.write('QUIT\r\n');
+      await reply();
+      await new Promise((r) => socket.once('close', r));
+      expect(sink.unconfirmed(sink.messages[1]!)).toBe(false);
+      expect(sink.unconfirmed(sink.messages[0]!)).toBe(true);
+    } finally {
+      await sink.close();
     }
   });
 });
