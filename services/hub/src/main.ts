@@ -41,18 +41,12 @@ await runService('hub', async (ctx) => {
         ctx.settings.nodeName,
         history,
       );
+      // Every event this handler writes lands before the first delivery item is queued: no worker can append a Delivered while
+      // the hub still appends, so the hub's chained appends (history) never race one (nats-server 2.9 can accept two appends
+      // that expected the same sequence, and a snapshot that missed the other event would then be inherited; see libs/bus/src/events.ts).
+      // A hub that dies between these appends and the publishes leaves the submit item; its successor publishes (the appends are
+      // then no longer admitted, the publishes are de-duplicated by msgID).
       for (const group of result.groups) {
-        const item = {
-          v: 1 as const,
-          envelope: { ...envelope, internalId: envelope.internalId ?? msg.seq, recipients: group.recipients },
-          hop: group.hop,
-          attempt: 0,
-          notBefore: 0,
-        };
-        await publishDurable(ctx.bus, group.subject, encodeDeliveryItem(item), {
-          msgID: `${envelope.id}:${group.key}:${msg.seq}`,
-          expectStream: STREAMS.deliver,
-        });
         await recordEvent(
           ctx.bus,
           envelope.id,
@@ -97,6 +91,19 @@ await runService('hub', async (ctx) => {
             recipients: result.unroutable.map((u) => ({ address: u.recipient.address, status: u.code, diagnostic: `550 ${u.code} ${u.reason}` })),
           },
         );
+      }
+      for (const group of result.groups) {
+        const item = {
+          v: 1 as const,
+          envelope: { ...envelope, internalId: envelope.internalId ?? msg.seq, recipients: group.recipients },
+          hop: group.hop,
+          attempt: 0,
+          notBefore: 0,
+        };
+        await publishDurable(ctx.bus, group.subject, encodeDeliveryItem(item), {
+          msgID: `${envelope.id}:${group.key}:${msg.seq}`,
+          expectStream: STREAMS.deliver,
+        });
       }
       ctx.log.info({ id: envelope.id, hops: result.groups.map((g) => g.key) }, 'message routed');
       return ack;
