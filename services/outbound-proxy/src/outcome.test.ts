@@ -20,10 +20,13 @@ describe('outbound outcomes', () => {
   ])('a whole-transaction failure with code %s is %s', (code, status) => {
     expect(classifyFailure(['a@x'], code, 'x')[0]!.status).toBe(status);
   });
-  it('follows the schedule, holds on its last step, and expires past MessageExpirationTimeout', () => {
+  it('follows the schedule, holds on its last step, tries once more at the expiry, and expires at MessageExpirationTimeout', () => {
     expect(nextAttempt([60, 300], 0, 0, 1000, 3600)).toEqual({ kind: 'retry', notBefore: 61_000 });
     expect(nextAttempt([60, 300], 5, 0, 1000, 3600)).toEqual({ kind: 'retry', notBefore: 301_000 });
-    expect(nextAttempt([60, 300], 5, 0, 3_400_000, 3600)).toEqual({ kind: 'expire' });
+    expect(nextAttempt([60, 300], 5, 0, 3_400_000, 3600)).toEqual({ kind: 'retry', notBefore: 3_600_000 });
+    expect(nextAttempt([60, 300], 5, 0, 3_599_999, 3600)).toEqual({ kind: 'retry', notBefore: 3_600_000 });
+    expect(nextAttempt([60, 300], 5, 0, 3_600_000, 3600)).toEqual({ kind: 'expire' });
+    expect(nextAttempt([60, 300], 5, 0, 9_000_000, 3600)).toEqual({ kind: 'expire' });
   });
   it.each([
     ['mx.example.net', { host: 'mx.example.net', port: 25 }],

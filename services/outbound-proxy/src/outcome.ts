@@ -24,8 +24,15 @@ export function classifyFailure(recipients: string[], code: number | undefined, 
 
 export type RetryDecision = { kind: 'retry'; notBefore: number } | { kind: 'expire' };
 
+/**
+ * After a transient failure at `now`: retry on the schedule, the last attempt at the moment the
+ * message expires when the next step would pass it, and expire once the message is as old as
+ * MessageExpirationTimeout. (Expiring as soon as the next step would pass the limit gave up one
+ * interval early: a 2-day limit with a 1-hour step skipped up to the last hour of retries.)
+ */
 export function nextAttempt(schedule: readonly number[], attempt: number, receivedAt: number, now: number, expirationSeconds: number): RetryDecision {
+  const expiresAt = receivedAt + expirationSeconds * 1000;
+  if (now >= expiresAt) return { kind: 'expire' };
   const delay = schedule[Math.min(attempt, schedule.length - 1)]! * 1000;
-  const notBefore = now + delay;
-  return notBefore - receivedAt > expirationSeconds * 1000 ? { kind: 'expire' } : { kind: 'retry', notBefore };
+  return { kind: 'retry', notBefore: Math.min(now + delay, expiresAt) };
 }

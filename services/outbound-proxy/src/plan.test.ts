@@ -164,12 +164,24 @@ const outcomeRows: OutcomeRow[] = [
     summary: { delivered: 0, failed: 0, deferred: 1 },
   },
   {
-    name: '4xx when the next attempt would fall past MessageExpirationTimeout: failed as 4.4.7, no delay DSN',
-    item: item(['a@example.net'], { attempt: 9 }),
+    name: '4xx when the message is as old as MessageExpirationTimeout: failed as 4.4.7, no delay DSN',
+    item: item(['a@example.net'], { attempt: 10, delayNotified: true }),
     results: [later('a@example.net')],
-    now: RECEIVED + 3_400_000,
+    now: RECEIVED + 3_600_000,
     steps: ['release lease, delivered: -', 'Failed a@example.net: 550 4.4.7 Message expired: 451 4.4.1 try again later', 'failure DSN a@example.net 4.4.7'],
     summary: { delivered: 0, failed: 1, deferred: 0 },
+  },
+  {
+    name: '4xx when the next step of the schedule would fall past MessageExpirationTimeout: one last attempt at the expiry',
+    item: item(['a@example.net'], { attempt: 9, delayNotified: true }),
+    results: [later('a@example.net')],
+    now: RECEIVED + 3_400_000,
+    steps: [
+      'release lease, delivered: -',
+      'follow-up attempt 10 at +3600s: a@example.net (delay notified)',
+      'Deferred a@example.net: 451 4.4.1 try again later; next +3600s',
+    ],
+    summary: { delivered: 0, failed: 0, deferred: 1 },
   },
   {
     name: '4xx when the next attempt falls exactly at MessageExpirationTimeout: still retried',
@@ -184,13 +196,14 @@ const outcomeRows: OutcomeRow[] = [
     summary: { delivered: 0, failed: 0, deferred: 1 },
   },
   {
-    name: 'expiry with a 5xx in the same attempt: one Failed event and one failure DSN for both',
-    item: item(['a@example.net', 'b@example.net'], { attempt: 9 }),
+    name: 'expiry with a 5xx in the same attempt: a Failed event per reason, one failure DSN for both',
+    item: item(['a@example.net', 'b@example.net'], { attempt: 10 }),
     results: [no('a@example.net'), later('b@example.net')],
-    now: RECEIVED + 3_400_000,
+    now: RECEIVED + 3_700_000,
     steps: [
       'release lease, delivered: -',
-      'Failed a@example.net,b@example.net: 550 5.1.1 no such user',
+      'Failed a@example.net: 550 5.1.1 no such user',
+      'Failed b@example.net: 550 4.4.7 Message expired: 451 4.4.1 try again later',
       'failure DSN a@example.net 5.1.1, b@example.net 4.4.7',
     ],
     summary: { delivered: 0, failed: 2, deferred: 0 },
@@ -209,6 +222,22 @@ const outcomeRows: OutcomeRow[] = [
       'Deferred c@example.net: 451 4.4.1 try again later; next +1000s',
     ],
     summary: { delivered: 1, failed: 1, deferred: 1 },
+  },
+  {
+    name: 'two recipients deferred for different reasons: one follow-up item, a Deferred event per reason',
+    item: item(['a@example.net', 'b@example.net', 'c@example.net', 'd@example.net']),
+    results: [later('a@example.net'), later('b@example.net', '452 4.2.2 mailbox full'), no('c@example.net'), no('d@example.net', '550 5.7.1 refused')],
+    now: RECEIVED + 1000,
+    steps: [
+      'release lease, delivered: -',
+      'Failed c@example.net: 550 5.1.1 no such user',
+      'Failed d@example.net: 550 5.7.1 refused',
+      'failure DSN c@example.net 5.1.1, d@example.net 5.7.1',
+      'follow-up attempt 1 at +61s: a@example.net,b@example.net',
+      'Deferred a@example.net: 451 4.4.1 try again later; next +61s',
+      'Deferred b@example.net: 452 4.2.2 mailbox full; next +61s',
+    ],
+    summary: { delivered: 0, failed: 2, deferred: 2 },
   },
   {
     // submitDsn (libs/ingest) leaves such recipients out and records DsnSuppressed "NOTIFY excludes it" (test/dsn.test.ts).
@@ -290,7 +319,7 @@ describe('planOutcome', () => {
       hop: HOP,
       results: [later('a@example.net')],
       settings,
-      now: RECEIVED + 3_400_000,
+      now: RECEIVED + 3_600_000,
     });
     const notify = plan.steps.find((s) => s.kind === 'notify');
     expect(notify).toEqual({
@@ -315,7 +344,15 @@ const withStatus = (address: string, status: 'Deferred' | 'Failed' | 'Routed'): 
   return state;
 };
 
-type SendRow = { name: string; recipients: string[]; claimed: string[]; state?: MessageState; suppressed: string[] | undefined; send: string[] | undefined };
+type SendRow = {
+  name: string;
+  recipients: string[];
+  claimed: string[];
+  state?: MessageState;
+  suppressed: string[] | undefined;
+  send: string[] | undefined;
+  final?: string[];
+};
 
 const sendRows: SendRow[] = [
   {
@@ -365,12 +402,23 @@ const sendRows: SendRow[] = [
     send: ['a@x.test'],
   },
   {
-    name: 'a redelivered item whose log says failed: sent again (only a delivery counts)',
-    recipients: ['a@x.test'],
+    // A bounce (5xx, expiry) or an administrator's Remove-Message is final: its DSN said so, a delivery now would contradict it.
+    name: 'a redelivered item whose log says failed: not sent again, and nothing recorded',
+    recipients: ['a@x.test', 'b@x.test'],
     claimed: [],
     state: withStatus('a@x.test', 'Failed'),
     suppressed: undefined,
-    send: ['a@x.test'],
+    send: ['b@x.test'],
+    final: ['a@x.test'],
+  },
+  {
+    name: 'one delivered, one failed: DuplicateSuppressed for the delivered one, nothing to send',
+    recipients: ['a@x.test', 'b@x.test'],
+    claimed: ['b@x.test'],
+    state: withStatus('a@x.test', 'Failed'),
+    suppressed: ['b@x.test'],
+    send: undefined,
+    final: ['a@x.test'],
   },
 ];
 
@@ -380,6 +428,7 @@ describe('planSend', () => {
     const plan = planSend({ item: work, hop: HOP, claimed: row.claimed, state: row.state });
     expect(plan.events).toEqual(row.suppressed ? [{ type: 'DuplicateSuppressed', hop: HOP, recipients: row.suppressed }] : []);
     expect(plan.send?.envelope.recipients.map((r) => r.address)).toEqual(row.send);
+    expect(plan.final).toEqual(row.final ?? []);
     if (plan.send)
       expect(plan.send).toEqual({ ...work, envelope: { ...work.envelope, recipients: work.envelope.recipients.filter((r) => row.send!.includes(r.address)) } });
   });

@@ -5,12 +5,15 @@
  *
  * - planSend: before sending, the recipients already delivered (the lease's claim, and the
  *   folded event log when the item may have been worked on before) are not sent again; they
- *   are recorded as DuplicateSuppressed, and an item with nobody left is acknowledged.
+ *   are recorded as DuplicateSuppressed. Recipients the log shows failed (bounced, expired or
+ *   removed by an administrator) are not sent either: their outcome and DSN are final. An
+ *   item with nobody left is acknowledged.
  * - planOutcome: after one attempt, what each recipient's answer (outcome.ts) means.
  *   Delivered recipients are recorded first, in the shadow state as the lease is released
  *   and as a Delivered event, at once. Permanent failures (5xx), and transient ones once the
  *   next attempt would fall past MessageExpirationTimeout (as 4.4.7, "Message expired"), are
- *   recorded as Failed, then a failure DSN is asked for. Other transient failures get, once
+ *   recorded as Failed (one event per distinct reason, so each recipient's row quotes its own
+ *   answer), then a failure DSN is asked for. Other transient failures get, once
  *   the message is older than DelayNotificationTimeout and the item has not had one, a delay
  *   DSN; then a follow-up work item with only them, the next attempt number and its
  *   notBefore from the retry schedule; then a Deferred event. The item is then acknowledged.
@@ -43,17 +46,36 @@ export type SendPlan = {
   events: Array<Extract<MessageEvent, { type: 'DuplicateSuppressed' }>>;
   /** The item narrowed to the recipients to send to, or none: nothing left to send, acknowledge it. */
   send: DeliveryItem | undefined;
+  /** Recipients left out because the log shows them failed already (nothing is recorded for them again). */
+  final: string[];
 };
 
 export function planSend({ item, hop, claimed, state }: SendInput): SendPlan {
   const already = new Set(claimed);
-  if (state) for (const r of item.envelope.recipients) if (state.recipients[r.address.toLowerCase()]?.status === 'Delivered') already.add(r.address);
-  if (already.size === 0) return { events: [], send: item };
-  const remaining = item.envelope.recipients.filter((r) => !already.has(r.address));
+  const final = new Set<string>();
+  if (state)
+    for (const r of item.envelope.recipients) {
+      const status = state.recipients[r.address.toLowerCase()]?.status;
+      if (status === 'Delivered') already.add(r.address);
+      else if (status === 'Failed' && !already.has(r.address)) final.add(r.address);
+    }
+  if (already.size === 0 && final.size === 0) return { events: [], send: item, final: [] };
+  const remaining = item.envelope.recipients.filter((r) => !already.has(r.address) && !final.has(r.address));
   return {
-    events: [{ type: 'DuplicateSuppressed', hop, recipients: [...already] }],
+    events: already.size ? [{ type: 'DuplicateSuppressed', hop, recipients: [...already] }] : [],
     send: remaining.length ? { ...item, envelope: { ...item.envelope, recipients: remaining } } : undefined,
+    final: [...final],
   };
+}
+
+/** Groups `items` by `reasonOf`, in the order each reason first appears. */
+function byReason<T>(items: readonly T[], reasonOf: (item: T) => string): Array<[string, T[]]> {
+  const groups = new Map<string, T[]>();
+  for (const item of items) {
+    const reason = reasonOf(item);
+    groups.set(reason, [...(groups.get(reason) ?? []), item]);
+  }
+  return [...groups];
 }
 
 export type OutcomeSettings = {
@@ -120,7 +142,8 @@ export function planOutcome({ item, hop, results, settings, now }: OutcomeInput)
     failed.push(...transient.map((r) => ({ ...dsnRecipient(r, '4.4.7'), diagnostic: `550 4.4.7 Message expired: ${r.response}` })));
   }
   if (failed.length) {
-    steps.push({ kind: 'event', event: { type: 'Failed', hop, recipients: failed.map((r) => r.address), reason: failed[0]!.diagnostic } });
+    for (const [reason, group] of byReason(failed, (r) => r.diagnostic))
+      steps.push({ kind: 'event', event: { type: 'Failed', hop, recipients: group.map((r) => r.address), reason } });
     steps.push({ kind: 'notify', notification: { kind: 'failure', recipients: failed, tag } });
   }
   if (decision?.kind === 'retry') {
@@ -142,10 +165,8 @@ export function planOutcome({ item, hop, results, settings, now }: OutcomeInput)
       delayNotified: item.delayNotified || late,
     };
     steps.push({ kind: 'follow-up', subject: hop, item: next, msgID: `${envelope.id}:${hop}:attempt-${next.attempt}` });
-    steps.push({
-      kind: 'event',
-      event: { type: 'Deferred', hop, recipients: [...addresses], reason: transient[0]!.response, nextAttempt: decision.notBefore },
-    });
+    for (const [reason, group] of byReason(transient, (r) => r.response))
+      steps.push({ kind: 'event', event: { type: 'Deferred', hop, recipients: group.map((r) => r.address), reason, nextAttempt: decision.notBefore } });
   }
   return { steps, outcome: ack, summary: { delivered: delivered.length, failed: failed.length, deferred: decision?.kind === 'retry' ? transient.length : 0 } };
 }
