@@ -8,8 +8,10 @@
  * - **Lost pulls.** Pull requests live on the consumer's leader. When the leader moves (a NATS
  *   node dies, an election), the waiting pulls are gone and nats.js only notices after two
  *   missed idle heartbeats; with its defaults that is 30 to 45 s without a message. The loop
- *   asks for heartbeats every 2.5 s, and a watchdog that sees work waiting on the consumer
- *   (num_pending) while this worker has free slots and gets nothing restarts the pull loop.
+ *   makes short pulls (TRANSIT_PULL_EXPIRES_MS, 10 s) and asks for heartbeats every quarter of
+ *   them (2.5 s), and a watchdog that sees work waiting on the consumer (num_pending) while
+ *   this worker has free slots and gets nothing for TRANSIT_PULL_RESTART_AFTER_MS (10 s)
+ *   restarts the pull loop.
  * - **Stranded items.** A stream replica that resets its state ("Error applying entries ...
  *   stream store EOF", "Resetting stream cluster state") can leave work items in the work
  *   queue below the consumer's ack floor: the consumer counts them as done and never hands
@@ -28,6 +30,7 @@
  */
 import type { ConsumerInfo, JsMsg, StoredMsg } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
+import { environmentDefault } from '@transit/config';
 import type { Bus } from './connection.ts';
 import type { HoldWatcher } from './holds.ts';
 import type { PoisonTracker } from './poison.ts';
@@ -101,15 +104,18 @@ export type WorkerOptions<T> = {
   poison?: { tracker: PoisonTracker; threshold: number; onParked: (item: T, msg: JsMsg, crashes: number) => Promise<void> };
   /** Administrator holds: an item of a suspended queue or message waits `recheckMs`, a removed message's item is dropped. */
   holds?: { watcher: HoldWatcher; messageIdOf: (item: T) => string; recheckMs: number; onDropped: (item: T, msg: JsMsg) => void };
-  /** No progress for this long is a stall (default: configureWorkers, 120 s). */
+  /** No progress for this long is a stall (default: configureWorkers, TRANSIT_STALL_SECONDS, 120 s). */
   stallAfterMs?: number;
-  /** How often the consumer's state is read for the watchdog, the stall check and the stranded sweep (default 5 s). */
+  /** How often the consumer's state is read for the watchdog, the stall check and the stranded sweep (default: configureWorkers, TRANSIT_WORKER_CHECK_MS, 5 s). */
   checkEveryMs?: number;
-  /** Starved this long (work waiting, free slots, nothing received): restart the pull loop (default 10 s). */
+  /** Starved this long (work waiting, free slots, nothing received): restart the pull loop (default: configureWorkers, TRANSIT_PULL_RESTART_AFTER_MS, 10 s). */
   restartAfterMs?: number;
-  /** A stranded item is requeued once seen this long (default 10 s): an acknowledged item normally leaves the stream within milliseconds. */
+  /**
+   * A stranded item is requeued once seen this long (default: configureWorkers, TRANSIT_STRANDED_GRACE_MS, 10 s): an acknowledged
+   * item normally leaves the stream within milliseconds.
+   */
   strandedGraceMs?: number;
-  /** Pull request expiry (default 10 s); idle heartbeats come at a quarter of it. */
+  /** Pull request expiry (default: configureWorkers, TRANSIT_PULL_EXPIRES_MS, 10 s); idle heartbeats come at a quarter of it. */
   pullExpiresMs?: number;
 };
 
@@ -126,13 +132,26 @@ export async function ackBySequence(bus: Bus, stream: string, consumer: string, 
   await bus.nc.flush();
 }
 
-/** Process-wide defaults, set once by the service shell (libs/service) from the environment. */
-const defaults: { stallAfterMs: number; onNotice: (what: string, detail: Record<string, unknown>) => void } = {
-  stallAfterMs: 120_000,
+/** The timings a worker takes from configureWorkers unless its options say otherwise. */
+export type WorkerTimings = Required<Pick<WorkerOptions<unknown>, 'stallAfterMs' | 'checkEveryMs' | 'restartAfterMs' | 'strandedGraceMs' | 'pullExpiresMs'>>;
+
+/**
+ * Process-wide defaults, set once by the service shell (libs/service) from the process's
+ * settings; until then the register's defaults (libs/config settings.ts).
+ */
+const defaults: WorkerTimings & { onNotice: (what: string, detail: Record<string, unknown>) => void } = {
+  stallAfterMs: environmentDefault('stallSeconds') * 1000,
+  checkEveryMs: environmentDefault('workerCheckMs'),
+  restartAfterMs: environmentDefault('pullRestartAfterMs'),
+  strandedGraceMs: environmentDefault('strandedGraceMs'),
+  pullExpiresMs: environmentDefault('pullExpiresMs'),
   onNotice: () => undefined,
 };
-export function configureWorkers(opts: { stallAfterMs?: number; onNotice?: (what: string, detail: Record<string, unknown>) => void }): void {
-  if (opts.stallAfterMs !== undefined) defaults.stallAfterMs = opts.stallAfterMs;
+export function configureWorkers(opts: Partial<WorkerTimings> & { onNotice?: (what: string, detail: Record<string, unknown>) => void }): void {
+  for (const key of ['stallAfterMs', 'checkEveryMs', 'restartAfterMs', 'strandedGraceMs', 'pullExpiresMs'] as const) {
+    const value = opts[key];
+    if (value !== undefined) defaults[key] = value;
+  }
   if (opts.onNotice) defaults.onNotice = opts.onNotice;
 }
 
@@ -155,10 +174,10 @@ function filterOf(info: ConsumerInfo): string | undefined {
 
 export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
   const stallAfterMs = opts.stallAfterMs ?? defaults.stallAfterMs;
-  const checkEveryMs = opts.checkEveryMs ?? 5000;
-  const restartAfterMs = opts.restartAfterMs ?? 10_000;
-  const strandedGraceMs = opts.strandedGraceMs ?? 10_000;
-  const pullExpiresMs = opts.pullExpiresMs ?? 10_000;
+  const checkEveryMs = opts.checkEveryMs ?? defaults.checkEveryMs;
+  const restartAfterMs = opts.restartAfterMs ?? defaults.restartAfterMs;
+  const strandedGraceMs = opts.strandedGraceMs ?? defaults.strandedGraceMs;
+  const pullExpiresMs = opts.pullExpiresMs ?? defaults.pullExpiresMs;
   /** A put-back item comes back within this, so another replica's deferred item never looks frozen. */
   const maxScheduleMs = Math.max(1000, Math.floor(stallAfterMs / 2));
   const notice = (what: string, detail: Record<string, unknown>) => defaults.onNotice(what, { stream: opts.stream, consumer: opts.consumer, ...detail });

@@ -26,6 +26,7 @@ export {
   type Worker,
   type WorkerHealth,
   type WorkerOptions,
+  type WorkerTimings,
 } from './consume.ts';
 export { BodyStore } from './bodies.ts';
 export {

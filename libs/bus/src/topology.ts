@@ -6,6 +6,7 @@
 import { AckPolicy, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
+import { environmentDefault } from '@transit/config';
 import type { Bus } from './connection.ts';
 
 export const STREAMS = { submit: 'MAIL_SUBMIT', deliver: 'MAIL_DELIVER', events: 'MAIL_EVENTS', safetyNet: 'SAFETY_NET', poison: 'MAIL_POISON' } as const;
@@ -33,7 +34,6 @@ export const SUBJECTS = {
 
 /** JetStream durations are in nanoseconds. */
 const NS_PER_MS = 1_000_000;
-const DAY_MS = 24 * 3600 * 1000;
 
 export type TopologyOptions = {
   replicas: number;
@@ -48,6 +48,14 @@ export type TopologyOptions = {
   eventRetentionSeconds?: number;
   /** How long message bodies are kept in the object store (seconds; 7 days). The same rule. */
   bodyRetentionSeconds?: number;
+  /** Every stream's duplicate window (seconds; TRANSIT_DUPLICATE_WINDOW_SECONDS, 120): a publish repeated under the same message id within it is stored once. */
+  duplicateWindowSeconds?: number;
+  /** How long MAIL_POISON keeps parked items (seconds; TRANSIT_POISON_RETENTION_SECONDS, 30 days). */
+  poisonRetentionSeconds?: number;
+  /** How long a poison marker lives (seconds; TRANSIT_POISON_MARKER_TTL_SECONDS, 600), at least 5 ack waits. */
+  poisonMarkerTtlSeconds?: number;
+  /** How long a process's heartbeat in the nodes bucket lives (ms; TRANSIT_NODE_TTL_MS, 15 s). */
+  nodeTtlMs?: number;
 };
 
 async function ensureStream(jsm: JetStreamManager, name: string, config: Parameters<JetStreamManager['streams']['add']>[0]): Promise<void> {
@@ -70,9 +78,25 @@ async function ensureBodyBucket(bus: Bus, replicas: number, maxAgeNs: number): P
   if (info.config.max_age !== maxAgeNs) await bus.jsm.streams.update(BODY_STREAM, { max_age: maxAgeNs });
 }
 
+/**
+ * A KV bucket with this TTL: Kvm.create leaves an existing bucket as it is, so a changed TTL is
+ * applied to its stream (`KV_<bucket>`), as the body bucket's retention is.
+ */
+async function ensureKvBucket(bus: Bus, bucket: string, opts: { replicas: number; history: number; ttlMs?: number }): Promise<void> {
+  await new Kvm(bus.js).create(bucket, { replicas: opts.replicas, history: opts.history, ...(opts.ttlMs !== undefined ? { ttl: opts.ttlMs } : {}) });
+  if (opts.ttlMs === undefined) return;
+  const maxAgeNs = opts.ttlMs * NS_PER_MS;
+  const stream = `KV_${bucket}`;
+  const info = await bus.jsm.streams.info(stream);
+  // A shorter TTL brings the bucket's duplicate window (at most its maximum age, as NATS requires) down with it.
+  if (info.config.max_age !== maxAgeNs)
+    await bus.jsm.streams.update(stream, { max_age: maxAgeNs, duplicate_window: Math.min(info.config.duplicate_window, maxAgeNs) });
+}
+
 export async function ensureTopology(bus: Bus, opts: TopologyOptions): Promise<void> {
   const { jsm } = bus;
-  const common = { storage: StorageType.File, num_replicas: opts.replicas, duplicate_window: 2 * 60 * 1000 * NS_PER_MS };
+  const duplicateWindowSeconds = opts.duplicateWindowSeconds ?? environmentDefault('duplicateWindowSeconds');
+  const common = { storage: StorageType.File, num_replicas: opts.replicas, duplicate_window: duplicateWindowSeconds * 1000 * NS_PER_MS };
   // Work queues: a message leaves the stream when its consumer acknowledges it.
   await ensureStream(jsm, STREAMS.submit, {
     ...common,
@@ -108,13 +132,13 @@ export async function ensureTopology(bus: Bus, opts: TopologyOptions): Promise<v
     max_age: (opts.safetyNetHoldSeconds ?? 2 * 24 * 3600) * 1000 * NS_PER_MS,
   });
 
-  // Poison messages: parked here, never retried automatically, kept 30 days for the administrator.
+  // Poison messages: parked here, never retried automatically, kept for the administrator (30 days by default).
   await ensureStream(jsm, STREAMS.poison, {
     ...common,
     name: STREAMS.poison,
     subjects: ['mail.poison.>'],
     retention: RetentionPolicy.Limits,
-    max_age: 30 * DAY_MS * NS_PER_MS,
+    max_age: (opts.poisonRetentionSeconds ?? environmentDefault('poisonRetentionSeconds')) * 1000 * NS_PER_MS,
   });
 
   const consumer = (durable: string, filter: string) => ({
@@ -138,9 +162,10 @@ export async function ensureTopology(bus: Bus, opts: TopologyOptions): Promise<v
   await ensureConsumer(STREAMS.deliver, consumer(CONSUMERS.outboundProxy, 'mail.deliver.remote.>'));
 
   await ensureBodyBucket(bus, opts.replicas, (opts.bodyRetentionSeconds ?? 7 * 24 * 3600) * 1000 * NS_PER_MS);
-  await new Kvm(bus.js).create(NODES_BUCKET, { replicas: opts.replicas, ttl: 15_000, history: 1 });
+  await ensureKvBucket(bus, NODES_BUCKET, { replicas: opts.replicas, ttlMs: opts.nodeTtlMs ?? environmentDefault('nodeTtlMs'), history: 1 });
   // A marker outlives a redelivery (ack wait) so the next attempt can see that the last one died.
-  await new Kvm(bus.js).create(INFLIGHT_BUCKET, { replicas: opts.replicas, ttl: Math.max(10 * 60, 5 * (opts.ackWaitSeconds ?? 15)) * 1000, history: 1 });
+  const markerTtlSeconds = Math.max(opts.poisonMarkerTtlSeconds ?? environmentDefault('poisonMarkerTtlSeconds'), 5 * (opts.ackWaitSeconds ?? 15));
+  await ensureKvBucket(bus, INFLIGHT_BUCKET, { replicas: opts.replicas, ttlMs: markerTtlSeconds * 1000, history: 1 });
   // No TTL: a suspended queue stays suspended until resumed; Removed markers are a few bytes per removed message.
   await new Kvm(bus.js).create(HOLDS_BUCKET, { replicas: opts.replicas, history: 1 });
 }

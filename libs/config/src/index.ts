@@ -69,6 +69,7 @@ export {
   ORGANISATION_KEYS,
   RETENTION_MARGIN_SECONDS,
   RULES,
+  environmentDefault,
   environmentMeta,
   environmentSchema,
   organisationDefault,

@@ -5,6 +5,7 @@ import {
   ConfigError,
   ENVIRONMENT_KEYS,
   ORGANISATION_KEYS,
+  environmentDefault,
   environmentMeta,
   organisationDefault,
   organisationType,
@@ -54,6 +55,17 @@ describe('the register of environment settings', () => {
       eventRetentionSeconds: 7 * 86_400,
       bodyRetentionSeconds: 7 * 86_400,
       stopTimeoutMs: 30_000,
+      // Hard-coded until they joined the register: leases store.ts, topology.ts, consume.ts, engine.ts.
+      deliveredTtlSeconds: 9 * 86_400,
+      duplicateWindowSeconds: 120,
+      poisonRetentionSeconds: 30 * 86_400,
+      poisonMarkerTtlSeconds: 600,
+      nodeTtlMs: 15_000,
+      pullExpiresMs: 10_000,
+      workerCheckMs: 5000,
+      pullRestartAfterMs: 10_000,
+      strandedGraceMs: 10_000,
+      proxyHeaderTimeoutMs: 5000,
     });
     for (const unset of ['listenHost', 'httpPort', 'tlsCertPath', 'tlsKeyPath', 'clusterSecret']) expect(s).not.toHaveProperty(unset, expect.anything());
   });
@@ -102,6 +114,12 @@ describe('the register of environment settings', () => {
     );
   });
 
+  it('gives a default without reading the environment', () => {
+    expect(environmentDefault('shadowLeaseTtlMs')).toBe(15_000);
+    expect(environmentDefault('deliveredTtlSeconds')).toBe(9 * 86_400);
+    expect(environmentDefault('nodeName')).toBeUndefined();
+  });
+
   it('reads one variable alone', () => {
     expect(readEnvironmentSetting({ TRANSIT_STALL_SECONDS: '30', TRANSIT_PORT_OFFSET: 'bad' }, 'stallSeconds')).toBe(30);
     expect(() => readEnvironmentSetting({ TRANSIT_STALL_SECONDS: '-1' }, 'stallSeconds')).toThrow(
@@ -136,6 +154,21 @@ describe('rules between settings', () => {
     expect(runtimeSettings({ TRANSIT_SHADOW_HEARTBEAT_TTL_MS: '10000' }).shadowHeartbeatTtlMs).toBe(10_000);
   });
 
+  it('refuses a publish budget the duplicate window does not cover', () => {
+    expect(() => runtimeSettings({ TRANSIT_DUPLICATE_WINDOW_SECONDS: '10' })).toThrow(
+      /TRANSIT_PUBLISH_BUDGET_MS \(15000 ms\) must not be longer than TRANSIT_DUPLICATE_WINDOW_SECONDS \(10 s\)/,
+    );
+    expect(runtimeSettings({ TRANSIT_DUPLICATE_WINDOW_SECONDS: '15' }).duplicateWindowSeconds).toBe(15);
+    expect(runtimeSettings({ TRANSIT_DUPLICATE_WINDOW_SECONDS: '10', TRANSIT_PUBLISH_BUDGET_MS: '2000' }).duplicateWindowSeconds).toBe(10);
+  });
+
+  it('refuses a duplicate window longer than the Safety Net keeps messages (JetStream would refuse the stream)', () => {
+    expect(() => runtimeSettings({ TRANSIT_SAFETY_NET_HOLD_SECONDS: '60' })).toThrow(
+      /TRANSIT_DUPLICATE_WINDOW_SECONDS \(120 s\) must not be longer than TRANSIT_SAFETY_NET_HOLD_SECONDS \(60 s\)/,
+    );
+    expect(runtimeSettings({ TRANSIT_SAFETY_NET_HOLD_SECONDS: '60', TRANSIT_DUPLICATE_WINDOW_SECONDS: '60' }).safetyNetHoldSeconds).toBe(60);
+  });
+
   it('accepts the ack waits the test suite runs with, shorter and longer than the lease', () => {
     for (const ackWait of ['2', '3', '120']) expect(runtimeSettings({ TRANSIT_ACK_WAIT_SECONDS: ackWait }).ackWaitSeconds).toBe(Number(ackWait));
   });
@@ -151,6 +184,13 @@ describe('rules between settings', () => {
     ]);
     expect(retentionProblems({ bodyRetentionSeconds: 86_400 }, { MessageExpirationTimeout: 3600 })).toEqual([
       expect.stringMatching(/needs at least 90000 s \(1\.01:00:00\)\. Raise TRANSIT_BODY_RETENTION_SECONDS on every role$/),
+    ]);
+    // The delivered recipients in Redis, too (an outbound proxy's own setting).
+    expect(retentionProblems({ deliveredTtlSeconds: 9 * 86_400 }, { MessageExpirationTimeout: 8 * 86_400 })).toEqual([]);
+    expect(retentionProblems({ deliveredTtlSeconds: 9 * 86_400 }, { MessageExpirationTimeout: 8 * 86_400 + 1 })).toEqual([
+      expect.stringMatching(
+        /^MessageExpirationTimeout \(8\.00:00:01\) is too long for TRANSIT_DELIVERED_TTL_SECONDS .* raise TRANSIT_DELIVERED_TTL_SECONDS on every outbound proxy$/,
+      ),
     ]);
     // What is unknown (a stream not created yet) is not checked.
     expect(retentionProblems({ bodyRetentionSeconds: 30 * 86_400 }, { MessageExpirationTimeout: 10 * 86_400 }, 'in the cluster')).toEqual([]);

@@ -106,6 +106,8 @@ function env<T>(kind: Kind<T>, meta: Meta): z.ZodType {
 const EVERY = 'every role';
 /** The roles with SMTP listeners. */
 const SMTP_ROLES = 'frontend, hub, outbound-proxy';
+/** The roles with workers on a JetStream consumer (libs/bus consume.ts). */
+const WORKERS = 'hub, mailbox-delivery, outbound-proxy';
 const DAY = 86_400;
 
 /**
@@ -274,6 +276,37 @@ export const environmentSchema = z.object({
     readBy: EVERY,
     meaning: 'the same limit in bytes (-1: no limit)',
   }),
+  duplicateWindowSeconds: env(integer(1, DAY), {
+    variable: 'TRANSIT_DUPLICATE_WINDOW_SECONDS',
+    default: '120',
+    unit: 's',
+    readBy: EVERY,
+    meaning:
+      "JetStream's duplicate window on every stream: a publish repeated under the same message id within it is stored once (a frontend's retries, a hub's successor queuing the same delivery items again; set the same on every role)",
+  }),
+  poisonRetentionSeconds: env(integer(DAY), {
+    variable: 'TRANSIT_POISON_RETENTION_SECONDS',
+    default: String(30 * DAY),
+    unit: 's',
+    readBy: EVERY,
+    meaning: 'how long poison messages parked in MAIL_POISON are kept for the administrator (set the same on every role)',
+  }),
+  poisonMarkerTtlSeconds: env(integer(60), {
+    variable: 'TRANSIT_POISON_MARKER_TTL_SECONDS',
+    default: '600',
+    unit: 's',
+    readBy: EVERY,
+    meaning:
+      "how long the marker of a work item being handled (poison detection, KV `transit-inflight`) outlives a worker that died holding it; at least 5 × TRANSIT_ACK_WAIT_SECONDS is used, so the item's redelivery still finds it (set the same on every role)",
+  }),
+  nodeTtlMs: env(integer(10_000), {
+    variable: 'TRANSIT_NODE_TTL_MS',
+    default: '15000',
+    unit: 'ms',
+    readBy: EVERY,
+    meaning:
+      "each process's heartbeat in KV `transit-nodes` (written every 5 s) lives this long: a process that died without removing it is listed, and counted live by the admin's health, until then (set the same on every role)",
+  }),
 
   // Receiving.
   publishBudgetMs: env(integer(0), {
@@ -289,6 +322,13 @@ export const environmentSchema = z.object({
     unit: 'ms',
     readBy: SMTP_ROLES,
     meaning: 'after the submit queue refused a message for lack of room, new transactions are answered `452 4.3.1` at MAIL FROM for this long, without trying',
+  }),
+  proxyHeaderTimeoutMs: env(integer(100), {
+    variable: 'TRANSIT_PROXY_HEADER_TIMEOUT_MS',
+    default: '5000',
+    unit: 'ms',
+    readBy: SMTP_ROLES,
+    meaning: 'a connection from a load balancer (LoadBalancers) without a complete PROXY protocol header within this long is refused with `421 4.7.0`',
   }),
 
   // Workers.
@@ -317,8 +357,38 @@ export const environmentSchema = z.object({
     variable: 'TRANSIT_STALL_SECONDS',
     default: '120',
     unit: 's',
-    readBy: 'hub, mailbox-delivery, outbound-proxy',
+    readBy: WORKERS,
     meaning: 'a worker with work waiting and no progress for this long is stalled: `/readyz` fails and `transit_worker_stalled` is 1',
+  }),
+  pullExpiresMs: env(integer(2000), {
+    variable: 'TRANSIT_PULL_EXPIRES_MS',
+    default: '10000',
+    unit: 'ms',
+    readBy: WORKERS,
+    meaning:
+      "a worker's pull request on its consumer lasts this long and is then renewed; NATS sends an idle heartbeat every quarter of it (2.5 s), and two missed ones make the worker pull again",
+  }),
+  workerCheckMs: env(integer(100), {
+    variable: 'TRANSIT_WORKER_CHECK_MS',
+    default: '5000',
+    unit: 'ms',
+    readBy: WORKERS,
+    meaning: "how often each worker reads its consumer's state, for the pull watchdog, the stall check and the stranded-item sweep",
+  }),
+  pullRestartAfterMs: env(integer(1000), {
+    variable: 'TRANSIT_PULL_RESTART_AFTER_MS',
+    default: '10000',
+    unit: 'ms',
+    readBy: WORKERS,
+    meaning: 'the pull watchdog: a worker with a free slot that receives nothing for this long while work waits on its consumer restarts its pull loop',
+  }),
+  strandedGraceMs: env(integer(1000), {
+    variable: 'TRANSIT_STRANDED_GRACE_MS',
+    default: '10000',
+    unit: 'ms',
+    readBy: WORKERS,
+    meaning:
+      "a work item still in the stream this long after its consumer's ack floor passed it (a replica reset) is published again and the original acknowledged",
   }),
 
   // Sending.
@@ -372,6 +442,14 @@ export const environmentSchema = z.object({
     meaning:
       "an outbound proxy's heartbeat in Redis lives this long unless renewed (at a third of it); when it is gone, survivors take over that proxy's leased items",
   }),
+  deliveredTtlSeconds: env(integer(DAY), {
+    variable: 'TRANSIT_DELIVERED_TTL_SECONDS',
+    default: String(9 * DAY),
+    unit: 's',
+    readBy: 'outbound-proxy, transitctl',
+    meaning:
+      'how long Redis keeps the recipients of a message already delivered remotely (the guard against sending to them twice); at least MessageExpirationTimeout plus a day',
+  }),
 
   // Stopping.
   drainTimeoutMs: env(integer(0), {
@@ -424,6 +502,15 @@ export function environmentMeta(key: EnvironmentKey): EnvironmentMeta {
   const meta = ENVIRONMENT_REGISTRY.get(environmentSchema.shape[key]);
   if (!meta) throw new Error(`environment setting ${key} has no metadata`);
   return meta;
+}
+
+/**
+ * A setting's default as the register states it (what an unset variable gives), without
+ * reading the environment: the fallback of constructors and options whose callers normally
+ * pass the process's value (ctx.settings), so tests can leave them out.
+ */
+export function environmentDefault<K extends EnvironmentKey>(key: K): EnvironmentSettings[K] {
+  return environmentSchema.shape[key].parse(undefined) as EnvironmentSettings[K];
 }
 
 /** The variables' texts under the struct's keys; unset and empty ones are left out (their default applies). */
@@ -494,6 +581,20 @@ export const RULES: readonly SettingRule[] = [
       'a message is retried for up to MessageExpirationTimeout and then reported with its body or headers; its body and its event log (its state and its duplicate guard) must outlive it, with a day to spare for an outage or a suspended queue. ' +
       'A service refuses to start when the organisation asks for more, and a configuration write (transitctl, the admin API) is refused when the cluster keeps bodies or events for less',
   },
+  {
+    rule: `TRANSIT_DELIVERED_TTL_SECONDS ≥ MessageExpirationTimeout + ${RETENTION_MARGIN_SECONDS / DAY} day`,
+    why:
+      'an outbound proxy checks a work item it is handed for the first time (a copy queued again by a hub that died, a queue retry) against Redis only, not the event log, for recipients already delivered; ' +
+      "that record must outlive every attempt at the message. An outbound proxy refuses to start when the organisation asks for more; a configuration write is not checked against it (the cluster's streams do not know the TTL in Redis)",
+  },
+  {
+    rule: 'TRANSIT_PUBLISH_BUDGET_MS ≤ TRANSIT_DUPLICATE_WINDOW_SECONDS',
+    why: 'a frontend retries making an accepted message durable under the same message id for up to its budget, and JetStream stores a repeated id once only within its duplicate window: a longer budget could queue the message twice',
+  },
+  {
+    rule: 'TRANSIT_DUPLICATE_WINDOW_SECONDS ≤ TRANSIT_SAFETY_NET_HOLD_SECONDS',
+    why: "JetStream refuses a stream whose duplicate window is longer than its maximum age, and the Safety Net's is the hold time (the other streams keep messages for a day or more); the process would otherwise retry creating the streams forever",
+  },
 ];
 
 function formatDuration(seconds: number): string {
@@ -502,7 +603,7 @@ function formatDuration(seconds: number): string {
   return d > 0 ? `${d}.${hms}` : hms;
 }
 
-/** The cross-checks between environment settings (RULES 1 and 2). */
+/** The cross-checks between environment settings (RULES: drain and stop, heartbeat and lease, publish budget and duplicate window, duplicate window and Safety Net). */
 export function environmentRuleProblems(v: EnvironmentSettings): string[] {
   const problems: string[] = [];
   if (v.drainTimeoutMs >= v.stopTimeoutMs) {
@@ -515,15 +616,26 @@ export function environmentRuleProblems(v: EnvironmentSettings): string[] {
       `TRANSIT_SHADOW_HEARTBEAT_TTL_MS (${v.shadowHeartbeatTtlMs} ms) must be at most two thirds of TRANSIT_SHADOW_LEASE_TTL_MS (${v.shadowLeaseTtlMs} ms): an outbound proxy must lose its heartbeat (and its items to a survivor) before any of its leases can lapse`,
     );
   }
+  if (v.publishBudgetMs > v.duplicateWindowSeconds * 1000) {
+    problems.push(
+      `TRANSIT_PUBLISH_BUDGET_MS (${v.publishBudgetMs} ms) must not be longer than TRANSIT_DUPLICATE_WINDOW_SECONDS (${v.duplicateWindowSeconds} s): a frontend's retries under the same message id are stored once only within the duplicate window`,
+    );
+  }
+  if (v.duplicateWindowSeconds > v.safetyNetHoldSeconds) {
+    problems.push(
+      `TRANSIT_DUPLICATE_WINDOW_SECONDS (${v.duplicateWindowSeconds} s) must not be longer than TRANSIT_SAFETY_NET_HOLD_SECONDS (${v.safetyNetHoldSeconds} s): JetStream refuses a stream whose duplicate window is longer than its maximum age`,
+    );
+  }
   return problems;
 }
 
-export type Retention = { eventRetentionSeconds: number; bodyRetentionSeconds: number };
+export type Retention = { eventRetentionSeconds: number; bodyRetentionSeconds: number; deliveredTtlSeconds: number };
 
 /**
- * RULES 4: whether the organisation's MessageExpirationTimeout fits in what is kept.
- * `where` says where the retention came from (this process's environment, or the cluster's
- * streams), so the message points at what to change.
+ * RULES on MessageExpirationTimeout: whether it fits in what is kept (bodies, event logs, the
+ * delivered recipients in Redis). `where` says where the retention came from (this process's
+ * environment, or the cluster's streams), so the message points at what to change; what is
+ * not known there (left out) is not checked.
  */
 export function retentionProblems(
   retention: Partial<Retention>,
@@ -533,7 +645,7 @@ export function retentionProblems(
   const expiry = transport.MessageExpirationTimeout;
   const needed = expiry + RETENTION_MARGIN_SECONDS;
   const problems: string[] = [];
-  const check = (variable: string, kept: number | undefined, what: string) => {
+  const check = (variable: string, kept: number | undefined, what: string, on = 'every role') => {
     if (kept === undefined || kept >= needed) return;
     const lower =
       kept > RETENTION_MARGIN_SECONDS
@@ -541,11 +653,12 @@ export function retentionProblems(
         : 'Raise';
     problems.push(
       `MessageExpirationTimeout (${formatDuration(expiry)}) is too long for ${variable} ${where} (${kept} s = ${formatDuration(kept)}): ${what} must outlive every message by a day, so it needs at least ${needed} s (${formatDuration(needed)}). ` +
-        `${lower} ${variable} on every role`,
+        `${lower} ${variable} on ${on}`,
     );
   };
   check('TRANSIT_BODY_RETENTION_SECONDS', retention.bodyRetentionSeconds, 'a message body');
   check('TRANSIT_EVENT_RETENTION_SECONDS', retention.eventRetentionSeconds, "a message's event log");
+  check('TRANSIT_DELIVERED_TTL_SECONDS', retention.deliveredTtlSeconds, 'the record of its delivered recipients', 'every outbound proxy');
   return problems;
 }
 

@@ -17,7 +17,7 @@
  * the claim answers "settled" and the worker acknowledges it without work.
  */
 import type { Redis } from 'ioredis';
-import { processSettings } from '@transit/config';
+import { environmentDefault } from '@transit/config';
 
 /** Where a work item lives in JetStream, enough for a survivor to fetch and settle it. */
 export type WorkRef = { stream: string; seq: number; subject: string; messageId: string };
@@ -96,11 +96,14 @@ return 1`;
 
 export type LeaseOptions = {
   owner: string;
-  /** How long a lease lives without renewal; default TRANSIT_SHADOW_LEASE_TTL_MS (15 s). */
+  /** How long a lease lives without renewal: the process passes TRANSIT_SHADOW_LEASE_TTL_MS (ctx.settings); left out, the register's default (15 s). */
   leaseTtlMs?: number;
-  /** How long a heartbeat lives; an owner silent for longer is presumed dead. Default TRANSIT_SHADOW_HEARTBEAT_TTL_MS (3 s); at most two thirds of the lease TTL (libs/config settings.ts). */
+  /**
+   * How long a heartbeat lives; an owner silent for longer is presumed dead. The process passes
+   * TRANSIT_SHADOW_HEARTBEAT_TTL_MS; left out, the register's default (3 s). At most two thirds of the lease TTL (libs/config settings.ts).
+   */
   heartbeatTtlMs?: number;
-  /** How long a delivered set is kept (the message's whole life and then some). */
+  /** How long a delivered set is kept (TRANSIT_DELIVERED_TTL_SECONDS: the message's whole life and then some). */
   deliveredTtlSeconds: number;
 };
 
@@ -114,9 +117,9 @@ export class Leases {
   constructor(redis: Redis, opts: LeaseOptions) {
     this.#redis = redis;
     this.owner = opts.owner;
-    // Unless the caller says otherwise, what this process was started with (the service shell validated it).
-    this.leaseTtlMs = opts.leaseTtlMs ?? processSettings().shadowLeaseTtlMs;
-    this.heartbeatTtlMs = opts.heartbeatTtlMs ?? processSettings().shadowHeartbeatTtlMs;
+    // The service passes what the process was started with (ctx.settings, validated by the service shell); this module reads no environment.
+    this.leaseTtlMs = opts.leaseTtlMs ?? environmentDefault('shadowLeaseTtlMs');
+    this.heartbeatTtlMs = opts.heartbeatTtlMs ?? environmentDefault('shadowHeartbeatTtlMs');
     this.#deliveredTtlSeconds = opts.deliveredTtlSeconds;
   }
 

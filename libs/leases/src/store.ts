@@ -8,6 +8,7 @@
 import { decode } from '@msgpack/msgpack';
 import { Redis } from 'ioredis';
 import { STREAMS, scanStream, type Bus } from '@transit/bus';
+import { environmentDefault } from '@transit/config';
 import { Leases, deliveredKey, type LeaseOptions } from './leases.ts';
 
 /** Present while the projection is complete; an empty Redis (restarted without data) lacks it. */
@@ -31,7 +32,8 @@ export class LeaseStore {
   readonly redis: Redis;
   readonly #ttlSeconds: number;
 
-  constructor(url: string, ttlSeconds = 9 * 24 * 3600) {
+  /** `ttlSeconds`: how long a delivered set is kept; the process passes TRANSIT_DELIVERED_TTL_SECONDS, left out it is the register's default (9 days). */
+  constructor(url: string, ttlSeconds: number = environmentDefault('deliveredTtlSeconds')) {
     // Commands fail at once while Redis is down (no offline queue): the caller retries the work later.
     this.redis = new Redis(url, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy: (n) => Math.min(n * 200, 2000) });
     this.redis.on('error', () => undefined);

@@ -87,9 +87,6 @@ export type Endpoint = {
   loadBalancers: LoadBalancer[];
 };
 
-/** How long a trusted load balancer has to send its PROXY header (HAProxy sends it with the connection). */
-export const PROXY_HEADER_TIMEOUT_MS = 5_000;
-
 /** Where each binding listens on this machine: wildcards move to listenHost, ports by the offset; and which load balancers serve it. */
 export function planEndpoints(
   connectors: readonly ReceiveConnector[],
@@ -252,7 +249,8 @@ export async function startReceiveEngine(opts: ReceiveEngineOptions): Promise<Re
     return {
       kind: 'header',
       loadBalancer: decision.loadBalancer,
-      timeoutMs: PROXY_HEADER_TIMEOUT_MS,
+      // How long a trusted load balancer has to send its PROXY header (TRANSIT_PROXY_HEADER_TIMEOUT_MS; HAProxy sends it with the connection).
+      timeoutMs: settings.proxyHeaderTimeoutMs,
       onRefused: (failure) => {
         const facts = {
           loadBalancer: decision.loadBalancer,

@@ -7,7 +7,7 @@
  * round trip: each worker reads its consumer's info every 5 s itself.
  */
 import { configureWorkers, runningWorkers, type WorkerHealth } from '@transit/bus';
-import { readEnvironmentSetting } from '@transit/config';
+import { readEnvironmentSetting, type RuntimeSettings } from '@transit/config';
 import { metrics, type Probe } from '@transit/metrics';
 import type { Logger } from './logger.ts';
 
@@ -18,9 +18,22 @@ export function stallSeconds(env: NodeJS.ProcessEnv = process.env): number {
   return readEnvironmentSetting(env, 'stallSeconds');
 }
 
-/** Before any worker starts: their stall threshold, and their notices (pull loop restarted, item requeued) in this role's log. */
-export function configureProgress(log: Logger, stallAfterSeconds: number = stallSeconds()): void {
-  configureWorkers({ stallAfterMs: stallAfterSeconds * 1000, onNotice: (what, detail) => log.warn(detail, what) });
+export type WorkerSettings = Pick<RuntimeSettings, 'stallSeconds' | 'workerCheckMs' | 'pullRestartAfterMs' | 'strandedGraceMs' | 'pullExpiresMs'>;
+
+/**
+ * Before any worker starts: their stall threshold and pull timings from this process's settings
+ * (TRANSIT_STALL_SECONDS, TRANSIT_WORKER_CHECK_MS, TRANSIT_PULL_RESTART_AFTER_MS, TRANSIT_STRANDED_GRACE_MS,
+ * TRANSIT_PULL_EXPIRES_MS), and their notices (pull loop restarted, item requeued) in this role's log.
+ */
+export function configureProgress(log: Logger, settings: WorkerSettings): void {
+  configureWorkers({
+    stallAfterMs: settings.stallSeconds * 1000,
+    checkEveryMs: settings.workerCheckMs,
+    restartAfterMs: settings.pullRestartAfterMs,
+    strandedGraceMs: settings.strandedGraceMs,
+    pullExpiresMs: settings.pullExpiresMs,
+    onNotice: (what, detail) => log.warn(detail, what),
+  });
 }
 
 export function workerHealth(now = Date.now()): WorkerHealth[] {

@@ -37,6 +37,9 @@ export const DEFAULT_HTTP_PORTS: Record<Role, number> = {
   'outbound-proxy': 8085,
 };
 
+/** How often each process writes its heartbeat to the nodes bucket; TRANSIT_NODE_TTL_MS is at least two of these (libs/config settings.ts). */
+const NODE_HEARTBEAT_MS = 5000;
+
 export type ServiceContext = {
   role: Role;
   settings: RuntimeSettings;
@@ -73,6 +76,10 @@ async function untilTopology(bus: Bus, settings: RuntimeSettings, log: Logger): 
         ackWaitSeconds: settings.ackWaitSeconds,
         eventRetentionSeconds: settings.eventRetentionSeconds,
         bodyRetentionSeconds: settings.bodyRetentionSeconds,
+        duplicateWindowSeconds: settings.duplicateWindowSeconds,
+        poisonRetentionSeconds: settings.poisonRetentionSeconds,
+        poisonMarkerTtlSeconds: settings.poisonMarkerTtlSeconds,
+        nodeTtlMs: settings.nodeTtlMs,
       });
       return;
     } catch (err) {
@@ -91,13 +98,13 @@ function refuse(log: Logger, err: unknown): never {
 export async function runService(role: Role, start: (ctx: ServiceContext) => Promise<RunningService>): Promise<void> {
   let settings: RuntimeSettings;
   try {
-    // Read once, here: every module that asks processSettings() later gets this same object.
+    // Read once, here; the roles get them as ctx.settings and pass them on (libraries read no environment themselves).
     settings = processSettings();
   } catch (err) {
     refuse(createLogger(role, hostname()), err);
   }
   const log = createLogger(role, settings.nodeName, settings.logLevel);
-  configureProgress(log, settings.stallSeconds);
+  configureProgress(log, settings);
   const tracing = startTracing(role, settings.nodeName);
   const bus = await connectBus(settings.natsServers, `${role}@${settings.nodeName}`);
   let store: ConfigStore | undefined;
@@ -118,7 +125,12 @@ export async function runService(role: Role, start: (ctx: ServiceContext) => Pro
     }
   }
   // Before the topology applies this process's retention to the streams: a retention shorter than the organisation's expiry would drop bodies of live messages.
-  const problems = retentionProblems(settings, config.TransportSettings);
+  // The delivered recipients' TTL in Redis is the outbound proxy's alone.
+  const kept = { eventRetentionSeconds: settings.eventRetentionSeconds, bodyRetentionSeconds: settings.bodyRetentionSeconds };
+  const problems = retentionProblems(
+    role === 'outbound-proxy' ? { ...kept, deliveredTtlSeconds: settings.deliveredTtlSeconds } : kept,
+    config.TransportSettings,
+  );
   if (problems.length)
     refuse(
       log,
@@ -200,7 +212,7 @@ export async function runService(role: Role, start: (ctx: ServiceContext) => Pro
     await kv.put(key, JSON.stringify(hb)).catch(() => undefined);
   };
   await beat();
-  const heartbeat = setInterval(() => void beat(), 5000);
+  const heartbeat = setInterval(() => void beat(), NODE_HEARTBEAT_MS);
   log.info({ http: `${httpHost}:${httpPort}`, ...ctx.facts }, `${role} started`);
 
   let stopping = false;

@@ -48,6 +48,8 @@ export type ApiDeps = {
   /** The configuration this process applies now (the store may be a revision ahead for a moment). */
   config(): OrganizationConfig;
   heartbeats(): Promise<NodeHeartbeat[]>;
+  /** A heartbeat older than this counts as gone (TRANSIT_NODE_TTL_MS, the nodes bucket's TTL; default 15 s). */
+  heartbeatStaleMs?: number;
   /** The queue operations acting as the given administrator (recorded in the events they write). */
   queues: (actor: string) => QueueBackend;
   log: Logger;
@@ -173,7 +175,7 @@ export function apiRoutes(deps: ApiDeps): (r: ApiRequest) => Promise<boolean> {
       method: 'GET',
       path: /^\/api\/health$/,
       handle: async ({ res }) => {
-        const health = clusterHealth(await deps.heartbeats(), Date.now());
+        const health = clusterHealth(await deps.heartbeats(), Date.now(), deps.heartbeatStaleMs);
         send(res, health.status === 'healthy' ? 200 : 503, health satisfies Wire.ClusterHealth);
       },
     },

@@ -30,7 +30,15 @@ await runService('admin', async (ctx) => {
   const assets = await loadDashboardAssets(ctx.log);
   ctx.facts.dashboard = credential.configured ? assets.bundledBy : 'disabled';
   const store = await ConfigStore.open(ctx.bus, ctx.settings.streamReplicas);
-  const api = apiRoutes({ bus: ctx.bus, store, config: () => ctx.config, heartbeats, queues: queueBackend(ctx), log: ctx.log });
+  const api = apiRoutes({
+    bus: ctx.bus,
+    store,
+    config: () => ctx.config,
+    heartbeats,
+    heartbeatStaleMs: ctx.settings.nodeTtlMs,
+    queues: queueBackend(ctx),
+    log: ctx.log,
+  });
   return {
     stop: () => Promise.resolve(),
     routes: [

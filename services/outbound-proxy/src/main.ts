@@ -41,8 +41,8 @@ import { SmtpSender, destinationsFor } from './sender.ts';
 
 await runService('outbound-proxy', async (ctx) => {
   const bodies = new BodyStore(ctx.bus);
-  const sender = new SmtpSender(ctx.settings.nodeName);
-  const shadow = new LeaseStore(ctx.settings.redisUrl);
+  const sender = new SmtpSender(ctx.settings.nodeName, ctx.settings);
+  const shadow = new LeaseStore(ctx.settings.redisUrl, ctx.settings.deliveredTtlSeconds);
   await shadow.connect();
   // Commands fail at once while Redis is down (no offline queue), so the PING answers or fails fast.
   watchRedis(() => shadow.redis.ping());
@@ -105,7 +105,10 @@ await runService('outbound-proxy', async (ctx) => {
   }
 
   const node = ctx.settings.nodeName;
-  const leases = shadow.leases(`${node}/${process.pid}`);
+  const leases = shadow.leases(`${node}/${process.pid}`, {
+    leaseTtlMs: ctx.settings.shadowLeaseTtlMs,
+    heartbeatTtlMs: ctx.settings.shadowHeartbeatTtlMs,
+  });
 
   const deps = { bus: ctx.bus, bodies, nodeName: node, log: ctx.log };
 

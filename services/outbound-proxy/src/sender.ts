@@ -7,7 +7,7 @@
 import { promises as dns } from 'node:dns';
 import type { Readable } from 'node:stream';
 import { createTransport, type Transporter } from 'nodemailer';
-import { processSettings, type RuntimeSettings } from '@transit/config';
+import { environmentDefault, type RuntimeSettings } from '@transit/config';
 import type { NextHop } from '@transit/envelope';
 import type { ProtocolLog, ProtocolLogSession } from '@transit/logs';
 import type { SendReport } from './outcome.ts';
@@ -76,12 +76,23 @@ export type PoolSettings = Pick<
   'outboundMaxConnections' | 'outboundMaxMessagesPerConnection' | 'outboundConnectionTimeoutMs' | 'outboundGreetingTimeoutMs' | 'outboundSocketTimeoutMs'
 >;
 
+/** The register's defaults of the pool's settings (libs/config settings.ts), without reading the environment. */
+export function defaultPoolSettings(): PoolSettings {
+  return {
+    outboundMaxConnections: environmentDefault('outboundMaxConnections'),
+    outboundMaxMessagesPerConnection: environmentDefault('outboundMaxMessagesPerConnection'),
+    outboundConnectionTimeoutMs: environmentDefault('outboundConnectionTimeoutMs'),
+    outboundGreetingTimeoutMs: environmentDefault('outboundGreetingTimeoutMs'),
+    outboundSocketTimeoutMs: environmentDefault('outboundSocketTimeoutMs'),
+  };
+}
+
 export class SmtpSender {
   readonly #pools = new Map<string, Transporter>();
   readonly #heloName: string;
   readonly #settings: PoolSettings;
-  /** `pool` defaults to this process's settings, as the service shell read them at start. */
-  constructor(heloName: string, pool: PoolSettings = processSettings()) {
+  /** `pool`: the service passes this process's settings (ctx.settings); left out, the register's defaults. */
+  constructor(heloName: string, pool: PoolSettings = defaultPoolSettings()) {
     this.#heloName = heloName;
     this.#settings = pool;
   }

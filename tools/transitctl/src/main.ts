@@ -312,7 +312,9 @@ async function main(argv: string[]): Promise<number> {
       }
       case 'shadow': {
         if (rest[0] !== 'rebuild') throw new CliError('shadow has one verb: rebuild');
-        const store = new LeaseStore(runtimeSettings().redisUrl);
+        // The rebuilt sets expire as the outbound proxies' do (TRANSIT_DELIVERED_TTL_SECONDS): run it with their environment.
+        const settings = runtimeSettings();
+        const store = new LeaseStore(settings.redisUrl, settings.deliveredTtlSeconds);
         try {
           await store.connect();
           const r = await rebuildShadowFromEvents(s.bus, store);
