@@ -37,7 +37,7 @@ import { startListenersFor } from '@transit/receive';
 import { adminHolds, poisonGuard, runService } from '@transit/service';
 import { classifyFailure, classifyReport, type RecipientResult } from './outcome.ts';
 import { planOutcome, planSend, type OutcomeStep } from './plan.ts';
-import { SmtpSender, destinationsFor } from './sender.ts';
+import { SmtpSender, lookUpDestinations } from './sender.ts';
 
 await runService('outbound-proxy', async (ctx) => {
   const bodies = new BodyStore(ctx.bus);
@@ -67,7 +67,9 @@ await runService('outbound-proxy', async (ctx) => {
     const connector = ctx.config.SendConnectors.find((c) => c.Name === hop.connector);
     const logging = connector?.ProtocolLoggingLevel === 'Verbose' ? { log: sendLog, connectorId: `${ctx.settings.nodeName}\\${connector.Name}` } : undefined;
     let last: RecipientResult[] = classifyFailure(recipients, undefined, 'no destination');
-    for (const dest of await destinationsFor(hop)) {
+    const found = await lookUpDestinations(hop);
+    if ('failure' in found) return classifyFailure(recipients, undefined, found.failure);
+    for (const dest of found.destinations) {
       try {
         // One client span per destination tried, with the remote server's answer.
         const report = await inSpan(
@@ -191,6 +193,7 @@ await runService('outbound-proxy', async (ctx) => {
         await recordEvent(ctx.bus, id, event, node);
         ctx.log.warn({ id, recipients: event.recipients }, 'recipients already delivered; not sent again');
       }
+      if (before.final.length) ctx.log.warn({ id, recipients: before.final }, 'recipients already failed or removed; not sent');
       const item = before.send;
       if (!item) return ack;
       // A process paused past its heartbeat may have been taken over: check just before sending.

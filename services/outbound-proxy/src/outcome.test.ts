@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { classifyFailure, classifyReport, nextAttempt } from './outcome.ts';
-import { parseSmartHost } from './sender.ts';
+import { lookUpDestinations, parseSmartHost } from './sender.ts';
 
 describe('outbound outcomes', () => {
   it('classifies each recipient from the remote answers', () => {
@@ -34,5 +34,14 @@ describe('outbound outcomes', () => {
     ['[::1]:2526', { host: '::1', port: 2526 }],
   ])('parses smart host %s', (spec, dest) => {
     expect(parseSmartHost(spec, 25)).toEqual(dest);
+  });
+  it('turns a DNS server failure into a transient failure of the attempt, and keeps what a lookup found', async () => {
+    const hop = { type: 'smtp' as const, connector: 'Internet', domain: 'example.net', port: 25 };
+    const servfail = () => Promise.reject(Object.assign(new Error('queryMx ESERVFAIL example.net'), { code: 'ESERVFAIL' }));
+    const found = await lookUpDestinations(hop, servfail);
+    expect(found).toEqual({ failure: '451 4.4.0 DNS query failed for example.net: ESERVFAIL' });
+    if ('failure' in found) expect(classifyFailure(['a@example.net'], undefined, found.failure)[0]!.status).toBe('transient');
+    const mx = await lookUpDestinations(hop, () => Promise.resolve([{ host: 'mx.example.net', port: 25 }]));
+    expect(mx).toEqual({ destinations: [{ host: 'mx.example.net', port: 25 }] });
   });
 });

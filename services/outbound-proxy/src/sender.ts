@@ -32,6 +32,24 @@ export async function destinationsFor(hop: Extract<NextHop, { type: 'smtp' }>): 
   return [{ host: hop.domain, port: hop.port }];
 }
 
+/**
+ * destinationsFor, with a DNS server that fails or times out (ESERVFAIL, ETIMEOUT, ECONNREFUSED)
+ * turned into the attempt's transient failure, deferred and expired on the schedule like any
+ * other. Thrown, it would leave the worker retrying the item for ever, with no Deferred event,
+ * no delay notice and no expiry.
+ */
+export async function lookUpDestinations(
+  hop: Extract<NextHop, { type: 'smtp' }>,
+  resolve: typeof destinationsFor = destinationsFor,
+): Promise<{ destinations: Destination[] } | { failure: string }> {
+  try {
+    return { destinations: await resolve(hop) };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    return { failure: `451 4.4.0 DNS query failed for ${hop.domain}: ${code}` };
+  }
+}
+
 type SmtpError = Error & { responseCode?: number; response?: string; code?: string; rejectedErrors?: SmtpError[]; rejected?: string[] };
 
 type LogEntry = { sid?: string; tnx?: string; localAddress?: string; localPort?: number; remoteAddress?: string; remotePort?: number };
