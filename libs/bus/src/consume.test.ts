@@ -7,11 +7,14 @@
 import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { JsMsg } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNats, waitFor, type NatsHandle } from '@transit/testkit';
 import { connectBus, type Bus } from './connection.ts';
 import { REQUEUED_FROM_HEADER, ack, notYet, retry, startWorker, type Outcome, type Worker } from './consume.ts';
-import { CONSUMERS, STREAMS, ensureTopology } from './topology.ts';
+import { PoisonTracker } from './poison.ts';
+import { CONSUMERS, INFLIGHT_BUCKET, STREAMS, ensureTopology } from './topology.ts';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -181,4 +184,64 @@ describe('worker health', () => {
       },
     );
   });
+});
+
+describe('an item whose next attempt is scheduled', () => {
+  let nats: NatsHandle;
+  let bus: Bus;
+  beforeAll(async () => {
+    nats = await startNats({ jetstream: true });
+    bus = await connectBus([nats.url], 'due-test');
+    await ensureTopology(bus, { replicas: 1, ackWaitSeconds: 3 });
+  });
+  afterAll(async () => {
+    await bus?.close();
+    await nats?.cleanup();
+  });
+
+  it('waits without a poison marker until it is due, then is handled once', async () => {
+    /** A real tracker that counts the attempts it is told of. */
+    class CountingTracker extends PoisonTracker {
+      begun = 0;
+      override begin(msg: JsMsg): Promise<number> {
+        this.begun++;
+        return super.begin(msg);
+      }
+    }
+    const tracker = new CountingTracker(bus, 'due-test');
+    const due = Date.now() + 1500;
+    await bus.js.publish('mail.deliver.remote.later', enc.encode('later'));
+    const handled: number[] = [];
+    const worker = startWorker(bus, {
+      stream: STREAMS.deliver,
+      consumer: CONSUMERS.outboundProxy,
+      concurrency: 2,
+      decode: (d) => dec.decode(d),
+      onError: () => undefined,
+      dueIn: () => due - Date.now(),
+      poison: { tracker, threshold: 2, onParked: () => Promise.resolve() },
+      handle: (_data, msg) => {
+        handled.push(msg.info.deliveryCount);
+        return Promise.resolve(ack);
+      },
+    });
+    try {
+      // Before it is due: put back, never begun, no marker in the bucket.
+      await new Promise((r) => setTimeout(r, 700));
+      expect(handled).toEqual([]);
+      expect(tracker.begun).toBe(0);
+      const kv = await new Kvm(bus.js).open(INFLIGHT_BUCKET);
+      const keys: string[] = [];
+      for await (const k of await kv.keys()) keys.push(k);
+      expect(keys).toEqual([]);
+      await waitFor(() => (handled.length ? true : undefined), { timeoutMs: 10_000, what: 'the item handled once due' });
+      expect(Date.now()).toBeGreaterThanOrEqual(due);
+      // Handled on its second delivery, with one attempt begun.
+      expect(handled).toEqual([2]);
+      expect(tracker.begun).toBe(1);
+    } finally {
+      await worker.stop();
+      await bus.jsm.streams.purge(STREAMS.deliver);
+    }
+  }, 30_000);
 });

@@ -102,6 +102,11 @@ export type WorkerOptions<T> = {
   keepAliveMs?: number;
   /** Poison detection: an item whose handling killed the worker PoisonThreshold times is parked. */
   poison?: { tracker: PoisonTracker; threshold: number; onParked: (item: T, msg: JsMsg, crashes: number) => Promise<void> };
+  /**
+   * Milliseconds until the item is due (its next attempt is scheduled; 0 or less: due now). An item not due yet is put back
+   * before the poison marker is written: waiting is not an attempt, and a deferred queue then costs no marker writes per pass.
+   */
+  dueIn?: (item: T) => number;
   /** Administrator holds: an item of a suspended queue or message waits `recheckMs`, a removed message's item is dropped. */
   holds?: { watcher: HoldWatcher; messageIdOf: (item: T) => string; recheckMs: number; onDropped: (item: T, msg: JsMsg) => void };
   /** No progress for this long is a stall (default: configureWorkers, TRANSIT_STALL_SECONDS, 120 s). */
@@ -253,6 +258,11 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
         putBack(msg, recheckMs, true);
         return;
       }
+    }
+    const wait = opts.dueIn?.(item) ?? 0;
+    if (wait > 0) {
+      putBack(msg, wait, true);
+      return;
     }
     const poison = opts.poison;
     if (poison) {

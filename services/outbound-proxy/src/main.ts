@@ -231,6 +231,8 @@ await runService('outbound-proxy', async (ctx) => {
     concurrency: ctx.settings.outboundConcurrency,
     onError: (err, msg) => ctx.log.error({ err: (err as Error).message, seq: msg?.seq }, 'outbound delivery error; will retry'),
     decode: decodeDeliveryItem,
+    // A deferred item comes back on its schedule (or sooner, capped by the worker): until then it is put back without a poison marker.
+    dueIn: (i: DeliveryItem) => i.notBefore - Date.now(),
     poison: poisonGuard(ctx, 'outbound-proxy', (i: DeliveryItem) => i.envelope.id),
     holds,
     // A requeued item (a stranded original published again, libs/bus consume.ts) may have been worked on before: it is treated
