@@ -144,6 +144,9 @@ await runService('outbound-proxy', async (ctx) => {
     }
   }
 
+  /** Work items (stream:sequence) a handler of this process is delivering right now. */
+  const handling = new Set<string>();
+
   /**
    * Delivers one work item under its lease: claim, then planSend, the send, planOutcome, and
    * each step of that plan in order (plan.ts decides; this does the I/O). `ref` names the item
@@ -155,6 +158,23 @@ await runService('outbound-proxy', async (ctx) => {
     const wait = work.notBefore - Date.now();
     // Its next attempt is scheduled: waiting, not failing (the worker caps how long it is put back for).
     if (wait > 0) return notYet(Math.min(wait, 60_000));
+    // The lease is this process's, so it cannot keep two of this process's handlers apart: an item taken over from a dead
+    // worker and JetStream's redelivery of it (or its requeued copy) reach this process together. The second waits.
+    const key = `${ref.stream}:${ref.seq}`;
+    if (handling.has(key)) {
+      ctx.log.info({ id: work.envelope.id, seq: ref.seq }, 'work item already being delivered by this process; waiting');
+      return retry(leases.leaseTtlMs);
+    }
+    handling.add(key);
+    try {
+      return await handleClaimed(work, ref, redelivered);
+    } finally {
+      handling.delete(key);
+    }
+  }
+
+  /** handleItem, once no other handler of this process holds the item. */
+  async function handleClaimed(work: DeliveryItem, ref: WorkRef, redelivered: boolean): Promise<Outcome> {
     const hopName = ref.subject;
     const id = work.envelope.id;
     annotate({ 'transit.message_id': id, 'transit.next_hop': hopName, 'transit.attempt': work.attempt });
