@@ -33,3 +33,18 @@ it('does not count an attempt that ended while NATS was away as a death', async 
   });
   expect(await tracker.begin(msg)).toBe(0);
 });
+
+it('counts a death only for a marker another process left: the same live process seeing its item again is no crash', async () => {
+  const msg = { info: { stream: 'MAIL_DELIVER' }, seq: 43 } as unknown as JsMsg;
+  const first = new PoisonTracker(bus, 'mailbox-delivery@node:100');
+  const second = new PoisonTracker(bus, 'mailbox-delivery@node:200');
+  expect(await first.begin(msg)).toBe(0);
+  // The first process died mid-item: the next one to get it counts one death.
+  expect(await second.begin(msg)).toBe(1);
+  // Its own acknowledgement got lost in a failover and the item came back to it: still one.
+  expect(await second.begin(msg)).toBe(1);
+  expect(await second.begin(msg)).toBe(1);
+  // A third process after the second died: two.
+  expect(await new PoisonTracker(bus, 'mailbox-delivery@node:300').begin(msg)).toBe(2);
+  await second.end(msg);
+});

@@ -43,7 +43,11 @@ export class PoisonTracker {
     } catch {
       // A marker is there: the previous attempt at this item never finished.
       const previous = await kv.get(key);
-      const crashes = previous && previous.operation === 'PUT' && previous.length > 0 ? (previous.json<Marker>().crashes ?? 0) + 1 : 0;
+      const last = previous && previous.operation === 'PUT' && previous.length > 0 ? previous.json<Marker>() : undefined;
+      // Left by this process, which is alive: its acknowledgement or its clearing of the marker was lost (a NATS failover),
+      // and the item came back to it. Not a death; counting it parked healthy items in the chaos runs.
+      if (last?.node === this.#node) return last.crashes ?? 0;
+      const crashes = last ? (last.crashes ?? 0) + 1 : 0;
       await kv.put(key, marker(crashes));
       return crashes;
     }
