@@ -74,10 +74,12 @@ export type ChaosReport = {
    */
   duplicatesRemote: string[];
   /**
-   * Remote duplicates that SMTP's window does not explain: a message with n copies at the sink
+   * Remote duplicates that SMTP's window does not explain. A message with n copies at the sink
    * is explained when at least n - 1 of them were never confirmed (the sender sent nothing
    * after the final dot and its connection then broke: it may have died before reading the
-   * 250; see libs/testkit/src/smtp-sink.ts). Must be empty.
+   * 250; see libs/testkit/src/smtp-sink.ts), or when at most one outbound attempt recorded its
+   * delivery (the others died between the remote 250 and their Redis record). A duplicate two
+   * attempts both recorded is Transit's own doing. Must be empty.
    */
   duplicatesRemoteUnexplained: string[];
   outboundKills: number;
@@ -186,6 +188,21 @@ async function countInLogs(logDir: string, prefix: string, pattern: RegExp): Pro
     for (const line of (await readFile(join(logDir, f), 'utf8').catch(() => '')).split('\n')) if (pattern.test(line)) n++;
   }
   return n;
+}
+
+/** Message id → outbound attempts that recorded a delivery ("outbound attempt finished" with delivered > 0), from every outbound proxy's log. */
+async function deliveriesRecorded(logDir: string): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  for (const f of await readdir(logDir).catch(() => [] as string[])) {
+    if (!f.startsWith('outbound-proxy')) continue;
+    for (const line of (await readFile(join(logDir, f), 'utf8').catch(() => '')).split('\n')) {
+      if (!line.includes('"msg":"outbound attempt finished"')) continue;
+      const id = /"id":"([^"]+)"/.exec(line)?.[1];
+      const delivered = Number(/"delivered":(\d+)/.exec(line)?.[1] ?? 0);
+      if (id && delivered > 0) counts.set(id, (counts.get(id) ?? 0) + 1);
+    }
+  }
+  return counts;
 }
 
 export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
@@ -492,7 +509,17 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     remoteMarkers.forEach((marker, i) => {
       if (marker && sink.unconfirmed(sink.messages[i]!)) unconfirmed.set(marker, (unconfirmed.get(marker) ?? 0) + 1);
     });
-    const duplicatesRemoteUnexplained = duplicatesRemote.filter((m) => (unconfirmed.get(m) ?? 0) < remote.get(m)! - 1);
+    // And how often an outbound proxy recorded a delivery of each (its "attempt finished" line comes after the Redis record):
+    // a second copy is SMTP's window when at most one attempt got that far; it is a real duplicate when two did.
+    const finished = await deliveriesRecorded(logDir);
+    const idOf = new Map<string, string>();
+    remoteMarkers.forEach((marker, i) => {
+      const id = marker ? /\(Transit\) with \S+ id ([^;\s]+);/.exec(sink.messages[i]!.data.toString('latin1'))?.[1] : undefined;
+      if (marker && id) idOf.set(marker, id);
+    });
+    const duplicatesRemoteUnexplained = duplicatesRemote.filter(
+      (m) => (unconfirmed.get(m) ?? 0) < remote.get(m)! - 1 && (finished.get(idOf.get(m) ?? '') ?? 0) > 1,
+    );
     const appearedWithout250 = [...outcomes].filter(([m, o]) => o.outcome === 'refused' && (local.has(m) || remote.has(m))).map(([m]) => m);
     return {
       sent: outcomes.size,
