@@ -390,6 +390,28 @@ export const environmentSchema = z.object({
     meaning:
       "a work item still in the stream this long after its consumer's ack floor passed it (a replica reset) is published again and the original acknowledged",
   }),
+  shadowCheckAfterMs: env(integer(1000), {
+    variable: 'TRANSIT_SHADOW_CHECK_AFTER_MS',
+    default: '30000',
+    unit: 'ms',
+    readBy: 'hub',
+    meaning: 'shadow redundancy: a delivery item the hub queued is first looked for in the stream this long after, and at least this long apart afterwards',
+  }),
+  shadowMaxRecheckMs: env(integer(1000), {
+    variable: 'TRANSIT_SHADOW_MAX_RECHECK_MS',
+    default: '300000',
+    unit: 'ms',
+    readBy: 'hub',
+    meaning: 'shadow redundancy: the longest wait between two looks at an item still queued (the wait grows to half its age)',
+  }),
+  shadowMissingGraceMs: env(integer(1000), {
+    variable: 'TRANSIT_SHADOW_MISSING_GRACE_MS',
+    default: '20000',
+    unit: 'ms',
+    readBy: 'hub',
+    meaning:
+      'shadow redundancy: a delivery item gone from the stream while its recipients still wait is queued again from its shadow once it has been missing this long (a requeued stranded item is handled well within it)',
+  }),
 
   // Sending.
   outboundMaxConnections: env(integer(1, 1000), {

@@ -119,6 +119,11 @@ export const metrics = {
     labelNames: ['stream'] as const,
     registers: [registry],
   }),
+  workItemsReissued: new Counter({
+    name: 'transit_work_items_reissued_total',
+    help: 'Delivery items the hub queued again from their shadow because the stream had lost them (services/hub/src/shadow-check.ts).',
+    registers: [registry],
+  }),
   // Progress of each worker (hub, mailbox-delivery, outbound-proxy): libs/bus startWorker's health, refreshed on a scrape.
   workerStalled: new Gauge({
     name: 'transit_worker_stalled',

@@ -13,11 +13,17 @@ import { submitDsn } from '@transit/ingest';
 import { metrics } from '@transit/metrics';
 import { directoryFor } from '@transit/policy';
 import { startListenersFor } from '@transit/receive';
+import { DeliveryShadow, LeaseStore } from '@transit/leases';
 import { adminHolds, poisonGuard, runService } from '@transit/service';
 import { categorize } from './categorize.ts';
+import { checkShadows } from './shadow-check.ts';
 
 await runService('hub', async (ctx) => {
   const bodies = new BodyStore(ctx.bus);
+  // Shadow redundancy (libs/leases/src/shadow.ts): a copy of each delivery item until its recipients have an outcome.
+  const redis = new LeaseStore(ctx.settings.redisUrl);
+  await redis.connect();
+  const shadow = new DeliveryShadow(redis.redis, ctx.settings.deliveredTtlSeconds);
   const worker = startWorker(ctx.bus, {
     stream: STREAMS.submit,
     consumer: CONSUMERS.hub,
@@ -92,28 +98,61 @@ await runService('hub', async (ctx) => {
           },
         );
       }
+      const queued: Array<{ subject: string; seq: number; item: Uint8Array }> = [];
       for (const group of result.groups) {
-        const item = {
+        const item = encodeDeliveryItem({
           v: 1 as const,
           envelope: { ...envelope, internalId: envelope.internalId ?? msg.seq, recipients: group.recipients },
           hop: group.hop,
           attempt: 0,
           notBefore: 0,
-        };
-        await publishDurable(ctx.bus, group.subject, encodeDeliveryItem(item), {
+        });
+        const queuedAck = await publishDurable(ctx.bus, group.subject, item, {
           msgID: `${envelope.id}:${group.key}:${msg.seq}`,
           expectStream: STREAMS.deliver,
         });
+        queued.push({ subject: group.subject, seq: queuedAck.seq, item });
       }
+      // Without Redis the message goes on without a shadow (Exchange's default; RejectMessageOnShadowFailure is off).
+      await shadow
+        .keep(envelope.id, queued, ctx.settings.shadowCheckAfterMs)
+        .catch((err: Error) => ctx.log.warn({ id: envelope.id, err: err.message }, 'no shadow kept for the delivery items'));
       ctx.log.info({ id: envelope.id, hops: result.groups.map((g) => g.key) }, 'message routed');
       return ack;
     },
   });
+  let checking: Promise<unknown> | undefined;
+  const check = setInterval(() => {
+    checking ??= checkShadows(
+      {
+        bus: ctx.bus,
+        shadow,
+        onReissued: (id, entry, recipients) => {
+          metrics.workItemsReissued.inc();
+          ctx.log.warn(
+            { id, subject: entry.subject, seq: entry.seq, recipients, reissues: entry.reissues },
+            'delivery item lost by the stream; queued again from its shadow',
+          );
+        },
+      },
+      {
+        graceMs: ctx.settings.shadowMissingGraceMs,
+        recheckMs: ctx.settings.shadowCheckAfterMs,
+        maxRecheckMs: ctx.settings.shadowMaxRecheckMs,
+        batch: 200,
+      },
+    )
+      .catch((err: Error) => ctx.log.warn({ err: err.message }, 'shadow check failed; tried again shortly'))
+      .finally(() => (checking = undefined));
+  }, 5000);
   const engine = await startListenersFor('hub', ctx);
   return {
     stop: async () => {
+      clearInterval(check);
       await engine.close(ctx.settings.drainTimeoutMs);
       await worker.stop();
+      await checking;
+      redis.redis.disconnect();
     },
   };
 });

@@ -32,7 +32,7 @@ import { retrySchedule } from '@transit/config';
 import { submitDsn } from '@transit/ingest';
 import { ProtocolLog } from '@transit/logs';
 import { countDelivered, hopLabel, metrics, watchRedis } from '@transit/metrics';
-import { LeaseStore, rebuildShadowFromEvents, type Claim, type WorkRef } from '@transit/leases';
+import { DeliveryShadow, LeaseStore, rebuildShadowFromEvents, type Claim, type WorkRef } from '@transit/leases';
 import { startListenersFor } from '@transit/receive';
 import { adminHolds, poisonGuard, runService } from '@transit/service';
 import { classifyFailure, classifyReport, type RecipientResult } from './outcome.ts';
@@ -44,6 +44,7 @@ await runService('outbound-proxy', async (ctx) => {
   const sender = new SmtpSender(ctx.settings.nodeName, ctx.settings);
   const shadow = new LeaseStore(ctx.settings.redisUrl, ctx.settings.deliveredTtlSeconds);
   await shadow.connect();
+  const itemShadow = new DeliveryShadow(shadow.redis, ctx.settings.deliveredTtlSeconds);
   // Commands fail at once while Redis is down (no offline queue), so the PING answers or fails fast.
   watchRedis(() => shadow.redis.ping());
   let rebuilding: Promise<unknown> | undefined;
@@ -138,9 +139,16 @@ await runService('outbound-proxy', async (ctx) => {
       case 'notify':
         await submitDsn(deps, { ...step.notification, envelope, config: ctx.config, fqdn: node });
         return;
-      case 'follow-up':
-        await publishDurable(ctx.bus, step.subject, encodeDeliveryItem(step.item), { msgID: step.msgID, expectStream: STREAMS.deliver });
+      case 'follow-up': {
+        const bytes = encodeDeliveryItem(step.item);
+        const queued = await publishDurable(ctx.bus, step.subject, bytes, { msgID: step.msgID, expectStream: STREAMS.deliver });
+        // The hub's shadow of this hop follows the item (without Redis it keeps the old one; the hub's check then waits for the
+        // deferred recipients' next attempt before it looks).
+        await itemShadow
+          .replace(envelope.id, { subject: step.subject, seq: queued.seq, since: Date.now(), reissues: 0, item: bytes })
+          .catch((err: Error) => ctx.log.warn({ id: envelope.id, err: err.message }, 'shadow not moved to the follow-up item'));
         return;
+      }
     }
   }
 

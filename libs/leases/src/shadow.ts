@@ -1,0 +1,121 @@
+/**
+ * Shadow redundancy for delivery items (Exchange's idea, applied to one hop): the hub keeps a
+ * copy of every delivery item it queued, in Redis, until the item's recipients have an
+ * outcome. A work item that the stream itself loses (nats-server 2.9 can drop items when
+ * several replicas of a stream reset at once, see docs/operations.md) then is not the end of
+ * the message: the hub's check (services/hub/src/shadow-check.ts) finds the item gone from
+ * the stream while its recipients still wait, and queues the copy again.
+ *
+ * One hash per message, `transit:shadow:{<id>}`, one field per work-queue subject (a
+ * message has at most one live item per next hop): the item's stream sequence, when it was
+ * found missing, how often it was queued again, and the item's bytes. A sorted set,
+ * `transit:shadows`, orders the messages by when they are next due for a check. The outbound
+ * proxy moves a shadow to the follow-up item it queues for deferred recipients.
+ *
+ * Without Redis nothing is kept and mail still flows (Exchange's default: a message without
+ * a shadow is accepted; RejectMessageOnShadowFailure is off); a Redis that comes back empty
+ * has forgotten the shadows of the mail in flight at that moment.
+ */
+import type { Redis } from 'ioredis';
+
+export const SHADOWS_KEY = 'transit:shadows';
+const shadowKey = (messageId: string) => `transit:shadow:{${messageId}}`;
+
+export type ShadowEntry = {
+  /** The work-queue subject the item was published to (its next hop). */
+  subject: string;
+  /** Its stream sequence (MAIL_DELIVER). */
+  seq: number;
+  /** When it was queued (ms). */
+  since: number;
+  /** When the check first found it gone from the stream with recipients still waiting (ms), if it has. */
+  missingSince?: number;
+  /** How many times it was queued again. */
+  reissues: number;
+  item: Uint8Array;
+};
+
+type Stored = Omit<ShadowEntry, 'item'> & { item: string };
+
+/** KEYS: the message's shadow. ARGV: subject, entry, TTL seconds. */
+const REPLACE = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1`;
+
+export class DeliveryShadow {
+  readonly #redis: Redis;
+  readonly #ttlSeconds: number;
+
+  /** `ttlSeconds`: how long a message's shadow may live at most (the message's expiry and a margin). */
+  constructor(redis: Redis, ttlSeconds: number) {
+    this.#redis = redis;
+    this.#ttlSeconds = ttlSeconds;
+  }
+
+  /** Keeps a copy of each item just queued for `messageId`, due for its first check `checkAfterMs` from now. */
+  async keep(messageId: string, items: ReadonlyArray<{ subject: string; seq: number; item: Uint8Array }>, checkAfterMs: number): Promise<void> {
+    if (items.length === 0) return;
+    const key = shadowKey(messageId);
+    const multi = this.#redis.multi();
+    const since = Date.now();
+    for (const i of items) multi.hset(key, i.subject, encode({ subject: i.subject, seq: i.seq, since, reissues: 0, item: i.item }));
+    multi.expire(key, this.#ttlSeconds);
+    // NX: a message already waiting for a check keeps its place.
+    multi.zadd(SHADOWS_KEY, 'NX', Date.now() + checkAfterMs, messageId);
+    await multi.exec();
+  }
+
+  /**
+   * The item for `subject` is now `entry` (a follow-up for deferred recipients, or the copy
+   * queued again). Only a message that has a shadow gets one: a follow-up of a message whose
+   * shadow was settled or never kept does not start one.
+   */
+  async replace(messageId: string, entry: ShadowEntry): Promise<void> {
+    await this.#redis.eval(REPLACE, 1, shadowKey(messageId), entry.subject, encode(entry), String(this.#ttlSeconds));
+  }
+
+  /** Messages whose check is due, oldest first. */
+  async due(limit: number, now = Date.now()): Promise<string[]> {
+    return this.#redis.zrangebyscore(SHADOWS_KEY, 0, now, 'LIMIT', 0, limit);
+  }
+
+  /** Puts the message's next check `afterMs` from now. */
+  async later(messageId: string, afterMs: number): Promise<void> {
+    await this.#redis.zadd(SHADOWS_KEY, Date.now() + afterMs, messageId);
+  }
+
+  async entries(messageId: string): Promise<ShadowEntry[]> {
+    const all = await this.#redis.hgetall(shadowKey(messageId));
+    return Object.values(all).flatMap((text) => {
+      const entry = decode(text);
+      return entry ? [entry] : [];
+    });
+  }
+
+  /** The item for `subject` needs no shadow any more; a message left with none is forgotten. */
+  async settle(messageId: string, subject: string): Promise<void> {
+    await this.#redis.hdel(shadowKey(messageId), subject);
+    if ((await this.#redis.hlen(shadowKey(messageId))) === 0) await this.#redis.zrem(SHADOWS_KEY, messageId);
+  }
+
+  /** Forgets a message whose shadow hash is gone (expired). */
+  async forget(messageId: string): Promise<void> {
+    await this.#redis.zrem(SHADOWS_KEY, messageId);
+  }
+}
+
+function encode(entry: ShadowEntry): string {
+  const { item, ...rest } = entry;
+  return JSON.stringify({ ...rest, item: Buffer.from(item).toString('base64') } satisfies Stored);
+}
+
+function decode(text: string): ShadowEntry | undefined {
+  try {
+    const stored = JSON.parse(text) as Stored;
+    return { ...stored, item: new Uint8Array(Buffer.from(stored.item, 'base64')) };
+  } catch {
+    return undefined;
+  }
+}
