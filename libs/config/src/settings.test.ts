@@ -65,9 +65,9 @@ describe('the register of environment settings', () => {
       workerCheckMs: 5000,
       pullRestartAfterMs: 10_000,
       strandedGraceMs: 10_000,
-      shadowCheckAfterMs: 30_000,
+      shadowCheckAfterMs: 10_000,
       shadowMaxRecheckMs: 300_000,
-      shadowMissingGraceMs: 20_000,
+      shadowMissingGraceMs: 10_000,
       proxyHeaderTimeoutMs: 5000,
     });
     for (const unset of ['listenHost', 'httpPort', 'tlsCertPath', 'tlsKeyPath', 'clusterSecret']) expect(s).not.toHaveProperty(unset, expect.anything());

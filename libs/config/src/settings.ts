@@ -392,7 +392,7 @@ export const environmentSchema = z.object({
   }),
   shadowCheckAfterMs: env(integer(1000), {
     variable: 'TRANSIT_SHADOW_CHECK_AFTER_MS',
-    default: '30000',
+    default: '10000',
     unit: 'ms',
     readBy: 'hub',
     meaning: 'shadow redundancy: a delivery item the hub queued is first looked for in the stream this long after, and at least this long apart afterwards',
@@ -406,11 +406,11 @@ export const environmentSchema = z.object({
   }),
   shadowMissingGraceMs: env(integer(1000), {
     variable: 'TRANSIT_SHADOW_MISSING_GRACE_MS',
-    default: '20000',
+    default: '10000',
     unit: 'ms',
     readBy: 'hub',
     meaning:
-      'shadow redundancy: a delivery item gone from the stream while its recipients still wait is queued again from its shadow once it has been missing this long (a requeued stranded item is handled well within it)',
+      'shadow redundancy: a delivery item gone from the stream while its recipients still wait is queued again from its shadow once it has been missing this long (a requeued stranded item moves to a new sequence; the copy is leased under the original sequence, so a twin is never sent beside it)',
   }),
 
   // Sending.

@@ -28,6 +28,8 @@ export type ShadowEntry = {
   seq: number;
   /** When it was queued (ms). */
   since: number;
+  /** The sequence of the item this shadow was made for, once a copy was queued in its place (absent: `seq`). */
+  origin?: number;
   /** When the check first found it gone from the stream with recipients still waiting (ms), if it has. */
   missingSince?: number;
   /** How many times it was queued again. */

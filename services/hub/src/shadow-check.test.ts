@@ -85,6 +85,8 @@ describe('shadow redundancy of delivery items', () => {
     expect(reissued[0]).toMatchObject({ id: 'LOST1', recipients: ['b@example.net'], entry: { subject: SUBJECT, reissues: 1 } });
     const again = await bus.jsm.streams.getMessage(STREAMS.deliver, { seq: reissued[0]!.entry.seq });
     expect(again!.header.get('Nats-Msg-Id')).toBe(`LOST1:${SUBJECT}:reissue-1`);
+    expect(again!.header.get('Transit-Requeued-From')).toBe(`${STREAMS.deliver}:${seq}`);
+    expect(reissued[0]!.entry.origin).toBe(seq);
     expect(decodeDeliveryItem(again!.data).envelope.recipients.map((r) => r.address)).toEqual(['b@example.net']);
 
     // The copy is there now: nothing more happens.

@@ -13,10 +13,12 @@
  *   an item that is gone with recipients still waiting was either requeued (a stranded item,
  *   libs/bus consume.ts, which a worker handles within seconds) or lost. It is queued again
  *   only once it has been missing for `graceMs`, narrowed to the recipients still waiting,
- *   under a message id per reissue (two hubs checking at once queue it once).
+ *   under a message id per reissue (two hubs checking at once queue it once), and marked as a
+ *   copy of the original item (Transit-Requeued-From), like a requeued stranded item: a twin of
+ *   the two is leased under the same sequence, and finds the recipients the other delivered.
  * Every hub replica runs the check; all of its steps may run twice.
  */
-import { STREAMS, loadMessage, publishDurable, type Bus, type MessageState } from '@transit/bus';
+import { REQUEUED_FROM_HEADER, STREAMS, loadMessage, publishDurable, type Bus, type MessageState } from '@transit/bus';
 import { decodeDeliveryItem, encodeDeliveryItem, type DeliveryItem } from '@transit/envelope';
 import type { DeliveryShadow, ShadowEntry } from '@transit/leases';
 
@@ -108,11 +110,15 @@ export async function checkShadows(deps: ShadowCheckDeps, opts: ShadowCheckOptio
       }
       if (now() - entry.missingSince < opts.graceMs) continue;
       const again = encodeDeliveryItem({ ...item, envelope: { ...item.envelope, recipients: waiting } });
+      // Marked as a copy of the item the shadow was made for, as a requeued stranded item is: the outbound proxy leases it
+      // under that item's sequence, so the copy and a requeued twin of the same item are never sent side by side.
+      const origin = entry.origin ?? entry.seq;
       const ack = await publishDurable(deps.bus, entry.subject, again, {
         msgID: `${id}:${entry.subject}:reissue-${entry.reissues + 1}`,
         expectStream: STREAMS.deliver,
+        headers: { [REQUEUED_FROM_HEADER]: `${STREAMS.deliver}:${origin}` },
       });
-      const next: ShadowEntry = { subject: entry.subject, seq: ack.seq, since: now(), reissues: entry.reissues + 1, item: again };
+      const next: ShadowEntry = { subject: entry.subject, seq: ack.seq, origin, since: now(), reissues: entry.reissues + 1, item: again };
       await deps.shadow.replace(id, next);
       deps.onReissued(
         id,
