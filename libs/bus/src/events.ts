@@ -110,6 +110,8 @@ export type MessageState = {
 
 const key = (address: string) => address.toLowerCase();
 const TERMINAL: ReadonlySet<RecipientStatus> = new Set(['Delivered', 'Failed']);
+/** Delivered or Failed: the recipient's outcome is final. */
+export const hasOutcome = (status: RecipientStatus | undefined): boolean => status !== undefined && TERMINAL.has(status);
 const TERMINAL_MESSAGE: ReadonlySet<MessageStatus> = new Set(['Delivered', 'Failed', 'PartiallyFailed']);
 
 export function emptyState(id: string): MessageState {
@@ -282,7 +284,8 @@ type Snapshot = Omit<MessageState, 'id' | 'lastSeq'>;
 /** `prev`: the subject sequence the appender expected to follow (its snapshot folds everything up to there). */
 type Written = MessageEvent & { at: number; node: string; state?: Snapshot; prev?: number };
 
-const notFound = (err: Error) => {
+/** A `getMessage(...).catch(notFound)`: null when the stream has no such message, the error otherwise. */
+export const notFound = (err: Error) => {
   if (/no message found|not found/i.test(err.message)) return null;
   throw err;
 };

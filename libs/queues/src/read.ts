@@ -6,7 +6,18 @@
  * exact even when only the first `limit` items are read.
  */
 import { decode } from '@msgpack/msgpack';
-import { STREAMS, SUBJECTS, foldMessage, loadMessageEvents, readHolds, scanStream, type Bus, type MessageEvent, type MessageState } from '@transit/bus';
+import {
+  STREAMS,
+  SUBJECTS,
+  foldMessage,
+  loadMessageEvents,
+  notFound,
+  readHolds,
+  scanStream,
+  type Bus,
+  type MessageEvent,
+  type MessageState,
+} from '@transit/bus';
 import { decodeDeliveryItem, decodeEnvelope } from '@transit/envelope';
 import { RATE_WINDOW_MS, type PendingItem, type QueueInputs, type RateSample } from './project.ts';
 
@@ -15,8 +26,6 @@ export const READ_LIMIT = 10_000;
 /** How far back the Unreachable queue looks for recipients that could not be routed. */
 export const UNREACHABLE_WINDOW_MS = 60 * 60 * 1000;
 
-const NOT_FOUND = /no message found|not found/i;
-
 /** The items on `filter` in `stream` from its first sequence, in order, decoded (undecodable ones skipped). */
 export async function readPending(bus: Bus, stream: string, filter: string, limit = READ_LIMIT): Promise<PendingItem[]> {
   const out: PendingItem[] = [];
@@ -24,10 +33,7 @@ export async function readPending(bus: Bus, stream: string, filter: string, limi
   if (state.messages === 0) return out;
   for (let seq = state.first_seq; out.length < limit && seq <= state.last_seq;) {
     // `next_by_subj` is in the server's STREAM.MSG.GET API (2.9+); the client's type lists only seq/last_by_subj.
-    const m = await bus.jsm.streams.getMessage(stream, { seq, next_by_subj: filter } as unknown as { seq: number }).catch((err: Error) => {
-      if (NOT_FOUND.test(err.message)) return null;
-      throw err;
-    });
+    const m = await bus.jsm.streams.getMessage(stream, { seq, next_by_subj: filter } as unknown as { seq: number }).catch(notFound);
     if (!m) break;
     seq = m.seq + 1;
     const item = decodeItem(stream, m.seq, m.subject, m.data, m.header?.get('Transit-Poison-Subject'));

@@ -18,7 +18,7 @@
  *   the two is leased under the same sequence, and finds the recipients the other delivered.
  * Every hub replica runs the check; all of its steps may run twice.
  */
-import { REQUEUED_FROM_HEADER, STREAMS, loadMessage, publishDurable, type Bus, type MessageState } from '@transit/bus';
+import { REQUEUED_FROM_HEADER, STREAMS, hasOutcome, loadMessage, notFound, publishDurable, type Bus, type MessageState } from '@transit/bus';
 import { decodeDeliveryItem, encodeDeliveryItem, type DeliveryItem } from '@transit/envelope';
 import type { DeliveryShadow, ShadowEntry } from '@transit/leases';
 
@@ -42,18 +42,13 @@ export type ShadowCheckDeps = {
 
 export type ShadowCheckResult = { checked: number; settled: number; missing: number; reissued: number };
 
-const FINAL = new Set(['Delivered', 'Failed']);
-
 /** The recipients of `item` still without an outcome in `state`. */
 function waitingIn(state: MessageState, item: DeliveryItem) {
-  return item.envelope.recipients.filter((r) => !FINAL.has(state.recipients[r.address.toLowerCase()]?.status ?? 'Pending'));
+  return item.envelope.recipients.filter((r) => !hasOutcome(state.recipients[r.address.toLowerCase()]?.status));
 }
 
 async function inStream(bus: Bus, entry: ShadowEntry, messageId: string): Promise<boolean> {
-  const stored = await bus.jsm.streams.getMessage(STREAMS.deliver, { seq: entry.seq }).catch((err: Error) => {
-    if (/no message found|not found/i.test(err.message)) return null;
-    throw err;
-  });
+  const stored = await bus.jsm.streams.getMessage(STREAMS.deliver, { seq: entry.seq }).catch(notFound);
   if (!stored || stored.subject !== entry.subject) return false;
   try {
     return decodeDeliveryItem(stored.data).envelope.id === messageId;
