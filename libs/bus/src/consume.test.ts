@@ -103,6 +103,99 @@ describe('a work item below its consumer’s ack floor', () => {
   }, 90_000);
 });
 
+describe('a stream that went back behind its consumer', () => {
+  let dir: string;
+  let nats: NatsHandle;
+  let bus: Bus | undefined;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'transit-behind-'));
+    nats = await startNats({ jetstream: true, storeDir: join(dir, 'nats') });
+  });
+  afterAll(async () => {
+    await bus?.close();
+    await nats?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /**
+   * What the 3,000-message chaos run (seed 4242) met after two NATS replicas reset at once: the stream came back at a
+   * last sequence below the consumer's delivered position, while an unacknowledged item held the ack floor low. New items
+   * took sequences between the ack floor and the delivered position: the consumer counted them as handed out, reported
+   * nothing pending, and the ack-floor sweep did not see them. Here the stream's message blocks are put back as they were
+   * after its first item, behind a consumer that had handed out 41 and acknowledged all but that first one.
+   */
+  it('re-creates the consumer, and every item left in the work queue is handed out', async () => {
+    bus = await connectBus([nats.url], 'behind-test');
+    await ensureTopology(bus, { replicas: 1, ackWaitSeconds: 3 });
+    await bus.js.publish('mail.deliver.remote.sink', enc.encode('held'));
+    await bus.close();
+    await nats.stop();
+    const msgs = join(dir, 'nats', 'jetstream', '$G', 'streams', STREAMS.deliver, 'msgs');
+    await cp(msgs, join(dir, 'msgs-before'), { recursive: true });
+    await nats.restart();
+    bus = await connectBus([nats.url], 'behind-test');
+    for (let i = 0; i < 40; i++) await bus.js.publish('mail.deliver.remote.sink', enc.encode(`old-${i}`));
+    const consumer = await bus.js.consumers.get(STREAMS.deliver, CONSUMERS.outboundProxy);
+    for (let i = 0; i <= 40; i++) {
+      const m = await consumer.next({ expires: 5000 });
+      expect(m).toBeTruthy();
+      if (m!.seq !== 1) await m!.ackAck(); // the first stays unacknowledged: the ack floor stays below it
+    }
+    await bus.close();
+    await nats.stop();
+    await rm(msgs, { recursive: true });
+    await cp(join(dir, 'msgs-before'), msgs, { recursive: true });
+    await nats.restart();
+    bus = await connectBus([nats.url], 'behind-test');
+    for (const data of ['new-1', 'new-2']) await bus.js.publish('mail.deliver.remote.sink', enc.encode(data));
+    const ci = await bus.jsm.consumers.info(STREAMS.deliver, CONSUMERS.outboundProxy);
+    const si = await bus.jsm.streams.info(STREAMS.deliver);
+    // The state the chaos run met: the new items lie above the ack floor and at or below the delivered position.
+    expect(si.state.last_seq).toBe(3);
+    expect(ci.delivered.stream_seq).toBe(41);
+    expect(ci.ack_floor.stream_seq).toBe(0);
+    expect(ci.num_pending).toBe(0);
+
+    const seen: string[] = [];
+    const worker = startWorker(bus, {
+      stream: STREAMS.deliver,
+      consumer: CONSUMERS.outboundProxy,
+      concurrency: 4,
+      decode: (d) => dec.decode(d),
+      onError: () => undefined,
+      checkEveryMs: 500,
+      strandedGraceMs: 2000,
+      handle: (data) => {
+        seen.push(data);
+        return Promise.resolve(ack);
+      },
+    });
+    try {
+      await waitFor(() => (seen.includes('new-1') && seen.includes('new-2') && seen.includes('held') ? true : undefined), {
+        timeoutMs: 20_000,
+        what: 'the items the consumer had counted as handed out',
+      });
+      expect(worker.health().recreated).toBe(1);
+      const left = bus;
+      await waitFor(async () => ((await left.jsm.streams.info(STREAMS.deliver)).state.messages === 0 ? true : undefined), {
+        timeoutMs: 10_000,
+        what: 'the work queue empty',
+      });
+      // The re-created consumer keeps the configuration the topology gave it.
+      const after = await bus.jsm.consumers.info(STREAMS.deliver, CONSUMERS.outboundProxy);
+      expect(after.config.filter_subject).toBe('mail.deliver.remote.>');
+      expect(after.config.ack_wait).toBe(ci.config.ack_wait);
+      expect(after.config.max_ack_pending).toBe(ci.config.max_ack_pending);
+      // Once each, and not again: the consumer is not re-created a second time.
+      await new Promise((r) => setTimeout(r, 2000));
+      expect([...seen].sort()).toEqual(['held', 'new-1', 'new-2']);
+      expect(worker.health().recreated).toBe(1);
+    } finally {
+      await worker.stop();
+    }
+  }, 90_000);
+});
+
 describe('worker health', () => {
   let nats: NatsHandle;
   let bus: Bus;

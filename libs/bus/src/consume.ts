@@ -23,17 +23,35 @@
  *   that goes through the stream's Raft log, and nats-server 2.9 resets a replica that
  *   applies it without having the message, which in the chaos runs stranded and lost other
  *   work items (nats-server#7308).
+ * - **A stream that went back in time.** When every replica of a stream resets at once (two
+ *   nodes killed within seconds of each other), nats-server 2.9 can bring the stream back at
+ *   a last sequence below what its consumers have already handed out, while the consumers
+ *   keep their state. New items then get sequences the consumer believes it delivered: it
+ *   never hands them out, reports nothing pending, and the ack-floor sweep above does not
+ *   see them either (they lie between the ack floor and the delivered position). In a
+ *   3,000-message chaos run (seed 4242) this stopped all delivery for the rest of the run.
+ *   The worker notices it in two ways: the consumer's delivered position is past the
+ *   stream's last sequence, or the stream's last sequence fell below the highest this
+ *   worker saw for the same consumer. Held for two checks and seen again on fresh state, it
+ *   deletes and re-adds the consumer (same configuration, delivering from the start): a work
+ *   queue holds only unacknowledged items, so the new consumer hands out exactly the work
+ *   left. Items in flight at that moment come again, which the handlers' duplicate checks
+ *   already absorb (a requeued or redelivered item is the same case). One replica in the
+ *   cluster does it: it first creates a key named after the consumer's creation time in
+ *   the in-flight bucket, which only one creator wins.
  * - **Stalls.** `health()` says whether the worker makes progress on the work waiting for it
  *   (see WorkerHealth); libs/service puts it in /readyz and the metrics. An item that is
  *   put back because it is not due yet (`notYet`, an administrator's hold) is waiting, not
  *   stalled.
  */
-import type { ConsumerInfo, JsMsg, StoredMsg } from '@nats-io/jetstream';
+import { DeliverPolicy, type ConsumerInfo, type JsMsg, type StoredMsg, type StreamInfo } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import { environmentDefault } from '@transit/config';
 import type { Bus } from './connection.ts';
 import type { HoldWatcher } from './holds.ts';
 import type { PoisonTracker } from './poison.ts';
+import { INFLIGHT_BUCKET } from './topology.ts';
 import { SpanKind, extractTrace, inSpan } from './trace.ts';
 
 /** `scheduled`: the item is not due yet (a retry time in the future); putting it back is not a failure. */
@@ -80,6 +98,8 @@ export type WorkerHealth = {
   requeued: number;
   /** Times the watchdog restarted the pull loop since start. */
   restarts: number;
+  /** Times this worker re-created its consumer after the stream went back in time. */
+  recreated: number;
   sinceLastAckMs: number;
   sinceLastReceivedMs: number;
   /** Age of the consumer info this is based on (undefined: never read). */
@@ -212,6 +232,12 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
   const since = new Map<Reason, number>();
   let restarts = 0;
   let requeued = 0;
+  let recreated = 0;
+  /** The consumer's creation time when last read, and the highest stream sequence seen since (for that consumer). */
+  let consumerCreated: string | undefined;
+  let highWater = 0;
+  /** Since when the stream has been seen behind the consumer. */
+  let behindSince: number | undefined;
   /** Stranded candidates: stream sequence → first seen. */
   const stranded = new Map<number, number>();
   /** Published again (sequence → what was copied); the original acknowledged, and not yet seen gone. */
@@ -358,10 +384,9 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
   };
 
   /** Items on this consumer's filter at or below its ack floor: the consumer will never hand them out. */
-  const sweepStranded = async (ci: ConsumerInfo, now: number) => {
+  const sweepStranded = async (ci: ConsumerInfo, si: StreamInfo, now: number) => {
     const floor = ci.ack_floor.stream_seq;
     const filter = filterOf(ci);
-    const si = await bus.jsm.streams.info(opts.stream);
     const seen = new Map<number, StoredMsg>();
     if (filter && si.state.messages > 0 && si.state.first_seq <= floor) {
       let seq = si.state.first_seq;
@@ -412,6 +437,30 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
     }
   };
 
+  /** How far the stream is behind this consumer (0: not behind): see "A stream that went back in time" above. */
+  const behindBy = (ci: ConsumerInfo, si: StreamInfo): number =>
+    Math.max(0, ci.delivered.stream_seq - si.state.last_seq, ci.created === consumerCreated ? highWater - si.state.last_seq : 0);
+
+  /** Deletes and re-adds the consumer, delivering from the start; one replica in the cluster wins the key and does it. */
+  const recreate = async (seen: ConsumerInfo, why: Record<string, unknown>) => {
+    const fresh = await bus.jsm.consumers.info(opts.stream, opts.consumer);
+    const si = await bus.jsm.streams.info(opts.stream);
+    if (fresh.created !== seen.created || behindBy(fresh, si) === 0) return;
+    const key = `recreate.${opts.stream}.${opts.consumer}.${fresh.created.replace(/[^A-Za-z0-9]/g, '_')}`;
+    const kv = await new Kvm(bus.js).open(INFLIGHT_BUCKET);
+    try {
+      await kv.create(key, new TextEncoder().encode(String(process.pid)));
+    } catch {
+      return; // another replica is at it, or the bucket is away: the next check looks again
+    }
+    const { opt_start_seq: _seq, opt_start_time: _time, ...config } = fresh.config;
+    await bus.jsm.consumers.delete(opts.stream, opts.consumer);
+    await bus.jsm.consumers.add(opts.stream, { ...config, deliver_policy: DeliverPolicy.All });
+    recreated++;
+    notice('consumer re-created: the stream went back behind it', { ...why, lastSeq: si.state.last_seq, delivered: fresh.delivered.stream_seq });
+    restart('consumer re-created');
+  };
+
   let checking = false;
   let lastSweep = 0;
   const check = async () => {
@@ -423,6 +472,19 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
       if (info && (ci.delivered.consumer_seq !== info.delivered.consumer_seq || ci.ack_floor.consumer_seq !== info.ack_floor.consumer_seq)) movedAt = now;
       info = ci;
       checkedAt = now;
+      const si = await bus.jsm.streams.info(opts.stream);
+      const behind = behindBy(ci, si);
+      if (ci.created !== consumerCreated) {
+        consumerCreated = ci.created;
+        highWater = 0;
+      }
+      highWater = Math.max(highWater, si.state.last_seq);
+      if (behind === 0) behindSince = undefined;
+      else if (behindSince === undefined) behindSince = now;
+      else if (now - behindSince >= checkEveryMs) {
+        behindSince = undefined;
+        await recreate(ci, { behind, highWater }).catch((err: Error) => notice('consumer re-creation failed', { err: err.message }));
+      }
       for (const [seq, due] of scheduled) if (due + 2 * keepAliveMs * 3 < now) scheduled.delete(seq); // came back to another worker
       // The watchdog: work is waiting on the consumer, this worker could take it, and nothing comes.
       const deliverable = ci.num_pending > 0 && ci.num_ack_pending < (ci.config.max_ack_pending ?? Infinity);
@@ -433,10 +495,11 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
           starvedSince = now;
         }
       } else starvedSince = undefined;
-      if (now - lastSweep >= Math.max(checkEveryMs, strandedGraceMs / 2)) {
+      // Behind, the ack floor itself is past the stream's end: a copy would be stranded again, so the re-creation goes first.
+      if (behind === 0 && now - lastSweep >= Math.max(checkEveryMs, strandedGraceMs / 2)) {
         lastSweep = now;
         // A failed requeue leaves the items stranded: the 'stranded' clock below keeps running.
-        await sweepStranded(ci, now).catch((err: Error) => notice('stranded sweep failed', { err: err.message }));
+        await sweepStranded(ci, si, now).catch((err: Error) => notice('stranded sweep failed', { err: err.message }));
       }
       // Each stall condition's clock runs while it holds and restarts at progress (an item received, acknowledged, the consumer moving).
       const ownScheduled = [...scheduled.values()].filter((due) => due > now).length;
@@ -473,6 +536,7 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
       stranded: stranded.size,
       requeued,
       restarts,
+      recreated,
       sinceLastAckMs: now - lastAckAt,
       sinceLastReceivedMs: now - lastReceivedAt,
       ...(info ? { pending: info.num_pending, ackPending: info.num_ack_pending } : {}),
