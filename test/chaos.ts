@@ -104,6 +104,8 @@ export type ChaosReport = {
   /** From the processes' logs: nats-server replica resets of the work-queue streams, stranded items requeued, pull loops restarted. */
   streamResets: number;
   requeued: number;
+  /** Consumers re-created because their stream went back behind them (libs/bus consume.ts). */
+  consumersRecreated: number;
   pullRestarts: number;
   /** Samples in which some worker replica reported itself stalled on /readyz. */
   stalledSamples: number;
@@ -501,6 +503,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     const logDir = join(c.varDir, 'log');
     const streamResets = await countInLogs(logDir, 'nats-server', /Resetting stream cluster state for '\$G > MAIL_(SUBMIT|DELIVER)'/);
     const requeued = await countInLogs(logDir, '', /"msg":"stranded work item requeued"/);
+    const consumersRecreated = await countInLogs(logDir, '', /"msg":"consumer re-created/);
     const pullRestarts = await countInLogs(logDir, '', /"msg":"pull loop restarted"/);
     const duplicatesLocal = [...outcomes.keys()].filter((m) => (local.get(m) ?? 0) > 1);
     const duplicatesRemote = [...outcomes.keys()].filter((m) => (remote.get(m) ?? 0) > 1);
@@ -544,6 +547,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       queueDepth,
       streamResets,
       requeued,
+      consumersRecreated,
       pullRestarts,
       stalledSamples: queueDepth.filter((q) => q.stalled?.length).length,
       ...(opts.keepDir ? { dir } : {}),
