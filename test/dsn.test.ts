@@ -17,6 +17,10 @@ const h = useHarness({
         ? { code: 451, message: '4.4.1 try again later' }
         : undefined,
   transport: { TransientRetrySchedule: [1], DelayNotificationTimeout: 1, MessageExpirationTimeout: 4 },
+  // A mailbox whose address the Maildir store cannot turn into a directory: its delivery fails for good.
+  prepare: (config) => {
+    (config.Mailboxes as unknown[]).push({ Name: 'Odd', PrimarySmtpAddress: 'odd/box@contoso.test' });
+  },
 });
 
 /** Relays through the Application Relay connector (127.0.0.2), which may send as contoso.test and relay. */
@@ -92,6 +96,25 @@ describe('failure notifications', () => {
     const [dsn] = await waitFor(async () => ((await dsnsFor(marker)).length ? dsnsFor(marker) : undefined), { timeoutMs: 20_000, what: 'the categorizer DSN' });
     expect(dsn).toContain('Final-Recipient: rfc822; nobody@contoso.test\r\nAction: failed\r\nStatus: 5.1.10\r\n');
     expect(dsn).toContain('RESOLVER.ADR.RecipientNotFound');
+  });
+});
+
+describe('mailbox delivery failures', () => {
+  it('reports a recipient the mailbox store refuses, once, and delivers the other mailboxes', async () => {
+    const marker = `maildir-${Date.now()}`;
+    const replies = await relay('bob@contoso.test', ['odd/box@contoso.test', 'alice@contoso.test'], marker);
+    expect(replies.at(-2)).toMatch(/^250 2\.6\.0 /);
+    const [dsn] = await waitFor(async () => ((await dsnsFor(marker)).length ? dsnsFor(marker) : undefined), { timeoutMs: 20_000, what: 'the mailbox DSN' });
+    const reply = '550 5.2.0 address "odd/box@contoso.test" cannot name a mailbox directory';
+    expect(dsn).toContain(`Final-Recipient: rfc822; odd/box@contoso.test\r\nAction: failed\r\nStatus: 5.2.0\r\n`);
+    expect(dsn).toContain(`Diagnostic-Code: smtp; ${reply}`);
+    expect(dsn).not.toContain('alice@contoso.test\r\nAction');
+    const delivered = (await h.maildirFiles('alice@contoso.test')).filter((f) => f.includes(marker));
+    expect(delivered).toHaveLength(1);
+    const failed = (await messageEvents(h)).filter((e) => e.type === 'Failed' && (e.recipients as string[]).includes('odd/box@contoso.test'));
+    expect(failed.map((e) => [e.hop, e.reason])).toEqual([['mailbox:DB01', reply]]);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await dsnsFor(marker)).toHaveLength(1);
   });
 });
 

@@ -125,3 +125,13 @@ export function buildDsn(input: DsnInput): Buffer {
   const tail = `${original.length && !original.subarray(-2).equals(Buffer.from('\r\n')) ? '\r\n' : ''}\r\n--${boundary}--\r\n`;
   return Buffer.concat([Buffer.from(head, 'utf8'), original, Buffer.from(tail, 'latin1')]);
 }
+
+/** Groups `items` by `reasonOf`, in the order each reason first appears: one Failed event per reason. */
+export function byReason<T>(items: readonly T[], reasonOf: (item: T) => string): Array<[string, T[]]> {
+  const groups = new Map<string, T[]>();
+  for (const item of items) {
+    const reason = reasonOf(item);
+    groups.set(reason, [...(groups.get(reason) ?? []), item]);
+  }
+  return [...groups];
+}

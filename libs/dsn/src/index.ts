@@ -1,1 +1,1 @@
-export { buildDsn, dsnStatus, wantsNotification, type DsnInput, type DsnRecipient, type DsnKind } from './dsn.ts';
+export { buildDsn, byReason, dsnStatus, wantsNotification, type DsnInput, type DsnRecipient, type DsnKind } from './dsn.ts';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
-import { MaildirError, deliverToMaildir, mailboxPath } from './maildir.ts';
+import { MaildirError, classifyWriteError, deliverToMaildir, mailboxPath } from './maildir.ts';
 
 const base = await mkdtemp(join(tmpdir(), 'maildir-'));
 afterAll(() => rm(base, { recursive: true, force: true }));
@@ -21,5 +21,32 @@ describe('Maildir delivery', () => {
   });
   it.each(['../x@contoso.test', 'a@..', 'a/b@contoso.test', '@contoso.test'])('refuses %s as a mailbox directory', (address) => {
     expect(() => mailboxPath(base, address)).toThrow(MaildirError);
+  });
+  it('says why in the reply a DSN quotes: 550 5.2.0 for an address that names no mailbox', () => {
+    let caught: unknown;
+    try {
+      mailboxPath(base, 'a/b@contoso.test');
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(MaildirError);
+    expect((caught as MaildirError).status).toBe('5.2.0');
+    expect((caught as MaildirError).reply).toBe('550 5.2.0 address "a/b@contoso.test" cannot name a mailbox directory');
+  });
+  const errno = (code: string) => Object.assign(new Error(code), { code });
+  it.each(['EDQUOT', 'EFBIG'])('turns %s into a full mailbox, 552 5.2.2, which fails the recipient', (code) => {
+    let caught: unknown;
+    try {
+      classifyWriteError(errno(code), 'bob@contoso.test');
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(MaildirError);
+    expect((caught as MaildirError).reply).toBe(`552 5.2.2 mailbox full: bob@contoso.test (${code})`);
+  });
+  it.each(['ENOSPC', 'EACCES', 'EIO'])('rethrows %s unchanged, so the work item is retried', (code) => {
+    const original = errno(code);
+    expect(() => classifyWriteError(original, 'bob@contoso.test')).toThrow(original);
+    expect(() => classifyWriteError(original, 'bob@contoso.test')).not.toThrow(MaildirError);
   });
 });

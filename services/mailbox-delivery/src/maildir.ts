@@ -11,12 +11,33 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 
+/**
+ * A recipient this mailbox store cannot take, ever: the recipient fails (Failed event and
+ * a DSN) instead of the item being retried. `reply` is the SMTP reply quoted in the DSN.
+ */
 export class MaildirError extends Error {
   readonly code = 'MAILDIR';
-  constructor(message: string) {
+  /** Enhanced status code for the DSN. */
+  readonly status: string;
+  readonly reply: string;
+  constructor(message: string, status = '5.2.0', replyCode = 550) {
     super(message);
     this.name = 'MaildirError';
+    this.status = status;
+    this.reply = `${replyCode} ${status} ${message}`;
   }
+}
+
+/**
+ * A write error that will not go away by retrying becomes a MaildirError: a quota (EDQUOT)
+ * or file-size limit (EFBIG) is Exchange's "mailbox full", 552 5.2.2. Everything else — a
+ * full disk (ENOSPC), permissions, I/O errors — is the store's fault, not the recipient's,
+ * and is rethrown so the work item is retried.
+ */
+export function classifyWriteError(err: unknown, recipient: string): never {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'EDQUOT' || code === 'EFBIG') throw new MaildirError(`mailbox full: ${recipient} (${code})`, '5.2.2', 552);
+  throw err;
 }
 
 /** `<base>/<domain>/<localpart>`; refuses addresses that would escape the base directory. */
@@ -66,7 +87,9 @@ export async function alreadyInMailbox(base: string, recipient: string, messageI
 /** Delivers one copy; resolves to the path in new/. */
 export async function deliverToMaildir(d: MaildirDelivery): Promise<string> {
   const dir = mailboxPath(d.base, d.recipient);
-  await Promise.all(['tmp', 'new', 'cur'].map((sub) => mkdir(join(dir, sub), { recursive: true })));
+  await Promise.all(['tmp', 'new', 'cur'].map((sub) => mkdir(join(dir, sub), { recursive: true }))).catch((err: unknown) =>
+    classifyWriteError(err, d.recipient),
+  );
   const name = maildirFileName(d.messageId, d.receivedAt, d.recipient);
   const tmp = join(dir, 'tmp', `${name}.${process.pid}`);
   const final = join(dir, 'new', name);
@@ -80,7 +103,7 @@ export async function deliverToMaildir(d: MaildirDelivery): Promise<string> {
     await fsyncPath(join(dir, 'new'));
   } catch (err) {
     await rm(tmp, { force: true });
-    throw err;
+    classifyWriteError(err, d.recipient);
   }
   return final;
 }

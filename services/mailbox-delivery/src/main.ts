@@ -4,15 +4,23 @@
  * renamed into new/ and synced and a copy of the item is in the Safety Net; a crash before
  * that redelivers the item, and a copy already in the mailbox (same message id) is not
  * written again (DuplicateSuppressed) — which is also what makes Safety Net resubmission safe.
+ * A recipient the store refuses for good (an address that cannot name a mailbox, a full
+ * mailbox) fails: one Failed event per reason and one failure DSN to the sender, both durable
+ * before the ack (the DSN's id is fixed by the item's attempt, so a redelivery sends no
+ * second one). A store error that may pass (full disk, I/O) retries the item instead.
  */
 import { BodyStore, CONSUMERS, STREAMS, SUBJECTS, ack, annotate, publishDurable, recordEvent, startWorker } from '@transit/bus';
 import { decodeDeliveryItem, encodeDeliveryItem, type DeliveryItem } from '@transit/envelope';
+import { byReason, type DsnRecipient } from '@transit/dsn';
+import { submitDsn } from '@transit/ingest';
 import { countDelivered, hopLabel, metrics } from '@transit/metrics';
 import { adminHolds, poisonGuard, runService } from '@transit/service';
 import { MaildirError, alreadyInMailbox, deliverToMaildir } from './maildir.ts';
 
 await runService('mailbox-delivery', (ctx) => {
   const bodies = new BodyStore(ctx.bus);
+  const node = ctx.settings.nodeName;
+  const deps = { bus: ctx.bus, bodies, nodeName: node, log: ctx.log };
   ctx.facts.mailDir = ctx.settings.mailDir;
   const worker = startWorker(ctx.bus, {
     stream: STREAMS.deliver,
@@ -28,6 +36,7 @@ await runService('mailbox-delivery', (ctx) => {
       annotate({ 'transit.message_id': envelope.id, 'transit.next_hop': `mailbox:${database}`, 'transit.recipient_count': envelope.recipients.length });
       const delivered: string[] = [];
       const duplicates: string[] = [];
+      const failed: DsnRecipient[] = [];
       for (const rcpt of envelope.recipients) {
         try {
           if (await alreadyInMailbox(ctx.settings.mailDir, rcpt.address, envelope.id, envelope.receivedAt, item.resubmitted === true)) {
@@ -46,17 +55,17 @@ await runService('mailbox-delivery', (ctx) => {
         } catch (err) {
           if (!(err instanceof MaildirError)) throw err;
           ctx.log.error({ id: envelope.id, rcpt: rcpt.address, err: err.message }, 'recipient cannot be delivered');
-          await recordEvent(
-            ctx.bus,
-            envelope.id,
-            { type: 'Failed', hop: `mailbox:${database}`, recipients: [rcpt.address], reason: err.message },
-            ctx.settings.nodeName,
-          );
-          metrics.messagesFailed.inc({ hop: hopLabel(item.hop) });
+          failed.push({ address: rcpt.address, status: err.status, diagnostic: err.reply });
         }
       }
+      if (failed.length) {
+        for (const [reason, group] of byReason(failed, (r) => r.diagnostic ?? r.status))
+          await recordEvent(ctx.bus, envelope.id, { type: 'Failed', hop: `mailbox:${database}`, recipients: group.map((r) => r.address), reason }, node);
+        metrics.messagesFailed.inc({ hop: hopLabel(item.hop) }, failed.length);
+        await submitDsn(deps, { envelope, kind: 'failure', recipients: failed, tag: `mailbox-${database}-${item.attempt}`, config: ctx.config, fqdn: node });
+      }
       if (duplicates.length) {
-        await recordEvent(ctx.bus, envelope.id, { type: 'DuplicateSuppressed', hop: `mailbox:${database}`, recipients: duplicates }, ctx.settings.nodeName);
+        await recordEvent(ctx.bus, envelope.id, { type: 'DuplicateSuppressed', hop: `mailbox:${database}`, recipients: duplicates }, node);
         ctx.log.info({ id: envelope.id, recipients: duplicates }, 'already in the mailbox; not delivered again');
       }
       if (delivered.length) {
@@ -69,7 +78,7 @@ await runService('mailbox-delivery', (ctx) => {
             msgID: `${envelope.id}:safetynet:${database}:${delivered.join(',')}`,
             expectStream: STREAMS.safetyNet,
           }),
-          recordEvent(ctx.bus, envelope.id, { type: 'Delivered', hop: `mailbox:${database}`, recipients: delivered }, ctx.settings.nodeName),
+          recordEvent(ctx.bus, envelope.id, { type: 'Delivered', hop: `mailbox:${database}`, recipients: delivered }, node),
         ]);
         countDelivered('mailbox', item.hop, delivered.length, envelope.receivedAt);
       }

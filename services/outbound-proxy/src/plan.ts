@@ -27,7 +27,7 @@
  * the notification about every recipient concerned.
  */
 import { ack, type MessageEvent, type MessageState, type Outcome } from '@transit/bus';
-import { dsnStatus, type DsnKind, type DsnRecipient } from '@transit/dsn';
+import { byReason, dsnStatus, type DsnKind, type DsnRecipient } from '@transit/dsn';
 import type { DeliveryItem } from '@transit/envelope';
 import { nextAttempt, type RecipientResult } from './outcome.ts';
 
@@ -66,16 +66,6 @@ export function planSend({ item, hop, claimed, state }: SendInput): SendPlan {
     send: remaining.length ? { ...item, envelope: { ...item.envelope, recipients: remaining } } : undefined,
     final: [...final],
   };
-}
-
-/** Groups `items` by `reasonOf`, in the order each reason first appears. */
-function byReason<T>(items: readonly T[], reasonOf: (item: T) => string): Array<[string, T[]]> {
-  const groups = new Map<string, T[]>();
-  for (const item of items) {
-    const reason = reasonOf(item);
-    groups.set(reason, [...(groups.get(reason) ?? []), item]);
-  }
-  return [...groups];
 }
 
 export type OutcomeSettings = {
