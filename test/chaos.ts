@@ -104,7 +104,7 @@ export type ChaosReport = {
   /** From the processes' logs: nats-server replica resets of the work-queue streams, stranded items requeued, pull loops restarted. */
   streamResets: number;
   requeued: number;
-  /** Consumers re-created because their stream went back behind them (libs/bus consume.ts). */
+  /** Consumers re-created because their stream went back behind them, or they stopped handing out items they hold (libs/bus consume.ts). */
   consumersRecreated: number;
   pullRestarts: number;
   /** Samples in which some worker replica reported itself stalled on /readyz. */

@@ -2,15 +2,16 @@
  * Exactly once per recipient when a delivery work item comes back (as it does after a
  * crash between the remote server's 250 and the acknowledgement): the outbound proxy
  * consults the shadow state in Redis, and rebuilds it from the event log when Redis
- * returns empty.
+ * returns empty. Without Redis the hub keeps the submit item until the shadow is kept.
  */
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { jetstream } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { Redis } from 'ioredis';
 import { expect, it } from 'vitest';
+import { STREAMS } from '@transit/bus';
 import { encodeDeliveryItem, type DeliveryItem } from '@transit/envelope';
 import { smtpTranscript, waitFor } from '@transit/testkit';
 import { messageEvents } from './harness.ts';
@@ -88,3 +89,41 @@ it('never sends a recipient twice when its work item comes back, even after Redi
   expect(await flushed.sismember(`transit:delivered:{${id}}`, 'partner@example.net')).toBe(1);
   await flushed.quit();
 });
+
+it('keeps the submit item while Redis is away, delivers meanwhile, and acknowledges it with its shadow once Redis is back', async () => {
+  const marker = `noshadow-${Date.now()}`;
+  const body = `From: app@contoso.test\r\nSubject: ${marker}\r\n\r\n${marker}\r\n`;
+  const nc = await connect({ servers: h.cluster.natsUrl });
+  const submitted = async () => (await (await jetstreamManager(nc)).streams.info(STREAMS.submit)).state.messages;
+  await h.cluster.stopRedis();
+  let id: string;
+  try {
+    const replies = await smtpTranscript({
+      host: '127.0.0.1',
+      port: h.cluster.port(25),
+      localAddress: '127.0.0.2',
+      lines: ['EHLO app.contoso.test', 'MAIL FROM:<app@contoso.test>', 'RCPT TO:<alice@contoso.test>', 'DATA', `DATA-BODY:${body}.\r\n`, 'QUIT'],
+    });
+    expect(replies[5]).toMatch(/^250 2\.6\.0 /);
+    // The delivery item was queued and flows: the mailbox has the message while Redis is still away.
+    const file = await waitFor(async () => (await h.maildirFiles('alice@contoso.test')).find((f) => f.includes(marker)), {
+      timeoutMs: 20_000,
+      what: 'the mailbox copy while Redis is away',
+    });
+    id = /\(Transit\) with ESMTP id (\w+);/.exec(file)![1]!;
+    // The submit item stays: it is the message's second copy until a shadow is kept.
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(await submitted()).toBeGreaterThanOrEqual(1);
+  } finally {
+    await h.cluster.startRedis();
+  }
+  await waitFor(async () => ((await submitted()) === 0 ? true : undefined), { timeoutMs: 30_000, what: 'the submit item acknowledged' });
+  const redis = new Redis(h.cluster.redisUrl);
+  try {
+    expect(await redis.zscore('transit:shadows', id)).not.toBeNull();
+  } finally {
+    await redis.quit();
+    await nc.close();
+  }
+  expect((await h.maildirFiles('alice@contoso.test')).filter((f) => f.includes(marker))).toHaveLength(1);
+}, 90_000);

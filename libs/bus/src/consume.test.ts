@@ -196,6 +196,69 @@ describe('a stream that went back behind its consumer', () => {
   }, 90_000);
 });
 
+describe('an item its idle consumer no longer hands out', () => {
+  let nats: NatsHandle;
+  let bus: Bus | undefined;
+  beforeAll(async () => {
+    nats = await startNats({ jetstream: true });
+  });
+  afterAll(async () => {
+    await bus?.close();
+    await nats?.cleanup();
+  });
+
+  /**
+   * The seed 99 run (3,000 messages) ended with 35 items in MAIL_DELIVER above both consumers' ack floors while the
+   * consumers reported nothing pending and nothing in flight, and handed none of them out: their acks had been lost with
+   * the consumers' replicated state. That state comes only from replica resets; here the same observable state (an item
+   * above the ack floor, nothing pending, nothing in flight, never handed out again) is made with the consumer's
+   * max_deliver of 1 (Transit's consumers have none) and a first attempt that puts the item back.
+   */
+  it('re-creates the consumer, and the item is handed out again, once', async () => {
+    bus = await connectBus([nats.url], 'unseen-test');
+    await ensureTopology(bus, { replicas: 1, ackWaitSeconds: 3 });
+    await bus.jsm.consumers.update(STREAMS.deliver, CONSUMERS.mailboxDelivery, { max_deliver: 1 });
+    await bus.js.publish('mail.deliver.mailbox.db01', enc.encode('kept'));
+    const seen: string[] = [];
+    const worker = startWorker(bus, {
+      stream: STREAMS.deliver,
+      consumer: CONSUMERS.mailboxDelivery,
+      concurrency: 2,
+      decode: (d) => dec.decode(d),
+      onError: () => undefined,
+      checkEveryMs: 500,
+      handle: (data) => {
+        seen.push(data);
+        return Promise.resolve(seen.length === 1 ? retry(0) : ack);
+      },
+    });
+    try {
+      const b = bus;
+      // The state: the item is in the stream, above the ack floor, and the consumer has nothing for any worker.
+      const ci = await waitFor(
+        async () => {
+          const c = await b.jsm.consumers.info(STREAMS.deliver, CONSUMERS.mailboxDelivery);
+          return seen.length === 1 && c.num_pending === 0 && c.num_ack_pending === 0 ? c : undefined;
+        },
+        { timeoutMs: 10_000, what: 'an idle consumer after the first attempt' },
+      );
+      expect(ci.ack_floor.stream_seq).toBe(0);
+      expect((await b.jsm.streams.info(STREAMS.deliver)).state.messages).toBe(1);
+      await waitFor(() => (seen.length === 2 ? true : undefined), { timeoutMs: 15_000, what: 'the item handed out again' });
+      expect(worker.health().recreated).toBe(1);
+      await waitFor(async () => ((await b.jsm.streams.info(STREAMS.deliver)).state.messages === 0 ? true : undefined), {
+        timeoutMs: 10_000,
+        what: 'the work queue empty',
+      });
+      await new Promise((r) => setTimeout(r, 2000));
+      expect(seen).toEqual(['kept', 'kept']);
+      expect(worker.health().recreated).toBe(1);
+    } finally {
+      await worker.stop();
+    }
+  }, 60_000);
+});
+
 describe('worker health', () => {
   let nats: NatsHandle;
   let bus: Bus;

@@ -39,6 +39,13 @@
  *   already absorb (a requeued or redelivered item is the same case). One replica in the
  *   cluster does it: it first creates a key named after the consumer's creation time in
  *   the in-flight bucket, which only one creator wins.
+ * - **Items the consumer no longer sees.** The same resets can leave a consumer that reports
+ *   nothing pending and nothing in flight while the stream holds items on its filter above
+ *   its ack floor (seed 99, 3,000 messages: 35 items, already delivered once, whose acks were
+ *   lost with the consumer's state; a fetch returned none of them, a new consumer all). A
+ *   work queue keeps only unacknowledged items, so an idle consumer with such an item is
+ *   broken: seen on two checks with the same first item, the consumer is re-created the same
+ *   way, and the handlers' duplicate checks absorb what had already been done.
  * - **Stalls.** `health()` says whether the worker makes progress on the work waiting for it
  *   (see WorkerHealth); libs/service puts it in /readyz and the metrics. An item that is
  *   put back because it is not due yet (`notYet`, an administrator's hold) is waiting, not
@@ -441,11 +448,32 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
   const behindBy = (ci: ConsumerInfo, si: StreamInfo): number =>
     Math.max(0, ci.delivered.stream_seq - si.state.last_seq, ci.created === consumerCreated ? highWater - si.state.last_seq : 0);
 
-  /** Deletes and re-adds the consumer, delivering from the start; one replica in the cluster wins the key and does it. */
-  const recreate = async (seen: ConsumerInfo, why: Record<string, unknown>) => {
+  /**
+   * The first item on the consumer's filter above its ack floor, while the consumer reports nothing pending and nothing in
+   * flight: in a work queue such an item should not exist (see "Items the consumer no longer sees" above).
+   */
+  const unseenAboveFloor = async (ci: ConsumerInfo, si: StreamInfo): Promise<number | undefined> => {
+    const filter = filterOf(ci);
+    if (!filter || ci.num_pending > 0 || ci.num_ack_pending > 0 || si.state.messages === 0) return undefined;
+    const m = await bus.jsm.streams
+      .getMessage(opts.stream, { seq: ci.ack_floor.stream_seq + 1, next_by_subj: filter } as unknown as { seq: number })
+      .catch(() => undefined); // none (404), or no answer: nothing to act on this time
+    return m?.seq;
+  };
+
+  /**
+   * Deletes and re-adds the consumer, delivering from the start, if `stillBroken` holds on fresh state; one replica in the
+   * cluster wins the key and does it.
+   */
+  const recreate = async (
+    seen: ConsumerInfo,
+    why: string,
+    detail: Record<string, unknown>,
+    stillBroken: (ci: ConsumerInfo, si: StreamInfo) => Promise<boolean>,
+  ) => {
     const fresh = await bus.jsm.consumers.info(opts.stream, opts.consumer);
     const si = await bus.jsm.streams.info(opts.stream);
-    if (fresh.created !== seen.created || behindBy(fresh, si) === 0) return;
+    if (fresh.created !== seen.created || !(await stillBroken(fresh, si))) return;
     const key = `recreate.${opts.stream}.${opts.consumer}.${fresh.created.replace(/[^A-Za-z0-9]/g, '_')}`;
     const kv = await new Kvm(bus.js).open(INFLIGHT_BUCKET);
     try {
@@ -457,9 +485,11 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
     await bus.jsm.consumers.delete(opts.stream, opts.consumer);
     await bus.jsm.consumers.add(opts.stream, { ...config, deliver_policy: DeliverPolicy.All });
     recreated++;
-    notice('consumer re-created: the stream went back behind it', { ...why, lastSeq: si.state.last_seq, delivered: fresh.delivered.stream_seq });
+    notice(`consumer re-created: ${why}`, { ...detail, lastSeq: si.state.last_seq, delivered: fresh.delivered.stream_seq });
     restart('consumer re-created');
   };
+  /** The first unseen item (see unseenAboveFloor) and since when it has been seen. */
+  let unseen: { seq: number; since: number } | undefined;
 
   let checking = false;
   let lastSweep = 0;
@@ -483,7 +513,20 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
       else if (behindSince === undefined) behindSince = now;
       else if (now - behindSince >= checkEveryMs) {
         behindSince = undefined;
-        await recreate(ci, { behind, highWater }).catch((err: Error) => notice('consumer re-creation failed', { err: err.message }));
+        await recreate(ci, 'the stream went back behind it', { behind, highWater }, (f, s) => Promise.resolve(behindBy(f, s) > 0)).catch((err: Error) =>
+          notice('consumer re-creation failed', { err: err.message }),
+        );
+      }
+      const first = behind === 0 ? await unseenAboveFloor(ci, si) : undefined;
+      if (first === undefined || first !== unseen?.seq) unseen = first === undefined ? undefined : { seq: first, since: now };
+      else if (now - unseen.since >= checkEveryMs) {
+        unseen = undefined;
+        await recreate(
+          ci,
+          'it no longer hands out items it holds',
+          { seq: first, ackFloor: ci.ack_floor.stream_seq },
+          async (f, s) => (await unseenAboveFloor(f, s)) === first,
+        ).catch((err: Error) => notice('consumer re-creation failed', { err: err.message }));
       }
       for (const [seq, due] of scheduled) if (due + 2 * keepAliveMs * 3 < now) scheduled.delete(seq); // came back to another worker
       // The watchdog: work is waiting on the consumer, this worker could take it, and nothing comes.

@@ -12,9 +12,9 @@
  * `transit:shadows`, orders the messages by when they are next due for a check. The outbound
  * proxy moves a shadow to the follow-up item it queues for deferred recipients.
  *
- * Without Redis nothing is kept and mail still flows (Exchange's default: a message without
- * a shadow is accepted; RejectMessageOnShadowFailure is off); a Redis that comes back empty
- * has forgotten the shadows of the mail in flight at that moment.
+ * Without Redis the hub does not acknowledge the submit item (services/hub/src/main.ts): the
+ * item stays in `mail.submit` as the message's second copy until its shadow is kept. A Redis
+ * that comes back empty has forgotten the shadows of the mail in flight at that moment.
  */
 import type { Redis } from 'ioredis';
 
