@@ -106,6 +106,8 @@ export type ChaosReport = {
   requeued: number;
   /** Consumers re-created because their stream went back behind them, or they stopped handing out items they hold (libs/bus consume.ts). */
   consumersRecreated: number;
+  /** Delivery items the hubs queued again from their shadow (services/hub/src/shadow-check.ts). */
+  reissuedFromShadow: number;
   pullRestarts: number;
   /** Samples in which some worker replica reported itself stalled on /readyz. */
   stalledSamples: number;
@@ -504,6 +506,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     const streamResets = await countInLogs(logDir, 'nats-server', /Resetting stream cluster state for '\$G > MAIL_(SUBMIT|DELIVER)'/);
     const requeued = await countInLogs(logDir, '', /"msg":"stranded work item requeued"/);
     const consumersRecreated = await countInLogs(logDir, '', /"msg":"consumer re-created/);
+    const reissuedFromShadow = await countInLogs(logDir, 'hub', /"msg":"delivery item lost by the stream; queued again from its shadow"/);
     const pullRestarts = await countInLogs(logDir, '', /"msg":"pull loop restarted"/);
     const duplicatesLocal = [...outcomes.keys()].filter((m) => (local.get(m) ?? 0) > 1);
     const duplicatesRemote = [...outcomes.keys()].filter((m) => (remote.get(m) ?? 0) > 1);
@@ -548,6 +551,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       streamResets,
       requeued,
       consumersRecreated,
+      reissuedFromShadow,
       pullRestarts,
       stalledSamples: queueDepth.filter((q) => q.stalled?.length).length,
       ...(opts.keepDir ? { dir } : {}),

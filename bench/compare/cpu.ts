@@ -58,21 +58,28 @@ export function processTree(roots: readonly number[]): number[] {
   return [...seen];
 }
 
-/** "nats-server, redis-server, 2× frontend, ...": what the processes are (a Transit role by its service directory). */
+/** What a process is: a Transit role by its service directory, else its command name ("nats-server"); "?" once it exited. */
+export function partOf(pid: number): string {
+  try {
+    const role = /services\/([^/]+)\/src\/main\.ts/.exec(readFileSync(`/proc/${pid}/cmdline`, 'utf8'));
+    return role ? role[1]! : readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '?';
+  }
+}
+
+/** "nats-server, redis-server, 2× frontend, ...": what the processes are. */
 export function describeProcesses(pids: readonly number[]): string {
   const counts = new Map<string, number>();
-  for (const pid of pids) {
-    let name = '?';
-    try {
-      name = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-      const role = /services\/([^/]+)\/src\/main\.ts/.exec(readFileSync(`/proc/${pid}/cmdline`, 'utf8'));
-      if (role) name = role[1]!;
-    } catch {
-      // exited
-    }
-    counts.set(name, (counts.get(name) ?? 0) + 1);
-  }
+  for (const pid of pids) counts.set(partOf(pid), (counts.get(partOf(pid)) ?? 0) + 1);
   return [...counts].map(([name, n]) => (n > 1 ? `${n}× ${name}` : name)).join(', ');
+}
+
+/** CPU seconds used so far by each part (partOf) of these processes, all replicas of a part together. */
+export function secondsByPart(parts: ReadonlyArray<{ pid: number; part: string }>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const { pid, part } of parts) out.set(part, (out.get(part) ?? 0) + processSeconds(pid));
+  return out;
 }
 
 /** The direct children of this process. */
