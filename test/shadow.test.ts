@@ -12,7 +12,7 @@ import { connect } from '@nats-io/transport-node';
 import { Redis } from 'ioredis';
 import { expect, it } from 'vitest';
 import { STREAMS } from '@transit/bus';
-import { encodeDeliveryItem, type DeliveryItem } from '@transit/envelope';
+import { decodeDeliveryItem, encodeDeliveryItem, type DeliveryItem } from '@transit/envelope';
 import { smtpTranscript, waitFor } from '@transit/testkit';
 import { messageEvents } from './harness.ts';
 import { useHarness } from './use-harness.ts';
@@ -127,3 +127,61 @@ it('keeps the submit item while Redis is away, delivers meanwhile, and acknowled
   }
   expect((await h.maildirFiles('alice@contoso.test')).filter((f) => f.includes(marker))).toHaveLength(1);
 }, 90_000);
+
+it('keeps the recent shadows again when Redis comes back empty, so an item the stream then loses is queued again', async () => {
+  const marker = `rekept-${Date.now()}`;
+  const body = `From: app@contoso.test\r\nSubject: ${marker}\r\n\r\n${marker}\r\n`;
+  const nc = await connect({ servers: h.cluster.natsUrl });
+  const jsm = await jetstreamManager(nc);
+  const redisUrl = h.cluster.redisUrl;
+  const shadowOf = async (id: string) => {
+    const r = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
+    try {
+      await r.connect();
+      return await r.hgetall(`transit:shadow:{${id}}`);
+    } finally {
+      r.disconnect();
+    }
+  };
+  // Nothing takes the mailbox item off the queue meanwhile.
+  await h.cluster.stopRole('mailbox-delivery');
+  try {
+    const replies = await smtpTranscript({
+      host: '127.0.0.1',
+      port: h.cluster.port(25),
+      localAddress: '127.0.0.2',
+      lines: ['EHLO app.contoso.test', 'MAIL FROM:<app@contoso.test>', 'RCPT TO:<alice@contoso.test>', 'DATA', `DATA-BODY:${body}.\r\n`, 'QUIT'],
+    });
+    expect(replies[5]).toMatch(/^250 2\.6\.0 /);
+    // The mailbox item and its shadow, as the hub left them.
+    const queued = await waitFor(
+      async () => {
+        const m = await jsm.streams.getMessage(STREAMS.deliver, { last_by_subj: 'mail.deliver.mailbox.db01' }).catch(() => undefined);
+        if (!m) return undefined;
+        const item = decodeDeliveryItem(m.data);
+        return new TextDecoder().decode(item.envelope.body.kind === 'inline' ? item.envelope.body.data : new Uint8Array()).includes(marker)
+          ? { seq: m.seq, id: item.envelope.id }
+          : undefined;
+      },
+      { timeoutMs: 20_000, what: 'the mailbox item in the queue' },
+    );
+    expect(Object.keys(await shadowOf(queued.id))).toEqual(['mail.deliver.mailbox.db01']);
+    // Redis restarts empty: the hub writes the shadow again.
+    await h.cluster.stopRedis(true);
+    await h.cluster.startRedis();
+    await waitFor(async () => (Object.keys(await shadowOf(queued.id)).length > 0 ? true : undefined), {
+      timeoutMs: 20_000,
+      what: 'the shadow kept again',
+    });
+    // The stream loses the item (what a replica reset did in the chaos runs): it is queued again from the shadow.
+    await jsm.streams.deleteMessage(STREAMS.deliver, queued.seq);
+  } finally {
+    await h.cluster.startRole('mailbox-delivery');
+  }
+  await waitFor(async () => ((await h.maildirFiles('alice@contoso.test')).some((f) => f.includes(marker)) ? true : undefined), {
+    timeoutMs: 60_000,
+    what: 'the message in the mailbox, queued again from its shadow',
+  });
+  await nc.close();
+  expect((await h.maildirFiles('alice@contoso.test')).filter((f) => f.includes(marker))).toHaveLength(1);
+}, 120_000);

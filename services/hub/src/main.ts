@@ -16,10 +16,14 @@ import { submitDsn } from '@transit/ingest';
 import { metrics } from '@transit/metrics';
 import { directoryFor } from '@transit/policy';
 import { startListenersFor } from '@transit/receive';
-import { DeliveryShadow, LeaseStore } from '@transit/leases';
+import { DeliveryShadow, LeaseStore, RecentShadows } from '@transit/leases';
 import { adminHolds, poisonGuard, runService } from '@transit/service';
 import { categorize } from './categorize.ts';
 import { checkShadows } from './shadow-check.ts';
+
+/** How long, and how many bytes of items, the hub remembers the shadows it kept (see RecentShadows). */
+const RECENT_SHADOWS_MS = 60_000;
+const RECENT_SHADOWS_BYTES = 32 * 1024 * 1024;
 
 await runService('hub', async (ctx) => {
   const bodies = new BodyStore(ctx.bus);
@@ -27,6 +31,24 @@ await runService('hub', async (ctx) => {
   const redis = new LeaseStore(ctx.settings.redisUrl);
   await redis.connect();
   const shadow = new DeliveryShadow(redis.redis, ctx.settings.deliveredTtlSeconds);
+  // What this hub kept lately, kept again if Redis comes back without its data (libs/leases/src/shadow.ts): a replica reset
+  // can drop delivery items seconds after they were queued, and an empty Redis would leave nothing to queue them again from.
+  const recent = new RecentShadows(RECENT_SHADOWS_MS, RECENT_SHADOWS_BYTES);
+  let epoch = await shadow.epoch();
+  let rekeeping: Promise<void> | undefined;
+  redis.redis.on('ready', () => {
+    rekeeping ??= (async () => {
+      const now = await shadow.epoch();
+      if (now !== epoch) {
+        const again = recent.recent();
+        for (const { messageId, items } of again) await shadow.keep(messageId, items, ctx.settings.shadowCheckAfterMs);
+        ctx.log.warn({ messages: again.length }, 'Redis came back without its data; the shadows this hub kept lately are kept again');
+      }
+      epoch = now;
+    })()
+      .catch((err: Error) => ctx.log.warn({ err: err.message }, 'could not keep the recent shadows again; tried at the next reconnection'))
+      .finally(() => (rekeeping = undefined));
+  });
   const worker = startWorker(ctx.bus, {
     stream: STREAMS.submit,
     consumer: CONSUMERS.hub,
@@ -126,6 +148,7 @@ await runService('hub', async (ctx) => {
         ctx.log.warn({ id: envelope.id, err: err.message }, 'no shadow kept for the delivery items; the submit item waits for Redis');
         throw err;
       });
+      recent.remember(envelope.id, queued);
       ctx.log.info({ id: envelope.id, hops: result.groups.map((g) => g.key) }, 'message routed');
       return ack;
     },
