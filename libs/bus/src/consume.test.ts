@@ -227,6 +227,7 @@ describe('an item its idle consumer no longer hands out', () => {
       decode: (d) => dec.decode(d),
       onError: () => undefined,
       checkEveryMs: 500,
+      strandedGraceMs: 2000,
       handle: (data) => {
         seen.push(data);
         return Promise.resolve(seen.length === 1 ? retry(0) : ack);
