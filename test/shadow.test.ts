@@ -20,6 +20,16 @@ import { useHarness } from './use-harness.ts';
 const run = promisify(execFile);
 const h = useHarness();
 
+/** Sends `body` from the application relay address (127.0.0.2) to `rcpt`; the replies, greeting first. */
+function relay(rcpt: string, body: string): Promise<string[]> {
+  return smtpTranscript({
+    host: '127.0.0.1',
+    port: h.cluster.port(25),
+    localAddress: '127.0.0.2',
+    lines: ['EHLO app.contoso.test', 'MAIL FROM:<app@contoso.test>', `RCPT TO:<${rcpt}>`, 'DATA', `DATA-BODY:${body}.\r\n`, 'QUIT'],
+  });
+}
+
 /** Puts a delivery item for an already delivered message back on the queue, as a crash would. */
 async function redeliver(item: DeliveryItem, tag: string): Promise<void> {
   const nc = await connect({ servers: h.cluster.natsUrl });
@@ -33,12 +43,7 @@ async function redeliver(item: DeliveryItem, tag: string): Promise<void> {
 it('never sends a recipient twice when its work item comes back, even after Redis lost its data', async () => {
   const marker = `once-${Date.now()}`;
   const body = `From: app@contoso.test\r\nSubject: ${marker}\r\n\r\n${marker}\r\n`;
-  const replies = await smtpTranscript({
-    host: '127.0.0.1',
-    port: h.cluster.port(25),
-    localAddress: '127.0.0.2',
-    lines: ['EHLO app.contoso.test', 'MAIL FROM:<app@contoso.test>', 'RCPT TO:<partner@example.net>', 'DATA', `DATA-BODY:${body}.\r\n`, 'QUIT'],
-  });
+  const replies = await relay('partner@example.net', body);
   expect(replies[5]).toMatch(/^250 2\.6\.0 /);
   const atSink = () => h.sink.messages.filter((m) => m.data.toString('latin1').includes(marker));
   const first = await waitFor(() => Promise.resolve(atSink()[0]), { timeoutMs: 20_000, what: 'the first delivery' });
@@ -98,12 +103,7 @@ it('keeps the submit item while Redis is away, delivers meanwhile, and acknowled
   await h.cluster.stopRedis();
   let id: string;
   try {
-    const replies = await smtpTranscript({
-      host: '127.0.0.1',
-      port: h.cluster.port(25),
-      localAddress: '127.0.0.2',
-      lines: ['EHLO app.contoso.test', 'MAIL FROM:<app@contoso.test>', 'RCPT TO:<alice@contoso.test>', 'DATA', `DATA-BODY:${body}.\r\n`, 'QUIT'],
-    });
+    const replies = await relay('alice@contoso.test', body);
     expect(replies[5]).toMatch(/^250 2\.6\.0 /);
     // The delivery item was queued and flows: the mailbox has the message while Redis is still away.
     const file = await waitFor(async () => (await h.maildirFiles('alice@contoso.test')).find((f) => f.includes(marker)), {
@@ -146,12 +146,7 @@ it('keeps the recent shadows again when Redis comes back empty, so an item the s
   // Nothing takes the mailbox item off the queue meanwhile.
   await h.cluster.stopRole('mailbox-delivery');
   try {
-    const replies = await smtpTranscript({
-      host: '127.0.0.1',
-      port: h.cluster.port(25),
-      localAddress: '127.0.0.2',
-      lines: ['EHLO app.contoso.test', 'MAIL FROM:<app@contoso.test>', 'RCPT TO:<alice@contoso.test>', 'DATA', `DATA-BODY:${body}.\r\n`, 'QUIT'],
-    });
+    const replies = await relay('alice@contoso.test', body);
     expect(replies[5]).toMatch(/^250 2\.6\.0 /);
     // The mailbox item and its shadow, as the hub left them.
     const queued = await waitFor(
