@@ -185,13 +185,18 @@ async function stalledWorkers(c: LocalCluster): Promise<string[]> {
 }
 
 /** Counts lines matching `pattern` in the run's process logs whose names start with `prefix`. */
-async function countInLogs(logDir: string, prefix: string, pattern: RegExp): Promise<number> {
-  let n = 0;
+/** The lines of the process logs in `logDir` whose file name starts with `prefix` and that match `pattern`, each as `<file>: <line>`. */
+export async function logLinesMatching(logDir: string, prefix: string, pattern: RegExp): Promise<string[]> {
+  const out: string[] = [];
   for (const f of await readdir(logDir).catch(() => [] as string[])) {
     if (!f.startsWith(prefix)) continue;
-    for (const line of (await readFile(join(logDir, f), 'utf8').catch(() => '')).split('\n')) if (pattern.test(line)) n++;
+    for (const line of (await readFile(join(logDir, f), 'utf8').catch(() => '')).split('\n')) if (pattern.test(line)) out.push(`${f}: ${line}`);
   }
-  return n;
+  return out;
+}
+
+async function countInLogs(logDir: string, prefix: string, pattern: RegExp): Promise<number> {
+  return (await logLinesMatching(logDir, prefix, pattern)).length;
 }
 
 /** Message id → outbound attempts that recorded a delivery ("outbound attempt finished" with delivered > 0), from every outbound proxy's log. */

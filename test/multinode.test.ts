@@ -13,7 +13,7 @@ import { decode } from '@msgpack/msgpack';
 import { CONSUMERS, STREAMS, connectBus, loadMessageEvents, scanStream } from '@transit/bus';
 import type { LocalCluster } from '@transit/cluster';
 import { smtpTranscript, waitFor } from '@transit/testkit';
-import { runChaos } from './chaos.ts';
+import { logLinesMatching, runChaos } from './chaos.ts';
 import { exampleOrganisation, startMultiNodeCluster } from './harness.ts';
 
 describe('a three-node cluster with two replicas of each role', () => {
@@ -61,15 +61,6 @@ describe('a three-node cluster with two replicas of each role', () => {
     return { reply, refused };
   }
 
-  /** The lines of the cluster's process logs that match `pattern`, each prefixed with its file. */
-  async function logLines(pattern: RegExp): Promise<string[]> {
-    const logDir = join(cluster.varDir, 'log');
-    const out: string[] = [];
-    for (const f of await readdir(logDir).catch(() => [] as string[]))
-      for (const line of (await readFile(join(logDir, f), 'utf8').catch(() => '')).split('\n')) if (pattern.test(line)) out.push(`${f}: ${line.slice(0, 300)}`);
-    return out;
-  }
-
   /** Diagnostics for a message that did not arrive: its event log (found by subject) and the work queues' state. */
   async function whereIs(marker: string): Promise<Record<string, unknown>> {
     const bus = await connectBus(cluster.natsUrl.split(','), 'multinode-diagnostics', 'once');
@@ -100,7 +91,13 @@ describe('a three-node cluster with two replicas of each role', () => {
         submit: (await bus.jsm.streams.info(STREAMS.submit)).state,
         deliver: (await bus.jsm.streams.info(STREAMS.deliver)).state,
         // What the workers repaired and what nats-server reset meanwhile, from every process's log.
-        repairs: await logLines(/consumer re-created|stranded work item requeued|queued again from its shadow|Resetting stream|Error applying entries/),
+        repairs: (
+          await logLinesMatching(
+            join(cluster.varDir, 'log'),
+            '',
+            /consumer re-created|stranded work item requeued|queued again from its shadow|Resetting stream|Error applying entries/,
+          )
+        ).map((l) => l.slice(0, 300)),
       };
     } catch (err) {
       return { marker, diagnosticsFailed: (err as Error).message };

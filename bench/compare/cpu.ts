@@ -71,7 +71,10 @@ export function partOf(pid: number): string {
 /** "nats-server, redis-server, 2× frontend, ...": what the processes are. */
 export function describeProcesses(pids: readonly number[]): string {
   const counts = new Map<string, number>();
-  for (const pid of pids) counts.set(partOf(pid), (counts.get(partOf(pid)) ?? 0) + 1);
+  for (const pid of pids) {
+    const part = partOf(pid);
+    counts.set(part, (counts.get(part) ?? 0) + 1);
+  }
   return [...counts].map(([name, n]) => (n > 1 ? `${n}× ${name}` : name)).join(', ');
 }
 

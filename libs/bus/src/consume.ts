@@ -44,8 +44,9 @@
  *   its ack floor (seed 99, 3,000 messages: 35 items, already delivered once, whose acks were
  *   lost with the consumer's state; a fetch returned none of them, a new consumer all). A
  *   work queue keeps only unacknowledged items, so an idle consumer with such an item is
- *   broken: seen with the same first item for the stranded-item grace (strandedGraceMs, and at
- *   least two checks), the consumer is re-created the same way, and the handlers' duplicate checks absorb what had already been done.
+ *   broken: seen with the same first item for the stranded-item grace (strandedGraceMs, and
+ *   at least two checks), the consumer is re-created the same way, and the handlers'
+ *   duplicate checks absorb what had already been done.
  * - **Stalls.** `health()` says whether the worker makes progress on the work waiting for it
  *   (see WorkerHealth); libs/service puts it in /readyz and the metrics. An item that is
  *   put back because it is not due yet (`notYet`, an administrator's hold) is waiting, not

@@ -22,25 +22,24 @@ describe('Maildir delivery', () => {
   it.each(['../x@contoso.test', 'a@..', 'a/b@contoso.test', '@contoso.test'])('refuses %s as a mailbox directory', (address) => {
     expect(() => mailboxPath(base, address)).toThrow(MaildirError);
   });
-  it('says why in the reply a DSN quotes: 550 5.2.0 for an address that names no mailbox', () => {
-    let caught: unknown;
+  /** What `fn` throws. */
+  const thrown = (fn: () => unknown): unknown => {
     try {
-      mailboxPath(base, 'a/b@contoso.test');
+      fn();
     } catch (err) {
-      caught = err;
+      return err;
     }
+    return undefined;
+  };
+  it('says why in the reply a DSN quotes: 550 5.2.0 for an address that names no mailbox', () => {
+    const caught = thrown(() => mailboxPath(base, 'a/b@contoso.test'));
     expect(caught).toBeInstanceOf(MaildirError);
     expect((caught as MaildirError).status).toBe('5.2.0');
     expect((caught as MaildirError).reply).toBe('550 5.2.0 address "a/b@contoso.test" cannot name a mailbox directory');
   });
   const errno = (code: string) => Object.assign(new Error(code), { code });
   it.each(['EDQUOT', 'EFBIG'])('turns %s into a full mailbox, 552 5.2.2, which fails the recipient', (code) => {
-    let caught: unknown;
-    try {
-      classifyWriteError(errno(code), 'bob@contoso.test');
-    } catch (err) {
-      caught = err;
-    }
+    const caught = thrown(() => classifyWriteError(errno(code), 'bob@contoso.test'));
     expect(caught).toBeInstanceOf(MaildirError);
     expect((caught as MaildirError).reply).toBe(`552 5.2.2 mailbox full: bob@contoso.test (${code})`);
   });
