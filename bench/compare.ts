@@ -24,7 +24,7 @@ import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { startLocalCluster, type LocalCluster } from '@transit/cluster';
+import { findBinary, natsServerVersion, startLocalCluster, type LocalCluster } from '@transit/cluster';
 import { freePort, freePortOffset } from '@transit/testkit';
 import { ROLES } from '@transit/service';
 import {
@@ -409,7 +409,7 @@ try {
   await meterProbe.close();
   const mem = (totalmem() / 2 ** 30).toFixed(1);
   console.log(
-    `bench:compare on ${cores} cores (${cpus()[0]?.model ?? '?'}), ${mem} GiB, Linux ${release()}; Node ${process.versions.node}; nats-server ${version('nats-server', ['--version'], /v?(\d+\.\d+\.\d+)/)}; redis-server ${version('redis-server', ['--version'], /v=(\S+)/)}; Postfix ${await postfixVersion()}`,
+    `bench:compare on ${cores} cores (${cpus()[0]?.model ?? '?'}), ${mem} GiB, Linux ${release()}; Node ${process.versions.node}; nats-server ${natsServerVersion()}; redis-server ${version(findBinary('redis-server', ['/usr/bin/redis-server']), ['--version'], /v=(\S+)/)}; Postfix ${await postfixVersion()}`,
   );
   console.log(`data in ${dir} (${fsType(dir)}); CPU of each system's process tree from ${cpuMethod}; load generator, sink and systems share the machine`);
   console.log(

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh clone lacks, then returns quickly on every later run:
 # npm dependencies (including Node 24 from the npm registry's `node` package) and
-# nats-server, redis-server, swaks, nmap and chromium from Debian's packages.
+# nats-server, redis-server, swaks, nmap and chromium from Debian's packages, and a
+# nats-server 2.10 from Debian trixie's package into .tools when the system's is older.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,6 +47,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 1
   fi
 fi
+# Bookworm's nats-server 2.9 loses work items in clustered faults: the project takes Debian
+# trixie's 2.10 package, signature-checked, into .tools (scripts/fetch-nats-server.sh).
+# Without it (no mirror, no keyring) everything still runs on the system's nats-server.
+bash scripts/fetch-nats-server.sh || true
 # test/deploy.test.ts renders deploy/k8s with `kubectl kustomize` (kubectl 1.21+; Debian's
 # kubernetes-client 1.20 is too old). It is not in Debian's repositories: say so early.
 if ! command -v kubectl >/dev/null 2>&1; then

@@ -13,7 +13,7 @@ import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CONSUMERS, STREAMS, connectBus, loadMessage, loadMessageEvents, type Bus } from '@transit/bus';
-import type { LocalCluster } from '@transit/cluster';
+import { natsServerVersion, type LocalCluster } from '@transit/cluster';
 import type { Role } from '@transit/service';
 import { smtpTranscript, startSmtpSink, waitFor } from '@transit/testkit';
 import { exampleOrganisation, startMultiNodeCluster } from './harness.ts';
@@ -57,6 +57,8 @@ export type QueueSample = {
 };
 
 export type ChaosReport = {
+  /** The nats-server the cluster ran (findBinary, libs/cluster/src/processes.ts): 2.9 loses work items in these faults. */
+  natsServer: string;
   sent: number;
   acknowledged: number;
   refused: number;
@@ -247,7 +249,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       NODE_OPTIONS: `--import=${join(import.meta.dirname, 'fixtures', 'slow-maildir-write.ts')}`,
     });
     const c = cluster;
-    log(`cluster up in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    log(`cluster up in ${((Date.now() - started) / 1000).toFixed(1)} s (nats-server ${natsServerVersion()})`);
     // The queues' depth every 5 s, on a connection that outlives NATS kills like a service's.
     const monitorBus = await connectBus(c.natsUrl.split(','), 'chaos-monitor');
     const since = Date.now();
@@ -533,6 +535,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     );
     const appearedWithout250 = [...outcomes].filter(([m, o]) => o.outcome === 'refused' && (local.has(m) || remote.has(m))).map(([m]) => m);
     return {
+      natsServer: natsServerVersion(),
       sent: outcomes.size,
       acknowledged: acked.length,
       refused: [...outcomes.values()].filter((o) => o.outcome === 'refused').length,

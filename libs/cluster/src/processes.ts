@@ -2,12 +2,27 @@
  * Starting and stopping the processes of a local cluster: nats-server, redis-server and
  * Transit's roles, each a child process ended only by its own PID.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync } from 'node:fs';
 import { connect } from 'node:net';
+import { join, resolve } from 'node:path';
 
+/** The project's own binaries (scripts/fetch-nats-server.sh puts nats-server 2.10+ there), preferred over the system's. */
+export const TOOLS_DIR = resolve(import.meta.dirname, '../../../.tools');
+
+/**
+ * A server binary: the one named by its environment variable (nats-server →
+ * TRANSIT_NATS_SERVER), else the project's own in .tools, else the first candidate present,
+ * else the first on PATH.
+ */
 export function findBinary(name: string, candidates: string[]): string {
-  for (const c of candidates) if (existsSync(c)) return c;
+  const variable = `TRANSIT_${name.replace(/-/g, '_').toUpperCase()}`;
+  const chosen = process.env[variable];
+  if (chosen) {
+    if (existsSync(chosen)) return chosen;
+    throw new Error(`${variable}=${chosen}: no such file`);
+  }
+  for (const c of [join(TOOLS_DIR, name), ...candidates]) if (existsSync(c)) return c;
   const onPath = (process.env.PATH ?? '')
     .split(':')
     .map((d) => `${d}/${name}`)
@@ -69,4 +84,14 @@ export async function killProcess(p: Supervised): Promise<void> {
   if (!p.alive()) return;
   p.child.kill('SIGKILL');
   await p.exited;
+}
+
+/** "2.10.27": the version of the nats-server findBinary picks, or "?" when it does not answer. */
+export function natsServerVersion(): string {
+  try {
+    const out = execFileSync(findBinary('nats-server', ['/usr/sbin/nats-server', '/usr/bin/nats-server']), ['--version'], { encoding: 'utf8' });
+    return /v?(\d+\.\d+\.\d+)/.exec(out)?.[1] ?? out.trim();
+  } catch {
+    return '?';
+  }
 }

@@ -8,11 +8,11 @@
  * port was picked here and another process took it first, a new port is tried.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
+import { findBinary } from '@transit/cluster';
 import { TestkitError } from './errors.ts';
 import { freePort } from './ports.ts';
 import { sleep } from './wait.ts';
@@ -51,7 +51,7 @@ export type RedisHandle = {
 };
 
 export async function startNats(opts: NatsOptions = {}): Promise<NatsHandle> {
-  const bin = findBinary('nats-server', '/usr/sbin/nats-server');
+  const bin = binary('nats-server', '/usr/sbin/nats-server');
   const storeDir = opts.storeDir ?? (await mkdtemp(join(tmpdir(), 'transit-nats-')));
   let server: ServerProcess;
   try {
@@ -87,7 +87,7 @@ export async function startNats(opts: NatsOptions = {}): Promise<NatsHandle> {
 }
 
 export async function startRedis(opts: RedisOptions = {}): Promise<RedisHandle> {
-  const bin = findBinary('redis-server', '/usr/bin/redis-server');
+  const bin = binary('redis-server', '/usr/bin/redis-server');
   const dir = await mkdtemp(join(tmpdir(), 'transit-redis-'));
   let server: ServerProcess;
   try {
@@ -129,21 +129,6 @@ async function startOnPort(port: number | undefined, make: (port: number) => Ser
   }
 }
 
-function findBinary(name: string, preferred: string): string {
-  const onPath = (process.env.PATH ?? '')
-    .split(delimiter)
-    .filter(Boolean)
-    .map((dir) => join(dir, name));
-  for (const candidate of [preferred, ...onPath]) {
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // not here; try the next candidate
-    }
-  }
-  throw new TestkitError('BINARY_NOT_FOUND', `${name} not found at ${preferred} or on PATH: install it with "apt-get install ${name}"`);
-}
 
 type Run = { child: ChildProcess; running: boolean; exited: Promise<void> };
 type ReadyProbe = (run: { pid: number; output(): string }) => Promise<boolean>;
@@ -266,4 +251,13 @@ function redisPongs(port: number, pid: number): Promise<boolean> {
     socket.once('error', () => done(false));
     socket.once('close', () => done(false));
   });
+}
+
+/** findBinary (libs/cluster/src/processes.ts), failing as the testkit fails. */
+function binary(name: string, preferred: string): string {
+  try {
+    return findBinary(name, [preferred]);
+  } catch (err) {
+    throw new TestkitError('BINARY_NOT_FOUND', `${name}: ${(err as Error).message}`);
+  }
 }
