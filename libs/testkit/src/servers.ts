@@ -129,7 +129,6 @@ async function startOnPort(port: number | undefined, make: (port: number) => Ser
   }
 }
 
-
 type Run = { child: ChildProcess; running: boolean; exited: Promise<void> };
 type ReadyProbe = (run: { pid: number; output(): string }) => Promise<boolean>;
 
