@@ -342,8 +342,12 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
     } finally {
       clearInterval(keepAlive);
     }
-    // The marker goes first, not awaited: it is on the wire before the ack, in order.
-    if (poison) void poison.tracker.end(msg).catch((err: unknown) => opts.onError(err, msg));
+    // Out of the journal: an acknowledged item with the next journal write (it cannot come back before the ack wait), one
+    // put back before the put-back (it may come back at once, to another process, which must not read it as a death).
+    if (poison) {
+      const ending = poison.tracker.end(msg, outcome.kind !== 'ack').catch((err: unknown) => opts.onError(err, msg));
+      if (outcome.kind !== 'ack') await ending;
+    }
     if (outcome.kind === 'ack') await msg.ackAck().then(acked, (err: unknown) => opts.onError(err, msg));
     else putBack(msg, outcome.delayMs, outcome.scheduled === true);
   };

@@ -13,6 +13,7 @@ import {
   recordEvent,
   type MessageEvent,
   type MessageState,
+  type Route,
   type StoredEvent,
 } from './events.ts';
 import { STREAMS, SUBJECTS, ensureTopology } from './topology.ts';
@@ -50,6 +51,24 @@ describe('foldMessage', () => {
     });
     const done = foldMessage('m1', [stored(received), stored({ type: 'Delivered', hop: 'x', recipients: ['a@contoso.test', 'b@fabrikam.test'] })]);
     expect(done.status).toBe('Delivered');
+  });
+
+  it('routes with Submitted as with one Routed per hop, and a late Routed changes nothing', () => {
+    const routes: Route[] = [
+      { hop: 'mailbox:db1', recipients: ['a@contoso.test'] },
+      { hop: 'smtp:Internet:fabrikam.test', recipients: ['b@fabrikam.test'], connector: 'Internet' },
+    ];
+    const submitted: MessageEvent = { type: 'Submitted', source: 'QUEUE', recipients: ['a@contoso.test', 'b@fabrikam.test'], resolved: [] };
+    const together = foldMessage('m1b', [stored(received), stored({ ...submitted, routes })]);
+    const apart = foldMessage('m1b', [stored(received), stored(submitted), ...routes.map((r) => stored({ type: 'Routed', ...r }))]);
+    expect(together.recipients).toEqual(apart.recipients);
+    expect(together.recipients['b@fabrikam.test']).toMatchObject({ status: 'Routed', hop: 'smtp:Internet:fabrikam.test' });
+    // A hub that got the submit item again writes Submitted once; its Routed for recipients already routed is not admitted.
+    expect(admit(together, { ...submitted, routes })).toBeUndefined();
+    expect(admit(together, { type: 'Routed', ...routes[0]! })).toBeUndefined();
+    // One whose Submitted came from a hub before routes came with it: its Pending recipients still get their Routed.
+    const old = foldMessage('m1c', [stored(received), stored(submitted)]);
+    expect(admit(old, { type: 'Routed', ...routes[1]! })).toEqual({ type: 'Routed', ...routes[1]! });
   });
 
   it('tells partial failure, poison and resubmission apart', () => {

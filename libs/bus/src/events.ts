@@ -19,6 +19,9 @@ import { headers } from '@nats-io/transport-node';
 import type { Bus } from './connection.ts';
 import { STREAMS, SUBJECTS } from './topology.ts';
 
+/** A next hop and the recipients routed to it. `connector`: the send connector of an SMTP hop (message tracking's ConnectorId of SEND). */
+export type Route = { hop: string; recipients: string[]; connector?: string };
+
 export type MessageEvent =
   | {
       type: 'Received';
@@ -43,9 +46,19 @@ export type MessageEvent =
    * `recipients` are the resolved addresses; `resolved` names those that differ from what the
    * sender wrote (an alias resolved to its mailbox's primary address).
    */
-  | { type: 'Submitted'; source: 'QUEUE'; recipients: string[]; resolved: Array<{ address: string; original: string }> }
-  /** `connector`: the send connector of an SMTP hop (message tracking's ConnectorId of SEND). */
-  | { type: 'Routed'; hop: string; recipients: string[]; connector?: string }
+  | {
+      type: 'Submitted';
+      source: 'QUEUE';
+      recipients: string[];
+      resolved: Array<{ address: string; original: string }>;
+      /**
+       * Where the categorizer routed the recipients, recorded with Submitted in the same append:
+       * each route counts as a Routed event would. Absent in events written before routes came
+       * with Submitted (each hop then had its own Routed) and when nothing could be routed.
+       */
+      routes?: Route[];
+    }
+  | ({ type: 'Routed' } & Route)
   | { type: 'Delivered'; hop: string; recipients: string[]; response?: string }
   | { type: 'Deferred'; hop: string; recipients: string[]; reason: string; nextAttempt: number }
   | { type: 'Failed'; hop: string; recipients: string[]; reason: string }
@@ -134,6 +147,14 @@ function statusOf(state: MessageState): MessageStatus {
   return all.some((r) => r.status === 'Deferred') ? 'Retry' : 'Active';
 }
 
+/** A route taken: its Pending recipients are Routed. Monotonic: a late or racing route never takes back an outcome (see recordEvent on why races exist). */
+function routed(state: MessageState, route: Route): void {
+  for (const a of route.recipients) {
+    const r = recipient(state, a);
+    if (r.status === 'Pending') Object.assign(r, { status: 'Routed', hop: route.hop });
+  }
+}
+
 /** Applies one event to a state (pure; the state is copied). */
 export function applyEvent(prev: MessageState, event: StoredEvent): MessageState {
   const state: MessageState = {
@@ -167,13 +188,10 @@ export function applyEvent(prev: MessageState, event: StoredEvent): MessageState
         if (state.recipients[key(original)]?.status === 'Pending') delete state.recipients[key(original)];
       }
       for (const a of event.recipients) recipient(state, a);
+      for (const route of event.routes ?? []) routed(state, route);
       break;
     case 'Routed':
-      // Monotonic: a late or racing Routed never takes back an outcome (see recordEvent on why races exist).
-      for (const a of event.recipients) {
-        const r = recipient(state, a);
-        if (r.status === 'Pending') Object.assign(r, { status: 'Routed', hop: event.hop });
-      }
+      routed(state, event);
       break;
     case 'Delivered':
       for (const a of event.recipients) Object.assign(recipient(state, a), { status: 'Delivered', hop: event.hop, nextAttempt: undefined });

@@ -40,6 +40,7 @@ export {
   notFound,
   recordEvent,
   type MessageEvent,
+  type Route,
   type MessageState,
   type MessageStatus,
   type RecipientState,

@@ -297,7 +297,7 @@ export const environmentSchema = z.object({
     unit: 's',
     readBy: EVERY,
     meaning:
-      "how long the marker of a work item being handled (poison detection, KV `transit-inflight`) outlives a worker that died holding it; at least 5 × TRANSIT_ACK_WAIT_SECONDS is used, so the item's redelivery still finds it (set the same on every role)",
+      "how long the journal of the work items a worker process is handling (poison detection, KV `transit-inflight`) outlives the process when it dies; at least 5 × TRANSIT_ACK_WAIT_SECONDS is used, so the item's redelivery still finds it (set the same on every role)",
   }),
   nodeTtlMs: env(integer(10_000), {
     variable: 'TRANSIT_NODE_TTL_MS',

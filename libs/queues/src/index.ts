@@ -27,7 +27,7 @@ export {
   type RateSample,
   type Rates,
 } from './project.ts';
-export { READ_LIMIT, UNREACHABLE_WINDOW_MS, hopSubject, rateSample, readPending, readQueueInputs, readRates, type ReadOptions } from './read.ts';
+export { READ_LIMIT, UNREACHABLE_WINDOW_MS, hopSubject, rateSamples, readPending, readQueueInputs, readRates, type ReadOptions } from './read.ts';
 export {
   QueueError,
   REMOVED_DIAGNOSTIC,

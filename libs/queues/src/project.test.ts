@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { foldMessage, type Hold, type MessageEvent, type StoredEvent } from '@transit/bus';
 import { findQueue, projectMessages, projectQueues, queueRates, subjectOfIdentity, type PendingItem, type QueueInputs, type RateSample } from './project.ts';
 import { FilterError, parseMessageFilter, parseQueueFilter } from './filter.ts';
-import { hopSubject, rateSample } from './read.ts';
+import { hopSubject, rateSamples } from './read.ts';
 
 const NOW = Date.parse('2026-11-24T10:00:00Z');
 const REMOTE = 'mail.deliver.remote.internet_fabrikam_test';
@@ -150,24 +150,38 @@ describe('IncomingRate and OutgoingRate', () => {
     expect(hopSubject('smtp:Sink:127.0.0.1:2525')).toBe('mail.deliver.remote.sink_127_0_0_1_2525');
     expect(hopSubject(REMOTE)).toBe(REMOTE);
     expect(hopSubject('categorizer')).toBeUndefined();
-    expect(rateSample({ type: 'Routed', hop: 'smtp:Internet:fabrikam.test', connector: 'Internet', recipients: ['a@fabrikam.test'] }, 'a', 5)).toEqual({
-      subject: REMOTE,
-      direction: 'in',
-      messageId: 'a',
-      at: 5,
-    });
-    expect(rateSample({ type: 'Delivered', hop: REMOTE, recipients: ['a@fabrikam.test'] }, 'a', 6)).toEqual({
-      subject: REMOTE,
-      direction: 'out',
-      messageId: 'a',
-      at: 6,
-    });
-    expect(rateSample({ type: 'Failed', hop: 'mailbox:DB01', recipients: ['b@contoso.test'], reason: '550' }, 'b', 7)).toMatchObject({
-      subject: MAILBOX,
-      direction: 'out',
-    });
-    expect(rateSample({ type: 'Failed', hop: 'categorizer', recipients: ['c@nowhere.test'], reason: '5.4.4' }, 'c', 8)).toBeUndefined();
-    expect(rateSample({ type: 'Deferred', hop: REMOTE, recipients: ['a@fabrikam.test'], reason: '451', nextAttempt: 9 }, 'a', 8)).toBeUndefined();
+    expect(rateSamples({ type: 'Routed', hop: 'smtp:Internet:fabrikam.test', connector: 'Internet', recipients: ['a@fabrikam.test'] }, 'a', 5)).toEqual([
+      { subject: REMOTE, direction: 'in', messageId: 'a', at: 5 },
+    ]);
+    // Submitted leaves Submission, and carries the categorizer's routes into their queues.
+    expect(
+      rateSamples(
+        {
+          type: 'Submitted',
+          source: 'QUEUE',
+          recipients: ['a@fabrikam.test', 'b@contoso.test'],
+          resolved: [],
+          routes: [
+            { hop: 'smtp:Internet:fabrikam.test', connector: 'Internet', recipients: ['a@fabrikam.test'] },
+            { hop: 'mailbox:DB01', recipients: ['b@contoso.test'] },
+          ],
+        },
+        'a',
+        4,
+      ),
+    ).toEqual([
+      { subject: 'mail.submit', direction: 'out', messageId: 'a', at: 4 },
+      { subject: REMOTE, direction: 'in', messageId: 'a', at: 4 },
+      { subject: MAILBOX, direction: 'in', messageId: 'a', at: 4 },
+    ]);
+    expect(rateSamples({ type: 'Delivered', hop: REMOTE, recipients: ['a@fabrikam.test'] }, 'a', 6)).toEqual([
+      { subject: REMOTE, direction: 'out', messageId: 'a', at: 6 },
+    ]);
+    expect(rateSamples({ type: 'Failed', hop: 'mailbox:DB01', recipients: ['b@contoso.test'], reason: '550' }, 'b', 7)).toMatchObject([
+      { subject: MAILBOX, direction: 'out' },
+    ]);
+    expect(rateSamples({ type: 'Failed', hop: 'categorizer', recipients: ['c@nowhere.test'], reason: '5.4.4' }, 'c', 8)).toEqual([]);
+    expect(rateSamples({ type: 'Deferred', hop: REMOTE, recipients: ['a@fabrikam.test'], reason: '451', nextAttempt: 9 }, 'a', 8)).toEqual([]);
   });
 
   it('shows the rates on Submission and the delivery queues when they were read, and not otherwise', () => {

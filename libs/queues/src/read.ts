@@ -132,21 +132,27 @@ export function hopSubject(hop: string, connector?: string): string | undefined 
   return undefined;
 }
 
-/** The queue movement one event stands for: Received/Submitted for Submission, Routed/Delivered/Failed for delivery queues. */
-export function rateSample(e: MessageEvent, messageId: string, at: number): RateSample | undefined {
+/**
+ * The queue movements one event stands for: Received/Submitted for Submission (with the
+ * routes Submitted carries, into their delivery queues), Routed/Delivered/Failed for delivery queues.
+ */
+export function rateSamples(e: MessageEvent, messageId: string, at: number): RateSample[] {
+  const hop = (name: string, connector: string | undefined, direction: RateSample['direction']): RateSample[] => {
+    const subject = hopSubject(name, connector);
+    return subject ? [{ subject, direction, messageId, at }] : [];
+  };
   switch (e.type) {
     case 'Received':
-      return { subject: SUBJECTS.submit, direction: 'in', messageId, at };
+      return [{ subject: SUBJECTS.submit, direction: 'in', messageId, at }];
     case 'Submitted':
-      return { subject: SUBJECTS.submit, direction: 'out', messageId, at };
+      return [{ subject: SUBJECTS.submit, direction: 'out', messageId, at }, ...(e.routes ?? []).flatMap((r) => hop(r.hop, r.connector, 'in'))];
     case 'Routed':
+      return hop(e.hop, e.connector, 'in');
     case 'Delivered':
-    case 'Failed': {
-      const subject = hopSubject(e.hop, e.type === 'Routed' ? e.connector : undefined);
-      return subject ? { subject, direction: e.type === 'Routed' ? 'in' : 'out', messageId, at } : undefined;
-    }
+    case 'Failed':
+      return hop(e.hop, undefined, 'out');
     default:
-      return undefined;
+      return [];
   }
 }
 
@@ -159,8 +165,7 @@ export async function readRates(bus: Bus, now: number, windowMs = RATE_WINDOW_MS
     STREAMS.events,
     (m) => {
       const e = decode(m.data) as MessageEvent & { at?: number };
-      const s = rateSample(e, m.subject.slice(prefix.length), e.at ?? m.info.timestampNanos / 1_000_000);
-      if (s) out.push(s);
+      out.push(...rateSamples(e, m.subject.slice(prefix.length), e.at ?? m.info.timestampNanos / 1_000_000));
     },
     { since: new Date(now - windowMs) },
   );

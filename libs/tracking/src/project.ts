@@ -13,8 +13,8 @@
  *
  * Event → rows: Received → RECEIVE (source SMTP, PICKUP or DSN); Submitted → SUBMIT (QUEUE)
  * and RESOLVE (ROUTING: one row per address resolved to another, with the original as
- * RelatedRecipientAddress, and one for the rest); Routed → no row (it names the send
- * connector of a later SEND); Delivered → DELIVER (STOREDRIVER) to a mailbox, SEND (SMTP)
+ * RelatedRecipientAddress, and one for the rest); Routed, and the routes Submitted carries
+ * → no row (they name the send connector of a later SEND); Delivered → DELIVER (STOREDRIVER) to a mailbox, SEND (SMTP)
  * to a remote hop; Deferred → DEFER; Failed → FAIL (ROUTING in the categorizer,
  * STOREDRIVER at a mailbox, SMTP remote); DsnGenerated → DSN (DSN; Reference: the
  * notification's NetworkMessageId); DuplicateSuppressed → DUPLICATEDELIVER (STOREDRIVER,
@@ -22,7 +22,7 @@
  * (SAFETYNET); Removed (Remove-Message) → DROP (ADMIN). DsnSuppressed writes no row:
  * Exchange logs nothing for a notification it does not send; nor for Suspended and Resumed.
  */
-import type { MessageEvent, StoredEvent } from '@transit/bus';
+import type { MessageEvent, Route, StoredEvent } from '@transit/bus';
 import type { TrackingEventId, TrackingRow, TrackingSource } from './rows.ts';
 
 type Received = Extract<MessageEvent, { type: 'Received' }>;
@@ -88,6 +88,10 @@ export class TrackingProjection {
       ...extra,
     });
     const status = (recipients: readonly string[], text: string) => recipients.map(() => text);
+    /** A route's send connector, for its recipients' SEND rows. */
+    const remember = (route: Route) => {
+      if (route.connector) for (const a of route.recipients) ctx.connectors.set(a.toLowerCase(), route.connector);
+    };
     switch (event.type) {
       case 'Received':
         return [
@@ -100,6 +104,7 @@ export class TrackingProjection {
           }),
         ];
       case 'Submitted': {
+        for (const route of event.routes ?? []) remember(route);
         const renamed = new Set(event.resolved.map((x) => x.address.toLowerCase()));
         const same = event.recipients.filter((a) => !renamed.has(a.toLowerCase()));
         return [
@@ -109,7 +114,7 @@ export class TrackingProjection {
         ];
       }
       case 'Routed':
-        if (event.connector) for (const a of event.recipients) ctx.connectors.set(a.toLowerCase(), event.connector);
+        remember(event);
         return [];
       case 'Delivered': {
         if (isMailboxHop(event.hop))

@@ -117,6 +117,25 @@ describe('projection: event → rows', () => {
     expect(rows[6]).toMatchObject({ Reference: ['M2-failure-x'], MessageInfo: 'failure' });
   });
 
+  it('takes the send connector from the routes Submitted carries, as from a Routed', () => {
+    const rows = projectMessage('M2b', [
+      at(received(['a@example.net']), 10),
+      at(
+        {
+          type: 'Submitted',
+          source: 'QUEUE',
+          recipients: ['a@example.net'],
+          resolved: [],
+          routes: [{ hop: 'smtp:Internet:example.net', recipients: ['a@example.net'], connector: 'Internet' }],
+        },
+        20,
+      ),
+      at({ type: 'Delivered', hop: 'mail.deliver.remote.internet_example_net', recipients: ['a@example.net'] }, 40),
+    ]);
+    expect(brief(rows)).toEqual(['RECEIVE/SMTP a@example.net', 'SUBMIT/QUEUE a@example.net', 'RESOLVE/ROUTING a@example.net', 'SEND/SMTP a@example.net']);
+    expect(rows[3]).toMatchObject({ ConnectorId: 'Internet', EventId: 'SEND' });
+  });
+
   it('maps the categorizer’s failures to ROUTING and the rarer events to their Exchange ids', () => {
     const rows = projectMessage('M3', [
       at(

@@ -10,7 +10,7 @@
  * queued and flow; see docs/operations.md, Shadow redundancy).
  * Also listens on 2525 ("Default", HubTransport) for trusted servers.
  */
-import { BodyStore, CONSUMERS, STREAMS, ack, annotate, publishDurable, recordEvent, startWorker, type MessageState } from '@transit/bus';
+import { BodyStore, CONSUMERS, STREAMS, ack, annotate, publishDurable, recordEvent, startWorker, type MessageState, type Route } from '@transit/bus';
 import { decodeEnvelope, encodeDeliveryItem, type Envelope } from '@transit/envelope';
 import { submitDsn } from '@transit/ingest';
 import { metrics } from '@transit/metrics';
@@ -34,12 +34,17 @@ await runService('hub', async (ctx) => {
   // What this hub kept lately, kept again if Redis comes back without its data (libs/leases/src/shadow.ts): a replica reset
   // can drop delivery items seconds after they were queued, and an empty Redis would leave nothing to queue them again from.
   const recent = new RecentShadows(RECENT_SHADOWS_MS, RECENT_SHADOWS_BYTES);
-  let epoch = await shadow.epoch();
+  // Unknown when Redis dropped the connection just after connecting (the hub exited on that in a bench run): nothing is
+  // remembered yet, so the first 'ready' only learns it.
+  let epoch: string | undefined = await shadow.epoch().catch((err: Error) => {
+    ctx.log.warn({ err: err.message }, 'could not read the shadow data-set identity from Redis; read at the next connection');
+    return undefined;
+  });
   let rekeeping: Promise<void> | undefined;
   redis.redis.on('ready', () => {
     rekeeping ??= (async () => {
       const now = await shadow.epoch();
-      if (now !== epoch) {
+      if (epoch !== undefined && now !== epoch) {
         const again = recent.recent();
         for (const { messageId, items } of again) await shadow.keep(messageId, items, ctx.settings.shadowCheckAfterMs);
         ctx.log.warn({ messages: again.length }, 'Redis came back without its data; the shadows this hub kept lately are kept again');
@@ -64,14 +69,20 @@ await runService('hub', async (ctx) => {
       if (msg.info.deliveryCount > 1) await redis.redis.ping();
       const config = ctx.config;
       const result = categorize(config, directoryFor(config), { ...envelope, internalId: envelope.internalId ?? msg.seq });
-      // Message tracking's SUBMIT and RESOLVE rows, in one append; before the delivery items, so they precede DELIVER/SEND in the log.
+      // Message tracking's SUBMIT and RESOLVE rows and the routes, in one append; before the delivery items, so they precede
+      // DELIVER/SEND in the log.
       const resolvedRecipients = result.groups.flatMap((g) => g.recipients.map((r) => r.address));
+      const routes: Route[] = result.groups.map((group) => ({
+        hop: group.key,
+        recipients: group.recipients.map((r) => r.address),
+        ...(group.hop.type === 'smtp' ? { connector: group.hop.connector } : {}),
+      }));
       // This handler appends several events in a row: each append knows the state the last one left.
       const history: { state?: MessageState } = {};
-      await recordEvent(
+      const submitted = await recordEvent(
         ctx.bus,
         envelope.id,
-        { type: 'Submitted', source: 'QUEUE', recipients: resolvedRecipients, resolved: result.resolved },
+        { type: 'Submitted', source: 'QUEUE', recipients: resolvedRecipients, resolved: result.resolved, ...(routes.length ? { routes } : {}) },
         ctx.settings.nodeName,
         history,
       );
@@ -80,21 +91,13 @@ await runService('hub', async (ctx) => {
       // that expected the same sequence, and a snapshot that missed the other event would then be inherited; see libs/bus/src/events.ts).
       // A hub that dies between these appends and the publishes leaves the submit item; its successor publishes (the appends are
       // then no longer admitted, the publishes are de-duplicated by msgID).
-      for (const group of result.groups) {
-        await recordEvent(
-          ctx.bus,
-          envelope.id,
-          {
-            type: 'Routed',
-            hop: group.key,
-            recipients: group.recipients.map((r) => r.address),
-            ...(group.hop.type === 'smtp' ? { connector: group.hop.connector } : {}),
-          },
-          ctx.settings.nodeName,
-          history,
-        );
-        metrics.messagesRouted.inc({ kind: group.hop.type === 'mailbox' ? 'mailbox' : 'remote' }, group.recipients.length);
+      if (!submitted) {
+        // Submitted is written once per message. Handed out again, the item's routes were recorded with it, unless a hub from
+        // before routes came with Submitted wrote it (a rolling upgrade): recipients still Pending get their Routed (none
+        // is written for the others).
+        for (const route of routes) await recordEvent(ctx.bus, envelope.id, { type: 'Routed', ...route }, ctx.settings.nodeName, history);
       }
+      for (const group of result.groups) metrics.messagesRouted.inc({ kind: group.hop.type === 'mailbox' ? 'mailbox' : 'remote' }, group.recipients.length);
       if (result.unroutable.length) {
         await recordEvent(
           ctx.bus,
