@@ -25,8 +25,9 @@ describe('docs/configuration.md', () => {
 });
 
 describe('the variables the docs name', () => {
-  // Read by scripts/local-cluster.ts only (npm start, npm run cluster), not by a Transit process.
-  const SCRIPT_ONLY = ['TRANSIT_LOCAL_NODES', 'TRANSIT_LOCAL_REPLICAS'];
+  // Read by scripts/local-cluster.ts only (npm start, npm run cluster), and by what starts nats-server and redis-server
+  // for local clusters and tests (findBinary, libs/cluster/src/processes.ts), not by a Transit process.
+  const SCRIPT_ONLY = ['TRANSIT_LOCAL_NODES', 'TRANSIT_LOCAL_REPLICAS', 'TRANSIT_NATS_SERVER', 'TRANSIT_REDIS_SERVER'];
 
   it('are all in the register, so no page describes a variable Transit does not read', async () => {
     const known = new Set([...ENVIRONMENT_KEYS.map((k) => environmentMeta(k).variable), ...SCRIPT_ONLY]);
