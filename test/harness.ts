@@ -76,7 +76,9 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     close: async () => {
       await cluster.stop();
       await sink.close();
-      await rm(dir, { recursive: true, force: true });
+      // TRANSIT_TEST_KEEP=1 keeps the harness directory, with every role's log under var/log, for a failure's post-mortem.
+      if (process.env.TRANSIT_TEST_KEEP === '1') console.error(`kept the harness directory ${dir}`);
+      else await rm(dir, { recursive: true, force: true });
     },
   };
 }

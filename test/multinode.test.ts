@@ -67,8 +67,9 @@ describe('a three-node cluster with two replicas of each role', () => {
     try {
       let id: string | undefined;
       await scanStream(bus, STREAMS.events, (m) => {
-        const e = decode(m.data) as { type?: string; subject?: string };
-        if (e.type === 'Received' && e.subject === marker) id = m.subject.slice('mail.evt.'.length);
+        const e = decode(m.data) as { type?: string; subject?: string; received?: { subject?: string } };
+        if ((e.type === 'Received' && e.subject === marker) || (e.type === 'Submitted' && e.received?.subject === marker))
+          id = m.subject.slice('mail.evt.'.length);
       });
       const consumers = await Promise.all([
         bus.jsm.consumers.info(STREAMS.submit, CONSUMERS.hub),

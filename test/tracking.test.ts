@@ -8,7 +8,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { connectBus } from '@transit/bus';
+import { connectBus, loadMessageEvents } from '@transit/bus';
 import { smtpTranscript, waitFor } from '@transit/testkit';
 import { TRACKING_FIELDS, readTracking, type TrackingQuery, type TrackingRow } from '@transit/tracking';
 import { useHarness } from './use-harness.ts';
@@ -82,6 +82,14 @@ describe('message tracking', () => {
       expect(row.TotalBytes).toBeGreaterThan(0);
     }
     expect(rows.map((r) => r.Timestamp)).toEqual(rows.map((r) => r.Timestamp).sort());
+    // One append for RECEIVE, SUBMIT, RESOLVE and the route: the frontend wrote no event, the hub's Submitted carries the Reception.
+    const bus = await connectBus(h.cluster.natsUrl.split(','), 'tracking-test', 'once');
+    const events = await loadMessageEvents(bus, receive.NetworkMessageId).finally(() => bus.close());
+    expect(events.map((e) => e.type)).toEqual(['Submitted', 'Delivered']);
+    expect(events[0]).toMatchObject({
+      received: { internalId, sender: 'x@example.org', connector: 'Default Frontend' },
+      routes: [{ recipients: ['alice@contoso.test'] }],
+    });
   });
 
   it('ends a remote message in SEND, and shows a refused recipient’s FAIL and DSN', async () => {

@@ -7,6 +7,7 @@ import {
   admit,
   applyEvent,
   emptyState,
+  expandEvent,
   foldMessage,
   loadMessage,
   loadMessageEvents,
@@ -69,6 +70,39 @@ describe('foldMessage', () => {
     // One whose Submitted came from a hub before routes came with it: its Pending recipients still get their Routed.
     const old = foldMessage('m1c', [stored(received), stored(submitted)]);
     expect(admit(old, { type: 'Routed', ...routes[1]! })).toEqual({ type: 'Routed', ...routes[1]! });
+  });
+
+  it('folds a Submitted that carries its Reception as a Received followed by it, once', () => {
+    const { type: _type, ...reception } = received;
+    const withReception: MessageEvent = {
+      type: 'Submitted',
+      source: 'QUEUE',
+      recipients: ['a@contoso.test', 'b@fabrikam.test'],
+      resolved: [],
+      routes: [{ hop: 'mailbox:db1', recipients: ['a@contoso.test'] }],
+      received: { ...reception, queuedAt: 900, acceptedBy: 'frontend-1' },
+    };
+    const one = stored(withReception);
+    const state = foldMessage('m1d', [one]);
+    // The Reception is the accepting node's, dated when the submit queue took the message; Submitted is the hub's.
+    expect(state.received).toMatchObject({ at: 900, node: 'frontend-1', sender: 's@example.org', connector: 'Default Frontend' });
+    expect(state.submitted).toEqual({ at: one.at, node: 'n1' });
+    expect(state.events).toBe(1);
+    expect(Object.keys(state.recipients).sort()).toEqual(['a@contoso.test', 'b@fabrikam.test']);
+    expect(state.recipients['a@contoso.test']?.status).toBe('Routed');
+    // The same as a Received event and a Submitted apart, recipient for recipient.
+    const { received: _r, ...plain } = withReception;
+    expect(foldMessage('m1d', [stored({ ...received, queuedAt: 900 }), stored(plain)]).recipients).toEqual(state.recipients);
+    // A Received already recorded (an older frontend wrote it) is not recorded again: the Reception is left out.
+    const before = foldMessage('m1e', [stored(received)]);
+    expect(admit(before, withReception)).toEqual(plain);
+    expect(admit(emptyState('m1f'), withReception)).toEqual(withReception);
+    // Tracking reads it as the two events: the Received first, with the accepting node and the queue's time.
+    const [r, s] = expandEvent(one);
+    expect(r).toMatchObject({ type: 'Received', at: 900, node: 'frontend-1', seq: one.seq, sender: 's@example.org' });
+    expect(r).not.toHaveProperty('acceptedBy');
+    expect(s).toEqual({ ...plain, at: one.at, node: 'n1', seq: one.seq });
+    expect(expandEvent(stored(plain))).toHaveLength(1);
   });
 
   it('tells partial failure, poison and resubmission apart', () => {

@@ -22,24 +22,33 @@ import { STREAMS, SUBJECTS } from './topology.ts';
 /** A next hop and the recipients routed to it. `connector`: the send connector of an SMTP hop (message tracking's ConnectorId of SEND). */
 export type Route = { hop: string; recipients: string[]; connector?: string };
 
+/**
+ * What the accepting side knows of a message, for message tracking's RECEIVE row and
+ * Get-Message: recorded by the hub inside its Submitted (one append for both, see
+ * services/hub/src/main.ts), or as a Received event of its own (frontends before that, a
+ * submit item parked as poison or removed before a hub took it).
+ */
+export type Reception = {
+  connector?: string;
+  source: 'SMTP' | 'PICKUP' | 'DSN';
+  sender: string;
+  recipients: string[];
+  size: number;
+  /** The RFC 5322 Message-ID (with angle brackets) and Subject, so tracking can be searched by them. Absent in events written before tracking. */
+  messageId?: string;
+  subject?: string;
+  /** The submit stream's sequence, the InternalId of the 250 reply. */
+  internalId?: number;
+  clientIp?: string;
+  clientHostname?: string;
+  /** When the submit queue acknowledged it (the stream's timestamp of the submit item). */
+  queuedAt?: number;
+  /** The Transit node that accepted the message, when another node records it (the hub); else the event's node. */
+  acceptedBy?: string;
+};
+
 export type MessageEvent =
-  | {
-      type: 'Received';
-      connector?: string;
-      source: 'SMTP' | 'PICKUP' | 'DSN';
-      sender: string;
-      recipients: string[];
-      size: number;
-      /** The RFC 5322 Message-ID (with angle brackets) and Subject, so tracking can be searched by them. Absent in events written before tracking. */
-      messageId?: string;
-      subject?: string;
-      /** The submit stream's sequence, the InternalId of the 250 reply. */
-      internalId?: number;
-      clientIp?: string;
-      clientHostname?: string;
-      /** When the submit queue acknowledged it: Received is appended after that, possibly after the hub's Submitted. */
-      queuedAt?: number;
-    }
+  | ({ type: 'Received' } & Reception)
   /**
    * The categorizer took the message from the submission queue and resolved its recipients:
    * one event (two tracking rows, SUBMIT and RESOLVE) so categorization costs one append more.
@@ -57,6 +66,8 @@ export type MessageEvent =
        * with Submitted (each hop then had its own Routed) and when nothing could be routed.
        */
       routes?: Route[];
+      /** The message's Reception, recorded with Submitted in the same append (no Received event before it). Absent when a Received was written. */
+      received?: Reception;
     }
   | ({ type: 'Routed' } & Route)
   | { type: 'Delivered'; hop: string; recipients: string[]; response?: string }
@@ -155,6 +166,40 @@ function routed(state: MessageState, route: Route): void {
   }
 }
 
+/** The message was received: its facts, and its recipients as the sender wrote them. */
+function received(state: MessageState, r: Reception, at: number, node: string): void {
+  state.received = {
+    at,
+    sender: r.sender,
+    connector: r.connector,
+    source: r.source,
+    size: r.size,
+    node: r.acceptedBy ?? node,
+    messageId: r.messageId,
+    subject: r.subject,
+  };
+  // A Received event can land after Submitted (old frontends appended it once the submit queue acknowledged): an alias already resolved is not a recipient of its own.
+  for (const a of r.recipients) if (!state.resolvedAliases[key(a)]) recipient(state, a);
+}
+
+/**
+ * The events one stored event stands for, for readers that project events one at a time
+ * (message tracking): a Submitted that carries its Reception is a Received (dated when the
+ * submit queue took the message, written by the node that accepted it) followed by the
+ * Submitted itself; a Received recorded by another node than the one that accepted the
+ * message is that node's; any other event is itself.
+ */
+export function expandEvent(event: StoredEvent): StoredEvent[] {
+  if (event.type === 'Received' && event.acceptedBy !== undefined) {
+    const { acceptedBy, ...rest } = event;
+    return [{ ...rest, node: acceptedBy }];
+  }
+  if (event.type !== 'Submitted' || !event.received) return [event];
+  const { received: r, ...submitted } = event;
+  const { acceptedBy, ...facts } = r;
+  return [{ type: 'Received', ...facts, at: r.queuedAt ?? event.at, node: acceptedBy ?? event.node, seq: event.seq }, submitted];
+}
+
 /** Applies one event to a state (pure; the state is copied). */
 export function applyEvent(prev: MessageState, event: StoredEvent): MessageState {
   const state: MessageState = {
@@ -166,20 +211,10 @@ export function applyEvent(prev: MessageState, event: StoredEvent): MessageState
   state.events++;
   switch (event.type) {
     case 'Received':
-      state.received = {
-        at: event.at,
-        sender: event.sender,
-        connector: event.connector,
-        source: event.source,
-        size: event.size,
-        node: event.node,
-        messageId: event.messageId,
-        subject: event.subject,
-      };
-      // Received can land after Submitted (it is appended once the submit queue acknowledged): an alias already resolved is not a recipient of its own.
-      for (const a of event.recipients) if (!state.resolvedAliases[key(a)]) recipient(state, a);
+      received(state, event, event.at, event.node);
       break;
     case 'Submitted':
+      if (event.received && !state.received) received(state, event.received, event.received.queuedAt ?? event.at, event.node);
       state.submitted ??= { at: event.at, node: event.node };
       // From here on a resolved address stands for the alias the sender wrote: left in, the alias would stay Pending for ever.
       for (const { address, original } of event.resolved) {
@@ -264,9 +299,14 @@ export function admit(state: MessageState, event: MessageEvent): MessageEvent | 
   switch (event.type) {
     case 'Received':
       return state.received ? undefined : event;
-    case 'Submitted':
+    case 'Submitted': {
       // Once per message: a submit item redelivered after a hub crash is categorized again, but was submitted once.
-      return state.submitted ? undefined : event;
+      if (state.submitted) return undefined;
+      // Received once: a Reception already recorded (a Received event) is not recorded again.
+      if (!event.received || !state.received) return event;
+      const { received: _already, ...rest } = event;
+      return rest;
+    }
     case 'Routed':
       return trimmed(keep(event.recipients, (r) => !r || r.status === 'Pending'));
     case 'Delivered':

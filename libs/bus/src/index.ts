@@ -32,6 +32,7 @@ export { BodyStore } from './bodies.ts';
 export {
   admit,
   applyEvent,
+  expandEvent,
   emptyState,
   foldMessage,
   loadMessage,
@@ -40,6 +41,7 @@ export {
   notFound,
   recordEvent,
   type MessageEvent,
+  type Reception,
   type Route,
   type MessageState,
   type MessageStatus,

@@ -60,6 +60,8 @@ export const envelopeSchema = z.object({
   internalId: z.number().int().nonnegative().optional(),
   /** The RFC 5322 Message-ID header value, with angle brackets. */
   messageId: z.string(),
+  /** The Subject header as sent (not RFC 2047-decoded), for message tracking; absent when the message has none. */
+  subject: z.string().optional(),
   /** Milliseconds since the epoch, when the frontend accepted the message. */
   receivedAt: z.number().int(),
   /** Envelope sender (MAIL FROM); the empty string is the null sender <>. */

@@ -7,11 +7,14 @@
  * nothing remains (the store purges the chunks of a put whose source throws).
  */
 import type { Bus, BodyStore } from '@transit/bus';
-import { SUBJECTS, emptyState, publishDurableWithin, recordEvent, STREAMS } from '@transit/bus';
+import { SUBJECTS, publishDurableWithin, STREAMS, type Reception } from '@transit/bus';
 import { encodeEnvelope, newMessageId, type BodyRef, type Envelope, type Origin, type Recipient } from '@transit/envelope';
 import { metrics } from '@transit/metrics';
 import { guardContent, releasableIterator, type ContentGuardOptions } from './content-guard.ts';
 import { headerValue, splitHeader } from './headers.ts';
+
+/** Message tracking's Source of the RECEIVE row. */
+const sourceOf = (origin: Origin): Reception['source'] => (origin.kind === 'pickup' ? 'PICKUP' : origin.kind === 'dsn' ? 'DSN' : 'SMTP');
 
 export type IngestDeps = {
   bus: Bus;
@@ -117,7 +120,22 @@ async function ingest(deps: IngestDeps, req: IngestRequest, content: AsyncIterat
   const refusal = req.beforePublish?.(size);
   if (refusal) throw refusal;
 
-  const envelope: Envelope = { v: 1, id, messageId, receivedAt, sender: req.sender, recipients: req.recipients, origin: req.origin, body, size, dsn: req.dsn };
+  // What message tracking shows and searches by, read from the header block already in hand (as sent, not RFC 2047-decoded).
+  const subject = headerValue(header, 'Subject');
+  const envelope: Envelope = {
+    v: 1,
+    id,
+    messageId,
+    ...(subject !== undefined ? { subject } : {}),
+    receivedAt,
+    sender: req.sender,
+    recipients: req.recipients,
+    origin: req.origin,
+    body,
+    size,
+    dsn: req.dsn,
+  };
+  // The only write before the 250: the hub records the Reception with its Submitted (receptionOf), in one append.
   const ack = await publishDurableWithin(deps.bus, SUBJECTS.submit, encodeEnvelope(envelope), {
     msgID: id,
     expectStream: STREAMS.submit,
@@ -127,25 +145,31 @@ async function ingest(deps: IngestDeps, req: IngestRequest, content: AsyncIterat
     deps.log.warn({ id, err: (err as Error).message }, 'message not confirmed durable; the client is told to retry, and this copy may still be delivered');
     throw err;
   });
-  const queuedAt = Date.now();
-  // What message tracking shows and searches by; the subject is read from the header block already in hand (as sent, not RFC 2047-decoded).
-  const tracking = {
-    messageId,
-    subject: headerValue(header, 'Subject'),
-    internalId: ack.seq,
-    clientIp: req.origin.clientIp,
-    clientHostname: req.origin.clientHelo,
-    queuedAt,
-  };
-  const source = req.origin.kind === 'pickup' ? 'PICKUP' : req.origin.kind === 'dsn' ? 'DSN' : 'SMTP';
-  await recordEvent(
-    deps.bus,
-    id,
-    { type: 'Received', connector: req.origin.connector, source, sender: req.sender, recipients: req.recipients.map((r) => r.address), size, ...tracking },
-    deps.nodeName,
-    { state: emptyState(id) },
-  ).catch((err: unknown) => deps.log.warn({ err, id }, 'could not record Received event'));
+  const source = sourceOf(req.origin);
   metrics.messagesReceived.inc({ connector: req.origin.connector ?? 'none', source });
   metrics.messageAccept.observe({ source }, (performance.now() - dataEnd) / 1000);
   return { id, messageId, internalId: ack.seq, size };
+}
+
+/**
+ * What the event log records of a message's reception (message tracking's RECEIVE row), from
+ * its submit item: the envelope, the item's stream sequence (the 250's InternalId) and the
+ * time the stream stored it.
+ */
+export function receptionOf(envelope: Envelope, submit: { seq: number; storedAt: number }): Reception {
+  const { origin } = envelope;
+  return {
+    ...(origin.connector !== undefined ? { connector: origin.connector } : {}),
+    source: sourceOf(origin),
+    sender: envelope.sender,
+    recipients: envelope.recipients.map((r) => r.address),
+    size: envelope.size,
+    messageId: envelope.messageId,
+    ...(envelope.subject !== undefined ? { subject: envelope.subject } : {}),
+    internalId: envelope.internalId ?? submit.seq,
+    ...(origin.clientIp !== undefined ? { clientIp: origin.clientIp } : {}),
+    ...(origin.clientHelo !== undefined ? { clientHostname: origin.clientHelo } : {}),
+    queuedAt: submit.storedAt,
+    acceptedBy: origin.serverHost,
+  };
 }

@@ -10,10 +10,23 @@
  * copies; the outbound proxy's leases and shadow state deliver each recipient once anyway.
  */
 import { hostname, userInfo } from 'node:os';
-import { BodyStore, STREAMS, SUBJECTS, holdKey, loadMessage, openHolds, publishDurable, recordEvent, type Bus, type Hold } from '@transit/bus';
+import {
+  BodyStore,
+  STREAMS,
+  SUBJECTS,
+  holdKey,
+  loadMessage,
+  openHolds,
+  publishDurable,
+  recordEvent,
+  type Bus,
+  type Hold,
+  type MessageState,
+  type Reception,
+} from '@transit/bus';
 import type { OrganizationConfig } from '@transit/config';
 import { decodeDeliveryItem, decodeEnvelope, encodeDeliveryItem, encodeEnvelope, type Envelope } from '@transit/envelope';
-import { submitDsn } from '@transit/ingest';
+import { receptionOf, submitDsn } from '@transit/ingest';
 import {
   findQueue,
   matchesQueue,
@@ -200,13 +213,19 @@ export async function removeMessage(deps: QueueDeps, written: string, opts: { wi
   await putHold(deps.bus, holdKey.message(id), { state: 'Removed', at: nowOf(deps), actor: actorOf(deps) });
   // The full envelopes (bodies, NOTIFY, DSN options) of the items, before they are deleted.
   const envelopes: Envelope[] = [];
+  let reception: Reception | undefined;
   for (const item of items) {
     const stored = await deps.bus.jsm.streams.getMessage(item.stream, { seq: item.seq }).catch(() => null);
     if (!stored) continue;
-    envelopes.push(item.stream === STREAMS.submit ? decodeEnvelope(stored.data) : decodeDeliveryItem(stored.data).envelope);
+    const envelope = item.stream === STREAMS.submit ? decodeEnvelope(stored.data) : decodeDeliveryItem(stored.data).envelope;
+    if (item.stream === STREAMS.submit) reception ??= receptionOf(envelope, { seq: stored.seq, storedAt: stored.time.getTime() });
+    envelopes.push(envelope);
     await deps.bus.jsm.streams.deleteMessage(item.stream, item.seq, false).catch(() => false);
   }
-  const state = await loadMessage(deps.bus, id);
+  const known: { state?: MessageState } = {};
+  // Removed before a hub took it: the hub records the Reception with Submitted, so nothing has yet; the DROP row gets its RECEIVE.
+  if (reception) await recordEvent(deps.bus, id, { type: 'Received', ...reception }, deps.node, known);
+  const state = known.state ?? (await loadMessage(deps.bus, id));
   const undelivered = [...new Set(envelopes.flatMap((e) => e.recipients.map((r) => r.address)))].filter((a) => {
     const s = state.recipients[a.toLowerCase()]?.status;
     return s !== 'Delivered' && s !== 'Failed';
@@ -216,6 +235,7 @@ export async function removeMessage(deps: QueueDeps, written: string, opts: { wi
     id,
     { type: 'Removed', source: 'ADMIN', recipients: undelivered, withNdr: opts.withNdr, reason: REMOVED_DIAGNOSTIC, actor: actorOf(deps) },
     deps.node,
+    known,
   );
   const removed = recorded?.type === 'Removed' ? recorded.recipients : [];
   let dsnId: string | undefined;

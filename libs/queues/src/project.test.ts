@@ -174,6 +174,23 @@ describe('IncomingRate and OutgoingRate', () => {
       { subject: REMOTE, direction: 'in', messageId: 'a', at: 4 },
       { subject: MAILBOX, direction: 'in', messageId: 'a', at: 4 },
     ]);
+    // With its Reception (the hub records it with Submitted), the message also came into Submission, when the queue took it.
+    expect(
+      rateSamples(
+        {
+          type: 'Submitted',
+          source: 'QUEUE',
+          recipients: ['b@contoso.test'],
+          resolved: [],
+          received: { source: 'SMTP', sender: 's@x', recipients: ['b@contoso.test'], size: 1, queuedAt: 3 },
+        },
+        'a',
+        4,
+      ),
+    ).toEqual([
+      { subject: 'mail.submit', direction: 'in', messageId: 'a', at: 3 },
+      { subject: 'mail.submit', direction: 'out', messageId: 'a', at: 4 },
+    ]);
     expect(rateSamples({ type: 'Delivered', hop: REMOTE, recipients: ['a@fabrikam.test'] }, 'a', 6)).toEqual([
       { subject: REMOTE, direction: 'out', messageId: 'a', at: 6 },
     ]);

@@ -65,7 +65,8 @@ export type PendingItem = {
   stream: string;
   seq: number;
   subject: string;
-  envelope: { id: string; messageId: string; sender: string; recipients: Array<{ address: string }>; size: number; receivedAt: number };
+  /** `subject`: the Subject header, carried by envelopes since the hub records the Reception (older ones: from the event log). */
+  envelope: { id: string; messageId: string; subject?: string; sender: string; recipients: Array<{ address: string }>; size: number; receivedAt: number };
   /** Absent in the submission queue (not routed yet). */
   hop?: NextHop;
   attempt: number;
@@ -283,6 +284,7 @@ export function projectMessages(inputs: QueueInputs, filter: MessageFilter = {})
   const row = (item: PendingItem, queue: string, status: QueueMessageStatus): MessageRow => {
     const state = states.get(item.envelope.id);
     const lastError = lastErrorOf(item, states);
+    const subject = item.envelope.subject ?? state?.received?.subject;
     return {
       Identity: `${queue}\\${item.envelope.id}`,
       MessageId: item.envelope.id,
@@ -291,7 +293,7 @@ export function projectMessages(inputs: QueueInputs, filter: MessageFilter = {})
       Recipients: item.envelope.recipients.map((r) => r.address),
       Status: status,
       Size: item.envelope.size,
-      ...(state?.received?.subject !== undefined ? { Subject: state.received.subject } : {}),
+      ...(subject !== undefined ? { Subject: subject } : {}),
       DateReceived: iso(item.envelope.receivedAt),
       Queue: queue,
       ...(lastError !== undefined ? { LastError: lastError } : {}),

@@ -134,7 +134,7 @@ export function hopSubject(hop: string, connector?: string): string | undefined 
 
 /**
  * The queue movements one event stands for: Received/Submitted for Submission (with the
- * routes Submitted carries, into their delivery queues), Routed/Delivered/Failed for delivery queues.
+ * Reception and routes Submitted carries, into Submission and their delivery queues), Routed/Delivered/Failed for delivery queues.
  */
 export function rateSamples(e: MessageEvent, messageId: string, at: number): RateSample[] {
   const hop = (name: string, connector: string | undefined, direction: RateSample['direction']): RateSample[] => {
@@ -145,7 +145,12 @@ export function rateSamples(e: MessageEvent, messageId: string, at: number): Rat
     case 'Received':
       return [{ subject: SUBJECTS.submit, direction: 'in', messageId, at }];
     case 'Submitted':
-      return [{ subject: SUBJECTS.submit, direction: 'out', messageId, at }, ...(e.routes ?? []).flatMap((r) => hop(r.hop, r.connector, 'in'))];
+      return [
+        // Recorded with Submitted by the hub: the message came into Submission when the queue took it.
+        ...(e.received ? [{ subject: SUBJECTS.submit, direction: 'in' as const, messageId, at: e.received.queuedAt ?? at }] : []),
+        { subject: SUBJECTS.submit, direction: 'out', messageId, at },
+        ...(e.routes ?? []).flatMap((r) => hop(r.hop, r.connector, 'in')),
+      ];
     case 'Routed':
       return hop(e.hop, e.connector, 'in');
     case 'Delivered':

@@ -22,7 +22,7 @@
  * (SAFETYNET); Removed (Remove-Message) → DROP (ADMIN). DsnSuppressed writes no row:
  * Exchange logs nothing for a notification it does not send; nor for Suspended and Resumed.
  */
-import type { MessageEvent, Route, StoredEvent } from '@transit/bus';
+import { expandEvent, type MessageEvent, type Route, type StoredEvent } from '@transit/bus';
 import type { TrackingEventId, TrackingRow, TrackingSource } from './rows.ts';
 
 type Received = Extract<MessageEvent, { type: 'Received' }>;
@@ -42,7 +42,12 @@ export class TrackingProjection {
   readonly #messages = new Map<string, MessageContext>();
 
   /** Feeds the next event of message `id` (in log order); returns the rows it completes. */
-  push(id: string, event: StoredEvent): TrackingRow[] {
+  push(id: string, stored: StoredEvent): TrackingRow[] {
+    // A Submitted that carries its Reception stands for the RECEIVE row too (libs/bus/src/events.ts).
+    return expandEvent(stored).flatMap((event) => this.#push(id, event));
+  }
+
+  #push(id: string, event: StoredEvent): TrackingRow[] {
     let ctx = this.#messages.get(id);
     if (!ctx) {
       ctx = { connectors: new Map(), held: [] };

@@ -82,6 +82,29 @@ describe('projection: event → rows', () => {
     expect(rows[4]).toMatchObject({ ServerHostname: 'mbx1', Timestamp: '2026-11-24T10:00:00.030Z', RecipientCount: 2 });
   });
 
+  it('gives a Submitted that carries its Reception the same rows as a Received and a Submitted apart', () => {
+    const submitted = {
+      type: 'Submitted' as const,
+      source: 'QUEUE' as const,
+      recipients: ['alice@contoso.test', 'bob@contoso.test'],
+      resolved: [{ address: 'alice@contoso.test', original: 'alice.smith@contoso.test' }],
+      routes: [{ hop: 'mailbox:DB01', recipients: ['alice@contoso.test', 'bob@contoso.test'] }],
+    };
+    const { type: _type, ...reception } = received(['alice.smith@contoso.test', 'bob@contoso.test']) as Extract<MessageEvent, { type: 'Received' }>;
+    const delivered = at({ type: 'Delivered', hop: 'mailbox:DB01', recipients: ['alice@contoso.test', 'bob@contoso.test'] }, 30, 'mbx1');
+    // The hub (hub1) writes the one event; the frontend fe1 accepted the message.
+    const together = projectMessage('M1', [at({ ...submitted, received: { ...reception, acceptedBy: 'fe1' } }, 20), delivered]);
+    const apart = projectMessage('M1', [at(received(['alice.smith@contoso.test', 'bob@contoso.test']), 10, 'fe1'), at(submitted, 20), delivered]);
+    expect(together).toEqual(apart);
+    expect(together[0]).toMatchObject({
+      EventId: 'RECEIVE',
+      ServerHostname: 'fe1',
+      ConnectorId: 'fe1\\Default Frontend',
+      Timestamp: '2026-11-24T10:00:00.005Z',
+    });
+    expect(together[1]).toMatchObject({ EventId: 'SUBMIT', ServerHostname: 'hub1', Timestamp: '2026-11-24T10:00:00.020Z' });
+  });
+
   it('ends remote mail in SEND with its send connector, and shows DEFER, FAIL and the DSN with their reasons', () => {
     const rows = projectMessage('M2', [
       at(received(['a@example.net', 'b@example.net']), 10),

@@ -31,6 +31,28 @@ describe('throughput summary', () => {
     expect(s.truncated).toBe(false);
   });
 
+  it('counts a Reception recorded with Submitted as a received message, and measures from when it was queued', () => {
+    const s = summarizeThroughput(
+      [
+        {
+          id: 'm',
+          at: 40_500,
+          event: {
+            type: 'Submitted',
+            source: 'QUEUE',
+            recipients: ['a@y'],
+            resolved: [],
+            received: { source: 'SMTP', sender: 's@x', recipients: ['a@y'], size: 1, queuedAt: 40_000 },
+          },
+        },
+        { id: 'm', at: 42_000, event: { type: 'Delivered', hop: 'mailbox:db', recipients: ['a@y'] } },
+      ],
+      { now: 100_000, windowMs: 60_000, bucketMs: 60_000 },
+    );
+    expect(s.totals).toMatchObject({ received: 1, delivered: 1 });
+    expect(s.latencyMs.max).toBe(2000);
+  });
+
   it('leaves out events outside the window', () => {
     const s = summarizeThroughput([received('m', 10), received('n', 200_000)], { now: 100_000, windowMs: 60_000, bucketMs: 30_000, truncated: true });
     expect(s.totals.received).toBe(0);

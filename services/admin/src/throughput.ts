@@ -36,7 +36,10 @@ export function summarizeThroughput(
     latencies: [] as number[],
   }));
   const receivedAt = new Map<string, number>();
-  for (const e of events) if (e.event.type === 'Received') receivedAt.set(e.id, e.event.queuedAt ?? e.at);
+  for (const e of events) {
+    const received = e.event.type === 'Received' ? e.event : e.event.type === 'Submitted' ? e.event.received : undefined;
+    if (received) receivedAt.set(e.id, received.queuedAt ?? e.at);
+  }
   const all: number[] = [];
   for (const e of events) {
     if (e.at < from || e.at > opts.now) continue;
@@ -44,6 +47,10 @@ export function summarizeThroughput(
     switch (e.event.type) {
       case 'Received':
         b.received++;
+        break;
+      case 'Submitted':
+        // The hub records the Reception with Submitted (libs/bus/src/events.ts).
+        if (e.event.received) b.received++;
         break;
       case 'Delivered': {
         b.delivered += e.event.recipients.length;

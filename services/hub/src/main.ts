@@ -10,9 +10,22 @@
  * queued and flow; see docs/operations.md, Shadow redundancy).
  * Also listens on 2525 ("Default", HubTransport) for trusted servers.
  */
-import { BodyStore, CONSUMERS, STREAMS, ack, annotate, publishDurable, recordEvent, startWorker, type MessageState, type Route } from '@transit/bus';
+import {
+  BodyStore,
+  CONSUMERS,
+  STREAMS,
+  ack,
+  annotate,
+  emptyState,
+  publishDurable,
+  recordEvent,
+  startWorker,
+  type MessageState,
+  type Route,
+} from '@transit/bus';
+import type { JsMsg } from '@nats-io/jetstream';
 import { decodeEnvelope, encodeDeliveryItem, type Envelope } from '@transit/envelope';
-import { submitDsn } from '@transit/ingest';
+import { receptionOf, submitDsn } from '@transit/ingest';
 import { metrics } from '@transit/metrics';
 import { directoryFor } from '@transit/policy';
 import { startListenersFor } from '@transit/receive';
@@ -24,6 +37,10 @@ import { checkShadows } from './shadow-check.ts';
 /** How long, and how many bytes of items, the hub remembers the shadows it kept (see RecentShadows). */
 const RECENT_SHADOWS_MS = 60_000;
 const RECENT_SHADOWS_BYTES = 32 * 1024 * 1024;
+
+/** The Reception of a message, from its submit item: the 250's InternalId is the item's sequence, queued when the stream stored it. */
+const receptionFromSubmit = (envelope: Envelope, msg: JsMsg) =>
+  receptionOf(envelope, { seq: msg.seq, storedAt: Math.floor(msg.info.timestampNanos / 1_000_000) });
 
 await runService('hub', async (ctx) => {
   const bodies = new BodyStore(ctx.bus);
@@ -60,7 +77,7 @@ await runService('hub', async (ctx) => {
     concurrency: ctx.settings.hubConcurrency,
     onError: (err, msg) => ctx.log.error({ err: (err as Error).message, seq: msg?.seq }, 'categorization failed'),
     decode: decodeEnvelope,
-    poison: poisonGuard(ctx, 'categorizer', (e: Envelope) => e.id),
+    poison: poisonGuard(ctx, 'categorizer', (e: Envelope) => e.id, receptionFromSubmit),
     holds: adminHolds(ctx, (e: Envelope) => e.id),
     handle: async (envelope, msg) => {
       annotate({ 'transit.message_id': envelope.id, 'transit.recipient_count': envelope.recipients.length });
@@ -77,12 +94,15 @@ await runService('hub', async (ctx) => {
         recipients: group.recipients.map((r) => r.address),
         ...(group.hop.type === 'smtp' ? { connector: group.hop.connector } : {}),
       }));
-      // This handler appends several events in a row: each append knows the state the last one left.
-      const history: { state?: MessageState } = {};
+      // This handler appends several events in a row: each append knows the state the last one left. The first look at a
+      // message expects an empty log (the frontend writes none; the hub records the Reception here), so it reads nothing: a
+      // log that is not empty (a Received from an older frontend, a resubmission) costs one refused append and a read.
+      const history: { state?: MessageState } = msg.info.deliveryCount === 1 ? { state: emptyState(envelope.id) } : {};
+      const received = receptionFromSubmit(envelope, msg);
       const submitted = await recordEvent(
         ctx.bus,
         envelope.id,
-        { type: 'Submitted', source: 'QUEUE', recipients: resolvedRecipients, resolved: result.resolved, ...(routes.length ? { routes } : {}) },
+        { type: 'Submitted', source: 'QUEUE', recipients: resolvedRecipients, resolved: result.resolved, ...(routes.length ? { routes } : {}), received },
         ctx.settings.nodeName,
         history,
       );

@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -52,6 +52,7 @@ describe('pickup pass with the content guard', () => {
       const warnings: string[] = [];
       const queued = await pickupPass({
         dir,
+        settleMs: 0,
         maxRecipients: 10,
         maxHeaderSize: 64 * 1024,
         // What main.ts's ingestMessage does with the file: the same guard over the same stream.
@@ -70,6 +71,39 @@ describe('pickup pass with the content guard', () => {
         'From: app@contoso.test\r\nTo: bob@contoso.test\r\nSubject: s\r\n\r\n' + 'x'.repeat(998) + '\r\n',
       ]);
       expect(warnings.map((w) => (JSON.parse(w) as { code: string }).code)).toEqual(['NUL', 'LINE_TOO_LONG']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('leaves a file modified within settleMs for a later pass (a writer may not have finished it), then takes it', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'pickup-'));
+    try {
+      // What a pass could meet while a writer creates the file in place: the header cut short.
+      await writeFile(join(dir, 'half.eml'), 'From: app@contoso.test\nTo: bo');
+      const submitted: string[] = [];
+      const pass = () =>
+        pickupPass({
+          dir,
+          settleMs: 60_000,
+          maxRecipients: 10,
+          maxHeaderSize: 64 * 1024,
+          submit: (_file, envelope) => {
+            submitted.push(envelope.recipients.join());
+            return Promise.resolve({ id: 'x' });
+          },
+          log: { info: () => undefined, warn: () => undefined, error: () => undefined },
+        });
+      expect(await pass()).toBe(0);
+      expect(await readdir(dir)).toEqual(['half.eml']);
+      // The writer finishes; once the file has been left alone for settleMs it is taken, whole.
+      await writeFile(join(dir, 'half.eml'), 'From: app@contoso.test\nTo: bob@contoso.test\n\nhello\n');
+      expect(await pass()).toBe(0);
+      const past = new Date(Date.now() - 61_000);
+      await utimes(join(dir, 'half.eml'), past, past);
+      expect(await pass()).toBe(1);
+      expect(submitted).toEqual(['bob@contoso.test']);
+      expect(await readdir(dir)).toEqual([]);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

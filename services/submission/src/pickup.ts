@@ -9,7 +9,7 @@
  * Security: this path skips receive connectors; the directory's permissions are the boundary.
  */
 import { createReadStream } from 'node:fs';
-import { mkdir, readdir, rename, unlink } from 'node:fs/promises';
+import { mkdir, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import addressparser from 'nodemailer/lib/addressparser';
 import type { Envelope } from '@transit/envelope';
@@ -72,8 +72,17 @@ export type PickupOptions = {
   /** How a file's header gives the envelope and is rewritten: the pickup rules by default, the replay directory's in replay.ts. */
   parse?: (header: Buffer, maxRecipients: number) => PickupParse;
   rewrite?: (header: Buffer) => Buffer;
+  /**
+   * A file modified less than this long ago (ms) is left for a later pass: a writer that
+   * creates the .eml in place may not have finished it (Exchange relies on the writer's file
+   * lock for this; Linux has none). Writing elsewhere and renaming it in needs no wait.
+   */
+  settleMs?: number;
   log: { info(o: object, m: string): void; warn(o: object, m: string): void; error(o: object, m: string): void };
 };
+
+/** How long a pickup file must have been left unchanged before a pass takes it (see PickupOptions.settleMs). */
+export const PICKUP_SETTLE_MS = 1000;
 
 /** Puts back files a previous run left claimed (a crash mid-way); they may be submitted twice, as in Exchange. */
 export async function recoverClaimed(dir: string): Promise<number> {
@@ -90,10 +99,12 @@ export async function pickupPass(opts: PickupOptions, limit = 100): Promise<numb
     .sort()
     .slice(0, limit);
   let queued = 0;
+  const settled = Date.now() - (opts.settleMs ?? PICKUP_SETTLE_MS);
   for (const name of names) {
     const base = join(opts.dir, name.slice(0, -4));
     const claimed = `${base}.tmp`;
     try {
+      if ((await stat(join(opts.dir, name))).mtimeMs > settled) continue; // still being written, perhaps: the next pass takes it
       await rename(join(opts.dir, name), claimed);
     } catch {
       continue; // another replica took it
