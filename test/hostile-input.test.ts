@@ -9,7 +9,7 @@
 import { connect } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import { describe, expect, it } from 'vitest';
-import { BODY_BUCKET, connectBus } from '@transit/bus';
+import { BODY_BUCKET, connectBus, receptionIn, type MessageEvent } from '@transit/bus';
 import { hashPassword } from '@transit/config';
 import { smtpTranscript, waitFor } from '@transit/testkit';
 import { messageEvents, waitForMaildirMessage } from './harness.ts';
@@ -83,9 +83,7 @@ async function nothingStoredFor(marker: string): Promise<void> {
   for (const address of ['alice@contoso.test', 'bob@contoso.test']) expect((await h.maildirFiles(address)).filter((f) => f.includes(marker))).toEqual([]);
   expect(h.sink.messages.filter((m) => m.data.toString('latin1').includes(marker))).toEqual([]);
   // The Reception comes as a Received event or inside the hub's Submitted (libs/bus/src/events.ts).
-  const reception = (e: Record<string, unknown>) =>
-    e.type === 'Received' ? e : e.type === 'Submitted' ? (e.received as Record<string, unknown> | undefined) : undefined;
-  const receptions = (await messageEvents(h)).map(reception).filter((r) => r !== undefined);
+  const receptions = (await messageEvents(h)).map((e) => receptionIn(e as MessageEvent)).filter((r) => r !== undefined);
   expect(receptions.filter((r) => r.subject === control)).toHaveLength(1); // the look does find what was stored
   expect(receptions.filter((r) => String(r.messageId).includes(marker))).toEqual([]);
 }

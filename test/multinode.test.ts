@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decode } from '@msgpack/msgpack';
-import { CONSUMERS, STREAMS, connectBus, loadMessageEvents, scanStream } from '@transit/bus';
+import { CONSUMERS, STREAMS, connectBus, loadMessageEvents, receptionIn, scanStream, type MessageEvent } from '@transit/bus';
 import type { LocalCluster } from '@transit/cluster';
 import { smtpTranscript, waitFor } from '@transit/testkit';
 import { logLinesMatching, runChaos } from './chaos.ts';
@@ -67,9 +67,7 @@ describe('a three-node cluster with two replicas of each role', () => {
     try {
       let id: string | undefined;
       await scanStream(bus, STREAMS.events, (m) => {
-        const e = decode(m.data) as { type?: string; subject?: string; received?: { subject?: string } };
-        if ((e.type === 'Received' && e.subject === marker) || (e.type === 'Submitted' && e.received?.subject === marker))
-          id = m.subject.slice('mail.evt.'.length);
+        if (receptionIn(decode(m.data) as MessageEvent)?.subject === marker) id = m.subject.slice('mail.evt.'.length);
       });
       const consumers = await Promise.all([
         bus.jsm.consumers.info(STREAMS.submit, CONSUMERS.hub),

@@ -182,6 +182,11 @@ function received(state: MessageState, r: Reception, at: number, node: string): 
   for (const a of r.recipients) if (!state.resolvedAliases[key(a)]) recipient(state, a);
 }
 
+/** The Reception an event records: a Received event's own facts, or those a Submitted carries; else undefined. */
+export function receptionIn(event: MessageEvent): Reception | undefined {
+  return event.type === 'Received' ? event : event.type === 'Submitted' ? event.received : undefined;
+}
+
 /**
  * The events one stored event stands for, for readers that project events one at a time
  * (message tracking): a Submitted that carries its Reception is a Received (dated when the

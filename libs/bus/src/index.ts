@@ -33,6 +33,7 @@ export {
   admit,
   applyEvent,
   expandEvent,
+  receptionIn,
   emptyState,
   foldMessage,
   loadMessage,

@@ -126,7 +126,7 @@ async function ingest(deps: IngestDeps, req: IngestRequest, content: AsyncIterat
     v: 1,
     id,
     messageId,
-    ...(subject !== undefined ? { subject } : {}),
+    subject,
     receivedAt,
     sender: req.sender,
     recipients: req.recipients,
@@ -158,17 +158,18 @@ async function ingest(deps: IngestDeps, req: IngestRequest, content: AsyncIterat
  */
 export function receptionOf(envelope: Envelope, submit: { seq: number; storedAt: number }): Reception {
   const { origin } = envelope;
+  // Absent fields stay absent on the wire: the codecs leave out undefined values.
   return {
-    ...(origin.connector !== undefined ? { connector: origin.connector } : {}),
+    connector: origin.connector,
     source: sourceOf(origin),
     sender: envelope.sender,
     recipients: envelope.recipients.map((r) => r.address),
     size: envelope.size,
     messageId: envelope.messageId,
-    ...(envelope.subject !== undefined ? { subject: envelope.subject } : {}),
+    subject: envelope.subject,
     internalId: envelope.internalId ?? submit.seq,
-    ...(origin.clientIp !== undefined ? { clientIp: origin.clientIp } : {}),
-    ...(origin.clientHelo !== undefined ? { clientHostname: origin.clientHelo } : {}),
+    clientIp: origin.clientIp,
+    clientHostname: origin.clientHelo,
     queuedAt: submit.storedAt,
     acceptedBy: origin.serverHost,
   };

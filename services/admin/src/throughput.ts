@@ -10,7 +10,7 @@
  * is GET /api/throughput's answer as it goes on the wire (api-types.ts).
  */
 import { decode } from '@msgpack/msgpack';
-import { STREAMS, SUBJECTS, scanStream, type Bus, type MessageEvent } from '@transit/bus';
+import { STREAMS, SUBJECTS, receptionIn, scanStream, type Bus, type MessageEvent } from '@transit/bus';
 import type { ThroughputSummary } from './api-types.ts';
 
 export type TimedEvent = { id: string; at: number; event: MessageEvent };
@@ -37,21 +37,16 @@ export function summarizeThroughput(
   }));
   const receivedAt = new Map<string, number>();
   for (const e of events) {
-    const received = e.event.type === 'Received' ? e.event : e.event.type === 'Submitted' ? e.event.received : undefined;
-    if (received) receivedAt.set(e.id, received.queuedAt ?? e.at);
+    const reception = receptionIn(e.event);
+    if (reception) receivedAt.set(e.id, reception.queuedAt ?? e.at);
   }
   const all: number[] = [];
   for (const e of events) {
     if (e.at < from || e.at > opts.now) continue;
     const b = buckets[Math.min(count - 1, Math.floor((e.at - from) / opts.bucketMs))]!;
+    // A Received event, or the Reception the hub records with its Submitted (libs/bus/src/events.ts).
+    if (receptionIn(e.event)) b.received++;
     switch (e.event.type) {
-      case 'Received':
-        b.received++;
-        break;
-      case 'Submitted':
-        // The hub records the Reception with Submitted (libs/bus/src/events.ts).
-        if (e.event.received) b.received++;
-        break;
       case 'Delivered': {
         b.delivered += e.event.recipients.length;
         const start = receivedAt.get(e.id);
