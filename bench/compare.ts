@@ -20,12 +20,11 @@
  */
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { parse, stringify } from 'yaml';
-import { findBinary, natsServerVersion, startLocalCluster, type LocalCluster } from '@transit/cluster';
-import { freePort, freePortOffset } from '@transit/testkit';
+import { findBinary, natsServerVersion, type LocalCluster } from '@transit/cluster';
+import { freePort } from '@transit/testkit';
 import { ROLES } from '@transit/service';
 import {
   busySeconds,
@@ -43,6 +42,7 @@ import {
 } from './compare/cpu.ts';
 import { ensurePostfix, postfixVersion, startPostfix, stopPostfixAt } from './compare/postfix.ts';
 import { canConnect, startProbe, startSink, startSource, stopChild, type Sink } from './compare/smtp.ts';
+import { benchOrg, startBenchTransit } from './compare/transit.ts';
 
 function intFromEnv(name: string, fallback: number, min: number): number {
   const raw = process.env[name];
@@ -298,55 +298,11 @@ async function measure(sys: SystemUnderTest, sink: Sink): Promise<RunResult> {
 }
 
 // ---------------------------------------------------------------- the systems
-async function transitOrg(dir: string, sink: Sink): Promise<string> {
-  const base = parse(await readFile(new URL('../config/examples/contoso.yaml', import.meta.url), 'utf8')) as Record<string, unknown>;
-  const org = {
-    ...base,
-    ReceiveConnectors: [
-      ...(base.ReceiveConnectors as unknown[]),
-      // smtp-source cannot choose its source address, so this relay connector covers
-      // 127.0.0.1 (the example's "Application Relay" covers 127.0.0.2 only). Every session
-      // comes from that one address: the per-source connection limit is lifted.
-      {
-        Name: 'Bench Relay',
-        TransportRole: 'FrontendTransport',
-        Bindings: ['0.0.0.0:25'],
-        RemoteIPRanges: ['127.0.0.1'],
-        AuthMechanism: ['ExternalAuthoritative'],
-        PermissionGroups: ['ExchangeServers'],
-        MaxInboundConnectionPerSource: 5000,
-      },
-    ],
-    SendConnectors: [{ Name: 'Sink', AddressSpaces: ['*'], DNSRoutingEnabled: false, SmartHosts: [`${sink.host}:${sink.port}`] }],
-  };
-  const path = join(dir, 'org.yaml');
-  await writeFile(path, stringify(org));
-  return path;
-}
-
-const TRANSIT_PORTS = [25, 465, 587, 717, 2525, 8080, 8081, 8082, 8083, 8084, 8085];
-
 async function startTransit(key: 'transit' | 'cluster', dir: string, sink: Sink): Promise<SystemUnderTest> {
   const meter = cpuMeter(key, PROC_SUMS);
   register(`${key} cgroup`, () => meter.close());
-  const multi = key === 'cluster';
-  const offset = await freePortOffset(multi ? [...TRANSIT_PORTS, ...TRANSIT_PORTS.map((p) => p + 100)] : TRANSIT_PORTS);
   const before = new Set(childrenOfSelf());
-  const cluster: LocalCluster = await startLocalCluster({
-    varDir: join(dir, key),
-    configPath: await transitOrg(dir, sink),
-    portOffset: offset,
-    natsPort: await freePort(),
-    redisPort: await freePort(),
-    ...(multi
-      ? {
-          replicaPortOffsets: [offset + 100],
-          natsCluster: { clientPorts: [await freePort(), await freePort()], routePorts: [await freePort(), await freePort(), await freePort()] },
-        }
-      : {}),
-    readyTimeoutMs: 90_000, // a busy machine (or a fresh three-node cluster electing its leaders) starts slowly
-    env: { TRANSIT_LOG_LEVEL: 'warn' },
-  });
+  const cluster: LocalCluster = await startBenchTransit(key, dir, await benchOrg(dir, sink));
   register(key, () => cluster.stop());
   // Every process this script started meanwhile is the cluster's: nats-server(s), redis-server, the roles.
   const pids = processTree(childrenOfSelf().filter((p) => !before.has(p)));

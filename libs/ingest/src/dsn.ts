@@ -34,8 +34,12 @@ async function original(bodies: BodyStore, envelope: Envelope, full: boolean, li
     const split = await splitHeader(Readable.from([message]), 1024 * 1024);
     return { header: split.header, message };
   }
-  const split = await splitHeader(await bodies.open(envelope.body), 1024 * 1024);
-  return { header: split.header };
+  const body = await bodies.open(envelope.body);
+  try {
+    return { header: (await splitHeader(body, 1024 * 1024)).header };
+  } finally {
+    body.destroy(); // only the header was read: this ends the body's object-store consumer
+  }
 }
 
 export async function submitDsn(deps: IngestDeps, req: DsnRequest): Promise<DsnOutcome> {

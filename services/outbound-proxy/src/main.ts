@@ -85,12 +85,16 @@ await runService('outbound-proxy', async (ctx) => {
             },
           },
           async (span) => {
+            const body = await bodies.open(item.envelope.body);
             try {
-              return await sender.send(dest, item.envelope.sender, recipients, await bodies.open(item.envelope.body), logging);
+              return await sender.send(dest, item.envelope.sender, recipients, body, logging);
             } catch (err) {
               const code = (err as { responseCode?: number }).responseCode;
               if (code) span.setAttribute('smtp.reply_code', code);
               throw err;
+            } finally {
+              // A transaction that failed part way leaves the body unread: this ends its object-store consumer.
+              body.destroy();
             }
           },
         );
