@@ -2,7 +2,8 @@
  * Transit as the benchmarks run it: the example organisation with a relay connector for the
  * load generator's address and one send connector to a sink, started as one node (one NATS,
  * streams R1) or as the local three-node cluster (NATS R3, two processes of every role), on
- * free loopback ports. Used by `npm run bench:compare` and `npm run bench:large`.
+ * free loopback ports, the roles logging at BENCH_LOG_LEVEL (default warn). Used by
+ * `npm run bench:compare` and `npm run bench:large`.
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -58,6 +59,6 @@ export async function startBenchTransit(shape: TransitShape, dir: string, config
         }
       : {}),
     readyTimeoutMs: 90_000, // a busy machine (or a fresh three-node cluster electing its leaders) starts slowly
-    env: { TRANSIT_LOG_LEVEL: 'warn' },
+    env: { TRANSIT_LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn' },
   });
 }

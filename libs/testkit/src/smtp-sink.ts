@@ -158,6 +158,7 @@ export async function startSmtpSink(opts: SmtpSinkOptions = {}): Promise<SmtpSin
 }
 
 const END_OF_DATA = Buffer.from('\r\n.\r\n');
+const EMPTY = Buffer.alloc(0);
 
 /**
  * Splits what a client sent on one connection into its DATA payloads: after a "DATA" command
@@ -167,8 +168,11 @@ const END_OF_DATA = Buffer.from('\r\n.\r\n');
  * nodemailer do not send DATA then.
  */
 class WireRecorder {
-  #pending: Buffer = Buffer.alloc(0);
+  #pending: Buffer = EMPTY;
   #inData = false;
+  /** Of the payload under way: the chunks kept so far, and the last bytes seen (an end of data may begin in them). */
+  readonly #parts: Buffer[] = [];
+  #tail: Buffer = EMPTY;
   readonly #payloads: Buffer[] = [];
   /** Payloads that ended (final dot seen), and how many of them the client followed with more bytes. */
   #ended = 0;
@@ -187,24 +191,49 @@ class WireRecorder {
     // Bytes that arrive after a dot (a later read of the socket) show the client read the reply to it: nodemailer and
     // smtp-source send nothing after the dot before that reply.
     if (chunk.length) this.confirmed = this.#ended;
-    this.#pending = this.#pending.length ? Buffer.concat([this.#pending, chunk]) : chunk;
-    for (;;) {
+    let rest = chunk;
+    while (rest.length > 0) {
       if (this.#inData) {
-        const end = this.#pending.subarray(0, 3).equals(END_OF_DATA.subarray(2)) ? 0 : this.#pending.indexOf(END_OF_DATA);
-        if (end < 0) return;
-        const length = end === 0 ? 3 : end + END_OF_DATA.length;
-        if (this.keep) this.#payloads.push(Buffer.from(this.#pending.subarray(0, length)));
-        this.#pending = this.#pending.subarray(length);
-        this.#inData = false;
-        this.#ended++;
+        rest = this.#payload(rest);
         continue;
       }
-      const eol = this.#pending.indexOf(0x0a);
-      if (eol < 0) return;
-      const line = this.#pending.subarray(0, eol).toString('latin1').replace(/\r$/, '');
-      this.#pending = this.#pending.subarray(eol + 1);
-      if (/^data$/i.test(line.trim())) this.#inData = true;
+      this.#pending = this.#pending.length ? Buffer.concat([this.#pending, rest]) : rest;
+      rest = EMPTY;
+      for (;;) {
+        const eol = this.#pending.indexOf(0x0a);
+        if (eol < 0) break;
+        const line = this.#pending.subarray(0, eol).toString('latin1').replace(/\r$/, '');
+        this.#pending = this.#pending.subarray(eol + 1);
+        if (/^data$/i.test(line.trim())) {
+          this.#inData = true;
+          // The command line's own CRLF: a payload that is just ".CRLF" ends there.
+          this.#tail = END_OF_DATA.subarray(0, 2);
+          rest = this.#pending;
+          this.#pending = EMPTY;
+          break;
+        }
+      }
     }
+  }
+
+  /**
+   * Takes `chunk` into the payload under way and returns what follows its end (empty while it
+   * goes on). Only the last four bytes seen are searched again, so a large message costs time
+   * in proportion to its size.
+   */
+  #payload(chunk: Buffer): Buffer {
+    const window = Buffer.concat([this.#tail, chunk]);
+    const at = window.indexOf(END_OF_DATA);
+    if (at < 0) {
+      if (this.keep) this.#parts.push(chunk);
+      this.#tail = Buffer.from(window.subarray(Math.max(0, window.length - (END_OF_DATA.length - 1))));
+      return EMPTY;
+    }
+    const end = at + END_OF_DATA.length - this.#tail.length; // the payload's last byte is chunk[end - 1]
+    if (this.keep) this.#payloads.push(Buffer.concat([...this.#parts.splice(0), chunk.subarray(0, end)]));
+    this.#inData = false;
+    this.#ended++;
+    return chunk.subarray(end);
   }
 
   /** The oldest payload not yet taken. */
