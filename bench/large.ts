@@ -10,6 +10,7 @@
  *   BENCH_LARGE_MB (35, the message size in MiB)   BENCH_LARGE_MESSAGES (3, one after another)
  *   BENCH_LARGE_SYSTEM (cluster, or transit)       BENCH_LARGE_LIMIT_MB (64, growth allowed per role process)
  *   BENCH_LARGE_TIMEOUT_S (600, per message)     BENCH_LARGE_KEEP (set: keep the data and logs directory)
+ *   BENCH_LARGE_SINK_MBPS (unset: as fast as it can; else the sink reads DATA at this many MiB/s, a slow destination)
  *   BENCH_LOG_LEVEL (warn: the roles' log level, e.g. info to see each message's stages with times)
  *
  * Loopback only; everything it starts is stopped by PID, also on error and on Ctrl-C.
@@ -40,6 +41,7 @@ const SIZE_MB = intFromEnv('BENCH_LARGE_MB', 35, 1);
 const MESSAGES = intFromEnv('BENCH_LARGE_MESSAGES', 3, 1);
 const LIMIT_MB = intFromEnv('BENCH_LARGE_LIMIT_MB', 64, 1);
 const TIMEOUT_S = intFromEnv('BENCH_LARGE_TIMEOUT_S', 600, 5);
+const SINK_MBPS = intFromEnv('BENCH_LARGE_SINK_MBPS', 0, 0);
 const SYSTEM = (process.env.BENCH_LARGE_SYSTEM ?? 'cluster') as TransitShape;
 if (SYSTEM !== 'cluster' && SYSTEM !== 'transit') throw new Error('BENCH_LARGE_SYSTEM must be cluster or transit');
 const HOST = '127.0.0.1';
@@ -177,7 +179,7 @@ try {
   console.log(
     `bench:large on ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Linux ${release()}; Node ${process.versions.node}; nats-server ${natsServerVersion()}`,
   );
-  sink = await startSmtpSink({ host: HOST });
+  sink = await startSmtpSink({ host: HOST, ...(SINK_MBPS > 0 ? { readBytesPerSecond: SINK_MBPS * MIB } : {}) });
   const before = new Set(childrenOfSelf());
   console.log(`${SYSTEM === 'cluster' ? 'Transit, 3 NATS nodes R3, 2 processes of every role' : 'Transit, one node (R1)'}: starting ...`);
   cluster = await startBenchTransit(SYSTEM, dir, await benchOrg(dir, sink));
@@ -218,7 +220,9 @@ try {
   console.log(
     `  ${processes.length} processes; after a warm-up message, RSS (MiB): ${sampler.tracked.map((t) => `${t.name} ${(t.base / MIB).toFixed(0)}`).join(', ')}`,
   );
-  console.log(`load: ${MESSAGES} message(s) of ${SIZE_MB} MiB, one after another, each to ${MAILBOX} (Maildir) and ${REMOTE} (relayed to the sink)`);
+  console.log(
+    `load: ${MESSAGES} message(s) of ${SIZE_MB} MiB, one after another, each to ${MAILBOX} (Maildir) and ${REMOTE} (relayed to the sink${SINK_MBPS > 0 ? `, which reads ${SINK_MBPS} MiB/s` : ''})`,
+  );
   for (let n = 1; n <= MESSAGES && !stopping; n++) {
     const { message, body } = largeMessage(SIZE_MB * MIB, n);
     const r = await sendBoth(message, body, n, `message ${n}`);

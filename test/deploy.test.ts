@@ -28,6 +28,7 @@ import { PodDisruptionBudget, type IPodDisruptionBudget } from 'kubernetes-model
 import ts from 'typescript';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
+import { ROLE_NODE_FLAGS } from '@transit/cluster';
 import { runtimeSettings } from '@transit/config';
 import { collectProcessMetrics, exportedSeriesNames, promqlMetricNames } from '@transit/metrics';
 
@@ -76,6 +77,13 @@ function ipv4InSubnet(ip: string, cidr: string): boolean {
   const size = 2 ** (32 - Number(bits));
   return Math.floor(toInt(ip) / size) === Math.floor(toInt(net!) / size);
 }
+
+describe('deploy/docker/entrypoint.sh', () => {
+  it('starts a role with the Node flags the local cluster gives it', () => {
+    const exec = /^exec node (.*) "\$main" "\$@"$/m.exec(read('deploy/docker/entrypoint.sh'));
+    expect(exec?.[1]?.split(' ')).toEqual([...ROLE_NODE_FLAGS]);
+  });
+});
 
 describe('docker-compose.yml', () => {
   // Compose's own syntax: `<<:` merge keys, as Compose resolves them.

@@ -49,4 +49,5 @@ if [ ! -f "$main" ]; then
 fi
 
 cd "$APP_DIR"
-exec node "$main" "$@"
+# The same Node flags as ROLE_NODE_FLAGS in libs/cluster/src/cluster.ts (why: see there).
+exec node --max-semi-space-size=2 "$main" "$@"

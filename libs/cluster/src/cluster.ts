@@ -11,6 +11,16 @@ import { findBinary, killProcess, startProcess, stopProcess, waitForPort, type S
 
 const repoRoot = resolve(import.meta.dirname, '../../..');
 
+/**
+ * Node flags of every role process (deploy/docker/entrypoint.sh passes the same). A young
+ * generation of 2 MiB per semi-space is collected often enough that the Buffers a large
+ * message leaves behind on its way through do not pile up: `npm run bench:large` measured the
+ * RSS growth of a role for 35 MiB messages at 30 to 37 MiB with it and 58 to 80 MiB with
+ * Node's default, with no difference in small-message throughput beyond the spread between
+ * runs (docs/performance.md, "Large messages").
+ */
+export const ROLE_NODE_FLAGS = ['--max-semi-space-size=2'] as const;
+
 export type ClusterOptions = {
   varDir: string;
   configPath: string;
@@ -144,7 +154,7 @@ export async function startLocalCluster(opts: ClusterOptions): Promise<LocalClus
             TRANSIT_NODE_NAME: `${env.TRANSIT_NODE_NAME ?? 'node'}-${replica}`,
             TRANSIT_PROTOCOL_LOG_DIR: join(varDir, 'logs', `replica-${replica}`, 'ProtocolLog'),
           };
-    const p = startProcess(name, process.execPath, [join(repoRoot, 'services', role, 'src', 'main.ts')], {
+    const p = startProcess(name, process.execPath, [...ROLE_NODE_FLAGS, join(repoRoot, 'services', role, 'src', 'main.ts')], {
       env: replicaEnv,
       cwd: repoRoot,
       logFile: join(logDir, `${name}.log`),

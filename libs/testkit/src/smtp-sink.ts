@@ -33,6 +33,8 @@ export type SmtpSinkOptions = {
   beforeRcptReply?: (rcpt: string, client: { address: string; port: number }) => Promise<void>;
   /** Keep each message's raw DATA bytes in `ReceivedMessage.wire`. */
   recordWire?: boolean;
+  /** Read DATA no faster than this (bytes per second), as a slow destination does: the sender is held back by TCP. */
+  readBytesPerSecond?: number;
 };
 export type SmtpSink = {
   readonly host: string;
@@ -78,7 +80,14 @@ export async function startSmtpSink(opts: SmtpSinkOptions = {}): Promise<SmtpSin
     },
     onData(stream, session, callback) {
       const chunks: Buffer[] = [];
-      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+      const rate = opts.readBytesPerSecond;
+      stream.on('data', (chunk: Buffer) => {
+        chunks.push(chunk);
+        if (!rate) return;
+        // Pausing the data stream stops smtp-server reading the socket: the client's writes wait.
+        stream.pause();
+        setTimeout(() => stream.resume(), (chunk.length / rate) * 1000);
+      });
       stream.once('error', (err) => callback(err));
       stream.once('end', () => {
         const mailFrom = session.envelope.mailFrom;

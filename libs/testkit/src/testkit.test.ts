@@ -211,6 +211,29 @@ describe('startSmtpSink with recordWire', () => {
   });
 });
 
+describe('startSmtpSink with a large message', () => {
+  it('records a payload of many socket reads whole, and reads no faster than readBytesPerSecond', async () => {
+    const rate = 2 * 1024 * 1024;
+    const sink = await startSmtpSink({ recordWire: true, readBytesPerSecond: rate });
+    const transport = createTransport({ host: sink.host, port: sink.port, secure: false, ignoreTLS: true });
+    try {
+      const line = 'x'.repeat(76) + '\r\n';
+      const raw = Buffer.from(`Subject: big\r\n\r\n${line.repeat(8 * 1024)}`, 'latin1'); // 640 KiB
+      const t0 = performance.now();
+      await transport.sendMail({ envelope: { from: 'a@example.org', to: ['b@example.net'] }, raw });
+      const elapsed = performance.now() - t0;
+      const [msg] = await sink.waitFor(1);
+      expect(msg!.data.equals(raw)).toBe(true);
+      expect(msg!.wire!.equals(Buffer.concat([raw, Buffer.from('.\r\n')]))).toBe(true);
+      // A lower bound only: all but the last 64 KiB read of the payload waited for the rate.
+      expect(elapsed).toBeGreaterThanOrEqual(((raw.length - 64 * 1024) / rate) * 1000 * 0.9);
+    } finally {
+      transport.close();
+      await sink.close();
+    }
+  });
+});
+
 describe('startSmtpSink: was a 250 confirmed?', () => {
   /** Speaks SMTP over a raw socket, waiting for each reply; `after` runs once the final dot is written (before its 250 is read). */
   async function dialogue(port: number, end: (socket: Socket) => Promise<void>) {
