@@ -43,14 +43,8 @@ import {
 import { ensurePostfix, postfixVersion, startPostfix, stopPostfixAt } from './compare/postfix.ts';
 import { canConnect, startProbe, startSink, startSource, stopChild, type Sink } from './compare/smtp.ts';
 import { benchOrg, startBenchTransit } from './compare/transit.ts';
+import { intFromEnv } from './compare/env.ts';
 
-function intFromEnv(name: string, fallback: number, min: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer ≥ ${min} (got ${raw})`);
-  return n;
-}
 const MESSAGES = intFromEnv('BENCH_COMPARE_MESSAGES', 10_000, 1);
 const SESSIONS = intFromEnv('BENCH_COMPARE_SESSIONS', 20, 1);
 const SIZE = intFromEnv('BENCH_COMPARE_SIZE', 5120, 1);

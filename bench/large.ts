@@ -28,14 +28,8 @@ import { ROLES } from '@transit/service';
 import { startSmtpSink, type SmtpSink } from '@transit/testkit';
 import { childrenOfSelf, partOf, processTree } from './compare/cpu.ts';
 import { benchOrg, startBenchTransit, type TransitShape } from './compare/transit.ts';
+import { intFromEnv } from './compare/env.ts';
 
-function intFromEnv(name: string, fallback: number, min: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer ≥ ${min} (got ${raw})`);
-  return n;
-}
 const MIB = 1024 * 1024;
 const SIZE_MB = intFromEnv('BENCH_LARGE_MB', 35, 1);
 const MESSAGES = intFromEnv('BENCH_LARGE_MESSAGES', 3, 1);

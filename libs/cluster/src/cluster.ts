@@ -15,7 +15,7 @@ const repoRoot = resolve(import.meta.dirname, '../../..');
  * Node flags of every role process (deploy/docker/entrypoint.sh passes the same). A young
  * generation of 2 MiB per semi-space is collected often enough that the Buffers a large
  * message leaves behind on its way through do not pile up: `npm run bench:large` measured the
- * RSS growth of a role for 35 MiB messages at 30 to 37 MiB with it and 58 to 80 MiB with
+ * RSS growth of a role for 35 MiB messages at 19 to 46 MiB with it and 55 to 80 MiB with
  * Node's default, with no difference in small-message throughput beyond the spread between
  * runs (docs/performance.md, "Large messages").
  */
