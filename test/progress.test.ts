@@ -35,15 +35,20 @@ describe('a worker whose consumer leader moves', () => {
       roles: [],
     });
     admin = await connectBus(cluster.natsUrl.split(','), 'leader-test');
+    // A fresh three-node cluster elects its meta leader, then one Raft group per stream, while
+    // other test files load the two cores: the same 90 s the harness gives a multi-node start.
+    let last = 'no attempt finished';
     await waitFor(
       () =>
         ensureTopology(admin, { replicas: 3, ackWaitSeconds: 3 }).then(
           () => true,
-          () => undefined,
+          (err: Error) => void (last = err.message),
         ),
-      { timeoutMs: 60_000, intervalMs: 500, what: 'the streams and consumers on three nodes' },
-    );
-  }, 120_000);
+      { timeoutMs: 90_000, intervalMs: 500, what: 'the streams and consumers on three nodes' },
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}; the last attempt failed with: ${last}`);
+    });
+  }, 150_000);
   afterAll(async () => {
     await admin?.close();
     await cluster?.stop();
