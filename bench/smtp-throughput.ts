@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { createTransport } from 'nodemailer';
 import { parse, stringify } from 'yaml';
 import { startLocalCluster } from '@transit/cluster';
-import { freePort, freePortOffset, startSmtpSink } from '@transit/testkit';
+import { freeClusterPorts, startSmtpSink } from '@transit/testkit';
 
 const N = Number(process.env.BENCH_MESSAGES ?? 2000);
 const C = Number(process.env.BENCH_SESSIONS ?? 20);
@@ -27,9 +27,7 @@ await writeFile(
 const cluster = await startLocalCluster({
   varDir: join(dir, 'var'),
   configPath: join(dir, 'org.yaml'),
-  portOffset: await freePortOffset([25, 465, 587, 717, 2525, 8080, 8081, 8082, 8083, 8084, 8085]),
-  natsPort: await freePort(),
-  redisPort: await freePort(),
+  ...(await freeClusterPorts()),
   env: { TRANSIT_LOG_LEVEL: 'warn' },
 });
 

@@ -11,7 +11,7 @@
  *   TRANSIT_LOCAL_REPLICAS processes per role (default 1); replica n listens on ports + 100·n
  */
 import { resolve } from 'node:path';
-import { startLocalCluster } from '@transit/cluster';
+import { localClusterPorts, startLocalCluster } from '@transit/cluster';
 import { loadOrganizationConfig } from '@transit/config';
 import { planEndpoints, receiveConnectorsFor } from '@transit/receive';
 import { ROLES } from '@transit/service';
@@ -30,19 +30,8 @@ if (!Number.isInteger(replicas) || replicas < 1 || replicas > 5) throw new Error
 const cluster = await startLocalCluster({
   varDir,
   configPath,
-  portOffset: offset,
-  natsPort: 4222 + offset,
-  redisPort: 6379 + offset,
+  ...localClusterPorts(offset, { replicas, natsNodes: nodes }),
   persistRedis: true,
-  ...(nodes === 3
-    ? {
-        natsCluster: {
-          clientPorts: [4223 + offset, 4224 + offset] as [number, number],
-          routePorts: [6222 + offset, 6223 + offset, 6224 + offset] as [number, number, number],
-        },
-      }
-    : {}),
-  replicaPortOffsets: Array.from({ length: replicas - 1 }, (_v, i) => offset + 100 * (i + 1)),
 });
 
 const rows: string[][] = [

@@ -19,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { STREAMS, connectBus, scanStream } from '@transit/bus';
 import { findBinary, startLocalCluster, startProcess, stopProcess, waitForPort, type LocalCluster, type Supervised } from '@transit/cluster';
 import { decodeDeliveryItem, type Origin } from '@transit/envelope';
-import { freePort, freePortOffset, openSmtpDialogue, smtpTranscript, waitFor, type SmtpDialogue } from '@transit/testkit';
+import { freeClusterPorts, freePort, openSmtpDialogue, smtpTranscript, waitFor, type SmtpDialogue } from '@transit/testkit';
 import { exampleOrganisation } from './harness.ts';
 
 const HAPROXY_SOURCE = '127.0.0.200';
@@ -27,7 +27,6 @@ const RELAY_CLIENT = '127.0.0.9';
 const OTHER_CLIENT = '127.0.0.10';
 const DIRECT_CLIENT = '127.0.0.11';
 const NODE = 'transit';
-const TRANSIT_PORTS = [25, 26, 465, 587, 717, 2525, 8080, 8081, 8082, 8083, 8084, 8085];
 const RUN = Date.now().toString(36);
 
 let dir: string;
@@ -81,15 +80,11 @@ beforeAll(async () => {
   config.LoadBalancers = [{ Name: 'haproxy', Bindings: ['0.0.0.0:25', '[::]:25'], RemoteIPRanges: [HAPROXY_SOURCE], Comment: 'test/haproxy.test.ts' }];
   const configPath = join(dir, 'org.yaml');
   await writeFile(configPath, stringify(config));
-  const offset = await freePortOffset([...TRANSIT_PORTS, ...TRANSIT_PORTS.map((p) => p + 100)]);
   // Only what local delivery needs: one hub, one mailbox worker, two frontends (replica 1 on every port + 100).
   cluster = await startLocalCluster({
     varDir: join(dir, 'var'),
     configPath,
-    portOffset: offset,
-    replicaPortOffsets: [offset + 100],
-    natsPort: await freePort(),
-    redisPort: await freePort(),
+    ...(await freeClusterPorts({ replicas: 2 })),
     roles: [],
     env: { TRANSIT_NODE_NAME: NODE, TRANSIT_DRAIN_TIMEOUT_MS: '5000' },
   });

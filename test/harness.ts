@@ -10,14 +10,9 @@ import { STREAMS, SUBJECTS, connectBus, scanStream } from '@transit/bus';
 import { stringify, parse } from 'yaml';
 import { startLocalCluster, type LocalCluster } from '@transit/cluster';
 import type { Role } from '@transit/service';
-import { freePort, freePortOffset, startSmtpSink, waitFor, type SinkReply, type SmtpSink, type SmtpSinkOptions } from '@transit/testkit';
+import { freeClusterPorts, startSmtpSink, waitFor, type SinkReply, type SmtpSink, type SmtpSinkOptions } from '@transit/testkit';
 
 export type Harness = { cluster: LocalCluster; sink: SmtpSink; dir: string; maildirFiles(address: string): Promise<string[]>; close(): Promise<void> };
-
-const TRANSIT_PORTS = [25, 26, 465, 587, 717, 2525, 8080, 8081, 8082, 8083, 8084, 8085];
-
-/** A port offset free for two replicas: the second one's ports are the first one's + 100. */
-const replicatedPortOffset = () => freePortOffset([...TRANSIT_PORTS, ...TRANSIT_PORTS.map((p) => p + 100)]);
 
 export type HarnessOptions = {
   rejectRecipient?: (rcpt: string) => SinkReply | undefined;
@@ -53,14 +48,12 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   opts.prepare?.(config);
   const configPath = join(dir, 'org.yaml');
   await writeFile(configPath, stringify(config));
-  const replicas = opts.replicated?.length ? await replicatedPortOffset() : undefined;
+  const replicated = Boolean(opts.replicated?.length);
   const cluster = await startLocalCluster({
     varDir: join(dir, 'var'),
     configPath,
-    portOffset: replicas ?? (await freePortOffset(TRANSIT_PORTS)),
-    ...(replicas !== undefined ? { replicaPortOffsets: [replicas + 100], replicaRoles: opts.replicated } : {}),
-    natsPort: await freePort(),
-    redisPort: await freePort(),
+    ...(await freeClusterPorts({ replicas: replicated ? 2 : 1 })),
+    ...(replicated ? { replicaRoles: opts.replicated } : {}),
     env: opts.env,
   });
   return {
@@ -92,15 +85,10 @@ export async function exampleOrganisation(): Promise<Record<string, unknown>> {
 export async function startMultiNodeCluster(dir: string, config: Record<string, unknown>, roles: Role[], env?: NodeJS.ProcessEnv): Promise<LocalCluster> {
   const configPath = join(dir, 'org.yaml');
   await writeFile(configPath, stringify(config));
-  const offset = await replicatedPortOffset();
   return startLocalCluster({
     varDir: join(dir, 'var'),
     configPath,
-    portOffset: offset,
-    replicaPortOffsets: [offset + 100],
-    natsPort: await freePort(),
-    natsCluster: { clientPorts: [await freePort(), await freePort()], routePorts: [await freePort(), await freePort(), await freePort()] },
-    redisPort: await freePort(),
+    ...(await freeClusterPorts({ replicas: 2, natsNodes: 3 })),
     roles,
     readyTimeoutMs: 90_000,
     ...(env ? { env } : {}),

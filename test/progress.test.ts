@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CONSUMERS, STREAMS, ack, connectBus, ensureTopology, startWorker, type Bus } from '@transit/bus';
 import { startLocalCluster, type LocalCluster } from '@transit/cluster';
 import { parseExposition, sampleSum } from '@transit/metrics';
-import { freePort, smtpTranscript, waitFor } from '@transit/testkit';
+import { freeClusterPorts, smtpTranscript, waitFor } from '@transit/testkit';
 import { useHarness } from './use-harness.ts';
 
 describe('a worker whose consumer leader moves', () => {
@@ -28,10 +28,7 @@ describe('a worker whose consumer leader moves', () => {
     cluster = await startLocalCluster({
       varDir: join(dir, 'var'),
       configPath: join(dir, 'org.yaml'),
-      portOffset: 0,
-      natsPort: await freePort(),
-      natsCluster: { clientPorts: [await freePort(), await freePort()], routePorts: [await freePort(), await freePort(), await freePort()] },
-      redisPort: await freePort(),
+      ...(await freeClusterPorts({ natsNodes: 3 })),
       roles: [],
     });
     admin = await connectBus(cluster.natsUrl.split(','), 'leader-test');

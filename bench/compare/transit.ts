@@ -9,7 +9,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { startLocalCluster, type LocalCluster } from '@transit/cluster';
-import { freePort, freePortOffset } from '@transit/testkit';
+import { freeClusterPorts } from '@transit/testkit';
 
 export type TransitShape = 'transit' | 'cluster';
 
@@ -40,24 +40,13 @@ export async function benchOrg(dir: string, smartHost: { host: string; port: num
   return path;
 }
 
-const TRANSIT_PORTS = [25, 465, 587, 717, 2525, 8080, 8081, 8082, 8083, 8084, 8085];
-
 /** One node or the three-node cluster, under `<dir>/<shape>`, with the organisation file `configPath`. */
 export async function startBenchTransit(shape: TransitShape, dir: string, configPath: string): Promise<LocalCluster> {
   const multi = shape === 'cluster';
-  const offset = await freePortOffset(multi ? [...TRANSIT_PORTS, ...TRANSIT_PORTS.map((p) => p + 100)] : TRANSIT_PORTS);
   return startLocalCluster({
     varDir: join(dir, shape),
     configPath,
-    portOffset: offset,
-    natsPort: await freePort(),
-    redisPort: await freePort(),
-    ...(multi
-      ? {
-          replicaPortOffsets: [offset + 100],
-          natsCluster: { clientPorts: [await freePort(), await freePort()], routePorts: [await freePort(), await freePort(), await freePort()] },
-        }
-      : {}),
+    ...(await freeClusterPorts(multi ? { replicas: 2, natsNodes: 3 } : {})),
     readyTimeoutMs: 90_000, // a busy machine (or a fresh three-node cluster electing its leaders) starts slowly
     env: { TRANSIT_LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn' },
   });

@@ -7,7 +7,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { DEFAULT_HTTP_PORTS, ROLES, type Role } from '@transit/service';
-import { findBinary, killProcess, startProcess, stopProcess, waitForPort, type Supervised } from './processes.ts';
+import { findBinary, killProcess, natsServerNamed, startProcess, stopProcess, waitForPort, type Supervised } from './processes.ts';
 
 const repoRoot = resolve(import.meta.dirname, '../../..');
 
@@ -73,6 +73,36 @@ export type LocalCluster = {
   stop(): Promise<void>;
 };
 
+/** Where a local cluster's servers listen before the port offset is added (`npm run cluster` uses these). */
+const SERVER_PORTS = { nats: 4222, natsClients: [4223, 4224], natsRoutes: [6222, 6223, 6224], redis: 6379 } as const;
+
+export type ClusterShape = { replicas?: number; natsNodes?: 1 | 3 };
+export type ClusterPorts = Pick<ClusterOptions, 'portOffset' | 'replicaPortOffsets' | 'natsPort' | 'natsCluster' | 'redisPort'>;
+
+/**
+ * Every port of a local cluster at one offset: the roles' ports plus `offset` (replica i's
+ * plus `offset + 100 * i`), NATS and Redis at their usual ports plus `offset`.
+ */
+export function localClusterPorts(offset: number, shape: ClusterShape = {}): ClusterPorts {
+  const replicas = shape.replicas ?? 1;
+  const [c1, c2] = SERVER_PORTS.natsClients;
+  const [r0, r1, r2] = SERVER_PORTS.natsRoutes;
+  return {
+    portOffset: offset,
+    natsPort: SERVER_PORTS.nats + offset,
+    redisPort: SERVER_PORTS.redis + offset,
+    ...(replicas > 1 ? { replicaPortOffsets: Array.from({ length: replicas - 1 }, (_v, i) => offset + 100 * (i + 1)) } : {}),
+    ...(shape.natsNodes === 3 ? { natsCluster: { clientPorts: [c1 + offset, c2 + offset], routePorts: [r0 + offset, r1 + offset, r2 + offset] } } : {}),
+  };
+}
+
+/** The ports (before the offset) NATS and Redis of a cluster of this shape listen on. */
+export function localServerPorts(natsNodes: 1 | 3 = 1): number[] {
+  return natsNodes === 3
+    ? [SERVER_PORTS.nats, ...SERVER_PORTS.natsClients, ...SERVER_PORTS.natsRoutes, SERVER_PORTS.redis]
+    : [SERVER_PORTS.nats, SERVER_PORTS.redis];
+}
+
 export async function startLocalCluster(opts: ClusterOptions): Promise<LocalCluster> {
   const host = opts.host ?? '127.0.0.1';
   const varDir = resolve(opts.varDir);
@@ -89,12 +119,11 @@ export async function startLocalCluster(opts: ClusterOptions): Promise<LocalClus
     const bin = findBinary('nats-server', ['/usr/sbin/nats-server', '/usr/bin/nats-server']);
     const dir = join(varDir, natsNodes.length > 1 ? `nats-${node}` : 'nats');
     await mkdir(dir, { recursive: true });
-    const args = ['-a', host, '-p', String(clientPorts[node]), '-js', '-sd', dir];
+    const serverName = `n${node}`;
+    const args = ['-a', host, '-p', String(clientPorts[node]), '-js', '-sd', dir, '--server_name', serverName];
     if (opts.natsCluster) {
       const routes = opts.natsCluster.routePorts;
       args.push(
-        '--server_name',
-        `n${node}`,
         '--cluster_name',
         'transit',
         '--cluster',
@@ -108,20 +137,35 @@ export async function startLocalCluster(opts: ClusterOptions): Promise<LocalClus
     }
     const p = startProcess(`nats-server-${node}`, bin, args, { logFile: join(logDir, natsNodes.length > 1 ? `nats-server-${node}.log` : 'nats-server.log') });
     natsNodes[node] = p;
-    await waitForPort(host, clientPorts[node]!, 15_000, 'nats-server', () => p.alive());
+    // Each port must answer with this server's INFO: a port another process holds accepts
+    // connections too, and nats-server binds its route port after its client port and exits
+    // if either bind fails, which would leave the cluster short of the peers R3 needs.
+    const named = natsServerNamed(serverName);
+    await waitForPort(host, clientPorts[node]!, 15_000, `nats-server-${node}`, () => p.alive(), named);
+    const routePort = opts.natsCluster?.routePorts[node];
+    if (routePort !== undefined) await waitForPort(host, routePort, 15_000, `nats-server-${node} (route port)`, () => p.alive(), named);
   };
-  await Promise.all(clientPorts.map((_p, node) => startNats(node)));
-
   const redisBin = findBinary('redis-server', ['/usr/bin/redis-server', '/usr/sbin/redis-server']);
   const redisArgs = ['--port', String(opts.redisPort), '--bind', host, '--dir', join(varDir, 'redis'), '--save', ''];
   redisArgs.push('--appendonly', opts.persistRedis ? 'yes' : 'no');
-  let redis: Supervised;
+  let redis: Supervised | undefined;
   const startRedis = async () => {
     const p = startProcess('redis-server', redisBin, redisArgs, { logFile: join(logDir, 'redis-server.log') });
     redis = p;
     await waitForPort(host, opts.redisPort, 15_000, 'redis-server', () => p.alive());
   };
-  await startRedis();
+  const stopServers = async () => {
+    await Promise.all(natsNodes.filter((p): p is Supervised => p !== undefined).map((p) => stopProcess(p)));
+    if (redis) await stopProcess(redis);
+  };
+  try {
+    await Promise.all(clientPorts.map((_p, node) => startNats(node)));
+    await startRedis();
+  } catch (err) {
+    // A server that did start is not left behind by a start that failed.
+    await stopServers();
+    throw err;
+  }
 
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -195,14 +239,13 @@ export async function startLocalCluster(opts: ClusterOptions): Promise<LocalClus
     },
     startNats,
     stopRedis: async (kill = false) => {
-      await (kill ? killProcess(redis) : stopProcess(redis));
+      if (redis) await (kill ? killProcess(redis) : stopProcess(redis));
     },
     startRedis,
     roleProcess: (role, replica = 0) => roles.get(key(role, replica)),
     stop: async () => {
       await Promise.all([...roles.values()].map((p) => stopProcess(p, 35_000)));
-      await Promise.all(natsNodes.filter((p): p is Supervised => p !== undefined).map((p) => stopProcess(p)));
-      await stopProcess(redis);
+      await stopServers();
     },
   };
   try {

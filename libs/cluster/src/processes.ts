@@ -31,22 +31,61 @@ export function findBinary(name: string, candidates: string[]): string {
   throw new Error(`${name} not found: install it with "apt-get install ${name}" (or run "bash scripts/setup.sh")`);
 }
 
-export async function waitForPort(host: string, port: number, timeoutMs: number, what: string, alive: () => boolean = () => true): Promise<void> {
+/**
+ * Waits until `host:port` accepts a connection and, with `greeting`, until the first line the
+ * server sends passes it: a port another process holds accepts too, while the server being
+ * waited for exits on its failed bind.
+ */
+export async function waitForPort(
+  host: string,
+  port: number,
+  timeoutMs: number,
+  what: string,
+  alive: () => boolean = () => true,
+  greeting?: (line: string) => boolean,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
+  let answered = '';
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
       const s = connect({ host, port });
-      s.once('connect', () => {
+      const done = (result: boolean) => {
         s.destroy();
-        resolve(true);
-      });
-      s.once('error', () => resolve(false));
+        resolve(result);
+      };
+      s.setTimeout(2000, () => done(false));
+      s.once('error', () => done(false));
+      s.once('close', () => done(false));
+      if (!greeting) s.once('connect', () => done(true));
+      else {
+        let text = '';
+        s.on('data', (chunk: Buffer) => {
+          text += chunk.toString('latin1');
+          const end = text.indexOf('\r\n');
+          if (end < 0 && text.length < 4096) return;
+          answered = text.slice(0, Math.min(end < 0 ? text.length : end, 200));
+          done(greeting(text.slice(0, end < 0 ? text.length : end)));
+        });
+      }
     });
     if (ok) return;
     if (!alive()) throw new Error(`${what} exited before listening on ${host}:${port}`);
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what} on ${host}:${port}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs}ms waiting for ${what} on ${host}:${port}${answered ? ` (it answered ${JSON.stringify(answered)})` : ''}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** A check of nats-server's INFO line for waitForPort: the server that answers is the one named. */
+export function natsServerNamed(name: string): (line: string) => boolean {
+  return (line) => {
+    if (!line.startsWith('INFO ')) return false;
+    try {
+      return (JSON.parse(line.slice(5)) as { server_name?: unknown }).server_name === name;
+    } catch {
+      return false;
+    }
+  };
 }
 
 export type Supervised = { name: string; child: ChildProcess; exited: Promise<number | null>; alive(): boolean };

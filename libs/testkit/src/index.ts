@@ -5,7 +5,7 @@
  * (A whole Transit cluster comes from @transit/cluster.)
  */
 export { TestkitError, type TestkitErrorCode } from './errors.ts';
-export { freePort, freePortOffset } from './ports.ts';
+export { freeClusterPorts, freePort, freePortOffset } from './ports.ts';
 export { startNats, startRedis, type NatsHandle, type NatsOptions, type RedisHandle, type RedisOptions } from './servers.ts';
 export { startSmtpSink, type ReceivedMessage, type SinkReply, type SmtpSink, type SmtpSinkOptions } from './smtp-sink.ts';
 export { openSmtpDialogue, smtpTranscript, type SmtpDialogue, type TranscriptOptions } from './smtp-transcript.ts';

@@ -1,4 +1,6 @@
 import { createServer } from 'node:net';
+import { localClusterPorts, localServerPorts, type ClusterPorts, type ClusterShape } from '@transit/cluster';
+import { DEFAULT_HTTP_PORTS } from '@transit/service';
 import { TestkitError } from './errors.ts';
 
 /**
@@ -44,4 +46,19 @@ export async function freePortOffset(ports: readonly number[], host = '127.0.0.1
     if (checks.every(Boolean)) return offset;
   }
   throw new TestkitError('NOT_READY', `no port offset found with ${ports.join(', ')} all free on ${host}`);
+}
+
+/** The SMTP ports of config/examples/contoso.yaml's connectors (and 26, which tests add). */
+const EXAMPLE_SMTP_PORTS = [25, 26, 465, 587, 717, 2525];
+
+/**
+ * Every port of a local cluster (libs/cluster/src/cluster.ts): each role's SMTP and HTTP
+ * ports for each replica, NATS's client and route ports and Redis's, all at one offset that
+ * leaves them free and below the ephemeral range. A nats-server whose route port an
+ * outgoing connection took would exit after it had opened its client port.
+ */
+export async function freeClusterPorts(shape: ClusterShape = {}, host = '127.0.0.1'): Promise<ClusterPorts> {
+  const rolePorts = [...EXAMPLE_SMTP_PORTS, ...Object.values(DEFAULT_HTTP_PORTS)];
+  const replicaPorts = Array.from({ length: shape.replicas ?? 1 }, (_v, i) => rolePorts.map((p) => p + 100 * i)).flat();
+  return localClusterPorts(await freePortOffset([...replicaPorts, ...localServerPorts(shape.natsNodes)], host), shape);
 }
