@@ -180,6 +180,8 @@ type SystemUnderTest = {
   processes: string;
   /** CPU seconds so far by part (a role, nats-server, redis-server), for a system whose processes stay the same (Transit). */
   parts?: () => Map<string, number>;
+  /** CPU seconds so far of each nats-server process (Transit only). */
+  natsNodes?: () => number[];
   stop(): Promise<void>;
 };
 
@@ -199,6 +201,8 @@ type RunResult = {
   cpuMsPerMsg: number;
   /** CPU ms per delivered message by part (Transit only). */
   partsMsPerMsg: Map<string, number>;
+  /** CPU ms per delivered message of each NATS node, busiest first (Transit only). */
+  natsNodesMsPerMsg: number[];
   boxBusy: number;
   /** Cores busy on average during the run: the system, the harness (load, probe, sink), everything else on the machine. */
   systemCores: number;
@@ -247,6 +251,7 @@ async function measure(sys: SystemUnderTest, sink: Sink): Promise<RunResult> {
   const harness = () => processSeconds(process.pid, true) + processSeconds(sink.pid);
   const cpu0 = sys.meter.seconds();
   const parts0 = sys.parts?.();
+  const nats0 = sys.natsNodes?.() ?? [];
   const harness0 = harness();
   const box0 = machineTicks();
   // The probe is one of the sessions: smtp-source runs the others.
@@ -265,6 +270,7 @@ async function measure(sys: SystemUnderTest, sink: Sink): Promise<RunResult> {
   const parts1 = sys.parts?.();
   const partsMsPerMsg = new Map<string, number>();
   for (const [part, seconds] of parts1 ?? []) if (delivered > 0) partsMsPerMsg.set(part, ((seconds - (parts0?.get(part) ?? 0)) * 1000) / delivered);
+  const natsNodesMsPerMsg = (sys.natsNodes?.() ?? []).map((seconds, i) => ((seconds - (nats0[i] ?? 0)) * 1000) / delivered).sort((a, b) => b - a);
   const harnessCpu = harness() - harness0;
   const box1 = machineTicks();
   const boxBusy = coresBusy(box0, box1, cores);
@@ -284,6 +290,7 @@ async function measure(sys: SystemUnderTest, sink: Sink): Promise<RunResult> {
     txP99: pct(pr?.transactionMs ?? [], 99),
     cpuMsPerMsg: delivered > 0 ? (cpu * 1000) / delivered : Number.NaN,
     partsMsPerMsg,
+    natsNodesMsPerMsg: delivered > 0 ? natsNodesMsPerMsg : [],
     boxBusy,
     systemCores: cpu / elapsedS,
     harnessCores: harnessCpu / elapsedS,
@@ -309,6 +316,7 @@ async function startTransit(key: 'transit' | 'cluster', dir: string, sink: Sink)
     meter,
     processes: `${pids.length} processes: ${describeProcesses(pids)} (${cluster.natsNodes} NATS node(s), Redis, ${cluster.replicas} process(es) of each of the ${ROLES.length} roles)`,
     parts: () => secondsByPart(parts),
+    natsNodes: () => parts.filter((p) => p.part === 'nats-server').map((p) => processSeconds(p.pid)),
     stop: () => cluster.stop(),
   };
 }
@@ -392,7 +400,8 @@ try {
             `  run ${i}/${REPEATS}: ${r.idle.idle ? 'idle' : 'NOT idle'} before (${fmt(r.idle.busy, 2)} cores busy over ${IDLE_WINDOW_S} s, load average ${fmt(r.idle.loadavg, 2)}, waited ${fmt(r.idle.waitedS)} s); ` +
               `accepted ${fmt(r.acceptedPerS)} msgs/s, end to end ${fmt(r.endToEndPerS)} msgs/s (${r.delivered}/${r.expected} at the sink); ` +
               `probe n=${r.probeN}: accept p50 ${fmt(r.acceptP50, 1)} ms p99 ${fmt(r.acceptP99, 1)} ms, transaction p50 ${fmt(r.txP50, 1)} ms p99 ${fmt(r.txP99, 1)} ms; ` +
-              `CPU ${fmt(r.cpuMsPerMsg, 2)} ms/msg${r.partsMsPerMsg.size ? ` (${[...r.partsMsPerMsg].map(([p, ms]) => `${p} ${fmt(ms, 2)}`).join(', ')})` : ''}; machine ${fmt(r.boxBusy, 2)} of ${cores} cores busy (system ${fmt(r.systemCores, 2)}, load generator and sink ${fmt(r.harnessCores, 2)}, anything else ${fmt(r.otherCores, 2)})`,
+              `CPU ${fmt(r.cpuMsPerMsg, 2)} ms/msg${r.partsMsPerMsg.size ? ` (${[...r.partsMsPerMsg].map(([p, ms]) => `${p} ${fmt(ms, 2)}`).join(', ')})` : ''}` +
+              `${r.natsNodesMsPerMsg.length > 1 ? `; NATS nodes, busiest first: ${r.natsNodesMsPerMsg.map((ms) => fmt(ms, 2)).join(' / ')} ms/msg` : ''}; machine ${fmt(r.boxBusy, 2)} of ${cores} cores busy (system ${fmt(r.systemCores, 2)}, load generator and sink ${fmt(r.harnessCores, 2)}, anything else ${fmt(r.otherCores, 2)})`,
           );
           if (r.probeFailed > 0) {
             outcome.errors.push(`run ${i}: ${r.probeFailed} probe transaction(s) failed, first: ${r.probeError}`);
@@ -485,6 +494,12 @@ try {
     for (const r of withParts) byPart.push([LABELS[r.o.key], ...names.map((n) => fmt(median(r.o.runs.map((x) => x.partsMsPerMsg.get(n) ?? 0)), 2))]);
     console.log('\nCPU per delivered message by part (medians; all replicas of a part together):');
     print(byPart);
+    for (const r of withParts) {
+      const nodes = r.o.runs.map((x) => x.natsNodesMsPerMsg).filter((n) => n.length > 1);
+      if (nodes.length === 0) continue;
+      const medians = nodes[0]!.map((_v, i) => median(nodes.map((n) => n[i] ?? 0)));
+      console.log(`NATS nodes of ${LABELS[r.o.key]}, busiest first (medians): ${medians.map((ms) => fmt(ms, 2)).join(' / ')} ms/msg`);
+    }
   }
   const failed = outcomes.filter((o) => o.errors.length > 0);
   if (failed.length > 0) {
