@@ -154,6 +154,21 @@ describe('organisation configuration', () => {
       { ...minimal, SendConnectors: [{ Name: 'S', AddressSpaces: ['*'], DNSRoutingEnabled: false }] },
       /SmartHosts: a connector without DNS routing/,
     ],
+    [
+      'a TLS authentication level without RequireTLS',
+      { ...minimal, SendConnectors: [{ Name: 'S', AddressSpaces: ['*'], TlsAuthLevel: 'CertificateValidation' }] },
+      /SendConnectors\.0\.TlsAuthLevel: TlsAuthLevel can only be set when RequireTLS is true/,
+    ],
+    [
+      'a TlsDomain without DomainValidation',
+      { ...minimal, SendConnectors: [{ Name: 'S', AddressSpaces: ['*'], RequireTLS: true, TlsAuthLevel: 'CertificateValidation', TlsDomain: 'contoso.com' }] },
+      /SendConnectors\.0\.TlsDomain: TlsDomain can only be set when TlsAuthLevel is DomainValidation/,
+    ],
+    [
+      'an unknown TLS authentication level',
+      { ...minimal, SendConnectors: [{ Name: 'S', AddressSpaces: ['*'], RequireTLS: true, TlsAuthLevel: 'Strict' }] },
+      /SendConnectors\.0\.TlsAuthLevel: /,
+    ],
   ])('refuses %s, naming the field', (_name, doc, message) => {
     expect(() => parseOrganizationConfig(doc)).toThrow(ConfigError);
     expect(() => parseOrganizationConfig(doc)).toThrow(message);

@@ -252,12 +252,26 @@ export const sendConnectorSchema = z
     DNSRoutingEnabled: z.boolean().default(true),
     SmartHosts: z.array(z.string().min(1)).default([]),
     Port: z.number().int().min(1).max(65535).default(25),
+    /** The name given in EHLO/HELO to the next hop (the node's name when unset). */
     Fqdn: z.string().optional(),
     MaxMessageSize: bytes(1, 2048 * MB, 36 * MB),
     ProtocolLoggingLevel: z.enum(['None', 'Verbose']).default('None'),
     Enabled: z.boolean().default(true),
+    /** Send only over TLS (STARTTLS): a next hop that does not offer it, or fails the TlsAuthLevel check, is a transient failure. */
+    RequireTLS: z.boolean().default(false),
+    /** With RequireTLS: EncryptionOnly (the default: any certificate), CertificateValidation (a trusted chain), DomainValidation (and the name). */
+    TlsAuthLevel: z.enum(['EncryptionOnly', 'CertificateValidation', 'DomainValidation']).optional(),
+    /** With DomainValidation: the name the certificate must carry (`contoso.com` or `*.contoso.com`); the next hop's host name when unset. */
+    TlsDomain: z.string().min(1).optional(),
   })
   .superRefine((c, ctx) => {
+    // Exchange refuses these on Set-SendConnector too.
+    if (c.TlsAuthLevel && !c.RequireTLS) {
+      ctx.addIssue({ code: 'custom', path: ['TlsAuthLevel'], message: 'TlsAuthLevel can only be set when RequireTLS is true' });
+    }
+    if (c.TlsDomain && c.TlsAuthLevel !== 'DomainValidation') {
+      ctx.addIssue({ code: 'custom', path: ['TlsDomain'], message: 'TlsDomain can only be set when TlsAuthLevel is DomainValidation' });
+    }
     if (!c.DNSRoutingEnabled && c.SmartHosts.length === 0) {
       ctx.addIssue({ code: 'custom', path: ['SmartHosts'], message: 'a connector without DNS routing needs at least one smart host' });
     }

@@ -555,12 +555,18 @@ describe('send connectors', () => {
       MaxMessageSize: 20_971_520,
       ProtocolLoggingLevel: 'None',
       Enabled: true,
+      RequireTLS: false,
     });
     expect(r.warnings).toEqual([
       'New-SendConnector: -SourceTransportServers is ignored: every Transit HubTransport node sends through every send connector',
       'To Partner: DNSRoutingEnabled set to $false, so mail goes to the smart hosts mx1.partner.test, 10.9.9.9',
     ]);
     expect(r.output.text).toBe('Identity   AddressSpaces    Enabled\n--------   -------------    -------\nTo Partner {partner.test;5} True');
+  });
+
+  it('sets the TLS a connector requires of its next hop', () => {
+    const r = run('Set-SendConnector Internet -RequireTLS $true -TlsAuthLevel DomainValidation -TlsDomain mail.fabrikam.test');
+    expect(r.config.SendConnectors[0]).toMatchObject({ RequireTLS: true, TlsAuthLevel: 'DomainValidation', TlsDomain: 'mail.fabrikam.test' });
   });
 
   it('edits and removes', () => {
@@ -582,6 +588,7 @@ Get-SendConnector Spare | Remove-SendConnector`,
         MaxMessageSize: 37_748_736,
         ProtocolLoggingLevel: 'None',
         Enabled: false,
+        RequireTLS: false,
       },
     ]);
     expect(last(results).config.SendConnectors.map((c) => c.Name)).toEqual(['Internet']);
@@ -595,6 +602,11 @@ Get-SendConnector Spare | Remove-SendConnector`,
       /SendConnectors\.0 \(Internet\)\.SmartHosts: a connector without DNS routing needs at least one smart host/,
     ],
     ['an unknown connector', 'Remove-SendConnector Outbound', /object 'Outbound' couldn't be found \(send connectors: Internet\)/],
+    [
+      'a TLS authentication level without RequireTLS',
+      'Set-SendConnector Internet -TlsAuthLevel CertificateValidation',
+      /SendConnectors\.0 \(Internet\)\.TlsAuthLevel: TlsAuthLevel can only be set when RequireTLS is true/,
+    ],
   ])('refuses %s', (_name, line, message) => {
     expect(() => run(line)).toThrow(message);
   });

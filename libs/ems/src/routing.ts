@@ -123,6 +123,9 @@ export const SEND_CONNECTOR_PROPERTIES = {
   MaxMessageSize: 'bytes',
   ProtocolLoggingLevel: { one: ['None', 'Verbose'] satisfies SendConnector['ProtocolLoggingLevel'][] },
   Enabled: 'bool',
+  RequireTLS: 'bool',
+  TlsAuthLevel: { one: ['EncryptionOnly', 'CertificateValidation', 'DomainValidation'] satisfies NonNullable<SendConnector['TlsAuthLevel']>[] },
+  TlsDomain: 'string',
 } as const satisfies Record<keyof SendConnector, ParamType>;
 
 const scItem = (c: SendConnector): Item => ({ kind: 'SendConnector', key: c.Name, row: { Identity: c.Name, ...c } });

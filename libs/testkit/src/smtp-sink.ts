@@ -1,7 +1,7 @@
 /**
  * A real SMTP server (smtp-server) that plays the remote mail host: it records every
  * message it accepts, with its envelope, and can refuse chosen recipients at RCPT with
- * any reply the test names. No TLS, no authentication required, no size limit. With
+ * any reply the test names. STARTTLS only with `tls`, no authentication required, no size limit. With
  * `recordWire`, it also keeps each message's DATA bytes exactly as they came off the
  * socket (smtp-server's `data` is already dot-unstuffed, which hides what was sent).
  *
@@ -21,6 +21,10 @@ export type ReceivedMessage = {
   data: Buffer;
   /** With `recordWire`: the bytes the client sent after its DATA command, up to and including the CRLF.CRLF that ended them. */
   wire?: Buffer;
+  /** The name the client gave in EHLO/HELO. */
+  heloName: string;
+  /** Whether the message came over TLS (after STARTTLS). */
+  secure: boolean;
 };
 export type SinkReply = { code: number; message: string };
 export type SmtpSinkOptions = {
@@ -35,6 +39,8 @@ export type SmtpSinkOptions = {
   recordWire?: boolean;
   /** Read DATA no faster than this (bytes per second), as a slow destination does: the sender is held back by TCP. */
   readBytesPerSecond?: number;
+  /** Offer STARTTLS with this certificate (PEM); without it the sink has no TLS. */
+  tls?: { key: string; cert: string };
 };
 export type SmtpSink = {
   readonly host: string;
@@ -65,7 +71,7 @@ export async function startSmtpSink(opts: SmtpSinkOptions = {}): Promise<SmtpSin
   const server = new SMTPServer({
     logger: false,
     authOptional: true,
-    disabledCommands: ['STARTTLS'],
+    ...(opts.tls ? { key: opts.tls.key, cert: opts.tls.cert } : { disabledCommands: ['STARTTLS'] }),
     disableReverseLookup: true,
     // A client that keeps its connection open (a pool) must not hold close() for the default 30 s.
     closeTimeout: 1_000,
@@ -95,6 +101,8 @@ export async function startSmtpSink(opts: SmtpSinkOptions = {}): Promise<SmtpSin
           mailFrom: mailFrom ? mailFrom.address : '',
           rcptTo: session.envelope.rcptTo.map((r) => r.address),
           data: Buffer.concat(chunks),
+          heloName: session.hostNameAppearsAs,
+          secure: session.secure,
         };
         const wire = wires.get(peer(session.remoteAddress, session.remotePort));
         if (wire) sources.set(message, { wire, index: wire.accepted++ });

@@ -87,7 +87,7 @@ await runService('outbound-proxy', async (ctx) => {
           async (span) => {
             const body = await bodies.open(item.envelope.body);
             try {
-              return await sender.send(dest, item.envelope.sender, recipients, body, logging);
+              return await sender.send(dest, item.envelope.sender, recipients, body, logging, connector);
             } catch (err) {
               const code = (err as { responseCode?: number }).responseCode;
               if (code) span.setAttribute('smtp.reply_code', code);
@@ -100,7 +100,14 @@ await runService('outbound-proxy', async (ctx) => {
         );
         return classifyReport(recipients, report).map((r) => ({ ...r, remoteMta: dest.host }));
       } catch (err) {
-        const e = err as Error & { responseCode?: number; response?: string };
+        const e = err as Error & { responseCode?: number; response?: string; code?: string };
+        if (e.code === 'ETLS') {
+          // TLS the connector requires could not be set up (no STARTTLS, or a certificate its TlsAuthLevel refuses): transient,
+          // as for Exchange, even when the next hop answered STARTTLS with a 5xx: it is retried, and reported at expiry.
+          const answer = e.response ? ` (the next hop answered ${JSON.stringify(e.response)})` : '';
+          last = classifyFailure(recipients, undefined, `${dest.host}:${dest.port}: ${e.message}${answer}`).map((r) => ({ ...r, remoteMta: dest.host }));
+          continue;
+        }
         last = classifyFailure(recipients, e.responseCode, e.response ?? `${dest.host}:${dest.port}: ${e.message}`).map((r) => ({
           ...r,
           remoteMta: dest.host,

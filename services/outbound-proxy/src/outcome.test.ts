@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { classifyFailure, classifyReport, nextAttempt } from './outcome.ts';
-import { lookUpDestinations, parseSmartHost } from './sender.ts';
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
+import { lookUpDestinations, parseSmartHost, tlsOptionsFor, type SendPolicy } from './sender.ts';
 
 describe('outbound outcomes', () => {
   it('classifies each recipient from the remote answers', () => {
@@ -43,5 +44,39 @@ describe('outbound outcomes', () => {
     if ('failure' in found) expect(classifyFailure(['a@example.net'], undefined, found.failure)[0]!.status).toBe('transient');
     const mx = await lookUpDestinations(hop, () => Promise.resolve([{ host: 'mx.example.net', port: 25 }]));
     expect(mx).toEqual({ destinations: [{ host: 'mx.example.net', port: 25 }] });
+  });
+});
+
+describe('send connector TLS options', () => {
+  const dest = { host: 'mx.fabrikam.test', port: 25 };
+  const policy = (p: Partial<SendPolicy>): SendPolicy => ({ Name: 'S', RequireTLS: false, ...p });
+  const cert = (name: string) => ({ subject: { CN: name }, subjectaltname: `DNS:${name}` }) as unknown as PeerCertificate;
+
+  it('is opportunistic without RequireTLS, and takes any certificate with EncryptionOnly', () => {
+    expect(tlsOptionsFor(undefined, dest)).toEqual({ requireTLS: false, tls: { rejectUnauthorized: false } });
+    expect(tlsOptionsFor(policy({}), dest)).toEqual({ requireTLS: false, tls: { rejectUnauthorized: false } });
+    expect(tlsOptionsFor(policy({ RequireTLS: true }), dest)).toEqual({ requireTLS: true, tls: { rejectUnauthorized: false } });
+    expect(tlsOptionsFor(policy({ RequireTLS: true, TlsAuthLevel: 'EncryptionOnly' }), dest)).toEqual({ requireTLS: true, tls: { rejectUnauthorized: false } });
+  });
+
+  it('checks the chain but not the name with CertificateValidation', () => {
+    const o = tlsOptionsFor(policy({ RequireTLS: true, TlsAuthLevel: 'CertificateValidation' }), dest);
+    expect(o.requireTLS).toBe(true);
+    expect(o.tls.rejectUnauthorized).toBe(true);
+    expect(o.tls.checkServerIdentity!('mx.fabrikam.test', cert('elsewhere.test'))).toBeUndefined();
+  });
+
+  it('checks the name against TlsDomain, else the host, with DomainValidation', () => {
+    const withDomain = tlsOptionsFor(policy({ RequireTLS: true, TlsAuthLevel: 'DomainValidation', TlsDomain: 'relay.fabrikam.test' }), dest);
+    expect(withDomain.tls).toMatchObject({ rejectUnauthorized: true, servername: 'relay.fabrikam.test' });
+    expect(withDomain.tls.checkServerIdentity!('mx.fabrikam.test', cert('relay.fabrikam.test'))).toBeUndefined();
+    expect(withDomain.tls.checkServerIdentity!('mx.fabrikam.test', cert('mx.fabrikam.test'))).toBeInstanceOf(Error);
+    const byHost = tlsOptionsFor(policy({ RequireTLS: true, TlsAuthLevel: 'DomainValidation' }), dest);
+    expect(byHost.tls.checkServerIdentity!('mx.fabrikam.test', cert('mx.fabrikam.test'))).toEqual(
+      checkServerIdentity('mx.fabrikam.test', cert('mx.fabrikam.test')),
+    );
+    expect(byHost.tls.checkServerIdentity!('mx.fabrikam.test', cert('other.test'))).toBeInstanceOf(Error);
+    // An IP address is no SNI name.
+    expect(tlsOptionsFor(policy({ RequireTLS: true, TlsAuthLevel: 'DomainValidation' }), { host: '192.0.2.1', port: 25 }).tls.servername).toBeUndefined();
   });
 });

@@ -5,9 +5,11 @@
  * turns every bare CR and bare LF into CRLF and stuffs dots; test/outbound-crlf.test.ts pins it.
  */
 import { promises as dns } from 'node:dns';
+import { isIP } from 'node:net';
 import type { Readable } from 'node:stream';
+import { checkServerIdentity, type ConnectionOptions, type PeerCertificate } from 'node:tls';
 import { createTransport, type Transporter } from 'nodemailer';
-import { environmentDefault, type RuntimeSettings } from '@transit/config';
+import { environmentDefault, type RuntimeSettings, type SendConnector } from '@transit/config';
 import type { NextHop } from '@transit/envelope';
 import type { ProtocolLog, ProtocolLogSession } from '@transit/logs';
 import type { SendReport } from './outcome.ts';
@@ -88,6 +90,32 @@ export function sendProtocolLogger(
 
 export type SendLogging = { log: ProtocolLog; connectorId: string } | undefined;
 
+/** How a send connector talks to its next hop: the EHLO name and the TLS it insists on. */
+export type SendPolicy = Pick<SendConnector, 'Name' | 'Fqdn' | 'RequireTLS' | 'TlsAuthLevel' | 'TlsDomain'>;
+
+/**
+ * nodemailer's TLS options for a connector's policy towards `dest`. Without RequireTLS,
+ * STARTTLS is used when offered and any certificate is taken (opportunistic, as Exchange's
+ * default send connector does). With it, a next hop that does not offer STARTTLS fails the
+ * attempt, and TlsAuthLevel decides what the certificate must prove: EncryptionOnly nothing,
+ * CertificateValidation a chain to a trusted root (the system's, plus NODE_EXTRA_CA_CERTS),
+ * DomainValidation that and the name: TlsDomain, else the host name connected to.
+ */
+export function tlsOptionsFor(policy: SendPolicy | undefined, dest: Destination): { requireTLS: boolean; tls: ConnectionOptions } {
+  const level = policy?.RequireTLS ? (policy.TlsAuthLevel ?? 'EncryptionOnly') : undefined;
+  if (level === undefined || level === 'EncryptionOnly') return { requireTLS: level !== undefined, tls: { rejectUnauthorized: false } };
+  if (level === 'CertificateValidation') return { requireTLS: true, tls: { rejectUnauthorized: true, checkServerIdentity: () => undefined } };
+  const name = policy?.TlsDomain ?? dest.host;
+  return {
+    requireTLS: true,
+    tls: {
+      rejectUnauthorized: true,
+      ...(isIP(name) ? {} : { servername: name }),
+      checkServerIdentity: (_host: string, cert: PeerCertificate) => checkServerIdentity(name, cert),
+    },
+  };
+}
+
 /** The pool's sizes and timeouts (TRANSIT_OUTBOUND_*, libs/config settings.ts). */
 export type PoolSettings = Pick<
   RuntimeSettings,
@@ -115,10 +143,21 @@ export class SmtpSender {
     this.#settings = pool;
   }
 
-  #pool(dest: Destination, logging: SendLogging): Transporter {
-    const key = `${dest.host}:${dest.port}|${logging?.connectorId ?? ''}`;
+  #pool(dest: Destination, logging: SendLogging, policy: SendPolicy | undefined): Transporter {
+    // A pool per connector too: connectors to the same host may differ in TLS policy and EHLO name.
+    const key = JSON.stringify([
+      dest.host,
+      dest.port,
+      logging?.connectorId ?? '',
+      policy?.Name,
+      policy?.Fqdn,
+      policy?.RequireTLS,
+      policy?.TlsAuthLevel,
+      policy?.TlsDomain,
+    ]);
     let t = this.#pools.get(key);
     if (!t) {
+      const { requireTLS, tls } = tlsOptionsFor(policy, dest);
       t = createTransport({
         ...(logging ? { logger: sendProtocolLogger(logging.log, logging.connectorId), debug: true } : {}),
         host: dest.host,
@@ -127,12 +166,12 @@ export class SmtpSender {
         pool: true,
         maxConnections: this.#settings.outboundMaxConnections,
         maxMessages: this.#settings.outboundMaxMessagesPerConnection,
-        name: this.#heloName,
+        name: policy?.Fqdn ?? this.#heloName,
         connectionTimeout: this.#settings.outboundConnectionTimeoutMs,
         greetingTimeout: this.#settings.outboundGreetingTimeoutMs,
         socketTimeout: this.#settings.outboundSocketTimeoutMs,
-        // Opportunistic STARTTLS (EncryptionOnly): encrypt when offered, do not require a valid chain.
-        tls: { rejectUnauthorized: false },
+        requireTLS,
+        tls,
       });
       this.#pools.set(key, t);
     }
@@ -140,9 +179,9 @@ export class SmtpSender {
   }
 
   /** Resolves with per-recipient answers; rejects when the whole transaction failed (with responseCode when the server answered). */
-  async send(dest: Destination, sender: string, recipients: string[], raw: Readable, logging?: SendLogging): Promise<SendReport> {
+  async send(dest: Destination, sender: string, recipients: string[], raw: Readable, logging?: SendLogging, policy?: SendPolicy): Promise<SendReport> {
     try {
-      const info = (await this.#pool(dest, logging).sendMail({ envelope: { from: sender, to: recipients }, raw })) as {
+      const info = (await this.#pool(dest, logging, policy).sendMail({ envelope: { from: sender, to: recipients }, raw })) as {
         accepted: string[];
         rejected: string[];
         rejectedErrors?: SmtpError[];

@@ -1,0 +1,163 @@
+/**
+ * A send connector's TLS policy over real SMTP and TLS on loopback: RequireTLS with each
+ * TlsAuthLevel against next hops with a trusted certificate (through NODE_EXTRA_CA_CERTS),
+ * an untrusted self-signed one and none at all, and the connector's Fqdn in EHLO. An attempt
+ * the policy refuses is deferred with the TLS failure as its reason (message tracking's DEFER
+ * row) and nothing reaches that next hop.
+ */
+import { writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { generate } from 'selfsigned';
+import { afterAll, describe, expect, it } from 'vitest';
+import { smtpTranscript, startSmtpSink, waitFor, type SmtpSink } from '@transit/testkit';
+import { messageEvents } from './harness.ts';
+import { useHarness } from './use-harness.ts';
+
+/** A self-signed certificate for `name` (and 127.0.0.1). */
+async function certificate(name: string): Promise<{ key: string; cert: string }> {
+  const pems = await generate([{ name: 'commonName', value: name }], {
+    keySize: 2048,
+    algorithm: 'sha256',
+    days: 2,
+    extensions: [
+      { name: 'basicConstraints', cA: true },
+      {
+        name: 'subjectAltName',
+        altNames: [
+          { type: 2, value: name },
+          { type: 7, ip: '127.0.0.1' },
+        ],
+      },
+    ],
+  } as Parameters<typeof generate>[1]);
+  return { key: pems.private, cert: pems.cert };
+}
+
+let trusted: SmtpSink | undefined;
+let untrusted: SmtpSink | undefined;
+const h = useHarness(async () => {
+  const trustedCert = await certificate('sink.transit.test');
+  trusted = await startSmtpSink({ tls: trustedCert });
+  untrusted = await startSmtpSink({ tls: await certificate('untrusted.transit.test') });
+  // The outbound proxy trusts the first sink's certificate as a root, as an operator adds a private CA.
+  const caFile = join(tmpdir(), `transit-send-tls-ca-${process.pid}.pem`);
+  await writeFile(caFile, trustedCert.cert);
+  const at = (sink: SmtpSink) => [`${sink.host}:${sink.port}`];
+  const t = trusted;
+  const u = untrusted;
+  return {
+    env: { NODE_EXTRA_CA_CERTS: caFile },
+    prepare: (config) => {
+      const plain = (config.SendConnectors as Array<{ SmartHosts: string[] }>)[0]!.SmartHosts;
+      (config.SendConnectors as unknown[]).push(
+        {
+          Name: 'Verified',
+          AddressSpaces: ['verified.test'],
+          DNSRoutingEnabled: false,
+          SmartHosts: at(t),
+          Fqdn: 'out.contoso.test',
+          RequireTLS: true,
+          TlsAuthLevel: 'CertificateValidation',
+        },
+        {
+          Name: 'Untrusted',
+          AddressSpaces: ['untrusted.test'],
+          DNSRoutingEnabled: false,
+          SmartHosts: at(u),
+          RequireTLS: true,
+          TlsAuthLevel: 'CertificateValidation',
+        },
+        {
+          Name: 'Name ok',
+          AddressSpaces: ['name-ok.test'],
+          DNSRoutingEnabled: false,
+          SmartHosts: at(t),
+          RequireTLS: true,
+          TlsAuthLevel: 'DomainValidation',
+          TlsDomain: 'sink.transit.test',
+        },
+        {
+          Name: 'Name wrong',
+          AddressSpaces: ['name-wrong.test'],
+          DNSRoutingEnabled: false,
+          SmartHosts: at(t),
+          RequireTLS: true,
+          TlsAuthLevel: 'DomainValidation',
+          TlsDomain: 'other.transit.test',
+        },
+        { Name: 'No TLS', AddressSpaces: ['no-tls.test'], DNSRoutingEnabled: false, SmartHosts: plain, RequireTLS: true },
+        { Name: 'Opportunistic', AddressSpaces: ['opportunistic.test'], DNSRoutingEnabled: false, SmartHosts: at(u) },
+      );
+    },
+  };
+});
+afterAll(async () => {
+  await Promise.all([trusted?.close(), untrusted?.close()]);
+});
+
+/** Relays one message through the Application Relay connector (127.0.0.2). */
+async function relay(rcpt: string, marker: string): Promise<void> {
+  const body = `From: bob@contoso.test\r\nTo: ${rcpt}\r\nSubject: ${marker}\r\n\r\n${marker}\r\n.\r\n`;
+  const replies = await smtpTranscript({
+    host: '127.0.0.1',
+    port: h.cluster.port(25),
+    localAddress: '127.0.0.2',
+    lines: ['EHLO app.contoso.test', 'MAIL FROM:<bob@contoso.test>', `RCPT TO:<${rcpt}>`, 'DATA', `DATA-BODY:${body}`, 'QUIT'],
+  });
+  expect(replies.at(-2)).toMatch(/^250 2\.6\.0 /);
+}
+
+const arrived = (sink: SmtpSink, marker: string) => sink.messages.filter((m) => m.data.toString('latin1').includes(marker));
+
+/** The message with `marker` once `sink` has it. */
+const arrival = (sink: SmtpSink, marker: string) =>
+  waitFor(() => Promise.resolve(arrived(sink, marker)[0]), { timeoutMs: 30_000, what: `the message ${marker} at the sink on port ${sink.port}` });
+
+/** The first Deferred event for `rcpt`'s recipient. */
+async function deferral(rcpt: string): Promise<{ reason: string; hop: string }> {
+  return waitFor(
+    async () =>
+      (await messageEvents(h)).find((e) => e.type === 'Deferred' && (e.recipients as string[]).includes(rcpt)) as { reason: string; hop: string } | undefined,
+    { timeoutMs: 30_000, what: `a Deferred event for ${rcpt}` },
+  );
+}
+
+describe('send connector TLS', () => {
+  const marker = `tls-${Date.now()}`;
+  it('delivers over verified TLS with CertificateValidation, giving the connector Fqdn in EHLO', async () => {
+    await relay('a@verified.test', `${marker}-verified`);
+    const msg = await arrival(trusted!, `${marker}-verified`);
+    expect(msg.secure).toBe(true);
+    expect(msg.heloName).toBe('out.contoso.test');
+  });
+
+  it('defers, without sending, when CertificateValidation meets a self-signed certificate', async () => {
+    await relay('a@untrusted.test', `${marker}-untrusted`);
+    const d = await deferral('a@untrusted.test');
+    expect(d.reason).toMatch(/self[- ]signed certificate/);
+    expect(arrived(untrusted!, `${marker}-untrusted`)).toHaveLength(0);
+  });
+
+  it('delivers with DomainValidation when the certificate carries TlsDomain, and defers when it does not', async () => {
+    await relay('a@name-ok.test', `${marker}-name-ok`);
+    await relay('a@name-wrong.test', `${marker}-name-wrong`);
+    const d = await deferral('a@name-wrong.test');
+    expect(d.reason).toMatch(/other\.transit\.test/);
+    expect(d.reason).toMatch(/does not match|altnames/i);
+    expect((await arrival(trusted!, `${marker}-name-ok`)).secure).toBe(true);
+    expect(arrived(trusted!, `${marker}-name-wrong`)).toHaveLength(0);
+  });
+
+  it('defers when RequireTLS meets a next hop without STARTTLS', async () => {
+    await relay('a@no-tls.test', `${marker}-no-tls`);
+    const d = await deferral('a@no-tls.test');
+    expect(d.reason).toMatch(/STARTTLS/i);
+    expect(arrived(h.sink, `${marker}-no-tls`)).toHaveLength(0);
+  });
+
+  it('encrypts opportunistically, whatever the certificate, without RequireTLS', async () => {
+    await relay('a@opportunistic.test', `${marker}-opportunistic`);
+    expect((await arrival(untrusted!, `${marker}-opportunistic`)).secure).toBe(true);
+  });
+});
