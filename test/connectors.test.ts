@@ -13,7 +13,7 @@ import { describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { hashPassword } from '@transit/config';
 import { openSmtpDialogue, smtpTranscript, waitFor, type SmtpDialogue } from '@transit/testkit';
-import { waitForMaildirMessage } from './harness.ts';
+import { runTransitctl, waitForMaildirMessage } from './harness.ts';
 import { useHarness } from './use-harness.ts';
 
 const run = promisify(execFile);
@@ -58,19 +58,7 @@ const h = useHarness(async () => {
 const port25 = () => h.cluster.port(25);
 const port587 = () => h.cluster.port(587);
 
-async function transitctl(args: string[], stdin?: string, env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = execFile(process.execPath, [join(import.meta.dirname, '../tools/transitctl/src/main.ts'), ...args], {
-    env: { ...process.env, ...env, NATS_URL: h.cluster.natsUrl },
-  });
-  if (stdin !== undefined) child.stdin!.end(stdin);
-  else child.stdin!.end();
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? -1)));
-  return { code, stdout, stderr };
-}
+const transitctl = (args: string[], stdin?: string, env: NodeJS.ProcessEnv = {}) => runTransitctl(h.cluster, args, stdin, env);
 
 const ems = async (line: string) => {
   const r = await transitctl(['ems', line]);

@@ -2,6 +2,7 @@
  * A whole Transit cluster for a test file: real nats-server, redis-server and one process
  * per role, with the example organisation plus a send connector to a local SMTP sink.
  */
+import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -125,4 +126,23 @@ export async function messageEvents(h: Harness, id?: string): Promise<Array<Reco
   } finally {
     await bus.close();
   }
+}
+
+/** Runs transitctl against `cluster`, as an administrator would; resolves with its exit code and output. */
+export async function runTransitctl(
+  cluster: LocalCluster,
+  args: string[],
+  stdin?: string,
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = execFile(process.execPath, [join(import.meta.dirname, '../tools/transitctl/src/main.ts'), ...args], {
+    env: { ...process.env, ...env, NATS_URL: cluster.natsUrl },
+  });
+  child.stdin!.end(stdin);
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? -1)));
+  return { code, stdout, stderr };
 }

@@ -1,17 +1,20 @@
 /**
- * A send connector's TLS policy over real SMTP and TLS on loopback: RequireTLS with each
- * TlsAuthLevel against next hops with a trusted certificate (through NODE_EXTRA_CA_CERTS),
- * an untrusted self-signed one and none at all, and the connector's Fqdn in EHLO. An attempt
- * the policy refuses is deferred with the TLS failure as its reason (message tracking's DEFER
- * row) and nothing reaches that next hop.
+ * A send connector's TLS policy and smart-host logon over real SMTP and TLS on loopback:
+ * RequireTLS with each TlsAuthLevel against next hops with a trusted certificate (through
+ * NODE_EXTRA_CA_CERTS), an untrusted self-signed one and none at all; the connector's Fqdn in
+ * EHLO; BasicAuthRequireTLS with the password read from a file, and absent from every log and
+ * from `transitctl export`. An attempt the policy refuses, or a logon the smart host refuses,
+ * is deferred with the failure as its reason (message tracking's DEFER row) and nothing
+ * reaches that next hop.
  */
-import { writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generate } from 'selfsigned';
 import { afterAll, describe, expect, it } from 'vitest';
 import { smtpTranscript, startSmtpSink, waitFor, type SmtpSink } from '@transit/testkit';
-import { messageEvents } from './harness.ts';
+import { messageEvents, runTransitctl } from './harness.ts';
 import { useHarness } from './use-harness.ts';
 
 /** A self-signed certificate for `name` (and 127.0.0.1). */
@@ -36,9 +39,17 @@ async function certificate(name: string): Promise<{ key: string; cert: string }>
 
 let trusted: SmtpSink | undefined;
 let untrusted: SmtpSink | undefined;
+let authSink: SmtpSink | undefined;
+/** The smart host's password: it must appear in no log and in no export. */
+const PASSWORD = `pw-${randomBytes(12).toString('hex')}`;
 const h = useHarness(async () => {
   const trustedCert = await certificate('sink.transit.test');
   trusted = await startSmtpSink({ tls: trustedCert });
+  authSink = await startSmtpSink({ tls: trustedCert, auth: { username: 'relay-app', password: PASSWORD } });
+  const passwordFile = join(tmpdir(), `transit-send-auth-${process.pid}`);
+  const wrongFile = `${passwordFile}-wrong`;
+  await writeFile(passwordFile, `${PASSWORD}\n`, { mode: 0o600 });
+  await writeFile(wrongFile, 'not-the-password\n', { mode: 0o600 });
   untrusted = await startSmtpSink({ tls: await certificate('untrusted.transit.test') });
   // The outbound proxy trusts the first sink's certificate as a root, as an operator adds a private CA.
   const caFile = join(tmpdir(), `transit-send-tls-ca-${process.pid}.pem`);
@@ -46,6 +57,7 @@ const h = useHarness(async () => {
   const at = (sink: SmtpSink) => [`${sink.host}:${sink.port}`];
   const t = trusted;
   const u = untrusted;
+  const a = authSink;
   return {
     env: { NODE_EXTRA_CA_CERTS: caFile },
     prepare: (config) => {
@@ -88,12 +100,29 @@ const h = useHarness(async () => {
         },
         { Name: 'No TLS', AddressSpaces: ['no-tls.test'], DNSRoutingEnabled: false, SmartHosts: plain, RequireTLS: true },
         { Name: 'Opportunistic', AddressSpaces: ['opportunistic.test'], DNSRoutingEnabled: false, SmartHosts: at(u) },
+        {
+          Name: 'Smart host',
+          AddressSpaces: ['auth.test'],
+          DNSRoutingEnabled: false,
+          SmartHosts: at(a),
+          SmartHostAuthMechanism: 'BasicAuthRequireTLS',
+          AuthenticationCredential: { UserName: 'relay-app', PasswordFile: passwordFile },
+          ProtocolLoggingLevel: 'Verbose',
+        },
+        {
+          Name: 'Wrong password',
+          AddressSpaces: ['auth-wrong.test'],
+          DNSRoutingEnabled: false,
+          SmartHosts: at(a),
+          SmartHostAuthMechanism: 'BasicAuth',
+          AuthenticationCredential: { UserName: 'relay-app', PasswordFile: wrongFile },
+        },
       );
     },
   };
 });
 afterAll(async () => {
-  await Promise.all([trusted?.close(), untrusted?.close()]);
+  await Promise.all([trusted?.close(), untrusted?.close(), authSink?.close()]);
 });
 
 /** Relays one message through the Application Relay connector (127.0.0.2). */
@@ -160,4 +189,31 @@ describe('send connector TLS', () => {
     await relay('a@opportunistic.test', `${marker}-opportunistic`);
     expect((await arrival(untrusted!, `${marker}-opportunistic`)).secure).toBe(true);
   });
+
+  it('logs on to a smart host with BasicAuthRequireTLS, over TLS, and keeps the password out of every log and the export', async () => {
+    await relay('a@auth.test', `${marker}-auth`);
+    const msg = await arrival(authSink!, `${marker}-auth`);
+    expect(msg.user).toBe('relay-app');
+    expect(msg.secure).toBe(true);
+    const exported = await runTransitctl(h.cluster, ['export']);
+    expect(exported.code).toBe(0);
+    expect(exported.stdout).toContain('PasswordFile:');
+    expect(exported.stdout).not.toContain(PASSWORD);
+    // Every file the cluster wrote: role logs, the Send protocol log (Verbose on this connector), NATS and Redis data.
+    const files = await allFiles(h.dir);
+    expect(files.some((f) => f.includes('SmtpSend'))).toBe(true);
+    for (const f of files) expect((await readFile(f)).includes(PASSWORD), f).toBe(false);
+  });
+
+  it('defers when the smart host refuses the logon', async () => {
+    await relay('a@auth-wrong.test', `${marker}-auth-wrong`);
+    const d = await deferral('a@auth-wrong.test');
+    expect(d.reason).toMatch(/535/);
+    expect(arrived(authSink!, `${marker}-auth-wrong`)).toHaveLength(0);
+  });
 });
+
+async function allFiles(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true, recursive: true });
+  return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
+}

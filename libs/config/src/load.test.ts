@@ -165,6 +165,49 @@ describe('organisation configuration', () => {
       /SendConnectors\.0\.TlsDomain: TlsDomain can only be set when TlsAuthLevel is DomainValidation/,
     ],
     [
+      'BasicAuth without smart hosts',
+      {
+        ...minimal,
+        SendConnectors: [
+          { Name: 'S', AddressSpaces: ['*'], SmartHostAuthMechanism: 'BasicAuth', AuthenticationCredential: { UserName: 'u', PasswordFile: '/run/secrets/p' } },
+        ],
+      },
+      /SendConnectors\.0\.SmartHostAuthMechanism: BasicAuth applies to smart hosts only/,
+    ],
+    [
+      'a credential without BasicAuth',
+      {
+        ...minimal,
+        SendConnectors: [
+          {
+            Name: 'S',
+            AddressSpaces: ['*'],
+            SmartHosts: ['relay.test'],
+            DNSRoutingEnabled: false,
+            AuthenticationCredential: { UserName: 'u', PasswordFile: '/p' },
+          },
+        ],
+      },
+      /SendConnectors\.0\.AuthenticationCredential: AuthenticationCredential is used only with SmartHostAuthMechanism BasicAuth/,
+    ],
+    [
+      'a password written into the configuration',
+      {
+        ...minimal,
+        SendConnectors: [
+          {
+            Name: 'S',
+            AddressSpaces: ['*'],
+            SmartHosts: ['relay.test'],
+            DNSRoutingEnabled: false,
+            SmartHostAuthMechanism: 'BasicAuth',
+            AuthenticationCredential: { UserName: 'u', Password: 'secret' },
+          },
+        ],
+      },
+      /SendConnectors\.0\.AuthenticationCredential: Unrecognized key: "Password"/,
+    ],
+    [
       'an unknown TLS authentication level',
       { ...minimal, SendConnectors: [{ Name: 'S', AddressSpaces: ['*'], RequireTLS: true, TlsAuthLevel: 'Strict' }] },
       /SendConnectors\.0\.TlsAuthLevel: /,

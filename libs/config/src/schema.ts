@@ -263,8 +263,34 @@ export const sendConnectorSchema = z
     TlsAuthLevel: z.enum(['EncryptionOnly', 'CertificateValidation', 'DomainValidation']).optional(),
     /** With DomainValidation: the name the certificate must carry (`contoso.com` or `*.contoso.com`); the next hop's host name when unset. */
     TlsDomain: z.string().min(1).optional(),
+    /** How the connector authenticates to its smart hosts: BasicAuth (AUTH PLAIN/LOGIN), BasicAuthRequireTLS (only after STARTTLS), or not at all. */
+    SmartHostAuthMechanism: z.enum(['None', 'BasicAuth', 'BasicAuthRequireTLS', 'ExternalAuthoritative']).default('None'),
+    /**
+     * The account for BasicAuth. The password is never in the configuration: it is read from
+     * `PasswordFile` on each outbound node (a mounted Kubernetes Secret, a file readable by
+     * Transit only), so neither `transitctl export` nor a log can show it.
+     */
+    AuthenticationCredential: z.strictObject({ UserName: z.string().min(1), PasswordFile: z.string().min(1) }).optional(),
   })
   .superRefine((c, ctx) => {
+    const basic = c.SmartHostAuthMechanism === 'BasicAuth' || c.SmartHostAuthMechanism === 'BasicAuthRequireTLS';
+    if (basic && !c.AuthenticationCredential) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['AuthenticationCredential'],
+        message: `${c.SmartHostAuthMechanism} needs AuthenticationCredential (UserName and PasswordFile)`,
+      });
+    }
+    if (basic && c.SmartHosts.length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['SmartHostAuthMechanism'], message: `${c.SmartHostAuthMechanism} applies to smart hosts only: give SmartHosts` });
+    }
+    if (c.AuthenticationCredential && !basic) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['AuthenticationCredential'],
+        message: 'AuthenticationCredential is used only with SmartHostAuthMechanism BasicAuth or BasicAuthRequireTLS',
+      });
+    }
     // Exchange refuses these on Set-SendConnector too.
     if (c.TlsAuthLevel && !c.RequireTLS) {
       ctx.addIssue({ code: 'custom', path: ['TlsAuthLevel'], message: 'TlsAuthLevel can only be set when RequireTLS is true' });

@@ -556,6 +556,7 @@ describe('send connectors', () => {
       ProtocolLoggingLevel: 'None',
       Enabled: true,
       RequireTLS: false,
+      SmartHostAuthMechanism: 'None',
     });
     expect(r.warnings).toEqual([
       'New-SendConnector: -SourceTransportServers is ignored: every Transit HubTransport node sends through every send connector',
@@ -589,6 +590,7 @@ Get-SendConnector Spare | Remove-SendConnector`,
         ProtocolLoggingLevel: 'None',
         Enabled: false,
         RequireTLS: false,
+        SmartHostAuthMechanism: 'None',
       },
     ]);
     expect(last(results).config.SendConnectors.map((c) => c.Name)).toEqual(['Internet']);
@@ -602,6 +604,16 @@ Get-SendConnector Spare | Remove-SendConnector`,
       /SendConnectors\.0 \(Internet\)\.SmartHosts: a connector without DNS routing needs at least one smart host/,
     ],
     ['an unknown connector', 'Remove-SendConnector Outbound', /object 'Outbound' couldn't be found \(send connectors: Internet\)/],
+    [
+      'a credential on a shell line (the password would be stored)',
+      'Set-SendConnector Internet -AuthenticationCredential "relay:secret"',
+      /-AuthenticationCredential is not taken from a shell line .*PasswordFile/,
+    ],
+    [
+      'BasicAuth without a credential',
+      'Set-SendConnector Internet -SmartHosts relay.partner.test -SmartHostAuthMechanism BasicAuth',
+      /SendConnectors\.0 \(Internet\)\.AuthenticationCredential: BasicAuth needs AuthenticationCredential/,
+    ],
     [
       'a TLS authentication level without RequireTLS',
       'Set-SendConnector Internet -TlsAuthLevel CertificateValidation',
@@ -678,6 +690,11 @@ describe('lines and pipelines', () => {
 
   it('offers every schema property as a parameter', () => {
     expect(Object.keys(RECEIVE_CONNECTOR_PROPERTIES).sort()).toEqual(Object.keys(receiveConnectorSchema.out.shape).sort());
-    expect(Object.keys(SEND_CONNECTOR_PROPERTIES).sort()).toEqual(Object.keys(sendConnectorSchema.shape).sort());
+    // AuthenticationCredential only from the organisation file: a shell line would put the password in the configuration.
+    expect(Object.keys(SEND_CONNECTOR_PROPERTIES).sort()).toEqual(
+      Object.keys(sendConnectorSchema.shape)
+        .filter((k) => k !== 'AuthenticationCredential')
+        .sort(),
+    );
   });
 });

@@ -126,7 +126,16 @@ export const SEND_CONNECTOR_PROPERTIES = {
   RequireTLS: 'bool',
   TlsAuthLevel: { one: ['EncryptionOnly', 'CertificateValidation', 'DomainValidation'] satisfies NonNullable<SendConnector['TlsAuthLevel']>[] },
   TlsDomain: 'string',
-} as const satisfies Record<keyof SendConnector, ParamType>;
+  SmartHostAuthMechanism: { one: ['None', 'BasicAuth', 'BasicAuthRequireTLS', 'ExternalAuthoritative'] satisfies SendConnector['SmartHostAuthMechanism'][] },
+} as const satisfies Record<Exclude<keyof SendConnector, 'AuthenticationCredential'>, ParamType>;
+
+/** Exchange takes a PSCredential here; Transit keeps passwords out of its configuration, so the line is refused with the way to do it. */
+function refuseCredential(cmdlet: string, args: Args): void {
+  if (args.has('AuthenticationCredential'))
+    throw new EmsError(
+      `${cmdlet}: -AuthenticationCredential is not taken from a shell line (the password would be stored in the configuration); set AuthenticationCredential: { UserName: ..., PasswordFile: <a file holding the password> } on the connector in the organisation file (docs/configuration.md)`,
+    );
+}
 
 const scItem = (c: SendConnector): Item => ({ kind: 'SendConnector', key: c.Name, row: { Identity: c.Name, ...c } });
 
@@ -179,11 +188,13 @@ const newSendConnector: Cmdlet = {
     Internet: 'switch',
     Partner: 'switch',
     SourceTransportServers: 'list',
+    AuthenticationCredential: 'string',
     Confirm: 'switch',
   },
   positional: 'Name',
   output: 'SendConnector',
   run(ctx, args) {
+    refuseCredential(this.name, args);
     const name = requireString(this.name, args, 'Name');
     if (!args.has('AddressSpaces')) throw new EmsError(`${this.name}: -AddressSpaces is required (e.g. -AddressSpaces "*" for all domains)`);
     ignoredServers(ctx, this.name, args);
@@ -199,10 +210,11 @@ const newSendConnector: Cmdlet = {
 
 const setSendConnector: Cmdlet = {
   name: 'Set-SendConnector',
-  params: { Identity: 'string', ...SEND_CONNECTOR_PROPERTIES, SourceTransportServers: 'list', Confirm: 'switch' },
+  params: { Identity: 'string', ...SEND_CONNECTOR_PROPERTIES, SourceTransportServers: 'list', AuthenticationCredential: 'string', Confirm: 'switch' },
   positional: 'Identity',
   input: 'SendConnector',
   run(ctx, args, input) {
+    refuseCredential(this.name, args);
     ignoredServers(ctx, this.name, args);
     const connectors = [...ctx.config.SendConnectors];
     const found = targets(

@@ -12,7 +12,7 @@
  * loss); a fault-injection run uses this to tell that unavoidable second copy from a real one.
  */
 import type { Socket } from 'node:net';
-import { SMTPServer } from 'smtp-server';
+import { SMTPServer, type SMTPServerAuthentication, type SMTPServerAuthenticationResponse, type SMTPServerSession } from 'smtp-server';
 import { TestkitError } from './errors.ts';
 
 export type ReceivedMessage = {
@@ -25,6 +25,8 @@ export type ReceivedMessage = {
   heloName: string;
   /** Whether the message came over TLS (after STARTTLS). */
   secure: boolean;
+  /** The user the client logged on as (with `auth`), else undefined. */
+  user?: string;
 };
 export type SinkReply = { code: number; message: string };
 export type SmtpSinkOptions = {
@@ -41,6 +43,8 @@ export type SmtpSinkOptions = {
   readBytesPerSecond?: number;
   /** Offer STARTTLS with this certificate (PEM); without it the sink has no TLS. */
   tls?: { key: string; cert: string };
+  /** Offer AUTH PLAIN and LOGIN (also without TLS) and accept this one account; a wrong logon gets 535 5.7.8. Sessions may still send without logging on. */
+  auth?: { username: string; password: string };
 };
 export type SmtpSink = {
   readonly host: string;
@@ -71,6 +75,20 @@ export async function startSmtpSink(opts: SmtpSinkOptions = {}): Promise<SmtpSin
   const server = new SMTPServer({
     logger: false,
     authOptional: true,
+    ...(opts.auth
+      ? {
+          authMethods: ['PLAIN', 'LOGIN'],
+          allowInsecureAuth: true,
+          onAuth(
+            auth: SMTPServerAuthentication,
+            _session: SMTPServerSession,
+            callback: (err: Error | null | undefined, response?: SMTPServerAuthenticationResponse) => void,
+          ) {
+            if (auth.username === opts.auth!.username && auth.password === opts.auth!.password) return callback(null, { user: opts.auth!.username });
+            callback(Object.assign(new Error('5.7.8 Authentication credentials invalid'), { responseCode: 535 }));
+          },
+        }
+      : {}),
     ...(opts.tls ? { key: opts.tls.key, cert: opts.tls.cert } : { disabledCommands: ['STARTTLS'] }),
     disableReverseLookup: true,
     // A client that keeps its connection open (a pool) must not hold close() for the default 30 s.
@@ -103,6 +121,7 @@ export async function startSmtpSink(opts: SmtpSinkOptions = {}): Promise<SmtpSin
           data: Buffer.concat(chunks),
           heloName: session.hostNameAppearsAs,
           secure: session.secure,
+          ...(typeof session.user === 'string' ? { user: session.user } : {}),
         };
         const wire = wires.get(peer(session.remoteAddress, session.remotePort));
         if (wire) sources.set(message, { wire, index: wire.accepted++ });

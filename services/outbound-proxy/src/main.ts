@@ -101,9 +101,10 @@ await runService('outbound-proxy', async (ctx) => {
         return classifyReport(recipients, report).map((r) => ({ ...r, remoteMta: dest.host }));
       } catch (err) {
         const e = err as Error & { responseCode?: number; response?: string; code?: string };
-        if (e.code === 'ETLS') {
-          // TLS the connector requires could not be set up (no STARTTLS, or a certificate its TlsAuthLevel refuses): transient,
-          // as for Exchange, even when the next hop answered STARTTLS with a 5xx: it is retried, and reported at expiry.
+        if (e.code === 'ETLS' || e.code === 'EAUTH') {
+          // TLS the connector requires could not be set up (no STARTTLS, or a certificate its TlsAuthLevel refuses), or the smart
+          // host refused its logon: transient, as for Exchange, even when the answer was a 5xx (535 5.7.8): the connector's
+          // settings are wrong, not the message, so it is retried (an administrator can fix them) and reported at expiry.
           const answer = e.response ? ` (the next hop answered ${JSON.stringify(e.response)})` : '';
           last = classifyFailure(recipients, undefined, `${dest.host}:${dest.port}: ${e.message}${answer}`).map((r) => ({ ...r, remoteMta: dest.host }));
           continue;

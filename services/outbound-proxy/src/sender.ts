@@ -4,7 +4,9 @@
  * The next hop gets CRLF line endings only, dot-stuffed: nodemailer's DataStream (>= 10.0.12)
  * turns every bare CR and bare LF into CRLF and stuffs dots; test/outbound-crlf.test.ts pins it.
  */
+import { createHash } from 'node:crypto';
 import { promises as dns } from 'node:dns';
+import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import type { Readable } from 'node:stream';
 import { checkServerIdentity, type ConnectionOptions, type PeerCertificate } from 'node:tls';
@@ -91,7 +93,8 @@ export function sendProtocolLogger(
 export type SendLogging = { log: ProtocolLog; connectorId: string } | undefined;
 
 /** How a send connector talks to its next hop: the EHLO name and the TLS it insists on. */
-export type SendPolicy = Pick<SendConnector, 'Name' | 'Fqdn' | 'RequireTLS' | 'TlsAuthLevel' | 'TlsDomain'>;
+export type SendPolicy = Pick<SendConnector, 'Name' | 'Fqdn' | 'RequireTLS' | 'TlsAuthLevel' | 'TlsDomain'> &
+  Partial<Pick<SendConnector, 'SmartHostAuthMechanism' | 'AuthenticationCredential'>>;
 
 /**
  * nodemailer's TLS options for a connector's policy towards `dest`. Without RequireTLS,
@@ -102,7 +105,9 @@ export type SendPolicy = Pick<SendConnector, 'Name' | 'Fqdn' | 'RequireTLS' | 'T
  * DomainValidation that and the name: TlsDomain, else the host name connected to.
  */
 export function tlsOptionsFor(policy: SendPolicy | undefined, dest: Destination): { requireTLS: boolean; tls: ConnectionOptions } {
-  const level = policy?.RequireTLS ? (policy.TlsAuthLevel ?? 'EncryptionOnly') : undefined;
+  // BasicAuthRequireTLS sends the password only inside TLS: it requires STARTTLS as RequireTLS does.
+  const required = policy?.RequireTLS === true || policy?.SmartHostAuthMechanism === 'BasicAuthRequireTLS';
+  const level = required ? (policy.TlsAuthLevel ?? 'EncryptionOnly') : undefined;
   if (level === undefined || level === 'EncryptionOnly') return { requireTLS: level !== undefined, tls: { rejectUnauthorized: false } };
   if (level === 'CertificateValidation') return { requireTLS: true, tls: { rejectUnauthorized: true, checkServerIdentity: () => undefined } };
   const name = policy?.TlsDomain ?? dest.host;
@@ -143,8 +148,10 @@ export class SmtpSender {
     this.#settings = pool;
   }
 
-  #pool(dest: Destination, logging: SendLogging, policy: SendPolicy | undefined): Transporter {
-    // A pool per connector too: connectors to the same host may differ in TLS policy and EHLO name.
+  async #pool(dest: Destination, logging: SendLogging, policy: SendPolicy | undefined): Promise<Transporter> {
+    const auth = await this.#auth(policy);
+    // A pool per connector too: connectors to the same host may differ in TLS policy, EHLO name and account. The password
+    // is in the key only as a digest (a changed password opens a new pool).
     const key = JSON.stringify([
       dest.host,
       dest.port,
@@ -154,11 +161,13 @@ export class SmtpSender {
       policy?.RequireTLS,
       policy?.TlsAuthLevel,
       policy?.TlsDomain,
+      auth ? [auth.user, createHash('sha256').update(auth.pass).digest('hex')] : null,
     ]);
     let t = this.#pools.get(key);
     if (!t) {
       const { requireTLS, tls } = tlsOptionsFor(policy, dest);
       t = createTransport({
+        ...(auth ? { auth } : {}),
         ...(logging ? { logger: sendProtocolLogger(logging.log, logging.connectorId), debug: true } : {}),
         host: dest.host,
         port: dest.port,
@@ -181,7 +190,7 @@ export class SmtpSender {
   /** Resolves with per-recipient answers; rejects when the whole transaction failed (with responseCode when the server answered). */
   async send(dest: Destination, sender: string, recipients: string[], raw: Readable, logging?: SendLogging, policy?: SendPolicy): Promise<SendReport> {
     try {
-      const info = (await this.#pool(dest, logging, policy).sendMail({ envelope: { from: sender, to: recipients }, raw })) as {
+      const info = (await (await this.#pool(dest, logging, policy)).sendMail({ envelope: { from: sender, to: recipients }, raw })) as {
         accepted: string[];
         rejected: string[];
         rejectedErrors?: SmtpError[];
@@ -193,6 +202,31 @@ export class SmtpSender {
       if (e.code === 'EENVELOPE' && e.rejected?.length) return { accepted: [], rejected: rejectedOf(e.rejected, e.rejectedErrors) };
       throw err;
     }
+  }
+
+  /** Passwords read from their files, for a short while: a rotated Secret is picked up within the minute. */
+  readonly #passwords = new Map<string, { pass: string; readAt: number }>();
+
+  /** The account a BasicAuth connector logs on with; a password file that cannot be read fails the attempt (naming the file, not its content). */
+  async #auth(policy: SendPolicy | undefined): Promise<{ user: string; pass: string } | undefined> {
+    const mechanism = policy?.SmartHostAuthMechanism;
+    const credential = policy?.AuthenticationCredential;
+    if ((mechanism !== 'BasicAuth' && mechanism !== 'BasicAuthRequireTLS') || !credential) return undefined;
+    const cached = this.#passwords.get(credential.PasswordFile);
+    if (cached && Date.now() - cached.readAt < 60_000) return { user: credential.UserName, pass: cached.pass };
+    let pass: string;
+    try {
+      pass = (await readFile(credential.PasswordFile, 'utf8')).replace(/\r?\n$/, '');
+    } catch (err) {
+      throw new Error(
+        `send connector ${policy.Name}: cannot read the password file ${credential.PasswordFile} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+        {
+          cause: err,
+        },
+      );
+    }
+    this.#passwords.set(credential.PasswordFile, { pass, readAt: Date.now() });
+    return { user: credential.UserName, pass };
   }
 
   close(): void {
