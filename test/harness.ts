@@ -11,7 +11,7 @@ import { STREAMS, SUBJECTS, connectBus, scanStream } from '@transit/bus';
 import { stringify, parse } from 'yaml';
 import { startLocalCluster, type LocalCluster } from '@transit/cluster';
 import type { Role } from '@transit/service';
-import { freeClusterPorts, startSmtpSink, waitFor, type SinkReply, type SmtpSink, type SmtpSinkOptions } from '@transit/testkit';
+import { freeClusterPorts, smtpTranscript, startSmtpSink, waitFor, type SinkReply, type SmtpSink, type SmtpSinkOptions } from '@transit/testkit';
 
 export type Harness = { cluster: LocalCluster; sink: SmtpSink; dir: string; maildirFiles(address: string): Promise<string[]>; close(): Promise<void> };
 
@@ -145,4 +145,20 @@ export async function runTransitctl(
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? -1)));
   return { code, stdout, stderr };
+}
+
+/**
+ * Relays one message to `rcpt` through the example's Application Relay connector (from
+ * 127.0.0.2, which may send as contoso.test and relay), with `marker` as its subject and in
+ * its body; the test fails unless it is accepted.
+ */
+export async function relayOne(h: Harness, rcpt: string, marker: string): Promise<void> {
+  const body = `From: bob@contoso.test\r\nTo: ${rcpt}\r\nSubject: ${marker}\r\n\r\nThe body of ${marker}\r\n.\r\n`;
+  const replies = await smtpTranscript({
+    host: '127.0.0.1',
+    port: h.cluster.port(25),
+    localAddress: '127.0.0.2',
+    lines: ['EHLO app.contoso.test', 'MAIL FROM:<bob@contoso.test>', `RCPT TO:<${rcpt}>`, 'DATA', `DATA-BODY:${body}`, 'QUIT'],
+  });
+  if (!/^250 2\.6\.0 /.test(replies.at(-2) ?? '')) throw new Error(`the message to ${rcpt} was not accepted: ${replies.join(' | ')}`);
 }

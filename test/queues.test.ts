@@ -13,8 +13,8 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { STREAMS, connectBus, publishDurable } from '@transit/bus';
 import { encodeDeliveryItem } from '@transit/envelope';
-import { smtpTranscript, waitFor } from '@transit/testkit';
-import { messageEvents, waitForMaildirMessage } from './harness.ts';
+import { waitFor } from '@transit/testkit';
+import { messageEvents, relayOne, waitForMaildirMessage } from './harness.ts';
 import { useHarness } from './use-harness.ts';
 
 /** Recipients the sink defers (451) until the test lets them through. */
@@ -57,16 +57,7 @@ type QueueRow = {
 };
 type MessageRow = { MessageId: string; Status: string; Recipients: string[]; Queue: string; LastError?: string };
 
-async function relay(rcpt: string, marker: string): Promise<void> {
-  const body = `From: bob@contoso.test\r\nTo: ${rcpt}\r\nSubject: ${marker}\r\n\r\nThe body of ${marker}\r\n.\r\n`;
-  const replies = await smtpTranscript({
-    host: '127.0.0.1',
-    port: h.cluster.port(25),
-    localAddress: '127.0.0.2',
-    lines: ['EHLO app.contoso.test', 'MAIL FROM:<bob@contoso.test>', `RCPT TO:<${rcpt}>`, 'DATA', `DATA-BODY:${body}`, 'QUIT'],
-  });
-  expect(replies.at(-2)).toMatch(/^250 2\.6\.0 /);
-}
+const relay = (rcpt: string, marker: string) => relayOne(h, rcpt, marker);
 
 /** Waits until the message to `rcpt` waits for a retry in its next-hop queue; returns it and its queue. */
 async function deferred(rcpt: string): Promise<{ message: MessageRow; queue: QueueRow }> {

@@ -13,8 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generate } from 'selfsigned';
 import { afterAll, describe, expect, it } from 'vitest';
-import { smtpTranscript, startSmtpSink, waitFor, type SmtpSink } from '@transit/testkit';
-import { messageEvents, runTransitctl } from './harness.ts';
+import { startSmtpSink, waitFor, type SmtpSink } from '@transit/testkit';
+import { messageEvents, relayOne, runTransitctl } from './harness.ts';
 import { useHarness } from './use-harness.ts';
 
 /** A self-signed certificate for `name` (and 127.0.0.1). */
@@ -125,17 +125,7 @@ afterAll(async () => {
   await Promise.all([trusted?.close(), untrusted?.close(), authSink?.close()]);
 });
 
-/** Relays one message through the Application Relay connector (127.0.0.2). */
-async function relay(rcpt: string, marker: string): Promise<void> {
-  const body = `From: bob@contoso.test\r\nTo: ${rcpt}\r\nSubject: ${marker}\r\n\r\n${marker}\r\n.\r\n`;
-  const replies = await smtpTranscript({
-    host: '127.0.0.1',
-    port: h.cluster.port(25),
-    localAddress: '127.0.0.2',
-    lines: ['EHLO app.contoso.test', 'MAIL FROM:<bob@contoso.test>', `RCPT TO:<${rcpt}>`, 'DATA', `DATA-BODY:${body}`, 'QUIT'],
-  });
-  expect(replies.at(-2)).toMatch(/^250 2\.6\.0 /);
-}
+const relay = (rcpt: string, marker: string) => relayOne(h, rcpt, marker);
 
 const arrived = (sink: SmtpSink, marker: string) => sink.messages.filter((m) => m.data.toString('latin1').includes(marker));
 
