@@ -4,23 +4,39 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { smtpTranscript, waitFor } from '@transit/testkit';
+import { afterAll, describe, expect, it } from 'vitest';
+import { smtpTranscript, startSmtpSink, waitFor, type SmtpSink } from '@transit/testkit';
 import { messageEvents } from './harness.ts';
 import { useHarness } from './use-harness.ts';
 
-const h = useHarness({
-  rejectRecipient: (rcpt) =>
-    rcpt.startsWith('bounce')
-      ? { code: 550, message: '5.1.1 no such user here' }
-      : rcpt.startsWith('slow')
-        ? { code: 451, message: '4.4.1 try again later' }
-        : undefined,
-  transport: { TransientRetrySchedule: [1], DelayNotificationTimeout: 1, MessageExpirationTimeout: 4 },
-  // A mailbox whose address the Maildir store cannot turn into a directory: its delivery fails for good.
-  prepare: (config) => {
-    (config.Mailboxes as unknown[]).push({ Name: 'Odd', PrimarySmtpAddress: 'odd/box@contoso.test' });
-  },
+/** A next hop that does not offer DSN (RFC 3461): it must get none of the parameters. */
+let plainSink: SmtpSink | undefined;
+afterAll(async () => {
+  await plainSink?.close();
+});
+
+const h = useHarness(async () => {
+  plainSink = await startSmtpSink({ dsn: false });
+  const sink = plainSink;
+  return {
+    rejectRecipient: (rcpt) =>
+      rcpt.startsWith('bounce')
+        ? { code: 550, message: '5.1.1 no such user here' }
+        : rcpt.startsWith('slow')
+          ? { code: 451, message: '4.4.1 try again later' }
+          : undefined,
+    transport: { TransientRetrySchedule: [1], DelayNotificationTimeout: 1, MessageExpirationTimeout: 4 },
+    // A mailbox whose address the Maildir store cannot turn into a directory: its delivery fails for good.
+    prepare: (config) => {
+      (config.Mailboxes as unknown[]).push({ Name: 'Odd', PrimarySmtpAddress: 'odd/box@contoso.test' });
+      (config.SendConnectors as unknown[]).push({
+        Name: 'No DSN',
+        AddressSpaces: ['no-dsn.test'],
+        DNSRoutingEnabled: false,
+        SmartHosts: [`${sink.host}:${sink.port}`],
+      });
+    },
+  };
 });
 
 /** Relays through the Application Relay connector (127.0.0.2), which may send as contoso.test and relay. */
@@ -139,5 +155,56 @@ describe('delay and expiry', () => {
     const failure = expired.find((d) => d.includes('Action: failed'))!;
     expect(failure).toContain('Status: 4.4.7');
     expect(failure).toContain('Diagnostic-Code: smtp; 550 4.4.7 Message expired: 451 4.4.1 try again later');
+  });
+});
+
+describe('DSN parameters to the next hop', () => {
+  const arrivals = (sink: SmtpSink, marker: string) => sink.messages.filter((m) => m.data.toString('latin1').includes(marker));
+
+  it('passes NOTIFY and ORCPT per recipient and RET and ENVID per message, one transaction per set of parameters, each recipient once', async () => {
+    const marker = `params-${Date.now()}`;
+    const replies = await relay(
+      'bob@contoso.test',
+      ['p1@example.net NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;first+2Bone@example.org', 'p2@example.net', 'p3@example.net', 'p4@example.net NOTIFY=NEVER'],
+      marker,
+      ` RET=HDRS ENVID=${marker}+2Bq`,
+    );
+    expect(replies.at(-2)).toMatch(/^250 2\.6\.0 /);
+    const got = await waitFor(() => (arrivals(h.sink, marker).length >= 3 ? arrivals(h.sink, marker) : undefined), {
+      timeoutMs: 20_000,
+      what: 'three transactions at the sink',
+    });
+    const byRecipients = new Map(got.map((m) => [m.rcptTo.join(' '), m]));
+    expect([...byRecipients.keys()].sort()).toEqual(['p1@example.net', 'p2@example.net p3@example.net', 'p4@example.net']);
+    for (const m of got) expect(m.dsn).toEqual({ ret: 'HDRS', envid: `${marker}+q` });
+    // smtp-server decodes xtext: the next hop got ORCPT=rfc822;first+2Bone@example.org back, encoded as the client had sent it.
+    expect(byRecipients.get('p1@example.net')!.rcptDsn).toEqual([{ notify: ['SUCCESS', 'FAILURE'], orcpt: 'rfc822;first+one@example.org' }]);
+    expect(byRecipients.get('p2@example.net p3@example.net')!.rcptDsn).toEqual([{}, {}]);
+    expect(byRecipients.get('p4@example.net')!.rcptDsn).toEqual([{ notify: ['NEVER'] }]);
+    const delivered = (await messageEvents(h)).filter((e) => e.type === 'Delivered').flatMap((e) => e.recipients as string[]);
+    for (const r of ['p1@example.net', 'p2@example.net', 'p3@example.net', 'p4@example.net']) expect(delivered.filter((d) => d === r)).toHaveLength(1);
+    // Give a second copy time to show up before counting.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(arrivals(h.sink, marker)).toHaveLength(3);
+  });
+
+  it('sends a next hop without DSN none of the parameters, and the message once', async () => {
+    const marker = `plain-${Date.now()}`;
+    const replies = await relay(
+      'bob@contoso.test',
+      ['a@no-dsn.test NOTIFY=SUCCESS ORCPT=rfc822;a@no-dsn.test', 'b@no-dsn.test'],
+      marker,
+      ` RET=FULL ENVID=${marker}`,
+    );
+    expect(replies.at(-2)).toMatch(/^250 2\.6\.0 /);
+    const got = await waitFor(() => (arrivals(plainSink!, marker).length >= 2 ? arrivals(plainSink!, marker) : undefined), {
+      timeoutMs: 20_000,
+      what: 'both recipients at the sink without DSN',
+    });
+    expect(got.flatMap((m) => m.rcptTo).sort()).toEqual(['a@no-dsn.test', 'b@no-dsn.test']);
+    for (const m of got) {
+      expect(m.dsn).toEqual({});
+      expect(m.rcptDsn.every((r) => Object.keys(r).length === 0)).toBe(true);
+    }
   });
 });

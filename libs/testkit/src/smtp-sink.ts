@@ -1,7 +1,8 @@
 /**
  * A real SMTP server (smtp-server) that plays the remote mail host: it records every
  * message it accepts, with its envelope, and can refuse chosen recipients at RCPT with
- * any reply the test names. STARTTLS only with `tls`, no authentication required, no size limit. With
+ * any reply the test names. STARTTLS only with `tls`, no authentication required, no size limit, DSN offered
+ * (and each message's DSN parameters recorded) unless `dsn: false`. With
  * `recordWire`, it also keeps each message's DATA bytes exactly as they came off the
  * socket (smtp-server's `data` is already dot-unstuffed, which hides what was sent).
  *
@@ -27,6 +28,10 @@ export type ReceivedMessage = {
   secure: boolean;
   /** The user the client logged on as (with `auth`), else undefined. */
   user?: string;
+  /** RET and ENVID as the client gave them with MAIL FROM (empty when it gave neither, or with `dsn: false`). */
+  dsn: { ret?: string; envid?: string };
+  /** NOTIFY and ORCPT as the client gave them with each RCPT TO, in the order of `rcptTo`. */
+  rcptDsn: Array<{ notify?: string[]; orcpt?: string }>;
 };
 export type SinkReply = { code: number; message: string };
 export type SmtpSinkOptions = {
@@ -45,6 +50,8 @@ export type SmtpSinkOptions = {
   tls?: { key: string; cert: string };
   /** Offer AUTH PLAIN and LOGIN (also without TLS) and accept this one account; a wrong logon gets 535 5.7.8. Sessions may still send without logging on. */
   auth?: { username: string; password: string };
+  /** `false`: do not offer DSN (RFC 3461) in EHLO, as a next hop without it; offered by default. */
+  dsn?: boolean;
 };
 export type SmtpSink = {
   readonly host: string;
@@ -91,6 +98,8 @@ export async function startSmtpSink(opts: SmtpSinkOptions = {}): Promise<SmtpSin
       : {}),
     ...(opts.tls ? { key: opts.tls.key, cert: opts.tls.cert } : { disabledCommands: ['STARTTLS'] }),
     disableReverseLookup: true,
+    // smtp-server hides DSN unless told otherwise.
+    hideDSN: opts.dsn === false,
     // A client that keeps its connection open (a pool) must not hold close() for the default 30 s.
     closeTimeout: 1_000,
     onRcptTo(address, session, callback) {
@@ -122,6 +131,14 @@ export async function startSmtpSink(opts: SmtpSinkOptions = {}): Promise<SmtpSin
           heloName: session.hostNameAppearsAs,
           secure: session.secure,
           ...(typeof session.user === 'string' ? { user: session.user } : {}),
+          dsn: {
+            ...(session.envelope.dsn?.ret ? { ret: session.envelope.dsn.ret } : {}),
+            ...(session.envelope.dsn?.envid ? { envid: session.envelope.dsn.envid } : {}),
+          },
+          rcptDsn: session.envelope.rcptTo.map((r) => ({
+            ...(r.dsn?.notify?.length ? { notify: [...r.dsn.notify] } : {}),
+            ...(r.dsn?.orcpt ? { orcpt: r.dsn.orcpt } : {}),
+          })),
         };
         const wire = wires.get(peer(session.remoteAddress, session.remotePort));
         if (wire) sources.set(message, { wire, index: wire.accepted++ });

@@ -35,9 +35,9 @@ import { countDelivered, hopLabel, metrics, watchRedis } from '@transit/metrics'
 import { DeliveryShadow, LeaseStore, rebuildShadowFromEvents, type Claim, type WorkRef } from '@transit/leases';
 import { startListenersFor } from '@transit/receive';
 import { adminHolds, poisonGuard, runService } from '@transit/service';
-import { classifyFailure, classifyReport, type RecipientResult } from './outcome.ts';
+import { classifyFailure, classifyReport, sendGroups, type RecipientResult, type SendGroup } from './outcome.ts';
 import { planOutcome, planSend, type OutcomeStep } from './plan.ts';
-import { SmtpSender, lookUpDestinations } from './sender.ts';
+import { SmtpSender, lookUpDestinations, type Destination } from './sender.ts';
 
 await runService('outbound-proxy', async (ctx) => {
   const bodies = new BodyStore(ctx.bus);
@@ -61,16 +61,47 @@ await runService('outbound-proxy', async (ctx) => {
     onError: (err) => ctx.log.error({ err: err.message }, 'protocol log write failed'),
   });
 
+  /**
+   * One attempt at `item`: one SMTP transaction per group of recipients that share their DSN
+   * parameters (sendGroups, outcome.ts; one for all of them in the common case), each tried at
+   * the destinations in order. A failure that is not the next hop's answer for these recipients
+   * (DNS, connection, TLS, logon) is the outcome of the groups not yet tried as well: they would
+   * meet it again.
+   */
   async function attempt(item: DeliveryItem): Promise<RecipientResult[]> {
     const hop = item.hop;
     if (hop.type !== 'smtp') throw new Error('outbound proxy received a non-SMTP hop');
-    const recipients = item.envelope.recipients.map((r) => r.address);
+    const groups = sendGroups(item.envelope.recipients, item.envelope.dsn);
+    const found = await lookUpDestinations(hop);
+    const results: RecipientResult[] = [];
+    for (const [i, group] of groups.entries()) {
+      const tried =
+        'failure' in found
+          ? { results: classifyFailure(group.recipients, undefined, found.failure), unreachable: true }
+          : await attemptGroup(item, hop, group, found.destinations);
+      results.push(...tried.results);
+      if (tried.unreachable) {
+        const last = tried.results[0]!;
+        for (const rest of groups.slice(i + 1))
+          results.push(...classifyFailure(rest.recipients, undefined, last.response).map((r) => (last.remoteMta ? { ...r, remoteMta: last.remoteMta } : r)));
+        break;
+      }
+    }
+    return results;
+  }
+
+  /** One transaction for `group`, at each destination in turn until one answers; `unreachable` when none did. */
+  async function attemptGroup(
+    item: DeliveryItem,
+    hop: Extract<DeliveryItem['hop'], { type: 'smtp' }>,
+    group: SendGroup,
+    destinations: Destination[],
+  ): Promise<{ results: RecipientResult[]; unreachable: boolean }> {
+    const { recipients } = group;
     const connector = ctx.config.SendConnectors.find((c) => c.Name === hop.connector);
     const logging = connector?.ProtocolLoggingLevel === 'Verbose' ? { log: sendLog, connectorId: `${ctx.settings.nodeName}\\${connector.Name}` } : undefined;
     let last: RecipientResult[] = classifyFailure(recipients, undefined, 'no destination');
-    const found = await lookUpDestinations(hop);
-    if ('failure' in found) return classifyFailure(recipients, undefined, found.failure);
-    for (const dest of found.destinations) {
+    for (const dest of destinations) {
       try {
         // One client span per destination tried, with the remote server's answer.
         const report = await inSpan(
@@ -87,7 +118,7 @@ await runService('outbound-proxy', async (ctx) => {
           async (span) => {
             const body = await bodies.open(item.envelope.body);
             try {
-              return await sender.send(dest, item.envelope.sender, recipients, body, logging, connector);
+              return await sender.send(dest, item.envelope.sender, recipients, body, logging, connector, group.dsn);
             } catch (err) {
               const code = (err as { responseCode?: number }).responseCode;
               if (code) span.setAttribute('smtp.reply_code', code);
@@ -98,7 +129,7 @@ await runService('outbound-proxy', async (ctx) => {
             }
           },
         );
-        return classifyReport(recipients, report).map((r) => ({ ...r, remoteMta: dest.host }));
+        return { results: classifyReport(recipients, report).map((r) => ({ ...r, remoteMta: dest.host })), unreachable: false };
       } catch (err) {
         const e = err as Error & { responseCode?: number; response?: string; code?: string };
         if (e.code === 'ETLS' || e.code === 'EAUTH') {
@@ -113,10 +144,11 @@ await runService('outbound-proxy', async (ctx) => {
           ...r,
           remoteMta: dest.host,
         }));
-        if (e.responseCode !== undefined && e.responseCode >= 500) return last; // a definite answer; do not try the next MX
+        // A definite answer to this transaction (MAIL FROM or DATA refused); do not try the next MX.
+        if (e.responseCode !== undefined && e.responseCode >= 500) return { results: last, unreachable: false };
       }
     }
-    return last;
+    return { results: last, unreachable: true };
   }
 
   const node = ctx.settings.nodeName;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { classifyFailure, classifyReport, nextAttempt } from './outcome.ts';
+import { classifyFailure, classifyReport, nextAttempt, sendGroups } from './outcome.ts';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { lookUpDestinations, parseSmartHost, tlsOptionsFor, type SendPolicy } from './sender.ts';
 
@@ -78,5 +78,28 @@ describe('send connector TLS options', () => {
     expect(byHost.tls.checkServerIdentity!('mx.fabrikam.test', cert('other.test'))).toBeInstanceOf(Error);
     // An IP address is no SNI name.
     expect(tlsOptionsFor(policy({ RequireTLS: true, TlsAuthLevel: 'DomainValidation' }), { host: '192.0.2.1', port: 25 }).tls.servername).toBeUndefined();
+  });
+});
+
+describe('DSN parameters per transaction', () => {
+  it('sends recipients without parameters together, with none when the message has none', () => {
+    expect(sendGroups([{ address: 'a@x' }, { address: 'b@x' }], undefined)).toEqual([{ recipients: ['a@x', 'b@x'] }]);
+  });
+  it('gives every transaction the message RET and ENVID, and splits recipients by NOTIFY and ORCPT in the order they came', () => {
+    const groups = sendGroups(
+      [
+        { address: 'a@x', notify: ['SUCCESS', 'FAILURE'] },
+        { address: 'b@x' },
+        { address: 'c@x', notify: ['SUCCESS', 'FAILURE'] },
+        { address: 'd@x', notify: ['SUCCESS', 'FAILURE'], original: 'rfc822;D@x' },
+        { address: 'e@x', notify: [] },
+      ],
+      { ret: 'HDRS', envid: 'env-1' },
+    );
+    expect(groups).toEqual([
+      { recipients: ['a@x', 'c@x'], dsn: { ret: 'HDRS', envid: 'env-1', notify: 'SUCCESS,FAILURE' } },
+      { recipients: ['b@x', 'e@x'], dsn: { ret: 'HDRS', envid: 'env-1' } },
+      { recipients: ['d@x'], dsn: { ret: 'HDRS', envid: 'env-1', notify: 'SUCCESS,FAILURE', orcpt: 'rfc822;D@x' } },
+    ]);
   });
 });

@@ -22,6 +22,44 @@ export function classifyFailure(recipients: string[], code: number | undefined, 
   return recipients.map((address) => ({ address, status, response }));
 }
 
+/** RFC 3461 parameters as nodemailer sends them: RET and ENVID with MAIL FROM, NOTIFY and ORCPT with each RCPT TO. */
+export type DsnParams = { ret?: 'FULL' | 'HDRS'; envid?: string; notify?: string; orcpt?: string };
+
+/** A part of a work item's recipients that goes out in one SMTP transaction, with the DSN parameters they share. */
+export type SendGroup = { recipients: string[]; dsn?: DsnParams };
+
+/**
+ * The transactions a work item goes out in, so that the next hop gets each recipient's DSN
+ * parameters (NOTIFY, ORCPT) and the message's (RET, ENVID) as the client gave them. nodemailer
+ * sends one NOTIFY and one ORCPT for every RCPT of a transaction, so recipients that differ in
+ * them go in transactions of their own, in the order of their first recipient; recipients
+ * without any (the common case) share one. A next hop that does not offer DSN gets none of them
+ * (nodemailer leaves them out). Pure.
+ */
+export function sendGroups(
+  recipients: ReadonlyArray<{ address: string; notify?: readonly string[] | undefined; original?: string | undefined }>,
+  message: { ret?: 'FULL' | 'HDRS' | undefined; envid?: string | undefined } | undefined,
+): SendGroup[] {
+  const groups = new Map<string, SendGroup>();
+  for (const r of recipients) {
+    const notify = r.notify?.length ? r.notify.join(',') : undefined;
+    const key = JSON.stringify([notify ?? null, r.original ?? null]);
+    let group = groups.get(key);
+    if (!group) {
+      const dsn: DsnParams = {
+        ...(message?.ret ? { ret: message.ret } : {}),
+        ...(message?.envid ? { envid: message.envid } : {}),
+        ...(notify ? { notify } : {}),
+        ...(r.original ? { orcpt: r.original } : {}),
+      };
+      group = { recipients: [], ...(Object.keys(dsn).length ? { dsn } : {}) };
+      groups.set(key, group);
+    }
+    group.recipients.push(r.address);
+  }
+  return [...groups.values()];
+}
+
 export type RetryDecision = { kind: 'retry'; notBefore: number } | { kind: 'expire' };
 
 /**

@@ -14,7 +14,7 @@ import { createTransport, type Transporter } from 'nodemailer';
 import { environmentDefault, type RuntimeSettings, type SendConnector } from '@transit/config';
 import type { NextHop } from '@transit/envelope';
 import type { ProtocolLog, ProtocolLogSession } from '@transit/logs';
-import type { SendReport } from './outcome.ts';
+import type { DsnParams, SendReport } from './outcome.ts';
 
 export type Destination = { host: string; port: number };
 
@@ -188,9 +188,18 @@ export class SmtpSender {
   }
 
   /** Resolves with per-recipient answers; rejects when the whole transaction failed (with responseCode when the server answered). */
-  async send(dest: Destination, sender: string, recipients: string[], raw: Readable, logging?: SendLogging, policy?: SendPolicy): Promise<SendReport> {
+  async send(
+    dest: Destination,
+    sender: string,
+    recipients: string[],
+    raw: Readable,
+    logging?: SendLogging,
+    policy?: SendPolicy,
+    dsn?: DsnParams,
+  ): Promise<SendReport> {
     try {
-      const info = (await (await this.#pool(dest, logging, policy)).sendMail({ envelope: { from: sender, to: recipients }, raw })) as {
+      const transport = await this.#pool(dest, logging, policy);
+      const info = (await transport.sendMail({ envelope: { from: sender, to: recipients }, raw, ...(dsn ? { dsn } : {}) })) as {
         accepted: string[];
         rejected: string[];
         rejectedErrors?: SmtpError[];
