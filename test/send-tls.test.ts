@@ -5,7 +5,8 @@
  * EHLO; BasicAuthRequireTLS with the password read from a file, and absent from every log and
  * from `transitctl export`. An attempt the policy refuses, or a logon the smart host refuses,
  * is deferred with the failure as its reason (message tracking's DEFER row) and nothing
- * reaches that next hop.
+ * reaches that next hop. Also the connector's hold on its connections:
+ * SmtpMaxMessagesPerConnection and ConnectionInactivityTimeOut.
  */
 import { randomBytes } from 'node:crypto';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
@@ -40,6 +41,8 @@ async function certificate(name: string): Promise<{ key: string; cert: string }>
 let trusted: SmtpSink | undefined;
 let untrusted: SmtpSink | undefined;
 let authSink: SmtpSink | undefined;
+/** A plain next hop for the connection settings, used by no other connector. */
+let pooled: SmtpSink | undefined;
 /** The smart host's password: it must appear in no log and in no export. */
 const PASSWORD = `pw-${randomBytes(12).toString('hex')}`;
 const h = useHarness(async () => {
@@ -51,6 +54,7 @@ const h = useHarness(async () => {
   await writeFile(passwordFile, `${PASSWORD}\n`, { mode: 0o600 });
   await writeFile(wrongFile, 'not-the-password\n', { mode: 0o600 });
   untrusted = await startSmtpSink({ tls: await certificate('untrusted.transit.test') });
+  pooled = await startSmtpSink();
   // The outbound proxy trusts the first sink's certificate as a root, as an operator adds a private CA.
   const caFile = join(tmpdir(), `transit-send-tls-ca-${process.pid}.pem`);
   await writeFile(caFile, trustedCert.cert);
@@ -58,6 +62,7 @@ const h = useHarness(async () => {
   const t = trusted;
   const u = untrusted;
   const a = authSink;
+  const p = pooled;
   return {
     env: { NODE_EXTRA_CA_CERTS: caFile },
     prepare: (config) => {
@@ -117,12 +122,20 @@ const h = useHarness(async () => {
           SmartHostAuthMechanism: 'BasicAuth',
           AuthenticationCredential: { UserName: 'relay-app', PasswordFile: wrongFile },
         },
+        {
+          Name: 'Short connections',
+          AddressSpaces: ['pooled.test'],
+          DNSRoutingEnabled: false,
+          SmartHosts: at(p),
+          SmtpMaxMessagesPerConnection: 2,
+          ConnectionInactivityTimeOut: '00:00:02',
+        },
       );
     },
   };
 });
 afterAll(async () => {
-  await Promise.all([trusted?.close(), untrusted?.close(), authSink?.close()]);
+  await Promise.all([trusted?.close(), untrusted?.close(), authSink?.close(), pooled?.close()]);
 });
 
 const relay = (rcpt: string, marker: string) => relayOne(h, rcpt, marker);
@@ -200,6 +213,22 @@ describe('send connector TLS', () => {
     const d = await deferral('a@auth-wrong.test');
     expect(d.reason).toMatch(/535/);
     expect(arrived(authSink!, `${marker}-auth-wrong`)).toHaveLength(0);
+  });
+});
+
+describe('send connector connections', () => {
+  it('sends SmtpMaxMessagesPerConnection messages over a connection, and closes one idle for ConnectionInactivityTimeOut', async () => {
+    const marker = `pool-${Date.now()}`;
+    const remotes: string[] = [];
+    // One at a time, so that each can take the connection the one before left open.
+    for (const n of [1, 2, 3]) {
+      await relay(`a${n}@pooled.test`, `${marker}-${n}`);
+      remotes.push((await arrival(pooled!, `${marker}-${n}`)).remote);
+    }
+    expect(remotes[1]).toBe(remotes[0]);
+    expect(remotes[2]).not.toBe(remotes[0]);
+    // Unset, the pool would keep the connection for 10 minutes; this connector closes it after 2 s of silence.
+    await waitFor(() => (pooled!.openConnections() === 0 ? true : undefined), { timeoutMs: 15_000, what: 'the idle connection to be closed' });
   });
 });
 

@@ -212,6 +212,11 @@ describe('organisation configuration', () => {
       { ...minimal, SendConnectors: [{ Name: 'S', AddressSpaces: ['*'], RequireTLS: true, TlsAuthLevel: 'Strict' }] },
       /SendConnectors\.0\.TlsAuthLevel: /,
     ],
+    [
+      'a connection inactivity timeout of more than a day',
+      { ...minimal, SendConnectors: [{ Name: 'S', AddressSpaces: ['*'], ConnectionInactivityTimeOut: '1.00:00:01' }] },
+      /SendConnectors\.0\.ConnectionInactivityTimeOut: /,
+    ],
   ])('refuses %s, naming the field', (_name, doc, message) => {
     expect(() => parseOrganizationConfig(doc)).toThrow(ConfigError);
     expect(() => parseOrganizationConfig(doc)).toThrow(message);

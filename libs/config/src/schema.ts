@@ -271,6 +271,13 @@ export const sendConnectorSchema = z
      * Transit only), so neither `transitctl export` nor a log can show it.
      */
     AuthenticationCredential: z.strictObject({ UserName: z.string().min(1), PasswordFile: z.string().min(1) }).optional(),
+    /**
+     * How long a connection to the next hop may be silent before it is closed (Exchange: 00:00:01 to 1.00:00:00). Unset: the
+     * outbound node's TRANSIT_OUTBOUND_SOCKET_TIMEOUT_MS, 10 minutes by default as Exchange's.
+     */
+    ConnectionInactivityTimeOut: z.preprocess(parseTimeSpan, z.number().int().min(1).max(86_400)).optional(),
+    /** Messages sent over one connection before it is closed and another opened. Unset: the node's TRANSIT_OUTBOUND_MAX_MESSAGES_PER_CONNECTION. */
+    SmtpMaxMessagesPerConnection: z.number().int().min(1).max(2_147_483_647).optional(),
   })
   .superRefine((c, ctx) => {
     const basic = c.SmartHostAuthMechanism === 'BasicAuth' || c.SmartHostAuthMechanism === 'BasicAuthRequireTLS';

@@ -570,6 +570,13 @@ describe('send connectors', () => {
     expect(r.config.SendConnectors[0]).toMatchObject({ RequireTLS: true, TlsAuthLevel: 'DomainValidation', TlsDomain: 'mail.fabrikam.test' });
   });
 
+  it('sets how long a connection may idle and how many messages it carries', () => {
+    const r = run('Set-SendConnector Internet -ConnectionInactivityTimeOut 00:05:00 -SmtpMaxMessagesPerConnection 50');
+    expect(r.config.SendConnectors[0]).toMatchObject({ ConnectionInactivityTimeOut: 300, SmtpMaxMessagesPerConnection: 50 });
+    expect(() => run('Set-SendConnector Internet -ConnectionInactivityTimeOut 2.00:00:00')).toThrow(/ConnectionInactivityTimeOut/);
+    expect(() => run('Set-SendConnector Internet -SmtpMaxMessagesPerConnection 0')).toThrow(/SmtpMaxMessagesPerConnection/);
+  });
+
   it('edits and removes', () => {
     const results = runScript(
       `Set-SendConnector Internet -AddressSpaces @{Add="*.contoso.test;10"} -Fqdn mail.contoso.test -Enabled $false

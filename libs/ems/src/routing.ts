@@ -127,6 +127,8 @@ export const SEND_CONNECTOR_PROPERTIES = {
   TlsAuthLevel: { one: ['EncryptionOnly', 'CertificateValidation', 'DomainValidation'] satisfies NonNullable<SendConnector['TlsAuthLevel']>[] },
   TlsDomain: 'string',
   SmartHostAuthMechanism: { one: ['None', 'BasicAuth', 'BasicAuthRequireTLS', 'ExternalAuthoritative'] satisfies SendConnector['SmartHostAuthMechanism'][] },
+  ConnectionInactivityTimeOut: 'timespan',
+  SmtpMaxMessagesPerConnection: 'int',
 } as const satisfies Record<Exclude<keyof SendConnector, 'AuthenticationCredential'>, ParamType>;
 
 /** Exchange takes a PSCredential here; Transit keeps passwords out of its configuration, so the line is refused with the way to do it. */

@@ -30,6 +30,8 @@ export type ReceivedMessage = {
   user?: string;
   /** RET and ENVID as the client gave them with MAIL FROM (empty when it gave neither, or with `dsn: false`). */
   dsn: { ret?: string; envid?: string };
+  /** The client's address:port: messages with the same one came over the same connection. */
+  remote: string;
   /** NOTIFY and ORCPT as the client gave them with each RCPT TO, in the order of `rcptTo`. */
   rcptDsn: Array<{ notify?: string[]; orcpt?: string }>;
 };
@@ -64,6 +66,8 @@ export type SmtpSink = {
    * once the client sent anything more (it had read the reply).
    */
   unconfirmed(message: ReceivedMessage): boolean;
+  /** Client connections open right now. */
+  openConnections(): number;
   /** Resolves with a copy of `messages` once it holds at least `count`. */
   waitFor(count: number, timeoutMs?: number): Promise<ReceivedMessage[]>;
   close(): Promise<void>;
@@ -129,6 +133,7 @@ export async function startSmtpSink(opts: SmtpSinkOptions = {}): Promise<SmtpSin
           rcptTo: session.envelope.rcptTo.map((r) => r.address),
           data: Buffer.concat(chunks),
           heloName: session.hostNameAppearsAs,
+          remote: peer(session.remoteAddress, session.remotePort),
           secure: session.secure,
           ...(typeof session.user === 'string' ? { user: session.user } : {}),
           dsn: {
@@ -152,7 +157,10 @@ export async function startSmtpSink(opts: SmtpSinkOptions = {}): Promise<SmtpSin
 
   // A listener beside smtp-server's own, on the same 'data' events. Paused first, so nothing
   // flows before smtp-server pipes the socket into its parser (that pipe resumes it).
+  let open = 0;
   server.server.on('connection', (socket: Socket) => {
+    open++;
+    socket.once('close', () => open--);
     const key = peer(socket.remoteAddress, socket.remotePort);
     const recorder = new WireRecorder(opts.recordWire === true);
     wires.set(key, recorder);
@@ -182,6 +190,7 @@ export async function startSmtpSink(opts: SmtpSinkOptions = {}): Promise<SmtpSin
     host,
     port,
     messages,
+    openConnections: () => open,
     unconfirmed: (message) => {
       const source = sources.get(message);
       return source !== undefined && source.wire.closed && source.wire.confirmed <= source.index;

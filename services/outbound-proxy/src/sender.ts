@@ -94,7 +94,7 @@ export type SendLogging = { log: ProtocolLog; connectorId: string } | undefined;
 
 /** How a send connector talks to its next hop: the EHLO name and the TLS it insists on. */
 export type SendPolicy = Pick<SendConnector, 'Name' | 'Fqdn' | 'RequireTLS' | 'TlsAuthLevel' | 'TlsDomain'> &
-  Partial<Pick<SendConnector, 'SmartHostAuthMechanism' | 'AuthenticationCredential'>>;
+  Partial<Pick<SendConnector, 'SmartHostAuthMechanism' | 'AuthenticationCredential' | 'ConnectionInactivityTimeOut' | 'SmtpMaxMessagesPerConnection'>>;
 
 /**
  * nodemailer's TLS options for a connector's policy towards `dest`. Without RequireTLS,
@@ -161,6 +161,8 @@ export class SmtpSender {
       policy?.RequireTLS,
       policy?.TlsAuthLevel,
       policy?.TlsDomain,
+      policy?.ConnectionInactivityTimeOut,
+      policy?.SmtpMaxMessagesPerConnection,
       auth ? [auth.user, createHash('sha256').update(auth.pass).digest('hex')] : null,
     ]);
     let t = this.#pools.get(key);
@@ -174,11 +176,11 @@ export class SmtpSender {
         secure: false,
         pool: true,
         maxConnections: this.#settings.outboundMaxConnections,
-        maxMessages: this.#settings.outboundMaxMessagesPerConnection,
+        maxMessages: policy?.SmtpMaxMessagesPerConnection ?? this.#settings.outboundMaxMessagesPerConnection,
         name: policy?.Fqdn ?? this.#heloName,
         connectionTimeout: this.#settings.outboundConnectionTimeoutMs,
         greetingTimeout: this.#settings.outboundGreetingTimeoutMs,
-        socketTimeout: this.#settings.outboundSocketTimeoutMs,
+        socketTimeout: policy?.ConnectionInactivityTimeOut !== undefined ? policy.ConnectionInactivityTimeOut * 1000 : this.#settings.outboundSocketTimeoutMs,
         requireTLS,
         tls,
       });
