@@ -14,7 +14,7 @@ import { startNats, waitFor, type NatsHandle } from '@transit/testkit';
 import { connectBus, type Bus } from './connection.ts';
 import { REQUEUED_FROM_HEADER, ack, notYet, retry, startWorker, type Outcome, type Worker } from './consume.ts';
 import { PoisonTracker } from './poison.ts';
-import { CONSUMERS, INFLIGHT_BUCKET, STREAMS, ensureTopology } from './topology.ts';
+import { CONSUMERS, INFLIGHT_BUCKET, STREAMS, UNLIMITED_ACK_PENDING, ensureTopology } from './topology.ts';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -401,4 +401,46 @@ describe('an item whose next attempt is scheduled', () => {
       await bus.jsm.streams.purge(STREAMS.deliver);
     }
   }, 30_000);
+
+  /**
+   * A deferred item waits as an unacknowledged item put back with a delay. Under a consumer limit on unacknowledged items
+   * (1,000 until 2026-12-07), that many deferred items left the consumer nothing to hand out: one unreachable destination
+   * with 1,000 messages queued stopped every other remote delivery.
+   */
+  it('does not keep a due item waiting behind more deferred items than the old limit of 1,000', async () => {
+    // A consumer from before keeps its limit until ensureTopology brings it to none.
+    await bus.jsm.consumers.update(STREAMS.deliver, CONSUMERS.outboundProxy, { max_ack_pending: 1000 });
+    await ensureTopology(bus, { replicas: 1, ackWaitSeconds: 3 });
+    expect((await bus.jsm.consumers.info(STREAMS.deliver, CONSUMERS.outboundProxy)).config.max_ack_pending).toBe(UNLIMITED_ACK_PENDING);
+    const deferred = 1100;
+    await Promise.all(Array.from({ length: deferred }, (_, i) => bus.js.publish('mail.deliver.remote.down', enc.encode(`later-${i}`))));
+    const handled: string[] = [];
+    let putBack = 0;
+    const worker = startWorker(bus, {
+      stream: STREAMS.deliver,
+      consumer: CONSUMERS.outboundProxy,
+      concurrency: 8,
+      decode: (d) => dec.decode(d),
+      onError: () => undefined,
+      dueIn: (item: string) => (item.startsWith('later-') ? (putBack++, 10 * 60_000) : 0),
+      handle: (item) => {
+        handled.push(item);
+        return Promise.resolve(ack);
+      },
+    });
+    try {
+      // Every deferred item has been handed out and put back: all of them wait unacknowledged.
+      await waitFor(async () => ((await bus.jsm.consumers.info(STREAMS.deliver, CONSUMERS.outboundProxy)).num_ack_pending >= deferred ? true : undefined), {
+        timeoutMs: 30_000,
+        what: `${deferred} deferred items put back`,
+      });
+      expect(putBack).toBeGreaterThanOrEqual(deferred);
+      await bus.js.publish('mail.deliver.remote.up', enc.encode('due'));
+      await waitFor(() => (handled.includes('due') ? true : undefined), { timeoutMs: 20_000, what: 'the due item handled' });
+      expect(handled).toEqual(['due']);
+    } finally {
+      await worker.stop();
+      await bus.jsm.streams.purge(STREAMS.deliver);
+    }
+  }, 90_000);
 });

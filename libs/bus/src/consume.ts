@@ -537,7 +537,8 @@ export function startWorker<T>(bus: Bus, opts: WorkerOptions<T>): Worker {
       }
       for (const [seq, due] of scheduled) if (due + 2 * keepAliveMs * 3 < now) scheduled.delete(seq); // came back to another worker
       // The watchdog: work is waiting on the consumer, this worker could take it, and nothing comes.
-      const deliverable = ci.num_pending > 0 && ci.num_ack_pending < (ci.config.max_ack_pending ?? Infinity);
+      const limit = ci.config.max_ack_pending ?? 0;
+      const deliverable = ci.num_pending > 0 && (limit <= 0 || ci.num_ack_pending < limit);
       if (deliverable && active < opts.concurrency) {
         if (starvedSince === undefined || lastReceivedAt >= starvedSince) starvedSince = now;
         else if (now - starvedSince >= restartAfterMs) {

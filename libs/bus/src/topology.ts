@@ -32,6 +32,9 @@ export const SUBJECTS = {
   safetyNet: (database: string) => `mail.safetynet.${subjectToken(database)}`,
 } as const;
 
+/** A consumer's max_ack_pending for "no limit". */
+export const UNLIMITED_ACK_PENDING = -1;
+
 /** JetStream durations are in nanoseconds. */
 const NS_PER_MS = 1_000_000;
 
@@ -146,15 +149,19 @@ export async function ensureTopology(bus: Bus, opts: TopologyOptions): Promise<v
     filter_subject: filter,
     ack_policy: AckPolicy.Explicit,
     ack_wait: (opts.ackWaitSeconds ?? 15) * 1000 * NS_PER_MS,
-    max_ack_pending: 1000,
+    // No limit on unacknowledged items (-1). A deferred item waits for its next attempt as an unacknowledged item put back
+    // with a delay (libs/bus consume.ts), so a limit would cap the queue of deferred mail, and at the limit the consumer
+    // would hand out nothing new: 1,000 messages waiting for one unreachable destination stopped all remote delivery.
+    // How much a worker takes at a time is bounded by its own pulls (twice its concurrency).
+    max_ack_pending: UNLIMITED_ACK_PENDING,
   });
-  // Add, or bring an existing consumer to this ack wait (the one setting that may change).
+  // Add, or bring an existing consumer to this ack wait and ack-pending limit (the settings that may change).
   const ensureConsumer = async (stream: string, config: ReturnType<typeof consumer>) => {
     try {
       await jsm.consumers.add(stream, config);
     } catch (err) {
       if (!/already (exists|in use)/i.test((err as Error).message)) throw err;
-      await jsm.consumers.update(stream, config.durable_name, { ack_wait: config.ack_wait });
+      await jsm.consumers.update(stream, config.durable_name, { ack_wait: config.ack_wait, max_ack_pending: config.max_ack_pending });
     }
   };
   await ensureConsumer(STREAMS.submit, consumer(CONSUMERS.hub, SUBJECTS.submit));
