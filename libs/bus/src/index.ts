@@ -1,6 +1,7 @@
 export { connectBus, type Bus } from './connection.ts';
 export {
   BODY_BUCKET,
+  DKIM_BUCKET,
   BODY_STREAM,
   CONSUMERS,
   HOLDS_BUCKET,

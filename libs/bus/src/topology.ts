@@ -17,6 +17,8 @@ export const NODES_BUCKET = 'transit-nodes';
 export const INFLIGHT_BUCKET = 'transit-inflight';
 /** Administrator holds: suspended queues and messages, removed messages (libs/bus/src/holds.ts). */
 export const HOLDS_BUCKET = 'transit-suspended';
+/** DKIM signing configurations, one per signing domain (libs/dkim), private keys sealed. */
+export const DKIM_BUCKET = 'transit-dkim';
 
 /** A NATS subject token from free text: dots, wildcards and spaces become `_`. */
 export function subjectToken(text: string): string {
@@ -175,4 +177,6 @@ export async function ensureTopology(bus: Bus, opts: TopologyOptions): Promise<v
   await ensureKvBucket(bus, INFLIGHT_BUCKET, { replicas: opts.replicas, ttlMs: markerTtlSeconds * 1000, history: 1 });
   // No TTL: a suspended queue stays suspended until resumed; Removed markers are a few bytes per removed message.
   await new Kvm(bus.js).create(HOLDS_BUCKET, { replicas: opts.replicas, history: 1 });
+  // A few earlier revisions of each domain's keys, for an administrator who rotated by mistake.
+  await new Kvm(bus.js).create(DKIM_BUCKET, { replicas: opts.replicas, history: 5 });
 }

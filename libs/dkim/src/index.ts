@@ -1,0 +1,21 @@
+export {
+  DEFAULT_SELECTORS,
+  DkimError,
+  RSA_KEY_SIZES,
+  activeKey,
+  checkDomain,
+  generateKey,
+  newSigningConfig,
+  privateKeyOf,
+  rotate,
+  seal,
+  txtRecord,
+  unseal,
+  zoneLine,
+  type DkimAlgorithm,
+  type DkimKey,
+  type DkimSigningConfig,
+  type NewConfigOptions,
+} from './keys.ts';
+export { DkimStore } from './store.ts';
+export { DkimSigner, fromDomain, signingCandidates, withSignature, type Signature, type SigningLookup } from './sign.ts';
