@@ -17,5 +17,6 @@ export {
   type DkimSigningConfig,
   type NewConfigOptions,
 } from './keys.ts';
-export { DkimStore } from './store.ts';
+export { DkimStore, DkimWatcher } from './store.ts';
 export { DkimSigner, fromDomain, signingCandidates, withSignature, type Signature, type SigningLookup } from './sign.ts';
+export { dkimRow, runDkimRequest, zoneLines, type DkimRequest, type DkimResult, type DkimRow } from './request.ts';

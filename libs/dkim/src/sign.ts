@@ -87,9 +87,13 @@ export class DkimSigner {
   /** Unsealed private keys by domain, selector and sealed value: unsealing is done once per key. */
   readonly #keys = new Map<string, string>();
 
-  constructor(lookup: SigningLookup, secret: string | undefined) {
+  readonly #any: () => Promise<boolean>;
+
+  /** `any`: whether any configuration exists at all; without one, no message is read to look for its From domain. */
+  constructor(lookup: SigningLookup, secret: string | undefined, any: () => Promise<boolean> = () => Promise.resolve(true)) {
     this.#lookup = lookup;
     this.#secret = secret;
+    this.#any = any;
   }
 
   /** The configuration that signs mail from `domain`, if any is enabled. */
@@ -110,6 +114,7 @@ export class DkimSigner {
    * have receivers refuse.
    */
   async signature(open: () => Promise<Readable>): Promise<Signature | undefined> {
+    if (!(await this.#any())) return undefined;
     const body = await open();
     try {
       const parts = await readHeader(body);

@@ -26,6 +26,7 @@ export type Kind =
   | 'Queue'
   | 'QueueMessage'
   | 'QueueActionResult'
+  | 'DkimSigningConfig'
   | 'TransportSetting';
 /** What flows through a pipeline: `key` finds the object again in the working configuration. */
 export type Item = { kind: Kind; key: string; row: Record<string, unknown> };

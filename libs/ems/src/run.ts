@@ -16,11 +16,13 @@ import { ROUTING_CMDLETS, SEND_CONNECTOR_PROPERTIES } from './routing.ts';
 import { GET_MESSAGE_TRACKING_LOG, trackingItem, trackingQuery } from './tracking.ts';
 import { QUEUE_CMDLETS, queueItem, queueRequest } from './queues.ts';
 import { TRANSPORT_CMDLETS } from './transport.ts';
+import { DKIM_CMDLETS, dkimRequest } from './dkim.ts';
+import type { DkimRequest } from '@transit/dkim';
 
 export type EmsOutput = { objects: Record<string, unknown>[]; text: string };
 export type EmsResult = { config: OrganizationConfig; changed: boolean; output: EmsOutput; warnings: string[] };
 
-const CMDLETS = [...RECEIVE_CMDLETS, ...ROUTING_CMDLETS, ...TRANSPORT_CMDLETS, GET_MESSAGE_TRACKING_LOG, ...QUEUE_CMDLETS];
+const CMDLETS = [...RECEIVE_CMDLETS, ...ROUTING_CMDLETS, ...TRANSPORT_CMDLETS, GET_MESSAGE_TRACKING_LOG, ...QUEUE_CMDLETS, ...DKIM_CMDLETS];
 
 /** Format-List / Format-Table only choose how the last stage's objects print. */
 const FORMATTERS: Record<string, Format['kind']> = { 'format-list': 'list', fl: 'list', 'format-table': 'table', ft: 'table' };
@@ -36,6 +38,8 @@ const VIEWS: Record<Kind, View> = {
   Queue: { columns: ['Identity', 'DeliveryType', 'Status', 'MessageCount', 'NextHopDomain'], types: {} },
   QueueMessage: { columns: ['Identity', 'FromAddress', 'Status', 'Size', 'Queue'], types: {} },
   QueueActionResult: { columns: [], types: {} },
+  // Get-DkimSigningConfig's default table, as Exchange Online's; Format-List shows the selectors and their records.
+  DkimSigningConfig: { columns: ['Domain', 'Enabled', 'Status', 'Selector'], types: {} },
   // Values come formatted (each row's type differs); Format-List adds Scope, Default, Unit, SetWith and Meaning.
   TransportSetting: { columns: ['Name', 'Value', 'Source'], types: {} },
 };
@@ -140,6 +144,26 @@ export function emsQueueRequest(line: string): EmsQueueRequest | undefined {
         objects: items.map((i) => i.row),
         text: renderItems(items, kind === 'QueueActionResult' ? { ...bound.format, kind: 'list' } : bound.format, VIEWS),
       };
+    },
+  };
+}
+
+/** A DKIM cmdlet line: the request to run on the cluster's signing configurations, and how to print its rows. */
+export type EmsDkimRequest = { request: DkimRequest; warnings: string[]; render(rows: ReadonlyArray<Record<string, unknown>>): EmsOutput };
+
+/** The DKIM request of `line`, or undefined when the line is not a DKIM cmdlet. */
+export function emsDkimRequest(line: string): EmsDkimRequest | undefined {
+  const { bound, readAs, warnings } = bindEmsLine(line);
+  const first = bound.stages[0];
+  if (!first || !DKIM_CMDLETS.includes(first.cmdlet)) return undefined;
+  if (bound.stages.length > 1) throw new EmsError(`${first.cmdlet.name}: pipelines of DKIM cmdlets are not supported; give each cmdlet -Identity`);
+  const request = withReading(readAs, () => dkimRequest(first.cmdlet, first.args));
+  return {
+    request,
+    warnings,
+    render: (rows) => {
+      const items = rows.map((row) => ({ kind: 'DkimSigningConfig' as const, key: String(row.Domain), row: { ...row } }));
+      return { objects: items.map((i) => i.row), text: renderItems(items, bound.format, VIEWS) };
     },
   };
 }

@@ -27,6 +27,7 @@ import {
   startWorker,
   type Outcome,
 } from '@transit/bus';
+import { DkimSigner, DkimStore, withSignature, type Signature } from '@transit/dkim';
 import { decodeDeliveryItem, encodeDeliveryItem, type DeliveryItem } from '@transit/envelope';
 import { retrySchedule } from '@transit/config';
 import { submitDsn } from '@transit/ingest';
@@ -55,6 +56,13 @@ await runService('outbound-proxy', async (ctx) => {
       .finally(() => (rebuilding = undefined));
     return rebuilding;
   };
+  // DKIM: every signing configuration, kept current by a KV watch; nothing is read from NATS per message.
+  const dkimConfigs = (await DkimStore.open(ctx.bus)).watch((err) => ctx.log.error({ err: (err as Error).message }, 'DKIM configuration watch ended'));
+  const dkim = new DkimSigner(
+    (domain) => dkimConfigs.get(domain),
+    ctx.settings.clusterSecret,
+    () => dkimConfigs.any(),
+  );
   const sendLog = new ProtocolLog({
     dir: join(ctx.settings.protocolLogDir, 'OutboundProxy', 'SmtpSend'),
     kind: 'Send',
@@ -73,12 +81,26 @@ await runService('outbound-proxy', async (ctx) => {
     if (hop.type !== 'smtp') throw new Error('outbound proxy received a non-SMTP hop');
     const groups = sendGroups(item.envelope.recipients, item.envelope.dsn);
     const found = await lookUpDestinations(hop);
+    // Signed once per attempt, after every change Transit makes to the message; a key that cannot be used fails the attempt.
+    let signature: Signature | undefined;
+    try {
+      signature = await dkim.signature(() => bodies.open(item.envelope.body));
+    } catch (err) {
+      const reason = `451 4.7.0 DKIM signing failed: ${(err as Error).message}`;
+      ctx.log.error({ id: item.envelope.id, err: (err as Error).message }, 'DKIM signing failed; the attempt is deferred');
+      return classifyFailure(
+        item.envelope.recipients.map((r) => r.address),
+        undefined,
+        reason,
+      );
+    }
+    if (signature) annotate({ 'transit.dkim_domain': signature.domain, 'transit.dkim_selector': signature.selector });
     const results: RecipientResult[] = [];
     for (const [i, group] of groups.entries()) {
       const tried =
         'failure' in found
           ? { results: classifyFailure(group.recipients, undefined, found.failure), unreachable: true }
-          : await attemptGroup(item, hop, group, found.destinations);
+          : await attemptGroup(item, hop, group, found.destinations, signature);
       results.push(...tried.results);
       if (tried.unreachable) {
         const last = tried.results[0]!;
@@ -96,6 +118,7 @@ await runService('outbound-proxy', async (ctx) => {
     hop: Extract<DeliveryItem['hop'], { type: 'smtp' }>,
     group: SendGroup,
     destinations: Destination[],
+    signature: Signature | undefined,
   ): Promise<{ results: RecipientResult[]; unreachable: boolean }> {
     const { recipients } = group;
     const connector = ctx.config.SendConnectors.find((c) => c.Name === hop.connector);
@@ -116,7 +139,7 @@ await runService('outbound-proxy', async (ctx) => {
             },
           },
           async (span) => {
-            const body = await bodies.open(item.envelope.body);
+            const body = withSignature(signature, await bodies.open(item.envelope.body));
             try {
               return await sender.send(dest, item.envelope.sender, recipients, body, logging, connector, group.dsn);
             } catch (err) {
@@ -391,6 +414,7 @@ await runService('outbound-proxy', async (ctx) => {
       await Promise.allSettled([...adopting]);
       clearInterval(beat);
       sender.close();
+      dkimConfigs.stop();
       await sendLog.close();
       await shadow.close();
     },

@@ -17,7 +17,8 @@ import {
   type ConfigSnapshot,
   type OrganizationConfig,
 } from '@transit/config';
-import { EmsError, emsQueueRequest, emsTrackingRequest, runEmsLine, splitEmsScript } from '@transit/ems';
+import { DkimStore, runDkimRequest } from '@transit/dkim';
+import { EmsError, emsDkimRequest, emsQueueRequest, emsTrackingRequest, runEmsLine, splitEmsScript } from '@transit/ems';
 import { QueueError } from '@transit/queues';
 import { explainSession } from '@transit/policy';
 import { LeaseStore, rebuildShadowFromEvents } from '@transit/leases';
@@ -39,6 +40,7 @@ import {
 import { renderExplanation } from './explain.ts';
 import { parseTrackArgs } from './track.ts';
 import { parseQueueCommand, redisLeases, runQueueRequest } from './queue.ts';
+import { DKIM_USAGE, asCliError, parseDkimCommand, printDkim } from './dkim.ts';
 
 const USAGE = `transitctl — administer a Transit cluster (configuration lives in NATS KV; NATS_URL or --nats)
 
@@ -73,6 +75,7 @@ const USAGE = `transitctl — administer a Transit cluster (configuration lives 
   transitctl message remove <id> [--without-ndr]      Remove-Message (an NDR to the sender unless --without-ndr)
   transitctl message export <id> --path <file.eml>    Export-Message (a suspended message, replayable)
   transitctl ems 'Get-Queue' | 'Get-Message -Queue ...' | 'Remove-Message <id> -WithNDR $true' ...
+${DKIM_USAGE}
   transitctl shadow rebuild                           rebuild Redis shadow state from the event log (REDIS_URL)
   transitctl test-connector --remote-ip <ip> [--local <ip:port>] [--user <login>] [--from <addr>]
                             [--to <addr>]... [--size <bytes>] [--tls] [--helo <name>] [--json]
@@ -180,6 +183,19 @@ async function main(argv: string[]): Promise<number> {
         for (const [name, content] of files) await writeFile(join(command.logDir, name), content);
         process.stderr.write(`wrote ${files.size} message tracking log file(s) to ${command.logDir}\n`);
       }
+      return 0;
+    } finally {
+      await s.bus.close();
+    }
+  }
+
+  if (verb === 'dkim') {
+    // Checked before connecting, as queue is.
+    const command = parseDkimCommand(argv.slice(argv.indexOf(verb) + 1).filter((a) => a !== '--json' && !a.startsWith('--nats')));
+    const s = await open(values.nats as string | undefined);
+    try {
+      const result = await asCliError(runDkimRequest(await DkimStore.open(s.bus), command.request, runtimeSettings().clusterSecret));
+      printDkim(result, command.records, json, out, (t) => process.stderr.write(t));
       return 0;
     } finally {
       await s.bus.close();
@@ -338,6 +354,17 @@ async function main(argv: string[]): Promise<number> {
             const output = tracking.render(await readTracking(s.bus, tracking.query));
             if (json) out(JSON.stringify(output.objects, null, 2) + '\n');
             else if (output.text) out(output.text + '\n');
+            continue;
+          }
+          // And the DKIM cmdlets, on the signing configurations in KV.
+          const dkim = emsDkimRequest(line);
+          if (dkim) {
+            for (const w of dkim.warnings) process.stderr.write(`WARNING: ${w}\n`);
+            const result = await asCliError(runDkimRequest(await DkimStore.open(s.bus), dkim.request, runtimeSettings().clusterSecret));
+            const output = dkim.render(result.rows);
+            if (json) out(JSON.stringify(output.objects, null, 2) + '\n');
+            else if (output.text) out(output.text + '\n');
+            for (const n of result.notes) process.stderr.write(n + '\n');
             continue;
           }
           // So do the queue cmdlets: libs/ems binds them, transitctl runs them on the cluster.

@@ -1,0 +1,84 @@
+/**
+ * Exchange Online's DKIM cmdlets: New-, Rotate-, Set- and Get-DkimSigningConfig. Their data
+ * is the cluster's signing configurations (libs/dkim, in NATS KV), not the organisation
+ * file, so here they only bind and check their parameters into a DkimRequest (libs/ems stays
+ * pure); transitctl runs it and hands the rows back to print, as for the queue cmdlets.
+ */
+import type { DkimRequest } from '@transit/dkim';
+import { requireString, stringArg, type Args, type Cmdlet } from './binding.ts';
+import { EmsError } from './errors.ts';
+
+const notHere = (name: string) => () => {
+  throw new EmsError(`${name} works on the cluster's DKIM keys, not the configuration: run it with transitctl ems`);
+};
+
+export const NEW_DKIM = {
+  name: 'New-DkimSigningConfig',
+  // Algorithm is Transit's: Exchange Online signs with RSA only.
+  params: { DomainName: 'string', Enabled: 'bool', KeySize: 'int', Algorithm: { one: ['rsa-sha256', 'ed25519-sha256'] } },
+  positional: 'DomainName',
+  output: 'DkimSigningConfig',
+  run: notHere('New-DkimSigningConfig'),
+} satisfies Cmdlet;
+export const ROTATE_DKIM = {
+  name: 'Rotate-DkimSigningConfig',
+  params: { Identity: 'string', KeySize: 'int', Confirm: 'bool' },
+  positional: 'Identity',
+  output: 'DkimSigningConfig',
+  run: notHere('Rotate-DkimSigningConfig'),
+} satisfies Cmdlet;
+export const SET_DKIM = {
+  name: 'Set-DkimSigningConfig',
+  params: { Identity: 'string', Enabled: 'bool', Confirm: 'bool' },
+  positional: 'Identity',
+  run: notHere('Set-DkimSigningConfig'),
+} satisfies Cmdlet;
+export const GET_DKIM = {
+  name: 'Get-DkimSigningConfig',
+  params: { Identity: 'string' },
+  positional: 'Identity',
+  output: 'DkimSigningConfig',
+  run: notHere('Get-DkimSigningConfig'),
+} satisfies Cmdlet;
+
+export const DKIM_CMDLETS: Cmdlet[] = [NEW_DKIM, ROTATE_DKIM, SET_DKIM, GET_DKIM];
+
+const keySize = (c: Cmdlet, args: Args): number | undefined => {
+  const v = args.get('KeySize');
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || ![1024, 2048, 3072, 4096].includes(v)) throw new EmsError(`${c.name}: -KeySize must be 1024, 2048, 3072 or 4096`);
+  return v;
+};
+
+export function dkimRequest(c: Cmdlet, args: Args): DkimRequest {
+  switch (c.name) {
+    case NEW_DKIM.name: {
+      const enabled = args.get('Enabled');
+      // Exchange Online requires -Enabled on New-DkimSigningConfig.
+      if (typeof enabled !== 'boolean') throw new EmsError(`${c.name}: -Enabled is required ($true to sign at once, $false to publish the records first)`);
+      const size = keySize(c, args);
+      const algorithm = stringArg(args, 'Algorithm') as 'rsa-sha256' | 'ed25519-sha256' | undefined;
+      if (algorithm === 'ed25519-sha256' && size !== undefined) throw new EmsError(`${c.name}: -KeySize applies to rsa-sha256 keys only`);
+      return {
+        op: 'new',
+        domain: requireString(c.name, args, 'DomainName'),
+        enabled,
+        ...(size !== undefined ? { keySize: size } : {}),
+        ...(algorithm ? { algorithm } : {}),
+      };
+    }
+    case ROTATE_DKIM.name: {
+      const size = keySize(c, args);
+      return { op: 'rotate', domain: requireString(c.name, args, 'Identity'), ...(size !== undefined ? { keySize: size } : {}) };
+    }
+    case SET_DKIM.name: {
+      const enabled = args.get('Enabled');
+      if (typeof enabled !== 'boolean') throw new EmsError(`${c.name}: -Enabled is the one setting it changes: give -Enabled $true or $false`);
+      return { op: 'set', domain: requireString(c.name, args, 'Identity'), enabled };
+    }
+    default: {
+      const identity = stringArg(args, 'Identity');
+      return { op: 'get', ...(identity !== undefined ? { domain: identity } : {}) };
+    }
+  }
+}
