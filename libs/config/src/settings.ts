@@ -492,11 +492,12 @@ export const environmentSchema = z.object({
   // Secrets.
   clusterSecret: env(text, {
     variable: 'TRANSIT_CLUSTER_SECRET',
-    defaultText: '(unset: ExchangeServer authentication off)',
+    defaultText: '(unset: ExchangeServer authentication and DKIM signing off)',
     unit: '',
-    readBy: SMTP_ROLES,
+    readBy: `${SMTP_ROLES}, transitctl`,
     secret: true,
-    meaning: "password Transit's own nodes use with logon `NODE$` on ExchangeServer connectors",
+    meaning:
+      "password Transit's own nodes use with logon `NODE$` on ExchangeServer connectors; DKIM private keys are sealed with a key derived from it (`transitctl dkim`, the outbound proxies)",
   }),
   adminPassword: env(text, {
     variable: 'TRANSIT_ADMIN_PASSWORD',
