@@ -278,6 +278,10 @@ export const sendConnectorSchema = z
     ConnectionInactivityTimeOut: z.preprocess(parseTimeSpan, z.number().int().min(1).max(86_400)).optional(),
     /** Messages sent over one connection before it is closed and another opened. Unset: the node's TRANSIT_OUTBOUND_MAX_MESSAGES_PER_CONNECTION. */
     SmtpMaxMessagesPerConnection: z.number().int().min(1).max(2_147_483_647).optional(),
+    /** Transit: connections open at once to each next hop this connector routes to, across every outbound proxy. Unset: TransportSettings' MaxPerDomainOutboundConnections. */
+    MaxPerDomainOutboundConnections: z.number().int().min(1).max(10_000).optional(),
+    /** Transit: messages per minute to each next hop this connector routes to, across every outbound proxy (0: none). Unset: TransportSettings' MaxPerDomainOutboundMessagesPerMinute. */
+    MaxPerDomainOutboundMessagesPerMinute: z.number().int().min(0).max(1_000_000).optional(),
   })
   .superRefine((c, ctx) => {
     const basic = c.SmartHostAuthMechanism === 'BasicAuth' || c.SmartHostAuthMechanism === 'BasicAuthRequireTLS';
@@ -344,6 +348,10 @@ export const transportSettingsSchema = z.strictObject({
     .int()
     .min(1024)
     .default(64 * 1024),
+  /** SMTP connections open at once to one next hop (a domain, or a send connector's smart hosts), counted across every outbound proxy (Exchange: 20 per server). */
+  MaxPerDomainOutboundConnections: z.number().int().min(1).max(10_000).default(20),
+  /** Transit: messages per minute to one next hop, across every outbound proxy; 0 for no limit. */
+  MaxPerDomainOutboundMessagesPerMinute: z.number().int().min(0).max(1_000_000).default(0),
 });
 export type TransportSettings = z.infer<typeof transportSettingsSchema>;
 

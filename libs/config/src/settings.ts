@@ -773,6 +773,19 @@ export const ORGANISATION: { readonly [K in keyof TransportSettings]-?: Organisa
     exchange: true,
     meaning: 'a pickup file with a larger header is refused (a .bad file)',
   },
+  MaxPerDomainOutboundConnections: {
+    unit: 'count',
+    cmdlet: 'Set-TransportService',
+    exchange: true,
+    meaning:
+      'SMTP connections open at once to one next hop (a domain, or a send connector with smart hosts), counted across every outbound proxy through Redis; a send connector may set its own',
+  },
+  MaxPerDomainOutboundMessagesPerMinute: {
+    unit: 'count',
+    cmdlet: 'Set-TransportService',
+    exchange: false,
+    meaning: 'messages per minute to one next hop, across every outbound proxy (0: no limit); a send connector may set its own',
+  },
 };
 
 export const ORGANISATION_KEYS = Object.keys(ORGANISATION) as Array<keyof TransportSettings>;

@@ -129,6 +129,8 @@ export const SEND_CONNECTOR_PROPERTIES = {
   SmartHostAuthMechanism: { one: ['None', 'BasicAuth', 'BasicAuthRequireTLS', 'ExternalAuthoritative'] satisfies SendConnector['SmartHostAuthMechanism'][] },
   ConnectionInactivityTimeOut: 'timespan',
   SmtpMaxMessagesPerConnection: 'int',
+  MaxPerDomainOutboundConnections: 'int',
+  MaxPerDomainOutboundMessagesPerMinute: 'int',
 } as const satisfies Record<Exclude<keyof SendConnector, 'AuthenticationCredential'>, ParamType>;
 
 /** Exchange takes a PSCredential here; Transit keeps passwords out of its configuration, so the line is refused with the way to do it. */

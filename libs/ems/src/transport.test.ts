@@ -80,6 +80,8 @@ describe('Get-TransportService', () => {
       'DelayNotificationTimeout',
       'PickupDirectoryMaxRecipientsPerMessage',
       'PickupDirectoryMaxHeaderSize',
+      'MaxPerDomainOutboundConnections',
+      'MaxPerDomainOutboundMessagesPerMinute',
     ]);
     expect(r.warnings).toEqual([
       "Get-TransportService: -Identity EXCH01 is informational in a Transit cluster: every node runs with the organisation's one TransportSettings",
@@ -88,6 +90,12 @@ describe('Get-TransportService', () => {
 });
 
 describe('Set-TransportService and Set-TransportConfig', () => {
+  it('sets the per-destination limits, cluster-wide', () => {
+    const r = run('Set-TransportService EXCH01 -MaxPerDomainOutboundConnections 10 -MaxPerDomainOutboundMessagesPerMinute 120');
+    expect(r.config.TransportSettings).toMatchObject({ MaxPerDomainOutboundConnections: 10, MaxPerDomainOutboundMessagesPerMinute: 120 });
+    expect(() => run('Set-TransportService -MaxPerDomainOutboundConnections 0')).toThrow(/MaxPerDomainOutboundConnections/);
+  });
+
   it.each([
     [
       'Exchange’s time spans',

@@ -28,6 +28,8 @@ export const TRANSPORT_SETTINGS_PROPERTIES = {
   PickupDirectoryPollInterval: 'int',
   PickupDirectoryMaxRecipientsPerMessage: 'int',
   PickupDirectoryMaxHeaderSize: 'bytes',
+  MaxPerDomainOutboundConnections: 'int',
+  MaxPerDomainOutboundMessagesPerMinute: 'int',
 } as const satisfies Record<keyof TransportSettings, ParamType>;
 
 type Field = keyof TransportSettings;

@@ -68,6 +68,8 @@ export type SmtpSink = {
   unconfirmed(message: ReceivedMessage): boolean;
   /** Client connections open right now. */
   openConnections(): number;
+  /** The most client connections that were open at once since the sink started. */
+  peakConnections(): number;
   /** Resolves with a copy of `messages` once it holds at least `count`. */
   waitFor(count: number, timeoutMs?: number): Promise<ReceivedMessage[]>;
   close(): Promise<void>;
@@ -158,8 +160,10 @@ export async function startSmtpSink(opts: SmtpSinkOptions = {}): Promise<SmtpSin
   // A listener beside smtp-server's own, on the same 'data' events. Paused first, so nothing
   // flows before smtp-server pipes the socket into its parser (that pipe resumes it).
   let open = 0;
+  let peak = 0;
   server.server.on('connection', (socket: Socket) => {
     open++;
+    peak = Math.max(peak, open);
     socket.once('close', () => open--);
     const key = peer(socket.remoteAddress, socket.remotePort);
     const recorder = new WireRecorder(opts.recordWire === true);
@@ -191,6 +195,7 @@ export async function startSmtpSink(opts: SmtpSinkOptions = {}): Promise<SmtpSin
     port,
     messages,
     openConnections: () => open,
+    peakConnections: () => peak,
     unconfirmed: (message) => {
       const source = sources.get(message);
       return source !== undefined && source.wire.closed && source.wire.confirmed <= source.index;

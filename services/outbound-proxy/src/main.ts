@@ -38,13 +38,15 @@ import { startListenersFor } from '@transit/receive';
 import { adminHolds, poisonGuard, runService } from '@transit/service';
 import { classifyFailure, classifyReport, sendGroups, type RecipientResult, type SendGroup } from './outcome.ts';
 import { planOutcome, planSend, type OutcomeStep } from './plan.ts';
-import { SmtpSender, lookUpDestinations, type Destination } from './sender.ts';
+import { SmtpSender, ThrottledError, lookUpDestinations, type Destination, type Shaping } from './sender.ts';
+import { DestinationShaper } from './shaping.ts';
 
 await runService('outbound-proxy', async (ctx) => {
   const bodies = new BodyStore(ctx.bus);
-  const sender = new SmtpSender(ctx.settings.nodeName, ctx.settings);
   const shadow = new LeaseStore(ctx.settings.redisUrl, ctx.settings.deliveredTtlSeconds);
   await shadow.connect();
+  const shaper = new DestinationShaper(shadow.redis);
+  const sender = new SmtpSender(ctx.settings.nodeName, ctx.settings, shaper);
   const itemShadow = new DeliveryShadow(shadow.redis, ctx.settings.deliveredTtlSeconds);
   // Commands fail at once while Redis is down (no offline queue), so the PING answers or fails fast.
   watchRedis(() => shadow.redis.ping());
@@ -76,9 +78,19 @@ await runService('outbound-proxy', async (ctx) => {
    * (DNS, connection, TLS, logon) is the outcome of the groups not yet tried as well: they would
    * meet it again.
    */
-  async function attempt(item: DeliveryItem): Promise<RecipientResult[]> {
+  async function attempt(item: DeliveryItem, hopName: string): Promise<RecipientResult[]> {
     const hop = item.hop;
     if (hop.type !== 'smtp') throw new Error('outbound proxy received a non-SMTP hop');
+    const connector = ctx.config.SendConnectors.find((c) => c.Name === hop.connector);
+    const settings = ctx.config.TransportSettings;
+    // The next hop's queue is its key in Redis: every outbound proxy counts its connections and messages together.
+    const shaping: Shaping = {
+      hop: hopName,
+      limits: {
+        maxConnections: connector?.MaxPerDomainOutboundConnections ?? settings.MaxPerDomainOutboundConnections,
+        messagesPerMinute: connector?.MaxPerDomainOutboundMessagesPerMinute ?? settings.MaxPerDomainOutboundMessagesPerMinute,
+      },
+    };
     const groups = sendGroups(item.envelope.recipients, item.envelope.dsn);
     const found = await lookUpDestinations(hop);
     // Signed once per attempt, after every change Transit makes to the message; a key that cannot be used fails the attempt.
@@ -97,10 +109,21 @@ await runService('outbound-proxy', async (ctx) => {
     if (signature) annotate({ 'transit.dkim_domain': signature.domain, 'transit.dkim_selector': signature.selector });
     const results: RecipientResult[] = [];
     for (const [i, group] of groups.entries()) {
-      const tried =
-        'failure' in found
-          ? { results: classifyFailure(group.recipients, undefined, found.failure), unreachable: true }
-          : await attemptGroup(item, hop, group, found.destinations, signature);
+      let tried: { results: RecipientResult[]; unreachable: boolean };
+      try {
+        const wait = await shaper.takeMessage(hopName, shaping.limits.messagesPerMinute);
+        if (wait > 0)
+          throw new ThrottledError(`${hopName}: ${shaping.limits.messagesPerMinute} messages a minute (MaxPerDomainOutboundMessagesPerMinute) sent`, wait);
+        tried =
+          'failure' in found
+            ? { results: classifyFailure(group.recipients, undefined, found.failure), unreachable: true }
+            : await attemptGroup(item, hop, group, found.destinations, signature, shaping);
+      } catch (err) {
+        // Held back before anything was sent: the item waits its turn (handleClaimed), no attempt spent. After a first
+        // transaction, the rest are deferred as any transient failure is.
+        if (!(err instanceof ThrottledError) || i === 0) throw err;
+        tried = { results: classifyFailure(group.recipients, undefined, `451 4.4.2 ${err.message}`), unreachable: true };
+      }
       results.push(...tried.results);
       if (tried.unreachable) {
         const last = tried.results[0]!;
@@ -119,6 +142,7 @@ await runService('outbound-proxy', async (ctx) => {
     group: SendGroup,
     destinations: Destination[],
     signature: Signature | undefined,
+    shaping: Shaping,
   ): Promise<{ results: RecipientResult[]; unreachable: boolean }> {
     const { recipients } = group;
     const connector = ctx.config.SendConnectors.find((c) => c.Name === hop.connector);
@@ -141,7 +165,7 @@ await runService('outbound-proxy', async (ctx) => {
           async (span) => {
             const body = withSignature(signature, await bodies.open(item.envelope.body));
             try {
-              return await sender.send(dest, item.envelope.sender, recipients, body, logging, connector, group.dsn);
+              return await sender.send(dest, item.envelope.sender, recipients, body, logging, connector, group.dsn, shaping);
             } catch (err) {
               const code = (err as { responseCode?: number }).responseCode;
               if (code) span.setAttribute('smtp.reply_code', code);
@@ -154,7 +178,10 @@ await runService('outbound-proxy', async (ctx) => {
         );
         return { results: classifyReport(recipients, report).map((r) => ({ ...r, remoteMta: dest.host })), unreachable: false };
       } catch (err) {
-        const e = err as Error & { responseCode?: number; response?: string; code?: string };
+        const e = err as Error & { responseCode?: number; response?: string; code?: string; retryInMs?: number };
+        if (e.code === 'ESHAPED') throw err instanceof ThrottledError ? err : new ThrottledError(e.message, e.retryInMs ?? 5_000);
+        // 421: the next hop has too many connections (or is going away): one at a time to it for a while, on every proxy.
+        if (e.responseCode === 421) void shaper.backOff(shaping.hop).catch(() => undefined);
         if (e.code === 'ETLS' || e.code === 'EAUTH') {
           // TLS the connector requires could not be set up (no STARTTLS, or a certificate its TlsAuthLevel refuses), or the smart
           // host refused its logon: transient, as for Exchange, even when the answer was a 5xx (535 5.7.8): the connector's
@@ -298,7 +325,14 @@ await runService('outbound-proxy', async (ctx) => {
         return retry(leases.leaseTtlMs);
       }
       const settings = ctx.config.TransportSettings;
-      const results = await attempt(item);
+      let results: RecipientResult[];
+      try {
+        results = await attempt(item, hopName);
+      } catch (err) {
+        if (!(err instanceof ThrottledError)) throw err;
+        ctx.log.info({ id, hop: hopName, err: err.message }, 'next hop at its limit; the item waits');
+        return notYet(err.retryInMs);
+      }
       const plan = planOutcome({
         item,
         hop: hopName,

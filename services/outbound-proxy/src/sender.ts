@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { promises as dns } from 'node:dns';
 import { readFile } from 'node:fs/promises';
-import { isIP } from 'node:net';
+import { connect as netConnect, isIP, type Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { checkServerIdentity, type ConnectionOptions, type PeerCertificate } from 'node:tls';
 import { createTransport, type Transporter } from 'nodemailer';
@@ -15,6 +15,20 @@ import { environmentDefault, type RuntimeSettings, type SendConnector } from '@t
 import type { NextHop } from '@transit/envelope';
 import type { ProtocolLog, ProtocolLogSession } from '@transit/logs';
 import type { DsnParams, SendReport } from './outcome.ts';
+import type { DestinationShaper, HopLimits } from './shaping.ts';
+
+/** How one next hop is shaped: its queue name (the key in Redis) and its limits. */
+export type Shaping = { hop: string; limits: HopLimits };
+
+/** A connection slot did not come free in time: every one the next hop may have is open (shaping.ts). */
+export class ThrottledError extends Error {
+  readonly code = 'ESHAPED';
+  readonly retryInMs: number;
+  constructor(message: string, retryInMs: number) {
+    super(message);
+    this.retryInMs = retryInMs;
+  }
+}
 
 export type Destination = { host: string; port: number };
 
@@ -138,17 +152,80 @@ export function defaultPoolSettings(): PoolSettings {
   };
 }
 
+/** A connector's pool to one destination host for one next hop: messages in flight on it, and when it was last used. */
+type Pool = { transport: Transporter; busy: number; usedAt: number; hop?: string };
+
+/** A pool not used for this long is closed, which frees its connection slots (shaping.ts); at once when another proxy waits for one. */
+const POOL_IDLE_MS = 10_000;
+const SWEEP_MS = 1_000;
+
 export class SmtpSender {
-  readonly #pools = new Map<string, Transporter>();
+  readonly #pools = new Map<string, Pool>();
   readonly #heloName: string;
   readonly #settings: PoolSettings;
-  /** `pool`: the service passes this process's settings (ctx.settings); left out, the register's defaults. */
-  constructor(heloName: string, pool: PoolSettings = defaultPoolSettings()) {
+  readonly #shaper: DestinationShaper | undefined;
+  readonly #sweep: NodeJS.Timeout;
+  /** `pool`: the service passes this process's settings (ctx.settings); left out, the register's defaults. `shaper`: cluster-wide connection limits. */
+  constructor(heloName: string, pool: PoolSettings = defaultPoolSettings(), shaper?: DestinationShaper) {
     this.#heloName = heloName;
     this.#settings = pool;
+    this.#shaper = shaper;
+    this.#sweep = setInterval(() => void this.#closeIdle(), SWEEP_MS);
+    this.#sweep.unref();
   }
 
-  async #pool(dest: Destination, logging: SendLogging, policy: SendPolicy | undefined): Promise<Transporter> {
+  async #closeIdle(): Promise<void> {
+    for (const [key, p] of [...this.#pools]) {
+      if (p.busy > 0) continue;
+      const idle = Date.now() - p.usedAt;
+      const close = idle >= POOL_IDLE_MS || (p.hop !== undefined && idle >= SWEEP_MS && (await this.#shaper?.wanted(p.hop).catch(() => false)));
+      // Taken again while Redis answered: it stays.
+      if (!close || p.busy > 0 || this.#pools.get(key) !== p) continue;
+      this.#pools.delete(key);
+      p.transport.close();
+    }
+  }
+
+  /** A socket for nodemailer once `shaping` lets one more connection to its next hop be open; the slot is freed when it closes. */
+  #shapedSocket(dest: Destination, shaping: Shaping, shaper: DestinationShaper) {
+    // A message waits for a slot on the connection nodemailer opens for it; held back longer, it goes back to the queue.
+    const waitMs = Math.min(this.#settings.outboundConnectionTimeoutMs, 10_000);
+    return (_options: unknown, callback: (err: Error | null, socketOptions: { connection: Socket } | undefined) => void) => {
+      shaper.acquire(shaping.hop, shaping.limits.maxConnections, waitMs).then(
+        (slot) => {
+          if (!slot) {
+            callback(
+              new ThrottledError(
+                `${shaping.hop}: all ${shaping.limits.maxConnections} connections it may have (MaxPerDomainOutboundConnections) are open`,
+                Math.min(waitMs, 5_000),
+              ),
+              undefined,
+            );
+            return;
+          }
+          const socket = netConnect({ host: dest.host, port: dest.port });
+          socket.once('close', () => slot.release());
+          const timer = setTimeout(
+            () => socket.destroy(new Error(`connection to ${dest.host}:${dest.port} timed out`)),
+            this.#settings.outboundConnectionTimeoutMs,
+          );
+          const failed = (err: Error) => {
+            clearTimeout(timer);
+            callback(Object.assign(err, { code: (err as NodeJS.ErrnoException).code ?? 'ECONNECTION' }), undefined);
+          };
+          socket.once('error', failed);
+          socket.once('connect', () => {
+            clearTimeout(timer);
+            socket.removeListener('error', failed);
+            callback(null, { connection: socket });
+          });
+        },
+        (err: Error) => callback(err, undefined),
+      );
+    };
+  }
+
+  async #pool(dest: Destination, logging: SendLogging, policy: SendPolicy | undefined, shaping: Shaping | undefined): Promise<Pool> {
     const auth = await this.#auth(policy);
     // A pool per connector too: connectors to the same host may differ in TLS policy, EHLO name and account. The password
     // is in the key only as a digest (a changed password opens a new pool).
@@ -164,18 +241,22 @@ export class SmtpSender {
       policy?.ConnectionInactivityTimeOut,
       policy?.SmtpMaxMessagesPerConnection,
       auth ? [auth.user, createHash('sha256').update(auth.pass).digest('hex')] : null,
+      shaping ? [shaping.hop, shaping.limits.maxConnections] : null,
     ]);
     let t = this.#pools.get(key);
     if (!t) {
       const { requireTLS, tls } = tlsOptionsFor(policy, dest);
-      t = createTransport({
+      const shaper = this.#shaper;
+      const transport = createTransport({
+        ...(shaping && shaper ? { getSocket: this.#shapedSocket(dest, shaping, shaper) } : {}),
         ...(auth ? { auth } : {}),
         ...(logging ? { logger: sendProtocolLogger(logging.log, logging.connectorId), debug: true } : {}),
         host: dest.host,
         port: dest.port,
         secure: false,
         pool: true,
-        maxConnections: this.#settings.outboundMaxConnections,
+        // No more than the next hop may have across the cluster: connections beyond that would only wait for a slot.
+        maxConnections: Math.min(this.#settings.outboundMaxConnections, shaping?.limits.maxConnections ?? Infinity),
         maxMessages: policy?.SmtpMaxMessagesPerConnection ?? this.#settings.outboundMaxMessagesPerConnection,
         name: policy?.Fqdn ?? this.#heloName,
         connectionTimeout: this.#settings.outboundConnectionTimeoutMs,
@@ -184,6 +265,7 @@ export class SmtpSender {
         requireTLS,
         tls,
       });
+      t = { transport, busy: 0, usedAt: Date.now(), ...(shaping ? { hop: shaping.hop } : {}) };
       this.#pools.set(key, t);
     }
     return t;
@@ -198,10 +280,12 @@ export class SmtpSender {
     logging?: SendLogging,
     policy?: SendPolicy,
     dsn?: DsnParams,
+    shaping?: Shaping,
   ): Promise<SendReport> {
+    const pool = await this.#pool(dest, logging, policy, shaping);
+    pool.busy++;
     try {
-      const transport = await this.#pool(dest, logging, policy);
-      const info = (await transport.sendMail({ envelope: { from: sender, to: recipients }, raw, ...(dsn ? { dsn } : {}) })) as {
+      const info = (await pool.transport.sendMail({ envelope: { from: sender, to: recipients }, raw, ...(dsn ? { dsn } : {}) })) as {
         accepted: string[];
         rejected: string[];
         rejectedErrors?: SmtpError[];
@@ -212,6 +296,9 @@ export class SmtpSender {
       // Every recipient refused: nodemailer reports it as an envelope error, with per-recipient errors.
       if (e.code === 'EENVELOPE' && e.rejected?.length) return { accepted: [], rejected: rejectedOf(e.rejected, e.rejectedErrors) };
       throw err;
+    } finally {
+      pool.busy--;
+      pool.usedAt = Date.now();
     }
   }
 
@@ -241,7 +328,8 @@ export class SmtpSender {
   }
 
   close(): void {
-    for (const t of this.#pools.values()) t.close();
+    clearInterval(this.#sweep);
+    for (const t of this.#pools.values()) t.transport.close();
     this.#pools.clear();
   }
 }
