@@ -2,7 +2,8 @@
  * `npm run bench`: starts the local cluster (real processes) and sends N messages of 5 KiB
  * over SMTP with C parallel sessions, (1) to an accepted-domain mailbox and (2) through the
  * IP-scoped relay connector and the outbound proxy to a local SMTP sink. Prints accepted
- * msgs/s, delivered msgs/s and p50/p99 accept latency; then (3, 4) the relay again with the
+ * msgs/s, delivered msgs/s and p50/p99 accept latency; the relay again with a per-destination
+ * message rate counted in Redis (too high to hold anything back); then the relay again with the
  * sender's domain signing with DKIM (RSA 2048, then Ed25519), and the CPU time of one signature
  * measured in this process. Bounded in count and time.
  *   BENCH_MESSAGES (default 2000), BENCH_SESSIONS (default 20), BENCH_TIMEOUT_S (default 180 per run)
@@ -29,7 +30,20 @@ const sink = await startSmtpSink();
 const base = parse(await readFile(new URL('../config/examples/contoso.yaml', import.meta.url), 'utf8')) as Record<string, unknown>;
 await writeFile(
   join(dir, 'org.yaml'),
-  stringify({ ...base, SendConnectors: [{ Name: 'Sink', AddressSpaces: ['*'], DNSRoutingEnabled: false, SmartHosts: [`${sink.host}:${sink.port}`] }] }),
+  stringify({
+    ...base,
+    SendConnectors: [
+      { Name: 'Sink', AddressSpaces: ['*'], DNSRoutingEnabled: false, SmartHosts: [`${sink.host}:${sink.port}`] },
+      // The same sink, with a message rate limit too high to hold anything back: what counting every message in Redis costs.
+      {
+        Name: 'Rated sink',
+        AddressSpaces: ['rated.example.net'],
+        DNSRoutingEnabled: false,
+        SmartHosts: [`${sink.host}:${sink.port}`],
+        MaxPerDomainOutboundMessagesPerMinute: 1_000_000,
+      },
+    ],
+  }),
 );
 const cluster = await startLocalCluster({
   varDir: join(dir, 'var'),
@@ -125,6 +139,11 @@ try {
   const aliceNew = join(cluster.mailDir, 'contoso.test', 'alice', 'new');
   await run('mailbox (Maildir)', 'alice@contoso.test', undefined, async () => (await readdir(aliceNew).catch(() => [])).length);
   const plain = await run('relay (outbound proxy)', 'someone@example.net', '127.0.0.2', () => Promise.resolve(sink.messages.length));
+  const beforeRated = sink.messages.length;
+  const rated = await run('relay, rate counted', 'someone@rated.example.net', '127.0.0.2', () => Promise.resolve(sink.messages.length - beforeRated));
+  console.log(
+    `  every message counted against MaxPerDomainOutboundMessagesPerMinute in Redis: end to end ${(rated / plain).toFixed(2)}x the relay without a rate limit`,
+  );
   const bus = await connectBus([cluster.natsUrl], 'bench');
   try {
     const store = await DkimStore.open(bus);
