@@ -8,6 +8,7 @@
  */
 import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
 import type { Bus } from './connection.ts';
+import { KvMirror } from './kv-mirror.ts';
 import { HOLDS_BUCKET } from './topology.ts';
 
 export type HoldState = 'Suspended' | 'Removed';
@@ -57,39 +58,15 @@ export function decideHold(holds: ReadonlyMap<string, Hold>, subject: string, me
 
 /** A worker's live copy of the holds: the bucket's values, then every change, through one KV watch. */
 export class HoldWatcher {
-  readonly #holds = new Map<string, Hold>();
-  readonly #ready: Promise<void>;
+  readonly #mirror: Promise<KvMirror<Hold>>;
   constructor(bus: Bus, onError: (err: unknown) => void) {
-    this.#ready = this.#start(bus, onError);
-    // A rejected start shows at the first check; this only keeps it from being "unhandled" before then.
-    this.#ready.catch(() => undefined);
-  }
-
-  async #start(bus: Bus, onError: (err: unknown) => void): Promise<void> {
-    const kv = await openHolds(bus);
-    const initial = (await kv.status()).values;
-    const watch = await kv.watch();
-    let loaded!: () => void;
-    const ready = new Promise<void>((r) => (loaded = r));
-    if (initial === 0) loaded();
-    void (async () => {
-      try {
-        for await (const e of watch) {
-          const hold = parseHold(e);
-          if (hold) this.#holds.set(e.key, hold);
-          else this.#holds.delete(e.key);
-          // `delta` counts the values still to come: 0 once the watch has caught up with the bucket.
-          if (!e.delta) loaded();
-        }
-      } catch (err) {
-        onError(err);
-      }
-    })();
-    await ready;
+    this.#mirror = openHolds(bus).then((kv) => new KvMirror(kv, parseHold, onError));
+    this.#mirror.catch(() => undefined);
   }
 
   async check(subject: string, messageId: string): Promise<HoldDecision> {
-    await this.#ready;
-    return decideHold(this.#holds, subject, messageId);
+    const mirror = await this.#mirror;
+    await mirror.ready;
+    return decideHold(mirror.values, subject, messageId);
   }
 }

@@ -57,3 +57,4 @@ export { POISON_THRESHOLD, PoisonTracker, listPoison, type PoisonRow } from './p
 export { scanStream } from './scan.ts';
 export { SpanKind, annotate, extractTrace, inSpan, injectTrace, tracer } from './trace.ts';
 export { HoldWatcher, decideHold, holdKey, openHolds, readHolds, type Hold, type HoldDecision, type HoldState } from './holds.ts';
+export { KvMirror } from './kv-mirror.ts';

@@ -5,7 +5,7 @@
  * node within moments, and signing reads nothing from NATS per message.
  */
 import { Kvm, type KV } from '@nats-io/kv';
-import { DKIM_BUCKET, type Bus } from '@transit/bus';
+import { DKIM_BUCKET, KvMirror, type Bus } from '@transit/bus';
 import type { DkimSigningConfig } from './keys.ts';
 
 const enc = new TextEncoder();
@@ -51,48 +51,27 @@ export class DkimStore {
 }
 
 export class DkimWatcher {
-  readonly #configs = new Map<string, DkimSigningConfig>();
-  readonly #ready: Promise<void>;
-  #stop: (() => void) | undefined;
+  readonly #mirror: KvMirror<DkimSigningConfig>;
 
   constructor(kv: KV, onError: (err: unknown) => void) {
-    this.#ready = this.#start(kv, onError);
-    this.#ready.catch(() => undefined);
-  }
-
-  async #start(kv: KV, onError: (err: unknown) => void): Promise<void> {
-    const initial = (await kv.status()).values;
-    const watch = await kv.watch();
-    this.#stop = () => watch.stop();
-    let loaded!: () => void;
-    const ready = new Promise<void>((r) => (loaded = r));
-    if (initial === 0) loaded();
-    void (async () => {
-      try {
-        for await (const e of watch) {
-          if (e.operation === 'PUT' && e.value.length > 0) this.#configs.set(e.key, JSON.parse(dec.decode(e.value)) as DkimSigningConfig);
-          else this.#configs.delete(e.key);
-          // `delta`: the values still to come; 0 once the watch has caught up with the bucket.
-          if (!e.delta) loaded();
-        }
-      } catch (err) {
-        onError(err);
-      }
-    })();
-    await ready;
+    this.#mirror = new KvMirror(
+      kv,
+      (e) => (e.operation === 'PUT' && e.value.length > 0 ? (JSON.parse(dec.decode(e.value)) as DkimSigningConfig) : undefined),
+      onError,
+    );
   }
 
   async get(domain: string): Promise<DkimSigningConfig | undefined> {
-    await this.#ready;
-    return this.#configs.get(domain.toLowerCase());
+    await this.#mirror.ready;
+    return this.#mirror.values.get(domain.toLowerCase());
   }
 
   async any(): Promise<boolean> {
-    await this.#ready;
-    return this.#configs.size > 0;
+    await this.#mirror.ready;
+    return this.#mirror.values.size > 0;
   }
 
   stop(): void {
-    this.#stop?.();
+    this.#mirror.stop();
   }
 }

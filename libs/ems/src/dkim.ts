@@ -12,34 +12,24 @@ const notHere = (name: string) => () => {
   throw new EmsError(`${name} works on the cluster's DKIM keys, not the configuration: run it with transitctl ems`);
 };
 
-export const NEW_DKIM = {
-  name: 'New-DkimSigningConfig',
-  // Algorithm is Transit's: Exchange Online signs with RSA only.
-  params: { DomainName: 'string', Enabled: 'bool', KeySize: 'int', Algorithm: { one: ['rsa-sha256', 'ed25519-sha256'] } },
-  positional: 'DomainName',
-  output: 'DkimSigningConfig',
-  run: notHere('New-DkimSigningConfig'),
-} satisfies Cmdlet;
-export const ROTATE_DKIM = {
-  name: 'Rotate-DkimSigningConfig',
-  params: { Identity: 'string', KeySize: 'int', Confirm: 'bool' },
-  positional: 'Identity',
-  output: 'DkimSigningConfig',
-  run: notHere('Rotate-DkimSigningConfig'),
-} satisfies Cmdlet;
-export const SET_DKIM = {
-  name: 'Set-DkimSigningConfig',
-  params: { Identity: 'string', Enabled: 'bool', Confirm: 'bool' },
-  positional: 'Identity',
-  run: notHere('Set-DkimSigningConfig'),
-} satisfies Cmdlet;
-export const GET_DKIM = {
-  name: 'Get-DkimSigningConfig',
-  params: { Identity: 'string' },
-  positional: 'Identity',
-  output: 'DkimSigningConfig',
-  run: notHere('Get-DkimSigningConfig'),
-} satisfies Cmdlet;
+const cmdlet = (name: string, params: Cmdlet['params'], positional: string, output: boolean): Cmdlet => ({
+  name,
+  params,
+  positional,
+  ...(output ? { output: 'DkimSigningConfig' as const } : {}),
+  run: notHere(name),
+});
+
+// -Algorithm is Transit's: Exchange Online signs with RSA only.
+export const NEW_DKIM = cmdlet(
+  'New-DkimSigningConfig',
+  { DomainName: 'string', Enabled: 'bool', KeySize: 'int', Algorithm: { one: ['rsa-sha256', 'ed25519-sha256'] } },
+  'DomainName',
+  true,
+);
+export const ROTATE_DKIM = cmdlet('Rotate-DkimSigningConfig', { Identity: 'string', KeySize: 'int', Confirm: 'bool' }, 'Identity', true);
+export const SET_DKIM = cmdlet('Set-DkimSigningConfig', { Identity: 'string', Enabled: 'bool', Confirm: 'bool' }, 'Identity', false);
+export const GET_DKIM = cmdlet('Get-DkimSigningConfig', { Identity: 'string' }, 'Identity', true);
 
 export const DKIM_CMDLETS: Cmdlet[] = [NEW_DKIM, ROTATE_DKIM, SET_DKIM, GET_DKIM];
 
