@@ -4,6 +4,7 @@
  * `npm start`, `npm run cluster`, the integration tests and the benchmark, so all of them
  * run exactly what a user runs. Every process is a child ended by its own PID.
  */
+import { createHash } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { DEFAULT_HTTP_PORTS, ROLES, type Role } from '@transit/service';
@@ -114,18 +115,22 @@ export async function startLocalCluster(opts: ClusterOptions): Promise<LocalClus
   const roles = new Map<string, Supervised>();
   const natsNodes: Array<Supervised | undefined> = clientPorts.map(() => undefined);
   const offsets = [opts.portOffset, ...(opts.replicaPortOffsets ?? [])];
+  // Names of this cluster's own, the same on every start from this var directory: a NATS node of another local cluster (a test
+  // running beside this one, or one left behind) whose routes reach these ports is refused for its cluster name, and cannot
+  // pass for one of these nodes in the start check below by answering with the same server name.
+  const clusterId = createHash('sha256').update(varDir).digest('hex').slice(0, 8);
 
   const startNats = async (node = 0) => {
     const bin = findBinary('nats-server', ['/usr/sbin/nats-server', '/usr/bin/nats-server']);
     const dir = join(varDir, natsNodes.length > 1 ? `nats-${node}` : 'nats');
     await mkdir(dir, { recursive: true });
-    const serverName = `n${node}`;
+    const serverName = `t${clusterId}-n${node}`;
     const args = ['-a', host, '-p', String(clientPorts[node]), '-js', '-sd', dir, '--server_name', serverName];
     if (opts.natsCluster) {
       const routes = opts.natsCluster.routePorts;
       args.push(
         '--cluster_name',
-        'transit',
+        `transit-${clusterId}`,
         '--cluster',
         `nats://${host}:${routes[node]}`,
         '--routes',
