@@ -140,15 +140,24 @@ export async function startLocalCluster(opts: ClusterOptions): Promise<LocalClus
           .join(','),
       );
     }
+    // A node started again (a restart in a fault run) replaces its process: the earlier one must not live on unknown to stop().
+    const earlier = natsNodes[node];
+    if (earlier?.alive()) await killProcess(earlier);
     const p = startProcess(`nats-server-${node}`, bin, args, { logFile: join(logDir, natsNodes.length > 1 ? `nats-server-${node}.log` : 'nats-server.log') });
     natsNodes[node] = p;
     // Each port must answer with this server's INFO: a port another process holds accepts
     // connections too, and nats-server binds its route port after its client port and exits
     // if either bind fails, which would leave the cluster short of the peers R3 needs.
     const named = natsServerNamed(serverName);
-    await waitForPort(host, clientPorts[node]!, 15_000, `nats-server-${node}`, () => p.alive(), named);
-    const routePort = opts.natsCluster?.routePorts[node];
-    if (routePort !== undefined) await waitForPort(host, routePort, 15_000, `nats-server-${node} (route port)`, () => p.alive(), named);
+    try {
+      await waitForPort(host, clientPorts[node]!, 15_000, `nats-server-${node}`, () => p.alive(), named);
+      const routePort = opts.natsCluster?.routePorts[node];
+      if (routePort !== undefined) await waitForPort(host, routePort, 15_000, `nats-server-${node} (route port)`, () => p.alive(), named);
+    } catch (err) {
+      // Not started is stopped: a half-started node would go on routing to the others' ports after the caller gave up.
+      await killProcess(p);
+      throw err;
+    }
   };
   const redisBin = findBinary('redis-server', ['/usr/bin/redis-server', '/usr/sbin/redis-server']);
   const redisArgs = ['--port', String(opts.redisPort), '--bind', host, '--dir', join(varDir, 'redis'), '--save', ''];
