@@ -419,7 +419,8 @@ export const environmentSchema = z.object({
     default: '5',
     unit: 'count',
     readBy: 'outbound-proxy',
-    meaning: "SMTP connections an outbound proxy keeps open to one destination host (Exchange's MaxPerDomainOutboundConnections is per domain, 20)",
+    meaning:
+      'SMTP connections one outbound proxy opens to one destination host for one next hop; across all proxies a next hop gets at most MaxPerDomainOutboundConnections (TransportSettings or its send connector)',
   }),
   outboundMaxMessagesPerConnection: env(integer(1), {
     variable: 'TRANSIT_OUTBOUND_MAX_MESSAGES_PER_CONNECTION',

@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import { describe, expect, it } from 'vitest';
 import { DkimError, activeKey, newSigningConfig, privateKeyOf, rotate, txtRecord, unseal, zoneLine, type DkimSigningConfig } from './keys.ts';
-import { DkimSigner, fromDomain, signingCandidates, withSignature } from './sign.ts';
+import { DkimSigner, configsOf, fromDomain, signingCandidates, withSignature } from './sign.ts';
 
 const SECRET = 'the cluster secret';
 const now = new Date('2026-12-07T10:00:00Z');
@@ -24,7 +24,7 @@ const resolverFor =
   };
 
 async function signWith(config: DkimSigningConfig | undefined, raw = message) {
-  const signer = new DkimSigner((d) => Promise.resolve(config && d === config.Domain ? config : undefined), SECRET);
+  const signer = new DkimSigner(config ? configsOf(config) : configsOf(), SECRET);
   const signed = await signer.signature(() => Promise.resolve(Readable.from([raw])));
   if (!signed) return undefined;
   const chunks: Buffer[] = [];

@@ -18,5 +18,5 @@ export {
   type NewConfigOptions,
 } from './keys.ts';
 export { DkimStore, DkimWatcher } from './store.ts';
-export { DkimSigner, fromDomain, signingCandidates, withSignature, type Signature, type SigningLookup } from './sign.ts';
+export { DkimSigner, configsOf, fromDomain, signingCandidates, withSignature, type Signature, type SigningConfigs } from './sign.ts';
 export { dkimRow, runDkimRequest, zoneLines, type DkimRequest, type DkimResult, type DkimRow } from './request.ts';

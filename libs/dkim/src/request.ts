@@ -3,7 +3,18 @@
  * (Exchange Online's New-, Rotate-, Set- and Get-DkimSigningConfig), and running it on the
  * signing configurations in KV. The rows never hold a private key, sealed or not.
  */
-import { DkimError, activeKey, checkDomain, newSigningConfig, rotate, txtRecord, zoneLine, type DkimAlgorithm, type DkimSigningConfig } from './keys.ts';
+import {
+  DkimError,
+  activeKey,
+  checkDomain,
+  newSigningConfig,
+  rotate,
+  txtRecord,
+  zoneLine,
+  type DkimAlgorithm,
+  type DkimKey,
+  type DkimSigningConfig,
+} from './keys.ts';
 import type { DkimStore } from './store.ts';
 
 export type DkimRequest =
@@ -34,6 +45,10 @@ export type DkimRow = {
 export function dkimRow(c: DkimSigningConfig): DkimRow {
   const [k1, k2] = c.Keys;
   const active = activeKey(c);
+  const record = (k: DkimKey) => {
+    const r = txtRecord(c.Domain, k);
+    return `${r.name} TXT ${r.value}`;
+  };
   return {
     Identity: c.Domain,
     Domain: c.Domain,
@@ -44,10 +59,10 @@ export function dkimRow(c: DkimSigningConfig): DkimRow {
     KeySize: active.KeySize ?? 256,
     Selector1: k1.Selector,
     Selector1KeyCreationTime: k1.CreatedAt,
-    Selector1Record: `${txtRecord(c.Domain, k1).name} TXT ${txtRecord(c.Domain, k1).value}`,
+    Selector1Record: record(k1),
     Selector2: k2.Selector,
     Selector2KeyCreationTime: k2.CreatedAt,
-    Selector2Record: `${txtRecord(c.Domain, k2).name} TXT ${txtRecord(c.Domain, k2).value}`,
+    Selector2Record: record(k2),
     LastRotatedAt: c.LastRotatedAt ?? '',
   };
 }

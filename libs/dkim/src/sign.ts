@@ -36,7 +36,18 @@ export function signingCandidates(domain: string): string[] {
   return out;
 }
 
-export type SigningLookup = (domain: string) => Promise<DkimSigningConfig | undefined>;
+/** Where the signer finds configurations: the cluster's (DkimWatcher, store.ts) or a fixed set (`configsOf`). */
+export type SigningConfigs = {
+  get(domain: string): Promise<DkimSigningConfig | undefined>;
+  /** Whether any configuration exists at all; without one, no message is read to look for its From domain. */
+  any(): Promise<boolean>;
+};
+
+/** A fixed set of configurations, by domain. */
+export function configsOf(...configs: DkimSigningConfig[]): SigningConfigs {
+  const byDomain = new Map(configs.map((c) => [c.Domain, c]));
+  return { get: (domain) => Promise.resolve(byDomain.get(domain.toLowerCase())), any: () => Promise.resolve(byDomain.size > 0) };
+}
 
 /** A message's DKIM-Signature header field (with its CRLF), and who signed. */
 export type Signature = { header: string; domain: string; selector: string };
@@ -82,24 +93,20 @@ async function readHeader(body: Readable): Promise<{ header: Buffer; whole: Read
 }
 
 export class DkimSigner {
-  readonly #lookup: SigningLookup;
+  readonly #configs: SigningConfigs;
   readonly #secret: string | undefined;
   /** Unsealed private keys by domain, selector and sealed value: unsealing is done once per key. */
   readonly #keys = new Map<string, string>();
 
-  readonly #any: () => Promise<boolean>;
-
-  /** `any`: whether any configuration exists at all; without one, no message is read to look for its From domain. */
-  constructor(lookup: SigningLookup, secret: string | undefined, any: () => Promise<boolean> = () => Promise.resolve(true)) {
-    this.#lookup = lookup;
+  constructor(configs: SigningConfigs, secret: string | undefined) {
+    this.#configs = configs;
     this.#secret = secret;
-    this.#any = any;
   }
 
   /** The configuration that signs mail from `domain`, if any is enabled. */
   async configFor(domain: string): Promise<DkimSigningConfig | undefined> {
     for (const candidate of signingCandidates(domain)) {
-      const config = await this.#lookup(candidate);
+      const config = await this.#configs.get(candidate);
       if (config) return config.Enabled ? config : undefined;
     }
     return undefined;
@@ -114,7 +121,7 @@ export class DkimSigner {
    * have receivers refuse.
    */
   async signature(open: () => Promise<Readable>): Promise<Signature | undefined> {
-    if (!(await this.#any())) return undefined;
+    if (!(await this.#configs.any())) return undefined;
     const body = await open();
     try {
       const parts = await readHeader(body);

@@ -5,6 +5,7 @@
  * pure); transitctl runs it and hands the rows back to print, as for the queue cmdlets.
  */
 import type { DkimRequest } from '@transit/dkim';
+import { RSA_KEY_SIZES } from '@transit/dkim/keys';
 import { requireString, stringArg, type Args, type Cmdlet } from './binding.ts';
 import { EmsError } from './errors.ts';
 
@@ -36,7 +37,8 @@ export const DKIM_CMDLETS: Cmdlet[] = [NEW_DKIM, ROTATE_DKIM, SET_DKIM, GET_DKIM
 const keySize = (c: Cmdlet, args: Args): number | undefined => {
   const v = args.get('KeySize');
   if (v === undefined) return undefined;
-  if (typeof v !== 'number' || ![1024, 2048, 3072, 4096].includes(v)) throw new EmsError(`${c.name}: -KeySize must be 1024, 2048, 3072 or 4096`);
+  if (typeof v !== 'number' || !(RSA_KEY_SIZES as readonly number[]).includes(v))
+    throw new EmsError(`${c.name}: -KeySize must be ${RSA_KEY_SIZES.slice(0, -1).join(', ')} or ${RSA_KEY_SIZES.at(-1)}`);
   return v;
 };
 

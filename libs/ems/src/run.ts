@@ -123,47 +123,51 @@ export function emsTrackingRequest(line: string): EmsTrackingRequest | undefined
   };
 }
 
-/** A queue cmdlet line: the request to run on the cluster, and how to print what it returns. */
-export type EmsQueueRequest = { request: QueueRequest; warnings: string[]; render(objects: ReadonlyArray<Record<string, unknown>>): EmsOutput };
+/** A line whose data is the cluster's, not the configuration: the request transitctl runs there, and how to print what it returns. */
+export type EmsClusterRequest<R> = { request: R; warnings: string[]; render(rows: ReadonlyArray<Record<string, unknown>>): EmsOutput };
+export type EmsQueueRequest = EmsClusterRequest<QueueRequest>;
+export type EmsDkimRequest = EmsClusterRequest<DkimRequest>;
+
+/** `line` bound, when its cmdlet is one of `cmdlets` (`what` names them in the error a pipeline of them gets). */
+function clusterLine(line: string, cmdlets: readonly Cmdlet[], what: string) {
+  const { bound, readAs, warnings } = bindEmsLine(line);
+  const first = bound.stages[0];
+  if (!first || !cmdlets.includes(first.cmdlet)) return undefined;
+  if (bound.stages.length > 1) throw new EmsError(`${first.cmdlet.name}: pipelines of ${what} cmdlets are not supported; give each cmdlet -Identity`);
+  return { first, format: bound.format, warnings, bind: <R>(f: () => R) => withReading(readAs, f) };
+}
 
 /** The queue request of `line`, or undefined when the line is not a queue cmdlet. */
 export function emsQueueRequest(line: string): EmsQueueRequest | undefined {
-  const { bound, readAs, warnings } = bindEmsLine(line);
-  const first = bound.stages[0];
-  if (!first || !QUEUE_CMDLETS.includes(first.cmdlet)) return undefined;
-  if (bound.stages.length > 1) throw new EmsError(`${first.cmdlet.name}: pipelines of queue cmdlets are not supported; give each cmdlet -Identity`);
-  const request = withReading(readAs, () => queueRequest(first.cmdlet, first.args, warnings));
-  const kind = first.cmdlet.output ?? 'QueueActionResult';
+  const c = clusterLine(line, QUEUE_CMDLETS, 'queue');
+  if (!c) return undefined;
+  const request = c.bind(() => queueRequest(c.first.cmdlet, c.first.args, c.warnings));
+  const kind = c.first.cmdlet.output ?? 'QueueActionResult';
   return {
     request,
-    warnings,
+    warnings: c.warnings,
     render: (objects) => {
       const items = objects.map((o) => queueItem(kind, { ...o }));
       // An action's result has no default view: it prints as a list.
       return {
         objects: items.map((i) => i.row),
-        text: renderItems(items, kind === 'QueueActionResult' ? { ...bound.format, kind: 'list' } : bound.format, VIEWS),
+        text: renderItems(items, kind === 'QueueActionResult' ? { ...c.format, kind: 'list' } : c.format, VIEWS),
       };
     },
   };
 }
 
-/** A DKIM cmdlet line: the request to run on the cluster's signing configurations, and how to print its rows. */
-export type EmsDkimRequest = { request: DkimRequest; warnings: string[]; render(rows: ReadonlyArray<Record<string, unknown>>): EmsOutput };
-
 /** The DKIM request of `line`, or undefined when the line is not a DKIM cmdlet. */
 export function emsDkimRequest(line: string): EmsDkimRequest | undefined {
-  const { bound, readAs, warnings } = bindEmsLine(line);
-  const first = bound.stages[0];
-  if (!first || !DKIM_CMDLETS.includes(first.cmdlet)) return undefined;
-  if (bound.stages.length > 1) throw new EmsError(`${first.cmdlet.name}: pipelines of DKIM cmdlets are not supported; give each cmdlet -Identity`);
-  const request = withReading(readAs, () => dkimRequest(first.cmdlet, first.args));
+  const c = clusterLine(line, DKIM_CMDLETS, 'DKIM');
+  if (!c) return undefined;
+  const request = c.bind(() => dkimRequest(c.first.cmdlet, c.first.args));
   return {
     request,
-    warnings,
+    warnings: c.warnings,
     render: (rows) => {
       const items = rows.map((row) => ({ kind: 'DkimSigningConfig' as const, key: String(row.Domain), row: { ...row } }));
-      return { objects: items.map((i) => i.row), text: renderItems(items, bound.format, VIEWS) };
+      return { objects: items.map((i) => i.row), text: renderItems(items, c.format, VIEWS) };
     },
   };
 }

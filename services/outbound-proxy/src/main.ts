@@ -29,7 +29,7 @@ import {
 } from '@transit/bus';
 import { DkimSigner, DkimStore, withSignature, type Signature } from '@transit/dkim';
 import { decodeDeliveryItem, encodeDeliveryItem, type DeliveryItem } from '@transit/envelope';
-import { retrySchedule } from '@transit/config';
+import { retrySchedule, type SendConnector } from '@transit/config';
 import { submitDsn } from '@transit/ingest';
 import { ProtocolLog } from '@transit/logs';
 import { countDelivered, hopLabel, metrics, watchRedis } from '@transit/metrics';
@@ -60,11 +60,7 @@ await runService('outbound-proxy', async (ctx) => {
   };
   // DKIM: every signing configuration, kept current by a KV watch; nothing is read from NATS per message.
   const dkimConfigs = (await DkimStore.open(ctx.bus)).watch((err) => ctx.log.error({ err: (err as Error).message }, 'DKIM configuration watch ended'));
-  const dkim = new DkimSigner(
-    (domain) => dkimConfigs.get(domain),
-    ctx.settings.clusterSecret,
-    () => dkimConfigs.any(),
-  );
+  const dkim = new DkimSigner(dkimConfigs, ctx.settings.clusterSecret);
   const sendLog = new ProtocolLog({
     dir: join(ctx.settings.protocolLogDir, 'OutboundProxy', 'SmtpSend'),
     kind: 'Send',
@@ -93,10 +89,11 @@ await runService('outbound-proxy', async (ctx) => {
     };
     const groups = sendGroups(item.envelope.recipients, item.envelope.dsn);
     const found = await lookUpDestinations(hop);
-    // Signed once per attempt, after every change Transit makes to the message; a key that cannot be used fails the attempt.
+    // Signed once per attempt, after every change Transit makes to the message (not when there is nowhere to send it); a key
+    // that cannot be used fails the attempt.
     let signature: Signature | undefined;
     try {
-      signature = await dkim.signature(() => bodies.open(item.envelope.body));
+      if (!('failure' in found)) signature = await dkim.signature(() => bodies.open(item.envelope.body));
     } catch (err) {
       const reason = `451 4.7.0 DKIM signing failed: ${(err as Error).message}`;
       ctx.log.error({ id: item.envelope.id, err: (err as Error).message }, 'DKIM signing failed; the attempt is deferred');
@@ -117,7 +114,7 @@ await runService('outbound-proxy', async (ctx) => {
         tried =
           'failure' in found
             ? { results: classifyFailure(group.recipients, undefined, found.failure), unreachable: true }
-            : await attemptGroup(item, hop, group, found.destinations, signature, shaping);
+            : await attemptGroup(item, hop, connector, group, found.destinations, signature, shaping);
       } catch (err) {
         // Held back before anything was sent: the item waits its turn (handleClaimed), no attempt spent. After a first
         // transaction, the rest are deferred as any transient failure is.
@@ -139,13 +136,13 @@ await runService('outbound-proxy', async (ctx) => {
   async function attemptGroup(
     item: DeliveryItem,
     hop: Extract<DeliveryItem['hop'], { type: 'smtp' }>,
+    connector: SendConnector | undefined,
     group: SendGroup,
     destinations: Destination[],
     signature: Signature | undefined,
     shaping: Shaping,
   ): Promise<{ results: RecipientResult[]; unreachable: boolean }> {
     const { recipients } = group;
-    const connector = ctx.config.SendConnectors.find((c) => c.Name === hop.connector);
     const logging = connector?.ProtocolLoggingLevel === 'Verbose' ? { log: sendLog, connectorId: `${ctx.settings.nodeName}\\${connector.Name}` } : undefined;
     let last: RecipientResult[] = classifyFailure(recipients, undefined, 'no destination');
     for (const dest of destinations) {

@@ -5,7 +5,9 @@
  * which transitctl needs in its environment to make or rotate a key.
  */
 import { parseArgs } from 'node:util';
-import { DkimError, RSA_KEY_SIZES, zoneLines, type DkimRequest, type DkimResult } from '@transit/dkim';
+import type { Bus } from '@transit/bus';
+import { runtimeSettings } from '@transit/config';
+import { DkimStore, RSA_KEY_SIZES, runDkimRequest, zoneLines, type DkimRequest, type DkimResult } from '@transit/dkim';
 import { CliError, renderTable } from './objects.ts';
 
 export const DKIM_USAGE = `  transitctl dkim new --domain <d> [--algorithm rsa-sha256|ed25519-sha256] [--key-size 2048] [--selectors s1,s2] [--disabled]
@@ -87,14 +89,9 @@ export function parseDkimCommand(args: string[]): DkimCommand {
   }
 }
 
-/** A DkimError (a bad domain, no such configuration, a missing secret) is the administrator's to fix: shown without a stack. */
-export async function asCliError<T>(work: Promise<T>): Promise<T> {
-  try {
-    return await work;
-  } catch (err) {
-    if (err instanceof DkimError) throw new CliError(err.message);
-    throw err;
-  }
+/** Runs `request` on the cluster's signing configurations, sealing keys with this process's TRANSIT_CLUSTER_SECRET. */
+export async function runDkim(bus: Bus, request: DkimRequest): Promise<DkimResult> {
+  return runDkimRequest(await DkimStore.open(bus), request, runtimeSettings().clusterSecret);
 }
 
 /** The table (or the zone-file lines with `records`), then what to do next on stderr. */

@@ -17,8 +17,8 @@ import {
   type ConfigSnapshot,
   type OrganizationConfig,
 } from '@transit/config';
-import { DkimStore, runDkimRequest } from '@transit/dkim';
-import { EmsError, emsDkimRequest, emsQueueRequest, emsTrackingRequest, runEmsLine, splitEmsScript } from '@transit/ems';
+import { DkimError } from '@transit/dkim';
+import { EmsError, emsDkimRequest, emsQueueRequest, emsTrackingRequest, runEmsLine, splitEmsScript, type EmsOutput } from '@transit/ems';
 import { QueueError } from '@transit/queues';
 import { explainSession } from '@transit/policy';
 import { LeaseStore, rebuildShadowFromEvents } from '@transit/leases';
@@ -40,7 +40,7 @@ import {
 import { renderExplanation } from './explain.ts';
 import { parseTrackArgs } from './track.ts';
 import { parseQueueCommand, redisLeases, runQueueRequest } from './queue.ts';
-import { DKIM_USAGE, asCliError, parseDkimCommand, printDkim } from './dkim.ts';
+import { DKIM_USAGE, parseDkimCommand, printDkim, runDkim } from './dkim.ts';
 
 const USAGE = `transitctl — administer a Transit cluster (configuration lives in NATS KV; NATS_URL or --nats)
 
@@ -194,7 +194,7 @@ async function main(argv: string[]): Promise<number> {
     const command = parseDkimCommand(argv.slice(argv.indexOf(verb) + 1).filter((a) => a !== '--json' && !a.startsWith('--nats')));
     const s = await open(values.nats as string | undefined);
     try {
-      const result = await asCliError(runDkimRequest(await DkimStore.open(s.bus), command.request, runtimeSettings().clusterSecret));
+      const result = await runDkim(s.bus, command.request);
       printDkim(result, command.records, json, out, (t) => process.stderr.write(t));
       return 0;
     } finally {
@@ -346,46 +346,44 @@ async function main(argv: string[]): Promise<number> {
         const lines = rest.length > 0 ? [rest.join(' ')] : splitEmsScript(await readStdin());
         let config = current(s);
         let changed = false;
+        const warn = (warnings: readonly string[]) => {
+          for (const w of warnings) process.stderr.write(`WARNING: ${w}\n`);
+        };
+        const show = (output: EmsOutput) => {
+          if (json) out(JSON.stringify(output.objects, null, 2) + '\n');
+          else if (output.text) out(output.text + '\n');
+        };
         for (const line of lines) {
           // Get-MessageTrackingLog reads the event log: libs/ems binds it, the rows come from the bus.
           const tracking = emsTrackingRequest(line);
           if (tracking) {
-            for (const w of tracking.warnings) process.stderr.write(`WARNING: ${w}\n`);
-            const output = tracking.render(await readTracking(s.bus, tracking.query));
-            if (json) out(JSON.stringify(output.objects, null, 2) + '\n');
-            else if (output.text) out(output.text + '\n');
+            warn(tracking.warnings);
+            show(tracking.render(await readTracking(s.bus, tracking.query)));
             continue;
           }
           // And the DKIM cmdlets, on the signing configurations in KV.
           const dkim = emsDkimRequest(line);
           if (dkim) {
-            for (const w of dkim.warnings) process.stderr.write(`WARNING: ${w}\n`);
-            const result = await asCliError(runDkimRequest(await DkimStore.open(s.bus), dkim.request, runtimeSettings().clusterSecret));
-            const output = dkim.render(result.rows);
-            if (json) out(JSON.stringify(output.objects, null, 2) + '\n');
-            else if (output.text) out(output.text + '\n');
+            warn(dkim.warnings);
+            const result = await runDkim(s.bus, dkim.request);
+            show(dkim.render(result.rows));
             for (const n of result.notes) process.stderr.write(n + '\n');
             continue;
           }
           // So do the queue cmdlets: libs/ems binds them, transitctl runs them on the cluster.
           const queue = emsQueueRequest(line);
           if (queue) {
-            for (const w of queue.warnings) process.stderr.write(`WARNING: ${w}\n`);
+            warn(queue.warnings);
             const shadow = redisLeases(runtimeSettings().redisUrl, (w) => process.stderr.write(`WARNING: ${w}\n`));
-            const output = queue.render(
-              (
-                await runQueueRequest({ bus: s.bus, node: runtimeSettings().nodeName, config, leases: shadow.leases }, queue.request).finally(() =>
-                  shadow.close(),
-                )
-              ).objects,
+            const result = await runQueueRequest({ bus: s.bus, node: runtimeSettings().nodeName, config, leases: shadow.leases }, queue.request).finally(() =>
+              shadow.close(),
             );
-            if (json) out(JSON.stringify(output.objects, null, 2) + '\n');
-            else if (output.text) out(output.text + '\n');
+            show(queue.render(result.objects));
             continue;
           }
           // Get-TransportConfig shows the environment settings as this process reads them.
           const result = runEmsLine(line, config, process.env);
-          for (const w of result.warnings) process.stderr.write(`WARNING: ${w}\n`);
+          warn(result.warnings);
           if (json) out(JSON.stringify(result.output.objects, null, 2) + '\n');
           else if (result.output.text) out(result.output.text);
           config = result.config;
@@ -408,7 +406,14 @@ async function main(argv: string[]): Promise<number> {
 try {
   process.exitCode = await main(process.argv.slice(2));
 } catch (err) {
-  if (err instanceof CliError || err instanceof ConfigError || err instanceof EmsError || err instanceof ConfigConflictError || err instanceof QueueError) {
+  if (
+    err instanceof CliError ||
+    err instanceof ConfigError ||
+    err instanceof EmsError ||
+    err instanceof ConfigConflictError ||
+    err instanceof QueueError ||
+    err instanceof DkimError
+  ) {
     process.stderr.write(`transitctl: ${err.message}\n`);
     process.exitCode = 1;
   } else {
