@@ -51,7 +51,9 @@ describe('per-destination shaping', () => {
   it('holds a next hop to its connection limit across two outbound proxies, and delivers every message once', async () => {
     const marker = `shaped-${Date.now()}`;
     const count = 24;
-    await Promise.all(Array.from({ length: count }, (_, i) => relayOne(h, `r${i}@shaped.test`, `${marker}-${i}-`)));
+    // 8 sessions at a time: more than the hop's 2 connections, and fewer than the receive connector's 20 per source (a 21st gets 421 4.3.2).
+    for (let from = 0; from < count; from += 8)
+      await Promise.all(Array.from({ length: 8 }, (_, j) => from + j).map((i) => relayOne(h, `r${i}@shaped.test`, `${marker}-${i}-`)));
     await waitFor(() => (arrived(busy!, marker).length >= count ? true : undefined), { timeoutMs: 90_000, what: `${count} messages at the shaped sink` });
     expect(busy!.peakConnections()).toBeLessThanOrEqual(2);
     expect(busy!.peakConnections()).toBe(2);
